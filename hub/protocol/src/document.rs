@@ -1,0 +1,241 @@
+//! Kind detection and one-call verification of any protocol document, as the
+//! `aimarket-hub verify` CLI and the crawler need it. Never panics on any input.
+
+use std::fmt;
+
+use serde_json::Value;
+
+use crate::schema::{self, SchemaKind};
+use crate::signing::{self, PublicKey, ReceiptVersion};
+
+/// The signed (or signable) documents of the protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DocumentKind {
+    /// A capability manifest (v1 or federated v2), five-field canonical.
+    Manifest,
+    /// An invocation receipt, v1 or v2 canonical.
+    Receipt,
+    /// A federation announcement, three-field canonical.
+    Announce,
+    /// `/.well-known/ai-market.json`, whole-document signature (optional).
+    WellKnown,
+}
+
+impl DocumentKind {
+    /// Short lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Manifest => "manifest",
+            Self::Receipt => "receipt",
+            Self::Announce => "announce",
+            Self::WellKnown => "well-known",
+        }
+    }
+
+    /// The schema that applies to this kind.
+    pub fn schema(self) -> SchemaKind {
+        match self {
+            Self::Manifest => SchemaKind::Manifest,
+            Self::Receipt => SchemaKind::Receipt,
+            Self::Announce => SchemaKind::Announce,
+            Self::WellKnown => SchemaKind::WellKnown,
+        }
+    }
+}
+
+impl fmt::Display for DocumentKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Guesses the kind from the keys a document carries: `tools` → manifest; `nonce` with
+/// `product_id`/`capability_id`/`timestamp` → receipt; `hub_url` with `well_known_url` →
+/// announce; `manifest_url` or `protocol_versions` → well-known. `None` for anything else,
+/// including non-objects.
+pub fn detect(doc: &Value) -> Option<DocumentKind> {
+    let m = doc.as_object()?;
+    let has = |k: &str| m.contains_key(k);
+    if has("tools") {
+        Some(DocumentKind::Manifest)
+    } else if has("nonce") && (has("product_id") || has("capability_id") || has("timestamp")) {
+        Some(DocumentKind::Receipt)
+    } else if has("hub_url") && has("well_known_url") {
+        Some(DocumentKind::Announce)
+    } else if has("manifest_url") || has("protocol_versions") {
+        Some(DocumentKind::WellKnown)
+    } else {
+        None
+    }
+}
+
+/// What [`verify_any`] found.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VerifyReport {
+    /// Detected kind, `None` when the document is not recognised.
+    pub kind: Option<DocumentKind>,
+    /// Schema-valid and, if signed (or a kind that must be signed), the signature verifies.
+    pub valid: bool,
+    /// Why the document is invalid (`None` when valid).
+    pub reason: Option<String>,
+    /// Whether the document carries a signature.
+    pub signed: bool,
+    /// Base64 key the signature was checked with (given or embedded).
+    pub signer: Option<String>,
+    /// Receipts: the signed canonical version (1 or 2).
+    pub signature_version: Option<u8>,
+    /// Receipts: v2 fields present but not covered by a v1 signature (§7.3.4).
+    pub unsigned_fields: Vec<String>,
+    /// The canonical string the signature covers, when it could be built.
+    pub canonical: Option<String>,
+}
+
+impl VerifyReport {
+    fn invalid(mut self, reason: impl Into<String>) -> Self {
+        self.valid = false;
+        self.reason = Some(reason.into());
+        self
+    }
+}
+
+fn canonical_for(kind: DocumentKind, doc: &Value) -> Option<String> {
+    match kind {
+        DocumentKind::Manifest => signing::manifest_canonical(doc).ok(),
+        DocumentKind::Announce => signing::announce_canonical(doc).ok(),
+        DocumentKind::WellKnown => Some(signing::document_canonical(doc)),
+        DocumentKind::Receipt => {
+            let v2 = doc
+                .pointer("/signature/version")
+                .is_some_and(|v| v.as_u64() == Some(2) || v.as_str() == Some("2"));
+            if v2 {
+                signing::receipt_canonical_v2(doc).ok()
+            } else {
+                signing::receipt_canonical_v1(doc).ok()
+            }
+        }
+    }
+}
+
+/// Detects, schema-validates and signature-checks a document.
+///
+/// The key is `key` when given, else the one the document embeds (`signature.public_key`
+/// or `signer_public_key`); a signed document with neither is invalid ("no key").
+/// Manifests, receipts and announces must be signed. A well-known without a signature is
+/// valid when it passes its schema and is reported with `signed: false`. A v1-signed
+/// receipt carrying v2 fields is valid, with those fields in `unsigned_fields`.
+pub fn verify_any(doc: &Value, key: Option<&PublicKey>) -> VerifyReport {
+    let mut report = VerifyReport::default();
+    let Some(obj) = doc.as_object() else {
+        return report.invalid("not a JSON object");
+    };
+    let Some(kind) = detect(doc) else {
+        return report.invalid("unrecognised document: expected a manifest, receipt, federation announce or well-known");
+    };
+    report.kind = Some(kind);
+    report.canonical = canonical_for(kind, doc);
+    report.signed = obj.get("signature").is_some_and(|s| !s.is_null());
+
+    // The spec's announce carries a bare string signature; the schema describes the object
+    // form. Validate the string form as its object equivalent.
+    let schema_result = match (kind, obj.get("signature")) {
+        (DocumentKind::Announce, Some(Value::String(s))) => {
+            let mut copy = obj.clone();
+            copy.insert(
+                "signature".into(),
+                serde_json::json!({"algorithm": signing::ALGORITHM, "value": s}),
+            );
+            schema::validate(kind.schema(), &Value::Object(copy))
+        }
+        _ => schema::validate(kind.schema(), doc),
+    };
+    if let Err(e) = schema_result {
+        return report.invalid(e.to_string());
+    }
+
+    if !report.signed {
+        if kind == DocumentKind::WellKnown {
+            report.valid = true;
+            return report;
+        }
+        return report.invalid(format!("unsigned {kind}: a {kind} must carry a signature"));
+    }
+
+    let key = match key {
+        Some(k) => *k,
+        None => match signing::embedded_key(doc) {
+            Ok(Some(k)) => k,
+            Ok(None) => {
+                return report.invalid(
+                    "no key: pass a key or embed signature.public_key / signer_public_key",
+                );
+            }
+            Err(e) => return report.invalid(format!("embedded key: {e}")),
+        },
+    };
+    report.signer = Some(key.to_b64());
+
+    let result = match kind {
+        DocumentKind::Manifest => signing::verify_manifest(doc, &key),
+        DocumentKind::Announce => signing::verify_announce(doc, &key),
+        DocumentKind::WellKnown => signing::verify_document(doc, &key),
+        DocumentKind::Receipt => signing::verify_receipt(doc, &key).map(|check| {
+            report.signature_version = Some(check.version.number());
+            report.unsigned_fields = check.unsigned_fields;
+            if check.version == ReceiptVersion::V2 {
+                report.canonical = signing::receipt_canonical_v2(doc).ok();
+            }
+        }),
+    };
+    match result {
+        Ok(()) => {
+            report.valid = true;
+            report
+        }
+        Err(e) => report.invalid(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn detection_by_keys() {
+        assert_eq!(detect(&json!({"tools": []})), Some(DocumentKind::Manifest));
+        assert_eq!(
+            detect(&json!({"nonce": "n", "timestamp": "t"})),
+            Some(DocumentKind::Receipt)
+        );
+        assert_eq!(
+            detect(&json!({"hub_url": "a", "well_known_url": "b"})),
+            Some(DocumentKind::Announce)
+        );
+        assert_eq!(
+            detect(&json!({"manifest_url": "a"})),
+            Some(DocumentKind::WellKnown)
+        );
+        assert_eq!(detect(&json!({"nonce": "n"})), None);
+        assert_eq!(detect(&json!([1])), None);
+        assert_eq!(detect(&json!(null)), None);
+    }
+
+    #[test]
+    fn garbage_is_invalid_not_a_panic() {
+        for v in [
+            json!(null),
+            json!(1),
+            json!("s"),
+            json!([]),
+            json!({}),
+            json!({"tools": 5}),
+            json!({"nonce": {}, "timestamp": [], "signature": "x"}),
+            json!({"hub_url": 1, "well_known_url": null, "signature": 3}),
+        ] {
+            let r = verify_any(&v, None);
+            assert!(!r.valid, "{v}");
+            assert!(r.reason.is_some(), "{v}");
+        }
+    }
+}
