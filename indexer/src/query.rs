@@ -1,0 +1,301 @@
+//! Turning a [`SearchQuery`] into tantivy queries.
+//!
+//! The intent never goes through tantivy's query-language parser: it is analyzed with the
+//! index analyzer and the clauses are built directly, so no user text can be a syntax error.
+//!
+//! Text query (every clause optional, `Should`; a document must match at least one):
+//! - per query word: the best field match (`DisjunctionMax`, tie-breaker 0.3) over
+//!   capability-id words ×3, name ×2.5, description ×1, other text (product id, schema
+//!   properties, peer name, categories) ×0.5, each a BM25 term query;
+//! - concept aliases of the word ([`crate::synonyms`]) the same way, at 0.35 of the weight;
+//! - when there are 2..=8 words: the whole phrase (slop 1) on id ×2, name ×2, description ×1;
+//! - the last word (≥ 3 letters) as a prefix, constant score, on id/name ×1.5 and description
+//!   ×0.4, so `transl` finds `translate`;
+//! - typo variant only ([`TextPlan::fuzzy`]): words of ≥ 5 letters within edit distance 1
+//!   (≥ 8 letters: 2, transpositions cost 1), constant score, id/name ×1.2, description ×0.5.
+//!
+//! Filters are `Must` clauses with zero score, evaluated by tantivy inside the index:
+//! fast-field range queries for price, latency and trust, term queries for hub and category.
+
+use std::ops::Bound;
+
+use tantivy::Term;
+use tantivy::query::{
+    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, DisjunctionMaxQuery, EmptyQuery,
+    FuzzyTermQuery, Occur, PhraseQuery, Query, RangeQuery, TermQuery,
+};
+use tantivy::schema::{Field, IndexRecordOption};
+use tantivy::tokenizer::TextAnalyzer;
+
+use crate::analysis::{analyze, is_bigram_script};
+use crate::model::SearchQuery;
+use crate::schema::{Fields, normalize_category};
+use crate::synonyms::Synonyms;
+
+/// Most distinct words taken from one intent; the rest of a very long intent is ignored.
+const MAX_WORDS: usize = 24;
+/// Phrase clauses are built for intents of at most this many words.
+const MAX_PHRASE_WORDS: usize = 8;
+const DISMAX_TIE_BREAKER: f32 = 0.3;
+const SYNONYM_WEIGHT: f32 = 0.35;
+/// Bytes of intent analyzed at most (the HTTP layer allows 1,000 characters).
+const MAX_INTENT_BYTES: usize = 4096;
+
+/// The analyzed intent, ready to be turned into clauses.
+#[derive(Debug, Default)]
+pub(crate) struct Analyzed {
+    /// Stemmed words with their positions (stop words removed, positions kept).
+    words: Vec<(usize, String)>,
+    /// Surface form (lowercased, unstemmed) by position.
+    surface: Vec<(usize, String)>,
+}
+
+impl Analyzed {
+    pub fn new(intent: &str, text: &mut TextAnalyzer, surface: &mut TextAnalyzer) -> Self {
+        let mut end = intent.len().min(MAX_INTENT_BYTES);
+        while !intent.is_char_boundary(end) {
+            end -= 1;
+        }
+        let intent = &intent[..end];
+        let mut words = analyze(text, intent);
+        words.truncate(MAX_WORDS * 4);
+        Analyzed {
+            words,
+            surface: analyze(surface, intent),
+        }
+    }
+
+    /// True when nothing searchable is left (empty intent, punctuation, only stop words).
+    pub fn is_empty(&self) -> bool {
+        self.words.is_empty()
+    }
+
+    fn surface_at(&self, position: usize) -> Option<&str> {
+        self.surface.iter().find(|(p, _)| *p == position).map(|(_, s)| s.as_str())
+    }
+
+    /// Distinct stems in query order, with the character length of their surface form.
+    fn distinct(&self) -> Vec<(&str, usize)> {
+        let mut out: Vec<(&str, usize)> = Vec::new();
+        for (position, stem) in &self.words {
+            if out.len() >= MAX_WORDS {
+                break;
+            }
+            if !out.iter().any(|(s, _)| s == stem) {
+                let len = self.surface_at(*position).unwrap_or(stem).chars().count();
+                out.push((stem, len));
+            }
+        }
+        out
+    }
+}
+
+/// Text queries for one intent.
+pub(crate) struct TextPlan {
+    /// Exact terms, phrases, prefixes and synonyms.
+    pub exact: Box<dyn Query>,
+    /// `exact` plus typo-tolerant clauses, if any word is long enough for them.
+    pub fuzzy: Option<Box<dyn Query>>,
+}
+
+fn term_query(field: Field, text: &str) -> Box<dyn Query> {
+    Box::new(TermQuery::new(
+        Term::from_field_text(field, text),
+        IndexRecordOption::WithFreqs,
+    ))
+}
+
+fn boosted(query: Box<dyn Query>, boost: f32) -> Box<dyn Query> {
+    Box::new(BoostQuery::new(query, boost))
+}
+
+fn dismax(parts: Vec<Box<dyn Query>>) -> Box<dyn Query> {
+    Box::new(DisjunctionMaxQuery::with_tie_breaker(parts, DISMAX_TIE_BREAKER))
+}
+
+/// Best-field BM25 match of one stem.
+fn word_clause(fields: &Fields, stem: &str, weight: f32) -> Box<dyn Query> {
+    dismax(vec![
+        boosted(term_query(fields.id, stem), 3.0 * weight),
+        boosted(term_query(fields.name, stem), 2.5 * weight),
+        boosted(term_query(fields.description, stem), weight),
+        boosted(term_query(fields.extra, stem), 0.5 * weight),
+    ])
+}
+
+/// Constant-score automaton clause (prefix or fuzzy) over id, name and description.
+fn automaton_clause(
+    fields: &Fields,
+    make: impl Fn(Term) -> FuzzyTermQuery,
+    text: &str,
+    boosts: [f32; 3],
+) -> Box<dyn Query> {
+    let parts = [fields.id, fields.name, fields.description]
+        .into_iter()
+        .zip(boosts)
+        .map(|(field, boost)| {
+            let automaton = make(Term::from_field_text(field, text));
+            boosted(Box::new(ConstScoreQuery::new(Box::new(automaton), 1.0)), boost)
+        })
+        .collect();
+    dismax(parts)
+}
+
+fn is_alphabetic_word(word: &str) -> bool {
+    word.chars().all(|c| c.is_alphanumeric() && !is_bigram_script(c))
+        && word.chars().any(char::is_alphabetic)
+}
+
+/// Builds the text queries; `None` when the intent has no searchable word (browse).
+pub(crate) fn text_plan(fields: &Fields, synonyms: &Synonyms, analyzed: &Analyzed) -> Option<TextPlan> {
+    if analyzed.is_empty() {
+        return None;
+    }
+    let distinct = analyzed.distinct();
+    let stems: Vec<String> = distinct.iter().map(|(s, _)| (*s).to_string()).collect();
+    let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+    for (stem, _) in &distinct {
+        clauses.push((Occur::Should, word_clause(fields, stem, 1.0)));
+        for alias in synonyms.expand(stem, &stems) {
+            clauses.push((Occur::Should, word_clause(fields, alias, SYNONYM_WEIGHT)));
+        }
+    }
+    let words = &analyzed.words;
+    if (2..=MAX_PHRASE_WORDS).contains(&words.len()) {
+        let first = words[0].0;
+        for (field, boost) in [(fields.id, 2.0), (fields.name, 2.0), (fields.description, 1.0)] {
+            let terms = words
+                .iter()
+                .map(|(p, stem)| (p - first, Term::from_field_text(field, stem)))
+                .collect();
+            let phrase = PhraseQuery::new_with_offset_and_slop(terms, 1);
+            clauses.push((Occur::Should, boosted(Box::new(phrase), boost)));
+        }
+    }
+    if let Some(clause) = prefix_clause(fields, analyzed) {
+        clauses.push((Occur::Should, clause));
+    }
+    let fuzzy: Vec<Box<dyn Query>> = distinct
+        .iter()
+        .filter(|(stem, len)| *len >= 5 && is_alphabetic_word(stem))
+        .map(|(stem, len)| {
+            let distance = if *len >= 8 { 2 } else { 1 };
+            let make = |term| FuzzyTermQuery::new(term, distance, true);
+            automaton_clause(fields, make, stem, [1.2, 1.2, 0.5])
+        })
+        .collect();
+    let exact_clauses: Vec<(Occur, Box<dyn Query>)> =
+        clauses.iter().map(|(o, q)| (*o, q.box_clone())).collect();
+    let exact: Box<dyn Query> = Box::new(BooleanQuery::new(exact_clauses));
+    let fuzzy = (!fuzzy.is_empty()).then(|| {
+        clauses.extend(fuzzy.into_iter().map(|q| (Occur::Should, q)));
+        Box::new(BooleanQuery::new(clauses)) as Box<dyn Query>
+    });
+    Some(TextPlan { exact, fuzzy })
+}
+
+/// Prefix clause for the last word of the intent, if it is an alphabetic word of ≥ 3 letters.
+fn prefix_clause(fields: &Fields, analyzed: &Analyzed) -> Option<Box<dyn Query>> {
+    let (position, surface) = analyzed.surface.last()?;
+    // A trailing stop word ("… for") is not a word being typed worth expanding.
+    let (_, stem) = analyzed.words.iter().find(|(p, _)| p == position)?;
+    if surface.chars().count() < 3 || !is_alphabetic_word(surface) {
+        return None;
+    }
+    // The stem is usually a prefix of the surface form and then covers it.
+    let mut prefixes = vec![stem.as_str()];
+    if !surface.starts_with(stem.as_str()) {
+        prefixes.push(surface.as_str());
+    }
+    let parts = prefixes
+        .into_iter()
+        .map(|prefix| {
+            let make = |term| FuzzyTermQuery::new_prefix(term, 0, false);
+            automaton_clause(fields, make, prefix, [1.5, 1.5, 0.4])
+        })
+        .collect();
+    Some(dismax(parts))
+}
+
+/// Filter clauses; an impossible filter (NaN bound) yields a query matching nothing.
+pub(crate) fn filters(fields: &Fields, query: &SearchQuery, analyzer: &mut TextAnalyzer) -> Vec<Box<dyn Query>> {
+    let mut out: Vec<Box<dyn Query>> = Vec::new();
+    if let Some(budget) = query.budget {
+        out.push(upper_f64(fields.routed, budget));
+    }
+    if let Some(max) = query.max_latency_ms {
+        let bound = Bound::Included(Term::from_field_u64(fields.p50, max));
+        out.push(Box::new(RangeQuery::new(Bound::Unbounded, bound)));
+    }
+    if let Some(min) = query.min_trust {
+        out.push(lower_f64(fields.trust, min));
+    }
+    if let Some(hub) = &query.hub {
+        let term = Term::from_field_text(fields.hub, hub);
+        out.push(Box::new(TermQuery::new(term, IndexRecordOption::Basic)));
+    }
+    if let Some(category) = &query.category {
+        out.push(category_filter(fields, category, analyzer));
+    }
+    out
+}
+
+fn upper_f64(field: Field, max: f64) -> Box<dyn Query> {
+    if max.is_nan() || max == f64::NEG_INFINITY {
+        return Box::new(EmptyQuery);
+    }
+    if max == f64::INFINITY {
+        return Box::new(AllQuery);
+    }
+    let bound = Bound::Included(Term::from_field_f64(field, max));
+    Box::new(RangeQuery::new(Bound::Unbounded, bound))
+}
+
+fn lower_f64(field: Field, min: f64) -> Box<dyn Query> {
+    if min.is_nan() || min == f64::INFINITY {
+        return Box::new(EmptyQuery);
+    }
+    if min == f64::NEG_INFINITY {
+        return Box::new(AllQuery);
+    }
+    let bound = Bound::Included(Term::from_field_f64(field, min));
+    Box::new(RangeQuery::new(bound, Bound::Unbounded))
+}
+
+/// A declared category (exact, case-insensitive) or all of its words in the id or name.
+fn category_filter(fields: &Fields, category: &str, analyzer: &mut TextAnalyzer) -> Box<dyn Query> {
+    let declared = Term::from_field_text(fields.category, &normalize_category(category));
+    let mut either: Vec<(Occur, Box<dyn Query>)> = vec![(
+        Occur::Should,
+        Box::new(TermQuery::new(declared, IndexRecordOption::Basic)),
+    )];
+    let words: Vec<(Occur, Box<dyn Query>)> = analyze(analyzer, category)
+        .into_iter()
+        .take(MAX_WORDS)
+        .map(|(_, stem)| {
+            let in_id_or_name = BooleanQuery::union(vec![
+                term_query(fields.id, &stem),
+                term_query(fields.name, &stem),
+            ]);
+            (Occur::Must, Box::new(in_id_or_name) as Box<dyn Query>)
+        })
+        .collect();
+    if !words.is_empty() {
+        either.push((Occur::Should, Box::new(BooleanQuery::new(words))));
+    }
+    Box::new(BooleanQuery::new(either))
+}
+
+/// Combines the text query (or all documents) with zero-scored filters.
+pub(crate) fn with_filters(text: Option<Box<dyn Query>>, filters: &[Box<dyn Query>]) -> Box<dyn Query> {
+    let base = text.unwrap_or_else(|| Box::new(AllQuery));
+    if filters.is_empty() {
+        return base;
+    }
+    let mut clauses = vec![(Occur::Must, base)];
+    for filter in filters {
+        let zero = ConstScoreQuery::new(filter.box_clone(), 0.0);
+        clauses.push((Occur::Must, Box::new(zero) as Box<dyn Query>));
+    }
+    Box::new(BooleanQuery::new(clauses))
+}
