@@ -1,0 +1,67 @@
+//! The command line: `aimarket-hub [serve] | keygen | verify`.
+//!
+//! Each subcommand lives in its own module and returns an [`ExitCode`]; errors are printed
+//! to stderr as `error: …`. `serve` is the default, so `aimarket-hub --listen ADDR` works.
+//! Later subcommands (`crawl`, `peers`, `search`, `invoke`, `demo`) should take
+//! [`SettingsArgs`] (flattened) when they need the hub's configuration.
+
+mod keygen;
+mod serve;
+mod verify;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use keygen::KeygenArgs;
+pub use serve::SettingsArgs;
+pub use verify::VerifyArgs;
+
+use crate::telemetry::{self, LogFormat};
+
+/// AIMarket Protocol v2 federation hub.
+#[derive(Debug, Parser)]
+#[command(
+    name = "aimarket-hub",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    /// Log line format (logs go to stderr; the filter comes from RUST_LOG, default info).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "AIMARKET_LOG_FORMAT")]
+    pub log_format: LogFormat,
+
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// `serve` flags, also accepted without the `serve` subcommand.
+    #[command(flatten)]
+    pub serve: SettingsArgs,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the hub (the default).
+    Serve(SettingsArgs),
+    /// Write a new Ed25519 signing key (32-byte seed, mode 0600) and print its public key.
+    Keygen(KeygenArgs),
+    /// Check protocol documents (manifest, receipt, announce, well-known): schema and signature.
+    Verify(VerifyArgs),
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> ExitCode {
+    if let Err(e) = telemetry::init(cli.log_format, None) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
+    match cli.command {
+        None => serve::run(&cli.serve),
+        Some(Command::Serve(args)) => serve::run(&args),
+        Some(Command::Keygen(args)) => keygen::run(&args),
+        Some(Command::Verify(args)) => verify::run(&args),
+    }
+}

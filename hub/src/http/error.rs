@@ -1,0 +1,406 @@
+//! THE single place where errors become HTTP responses.
+//!
+//! Every handler returns `Result<_, ApiError>`. An [`ApiError`] carries an [`ErrorKind`] (a
+//! deliberately small set, the only thing that decides the HTTP status), a stable snake_case
+//! wire code (the body's `error` field, e.g. `capability_not_found`) and a human `detail`.
+//! Every error renders the protocol error body:
+//!
+//! ```json
+//! {"success": false, "error": "<code>", "detail": "...", "protocol_version": "v2"}
+//! ```
+//!
+//! plus any extra fields the caller attached (`with_field`). Lower crates' error enums are
+//! converted here (`impl From<…> for ApiError`), next to the mapping, so no other module
+//! chooses a status code. Please introduce new kinds thoughtfully; new wire codes go in
+//! [`code`].
+
+use std::fmt;
+
+use actix_web::body::{BodySize, BoxBody, MessageBody};
+use actix_web::dev::ServiceResponse;
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use serde_json::{Map, Value};
+
+use aimarket_protocol::error::ProtocolError;
+
+/// Stable wire codes (the body's `error` field). Clients switch on these; never rename one.
+pub mod code {
+    /// Generic malformed request (bad query or path parameter, invalid value).
+    pub const BAD_REQUEST: &str = "bad_request";
+    /// The request body is not valid JSON or does not have the expected shape.
+    pub const INVALID_JSON: &str = "invalid_json";
+    /// No such route or resource.
+    pub const NOT_FOUND: &str = "not_found";
+    /// The route exists but not for this method.
+    pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
+    /// The body is larger than this endpoint accepts.
+    pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
+    /// The body's content type is not accepted here.
+    pub const UNSUPPORTED_MEDIA_TYPE: &str = "unsupported_media_type";
+    /// No or unknown credentials (admin endpoints without a configured/presented token).
+    pub const UNAUTHORIZED: &str = "unauthorized";
+    /// Credentials presented but not sufficient.
+    pub const FORBIDDEN: &str = "forbidden";
+    /// Too many requests; see `Retry-After`.
+    pub const RATE_LIMITED: &str = "rate_limited";
+    /// A bug or an infrastructure failure on this hub; details are logged, not returned.
+    pub const INTERNAL_ERROR: &str = "internal_error";
+    /// A dependency of this hub (database, Redis) is temporarily unavailable.
+    pub const UNAVAILABLE: &str = "service_unavailable";
+    /// A protocol document (manifest, receipt, announce, …) is invalid or badly signed.
+    pub const INVALID_DOCUMENT: &str = "invalid_document";
+}
+
+/// The restricted set of error classes; each maps to exactly one HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// 400: the request is malformed or a value is invalid.
+    BadRequest,
+    /// 401: authentication missing or unknown.
+    Unauthorized,
+    /// 402: payment required or insufficient.
+    PaymentRequired,
+    /// 403: authenticated/understood but not allowed.
+    Forbidden,
+    /// 404: no such resource.
+    NotFound,
+    /// 405: wrong method for an existing route.
+    MethodNotAllowed,
+    /// 409: conflicts with the current state (idempotency key reuse, price limit, …).
+    Conflict,
+    /// 413: body too large.
+    PayloadTooLarge,
+    /// 415: unsupported content type.
+    UnsupportedMediaType,
+    /// 429: rate limited or a bound reached.
+    TooManyRequests,
+    /// 500: a bug or unexpected failure inside this hub.
+    Internal,
+    /// 502: an upstream (provider, peer) answered badly.
+    BadGateway,
+    /// 503: a dependency of this hub is unavailable.
+    Unavailable,
+    /// 504: an upstream did not answer in time.
+    GatewayTimeout,
+}
+
+impl ErrorKind {
+    /// The HTTP status of this kind: the only kind → status mapping in the hub.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::BadRequest => StatusCode::BAD_REQUEST,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::PaymentRequired => StatusCode::PAYMENT_REQUIRED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict => StatusCode::CONFLICT,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::BadGateway => StatusCode::BAD_GATEWAY,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+}
+
+/// An error on its way to the client. Build with [`ApiError::new`] or a shortcut, optionally
+/// add fields or `Retry-After`, and return it from a handler.
+pub struct ApiError {
+    kind: ErrorKind,
+    code: &'static str,
+    detail: String,
+    extra: Map<String, Value>,
+    retry_after_s: Option<u64>,
+    /// What really happened, for logs only (internal errors hide it from clients).
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl ApiError {
+    /// An error of `kind` with wire `code` and a human `detail`.
+    pub fn new(kind: ErrorKind, code: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            kind,
+            code,
+            detail: detail.into(),
+            extra: Map::new(),
+            retry_after_s: None,
+            source: None,
+        }
+    }
+
+    /// 400 `bad_request`.
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(ErrorKind::BadRequest, code::BAD_REQUEST, detail)
+    }
+
+    /// 404 with the given code (`not_found`, `capability_not_found`, …).
+    pub fn not_found(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, code, detail)
+    }
+
+    /// 401 `unauthorized`.
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unauthorized, code::UNAUTHORIZED, detail)
+    }
+
+    /// 403 `forbidden`.
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Forbidden, code::FORBIDDEN, detail)
+    }
+
+    /// 500 `internal_error`. The client sees only a generic detail; `source` is logged with
+    /// its whole cause chain when the response is rendered.
+    pub fn internal(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        let mut error = Self::new(ErrorKind::Internal, code::INTERNAL_ERROR, "internal error");
+        error.source = Some(source.into());
+        error
+    }
+
+    /// Adds a field to the body (e.g. both prices of a `price_limit_exceeded`). The four
+    /// standard fields cannot be overridden.
+    pub fn with_field(mut self, key: &str, value: impl Into<Value>) -> Self {
+        if !matches!(key, "success" | "error" | "detail" | "protocol_version") {
+            self.extra.insert(key.to_owned(), value.into());
+        }
+        self
+    }
+
+    /// Adds a `Retry-After` header (seconds), for 429 and 503.
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after_s = Some(seconds);
+        self
+    }
+
+    /// The error class.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The wire code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// The human detail.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
+    /// The protocol error body.
+    pub fn body(&self) -> Value {
+        let mut body = self.extra.clone();
+        body.insert("success".into(), Value::Bool(false));
+        body.insert("error".into(), Value::from(self.code));
+        body.insert("detail".into(), Value::from(self.detail.as_str()));
+        body.insert("protocol_version".into(), Value::from("v2"));
+        Value::Object(body)
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.detail)
+    }
+}
+
+impl fmt::Debug for ApiError {
+    /// Prints the whole cause chain, so a logged internal error says what really failed.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")?;
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = match &self.source {
+            Some(source) => Some(source.as_ref()),
+            None => None,
+        };
+        while let Some(c) = cause {
+            write!(f, "\n  caused by: {c}")?;
+            cause = c.source();
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ApiError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.source {
+            Some(source) => Some(source.as_ref()),
+            None => None,
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.kind.status()
+    }
+
+    fn error_response(&self) -> HttpResponse<BoxBody> {
+        if self.kind == ErrorKind::Internal {
+            tracing::error!(error = ?self, "request failed with an internal error");
+        }
+        let mut response = HttpResponse::build(self.status_code());
+        if let Some(seconds) = self.retry_after_s {
+            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+        }
+        response.json(self.body())
+    }
+}
+
+impl From<ProtocolError> for ApiError {
+    /// A protocol error is always about a document the client sent: 400 with its message.
+    fn from(error: ProtocolError) -> Self {
+        Self::new(
+            ErrorKind::BadRequest,
+            code::INVALID_DOCUMENT,
+            error.to_string(),
+        )
+        .with_field("reason", error.code())
+    }
+}
+
+/// Turns actix's JSON body errors into the protocol body: 413/415 when the transport is wrong,
+/// 400 `invalid_json` otherwise. Never a 500 for bad input.
+fn json_error(error: actix_web::error::JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    use actix_web::error::JsonPayloadError as E;
+    let api = match &error {
+        E::OverflowKnownLength { .. } | E::Overflow { .. } => ApiError::new(
+            ErrorKind::PayloadTooLarge,
+            code::PAYLOAD_TOO_LARGE,
+            error.to_string(),
+        ),
+        E::ContentType => ApiError::new(
+            ErrorKind::UnsupportedMediaType,
+            code::UNSUPPORTED_MEDIA_TYPE,
+            "expected Content-Type: application/json",
+        ),
+        _ => ApiError::new(ErrorKind::BadRequest, code::INVALID_JSON, error.to_string()),
+    };
+    api.into()
+}
+
+/// Bad query strings become 400 `bad_request` naming the problem.
+fn query_error(error: actix_web::error::QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    ApiError::bad_request(format!("invalid query parameters: {error}")).into()
+}
+
+/// Bad path segments become 400 `bad_request`.
+fn path_error(error: actix_web::error::PathError, _req: &HttpRequest) -> actix_web::Error {
+    ApiError::bad_request(format!("invalid path parameter: {error}")).into()
+}
+
+/// Default JSON body limit for endpoints that do not set their own.
+pub const DEFAULT_JSON_LIMIT: usize = 1024 * 1024;
+
+/// Registers the extractor error handlers above as app data.
+pub fn configure_extractors(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(DEFAULT_JSON_LIMIT)
+            .error_handler(json_error),
+    )
+    .app_data(web::QueryConfig::default().error_handler(query_error))
+    .app_data(web::PathConfig::default().error_handler(path_error));
+}
+
+/// The answer for unknown paths.
+pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found(
+        code::NOT_FOUND,
+        format!("no route for {} {}", req.method(), req.path()),
+    ))
+}
+
+/// Middleware that gives actix's own bare error responses (a 405 from a resource with no
+/// matching method, say) the protocol body. Only responses with an empty body and no
+/// `Content-Type` are rewritten, so relayed upstream errors pass through verbatim.
+pub fn error_handlers<B: MessageBody + 'static>() -> ErrorHandlers<B> {
+    ErrorHandlers::new().default_handler(render_bare_error)
+}
+
+fn render_bare_error<B: MessageBody + 'static>(
+    res: ServiceResponse<B>,
+) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let bare = !res.headers().contains_key(header::CONTENT_TYPE)
+        && matches!(
+            res.response().body().size(),
+            BodySize::None | BodySize::Sized(0)
+        );
+    if !bare {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let status = res.status();
+    let (kind, code) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => (ErrorKind::MethodNotAllowed, code::METHOD_NOT_ALLOWED),
+        StatusCode::NOT_FOUND => (ErrorKind::NotFound, code::NOT_FOUND),
+        StatusCode::PAYLOAD_TOO_LARGE => (ErrorKind::PayloadTooLarge, code::PAYLOAD_TOO_LARGE),
+        s if s.is_client_error() => (ErrorKind::BadRequest, code::BAD_REQUEST),
+        _ => (ErrorKind::Internal, code::INTERNAL_ERROR),
+    };
+    let detail = match status.canonical_reason() {
+        Some(reason) => reason.to_owned(),
+        None => status.to_string(),
+    };
+    let api = ApiError::new(kind, code, detail);
+    let (req, _) = res.into_parts();
+    let mut response = api.error_response();
+    // Keep the real status (e.g. 408, 431) when it is not one of our kinds.
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(ErrorHandlerResponse::Response(
+        ServiceResponse::new(req, response).map_into_right_body(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn body_has_the_protocol_shape() {
+        let e = ApiError::new(ErrorKind::Conflict, "price_limit_exceeded", "too dear")
+            .with_field("routed_price_usd", 0.404)
+            .with_field("success", true);
+        assert_eq!(e.status_code(), StatusCode::CONFLICT);
+        let body = e.body();
+        assert_eq!(body["success"], false);
+        assert_eq!(body["error"], "price_limit_exceeded");
+        assert_eq!(body["detail"], "too dear");
+        assert_eq!(body["protocol_version"], "v2");
+        assert_eq!(body["routed_price_usd"], 0.404);
+    }
+
+    #[test]
+    fn internal_errors_hide_the_cause_but_debug_shows_it() {
+        let io = std::io::Error::other("disk on fire");
+        let e = ApiError::internal(io);
+        assert_eq!(e.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!e.body().to_string().contains("disk on fire"));
+        assert!(format!("{e:?}").contains("disk on fire"));
+    }
+
+    #[test]
+    fn retry_after_header() {
+        let e = ApiError::new(ErrorKind::TooManyRequests, code::RATE_LIMITED, "slow down")
+            .with_retry_after(7);
+        let r = e.error_response();
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(r.headers().get(header::RETRY_AFTER).unwrap(), "7");
+    }
+
+    #[test]
+    fn protocol_errors_are_bad_requests_with_their_reason() {
+        let e = ApiError::from(ProtocolError::MissingField("nonce"));
+        assert_eq!(e.status_code(), StatusCode::BAD_REQUEST);
+        assert_eq!(e.body()["reason"], "missing_field");
+        assert!(e.detail().contains("nonce"));
+    }
+}

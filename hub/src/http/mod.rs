@@ -1,0 +1,75 @@
+//! The actix layer: routing, extractor configuration, middleware. Nothing here decides
+//! business rules; handlers parse input into typed values and call into the library.
+//!
+//! Each area has its own module with a `configure(cfg: &mut web::ServiceConfig)` that
+//! registers its routes; [`configure`] composes them. To add an area: create
+//! `http/<area>.rs` with `pub fn configure(cfg)`, declare it below and call it from
+//! [`configure`]. Handlers return `Result<_, error::ApiError>`.
+//!
+//! Register routes as `web::resource(path).route(web::get().to(handler))` rather than
+//! `cfg.route(path, …)`: a resource answers a wrong method with 405 (rendered in the protocol
+//! shape), while `cfg.route` falls through to the 404 fallback.
+
+pub mod error;
+pub mod health;
+pub mod well_known;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::middleware::{Next, from_fn};
+use actix_web::{App, web};
+
+use crate::state::AppState;
+
+/// Registers every route, the extractor error handlers and the 404 fallback.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    error::configure_extractors(cfg);
+    health::configure(cfg);
+    well_known::configure(cfg);
+    cfg.default_service(web::to(error::not_found));
+}
+
+/// The complete application for one worker: state, middleware and routes. Used by the real
+/// server and by in-process tests (`actix_web::test::init_service(http::app(state))`).
+///
+/// Middleware order (outermost first): request log, then the bare-error renderer.
+pub fn app(
+    state: web::Data<AppState>,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(state)
+        .wrap(error::error_handlers())
+        .wrap(from_fn(log_request))
+        .configure(configure)
+}
+
+/// Logs each request at debug level (method, path, status, microseconds). The level check is
+/// a cheap atomic load when debug logging is off, which matters for the search hot path.
+async fn log_request(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return next.call(req).await;
+    }
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let path = req.path().to_owned();
+    let response = next.call(req).await?;
+    tracing::debug!(
+        %method,
+        path,
+        status = response.status().as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    Ok(response)
+}

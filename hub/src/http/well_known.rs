@@ -1,0 +1,149 @@
+//! `GET /.well-known/ai-market.json`: the hub's signed discovery document (spec §2.1).
+//!
+//! Peers fetch this on a timer, so it is rendered and signed once per catalog generation and
+//! served from memory with an `ETag`; `If-None-Match` answers 304 without a body.
+
+use std::sync::{Arc, RwLock};
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+use bytes::Bytes;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use aimarket_protocol::signing::sign_document;
+
+use crate::http::error::ApiError;
+use crate::state::{AppState, CatalogSummary};
+
+/// Path of the document.
+pub const PATH: &str = "/.well-known/ai-market.json";
+/// Minimum trust score a peer needs to be listed (published in `federation`).
+pub const MIN_TRUST_SCORE: f64 = 0.3;
+/// Chains and tokens this hub accepts payments on.
+pub const SUPPORTED_CHAINS: &[&str] = &["base"];
+/// Tokens accepted on those chains.
+pub const SUPPORTED_TOKENS: &[&str] = &["USDC", "USDT"];
+/// Browsers, proxies and crawlers may reuse the document for a minute.
+const CACHE_CONTROL: &str = "public, max-age=60";
+
+/// Registers the well-known route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource(PATH).route(web::get().to(get_well_known)));
+}
+
+/// A signed document ready to serve.
+#[derive(Debug)]
+pub struct Rendered {
+    /// Catalog generation it was rendered at.
+    pub generation: u64,
+    /// The exact response body.
+    pub body: Bytes,
+    /// Strong entity tag (quoted) derived from the body.
+    pub etag: String,
+}
+
+/// The last rendered document, replaced when the catalog generation moves on.
+#[derive(Debug, Default)]
+pub struct WellKnownCache {
+    current: RwLock<Option<Arc<Rendered>>>,
+}
+
+impl WellKnownCache {
+    fn get(&self, generation: u64) -> Option<Arc<Rendered>> {
+        // A poisoned lock only means a panic elsewhere while holding it; the value is an
+        // immutable Arc, so it is still sound to read or replace.
+        let guard = self.current.read().unwrap_or_else(|e| e.into_inner());
+        guard
+            .as_ref()
+            .filter(|r| r.generation == generation)
+            .cloned()
+    }
+
+    fn put(&self, rendered: Arc<Rendered>) {
+        let mut guard = self.current.write().unwrap_or_else(|e| e.into_inner());
+        // Never replace a newer render with an older one (two renders can race).
+        if guard
+            .as_ref()
+            .is_none_or(|r| r.generation <= rendered.generation)
+        {
+            *guard = Some(rendered);
+        }
+    }
+}
+
+/// The unsigned document, built from settings, the key and the catalog summary.
+pub fn document(state: &AppState, summary: &CatalogSummary) -> Value {
+    let settings = &state.settings;
+    let seed_list: Vec<String> = settings.seeds.iter().map(|s| s.url.to_string()).collect();
+    json!({
+        "name": settings.name,
+        "protocol_versions": ["v1", "v2", "mcp"],
+        "hub_version": env!("CARGO_PKG_VERSION"),
+        "mcp_endpoint": state.public_url.join("/ai-market/mcp"),
+        "manifest_url": state.public_url.join("/ai-market/v2/manifest"),
+        "products_count": summary.products_count,
+        "capabilities_count": summary.capabilities_count,
+        "federated_capabilities_count": summary.federated_capabilities_count,
+        "supported_chains": SUPPORTED_CHAINS,
+        "supported_tokens": SUPPORTED_TOKENS,
+        "signer_public_key": state.signing_key.public_key().to_b64(),
+        "federation": {
+            "crawl_interval_s": settings.crawl_interval_s,
+            "routing_fee_bps": settings.routing_fee_bps,
+            "min_trust_score": MIN_TRUST_SCORE,
+            "seed_list": seed_list,
+        },
+        "peers": summary.peers,
+    })
+}
+
+/// The signed document for the current catalog generation, rendering it if needed.
+pub async fn rendered(state: &AppState) -> Result<Arc<Rendered>, ApiError> {
+    let generation = state.catalog_generation();
+    if let Some(hit) = state.well_known.get(generation) {
+        return Ok(hit);
+    }
+    let summary = state.catalog_summary().await?;
+    let mut doc = document(state, &summary);
+    sign_document(&mut doc, &state.signing_key).map_err(ApiError::internal)?;
+    let body = Bytes::from(serde_json::to_vec(&doc).map_err(ApiError::internal)?);
+    let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&body))[..32]);
+    let rendered = Arc::new(Rendered {
+        generation,
+        body,
+        etag,
+    });
+    state.well_known.put(rendered.clone());
+    Ok(rendered)
+}
+
+/// Whether an `If-None-Match` header matches `etag` (weak comparison, as RFC 9110 requires
+/// for this header).
+fn if_none_match_hits(req: &HttpRequest, etag: &str) -> bool {
+    req.headers()
+        .get_all(header::IF_NONE_MATCH)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|tag| tag.trim())
+        .any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag)
+}
+
+async fn get_well_known(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let doc = rendered(&state).await?;
+    let etag = HeaderValue::from_str(&doc.etag).map_err(ApiError::internal)?;
+    if if_none_match_hits(&req, &doc.etag) {
+        return Ok(HttpResponse::NotModified()
+            .insert_header((header::ETAG, etag))
+            .insert_header((header::CACHE_CONTROL, CACHE_CONTROL))
+            .finish());
+    }
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header((header::ETAG, etag))
+        .insert_header((header::CACHE_CONTROL, CACHE_CONTROL))
+        .body(doc.body.clone()))
+}

@@ -1,0 +1,14 @@
+//! aimarket-hub: an AIMarket Protocol v2 federation hub.
+//!
+//! The binary is a thin shell over this library ([`cli`]); everything is reachable from tests.
+//! [`startup::Application`] is the composition root, [`settings::Settings`] the one typed
+//! configuration, [`state::AppState`] what handlers share, and [`http`] the actix layer with
+//! the single error-to-HTTP mapping in [`http::error`].
+
+pub mod cli;
+pub mod http;
+pub mod settings;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,232 @@
+//! The composition root: turns [`Settings`] into a running server.
+//!
+//! [`Application::build`] binds the listener first (so port 0 works and the real port is
+//! known before anything else), then prepares the data dir and the signing key, builds the
+//! shared [`AppState`] and starts actix on the bound listener. Nothing is served until
+//! [`Application::run_until_stopped`] is awaited (or the server future is spawned).
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{HttpServer, web};
+use aimarket_protocol::ProtocolError;
+use aimarket_protocol::signing::KeyPair;
+
+use crate::http;
+use crate::settings::{PublicUrl, Settings, SettingsError};
+use crate::state::{AppState, Components};
+
+/// How long a graceful stop (Ctrl-C, SIGTERM) waits for in-flight requests.
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the hub could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The settings do not validate.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    /// The listen address cannot be bound (in use, no permission, not local).
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The configured address.
+        addr: SocketAddr,
+        /// The operating-system error.
+        source: std::io::Error,
+    },
+    /// The data dir cannot be created.
+    #[error("cannot create data dir {}: {source}", path.display())]
+    DataDir {
+        /// The configured directory.
+        path: PathBuf,
+        /// The operating-system error.
+        source: std::io::Error,
+    },
+    /// The signing key cannot be loaded or created.
+    #[error("signing key {}: {source}", path.display())]
+    SigningKey {
+        /// The key file.
+        path: PathBuf,
+        /// What went wrong.
+        source: ProtocolError,
+    },
+    /// The HTTP server could not be started on the listener.
+    #[error("cannot start the HTTP server: {0}")]
+    Server(std::io::Error),
+}
+
+/// A built, not yet running hub.
+pub struct Application {
+    local_addr: SocketAddr,
+    state: web::Data<AppState>,
+    server: Server,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("local_addr", &self.local_addr)
+            .field("public_url", &self.state.public_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The default public URL: where the hub is actually reachable on the bound address.
+fn public_url_for(addr: SocketAddr) -> PublicUrl {
+    format!("http://{addr}")
+        .parse()
+        .expect("http://<socket address> is always a valid public URL")
+}
+
+impl Application {
+    /// Binds, prepares the data dir and key, and starts the server (not yet polled).
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        settings.validate()?;
+        let listener = TcpListener::bind(settings.listen).map_err(|source| StartupError::Bind {
+            addr: settings.listen,
+            source,
+        })?;
+        let local_addr = listener.local_addr().map_err(|source| StartupError::Bind {
+            addr: settings.listen,
+            source,
+        })?;
+        let public_url = match &settings.public_url {
+            Some(url) => url.clone(),
+            None => {
+                if local_addr.ip().is_unspecified() {
+                    tracing::warn!(
+                        %local_addr,
+                        "listening on an unspecified address without AIMARKET_PUBLIC_URL; \
+                         peers will be told an address they cannot reach"
+                    );
+                }
+                public_url_for(local_addr)
+            }
+        };
+
+        std::fs::create_dir_all(&settings.data_dir).map_err(|source| StartupError::DataDir {
+            path: settings.data_dir.clone(),
+            source,
+        })?;
+        let key_path = settings.signing_key_path();
+        let (signing_key, created) =
+            KeyPair::load_or_create(&key_path).map_err(|source| StartupError::SigningKey {
+                path: key_path.clone(),
+                source,
+            })?;
+        if created {
+            tracing::info!(path = %key_path.display(), "created a new hub signing key");
+        }
+        tracing::info!(
+            %local_addr,
+            public_url = %public_url,
+            public_key = %signing_key.public_key().to_b64(),
+            database = %settings.database().backend().as_str(),
+            "hub configured"
+        );
+
+        let state = web::Data::new(AppState::new(Components {
+            settings,
+            public_url,
+            signing_key,
+        }));
+        let server_state = state.clone();
+        let server = HttpServer::new(move || http::app(server_state.clone()))
+            .shutdown_timeout(SHUTDOWN_TIMEOUT.as_secs())
+            // Signals are handled in `run_until_stopped`, so that Ctrl-C drains gracefully
+            // and embedding (tests) never takes over the process's signal handlers.
+            .disable_signals()
+            .listen(listener)
+            .map_err(StartupError::Server)?
+            .run();
+        Ok(Self {
+            local_addr,
+            state,
+            server,
+        })
+    }
+
+    /// The address actually bound (the real port when the settings asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The port actually bound.
+    pub fn port(&self) -> u16 {
+        self.local_addr.port()
+    }
+
+    /// The public base URL the hub advertises.
+    pub fn public_url(&self) -> &PublicUrl {
+        &self.state.public_url
+    }
+
+    /// The shared state (for tests and in-process tools).
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    /// A handle that stops the server: `handle.stop(true).await` drains in-flight requests,
+    /// `stop(false)` drops them.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until stopped by Ctrl-C, SIGTERM or a [`ServerHandle`]. The first signal drains
+    /// in-flight requests (up to [`SHUTDOWN_TIMEOUT`]); a second one stops at once.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let watcher = tokio::spawn(async move {
+            wait_for_shutdown_signal().await;
+            tracing::info!("shutdown signal received; draining in-flight requests");
+            let graceful = handle.stop(true);
+            tokio::select! {
+                () = graceful => {}
+                () = wait_for_shutdown_signal() => {
+                    tracing::warn!("second shutdown signal; stopping now");
+                    handle.stop(false).await;
+                }
+            }
+        });
+        let result = self.server.await;
+        watcher.abort();
+        result
+    }
+
+    /// The server future without signal handling, for embedding: spawn it and stop it with
+    /// [`Application::handle`]. Tests use this so the test process keeps its own Ctrl-C.
+    pub fn into_server(self) -> Server {
+        self.server
+    }
+}
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM. If a handler cannot be installed the error is
+/// logged and that signal is simply not awaited.
+async fn wait_for_shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
