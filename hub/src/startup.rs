@@ -72,6 +72,14 @@ impl std::fmt::Debug for Application {
     }
 }
 
+/// Installs rustls' `ring` provider as the process default. reqwest is built without a
+/// provider (so aws-lc is never compiled) and panics when it builds a client without one, so
+/// every entry point calls this first. Idempotent.
+pub fn install_crypto_provider() {
+    // An error means a provider is already installed, which is just as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// The default public URL: where the hub is actually reachable on the bound address.
 fn public_url_for(addr: SocketAddr) -> PublicUrl {
     format!("http://{addr}")
@@ -82,6 +90,7 @@ fn public_url_for(addr: SocketAddr) -> PublicUrl {
 impl Application {
     /// Binds, prepares the data dir and key, and starts the server (not yet polled).
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        install_crypto_provider();
         settings.validate()?;
         let listener = TcpListener::bind(settings.listen).map_err(|source| StartupError::Bind {
             addr: settings.listen,

@@ -54,6 +54,7 @@ pub enum Command {
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
+    crate::startup::install_crypto_provider();
     if let Err(e) = telemetry::init(cli.log_format, None) {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;

@@ -14,6 +14,9 @@ pub mod error;
 pub mod health;
 pub mod well_known;
 
+#[cfg(test)]
+mod tests;
+
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{Next, from_fn};

@@ -1,0 +1,9 @@
+//! Integration tests of the real `aimarket-hub` binary: CLI contracts, configuration through
+//! the environment, and a served hub seen from outside.
+
+#![allow(clippy::unwrap_used)]
+
+mod keygen;
+mod serve;
+mod support;
+mod verify;
