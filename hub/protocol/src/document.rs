@@ -135,6 +135,13 @@ pub fn verify_any(doc: &Value, key: Option<&PublicKey>) -> VerifyReport {
     report.canonical = canonical_for(kind, doc);
     report.signed = obj.get("signature").is_some_and(|s| !s.is_null());
 
+    // Checked before the schema (which also requires it) for the clearer message.
+    if !report.signed && kind != DocumentKind::WellKnown {
+        return report.invalid(format!(
+            "unsigned {kind}: the `signature` field is required"
+        ));
+    }
+
     // The spec's announce carries a bare string signature; the schema describes the object
     // form. Validate the string form as its object equivalent.
     let schema_result = match (kind, obj.get("signature")) {
@@ -151,13 +158,10 @@ pub fn verify_any(doc: &Value, key: Option<&PublicKey>) -> VerifyReport {
     if let Err(e) = schema_result {
         return report.invalid(e.to_string());
     }
-
     if !report.signed {
-        if kind == DocumentKind::WellKnown {
-            report.valid = true;
-            return report;
-        }
-        return report.invalid(format!("unsigned {kind}: a {kind} must carry a signature"));
+        // Discovery documents need no signature; reported with `signed: false`.
+        report.valid = true;
+        return report;
     }
 
     let key = match key {

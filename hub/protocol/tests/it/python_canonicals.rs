@@ -4,9 +4,9 @@
 //! (when that module is installed).
 
 use aimarket_protocol::signing::{
-    KeyPair, ReceiptVersion, announce_canonical, document_canonical, manifest_canonical,
-    provider_response_canonical, receipt_canonical_v1, receipt_canonical_v2, sign_announce,
-    sign_document, sign_manifest, sign_provider_response, sign_receipt,
+    KeyPair, RECEIPT_V2_FIELDS, ReceiptVersion, announce_canonical, document_canonical,
+    manifest_canonical, provider_response_canonical, receipt_canonical_v1, receipt_canonical_v2,
+    sign_announce, sign_document, sign_manifest, sign_provider_response, sign_receipt,
 };
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -106,17 +106,7 @@ fn receipt(runner: &mut TestRunner) -> Value {
             &prop::option::of((0u64..10_000_000).prop_map(Value::from)),
         ),
     );
-    for k in [
-        "type",
-        "channel_id",
-        "category",
-        "plugin",
-        "reason",
-        "verify_score",
-        "delivery_reasons",
-        "trace_id",
-        "refunded",
-    ] {
+    for k in RECEIPT_V2_FIELDS {
         opt_insert(&mut m, k, draw(runner, &prop::option::of(value())));
     }
     Value::Object(m)
@@ -185,6 +175,16 @@ fn announce(runner: &mut TestRunner) -> Value {
     Value::Object(m)
 }
 
+/// One comparison item: kind, signed document, our canonical, our signature.
+fn signed(
+    kind: &'static str,
+    doc: Value,
+    canonical: String,
+) -> (&'static str, Value, String, String) {
+    let sig = doc["signature"]["value"].as_str().unwrap().to_owned();
+    (kind, doc, canonical, sig)
+}
+
 #[test]
 fn canonicals_and_signatures_match_python() {
     let mut runner = TestRunner::default();
@@ -203,24 +203,17 @@ fn canonicals_and_signatures_match_python() {
             ReceiptVersion::V1 => receipt_canonical_v1(&r).unwrap(),
             ReceiptVersion::V2 => receipt_canonical_v2(&r).unwrap(),
         };
-        let sig = r["signature"]["value"].as_str().unwrap().to_owned();
-        items.push(("receipt", r, c, sig));
+        items.push(signed("receipt", r, c));
 
         let mut m = manifest(&mut runner);
         sign_manifest(&mut m, &key).unwrap();
-        let (c, sig) = (
-            manifest_canonical(&m).unwrap(),
-            m["signature"]["value"].as_str().unwrap().to_owned(),
-        );
-        items.push(("manifest", m, c, sig));
+        let c = manifest_canonical(&m).unwrap();
+        items.push(signed("manifest", m, c));
 
         let mut a = announce(&mut runner);
         sign_announce(&mut a, &key).unwrap();
-        let (c, sig) = (
-            announce_canonical(&a).unwrap(),
-            a["signature"]["value"].as_str().unwrap().to_owned(),
-        );
-        items.push(("announce", a, c, sig));
+        let c = announce_canonical(&a).unwrap();
+        items.push(signed("announce", a, c));
 
         let mut d = draw(
             &mut runner,
@@ -228,11 +221,8 @@ fn canonicals_and_signatures_match_python() {
         );
         let mut d = Value::Object(std::mem::take(&mut d).into_iter().collect());
         sign_document(&mut d, &key).unwrap();
-        let (c, sig) = (
-            document_canonical(&d),
-            d["signature"]["value"].as_str().unwrap().to_owned(),
-        );
-        items.push(("document", d, c, sig));
+        let c = document_canonical(&d);
+        items.push(signed("document", d, c));
 
         let (cid, pid, input, result) = (
             draw(&mut runner, &string()),
