@@ -395,11 +395,17 @@ mod tests {
         assert_eq!(cfg.plugins[0], PluginConfig::named("quality"));
         let pg = &cfg.plugins[1];
         assert!(pg.fail_closed);
-        assert_eq!(pg.timeout_ms.get(Hook::AfterInvoke), Duration::from_millis(50));
+        assert_eq!(
+            pg.timeout_ms.get(Hook::AfterInvoke),
+            Duration::from_millis(50)
+        );
         assert_eq!(pg.timeout_ms.get(Hook::Rank), Duration::from_millis(20));
-        assert_eq!(pg.timeout_ms.get(Hook::BeforeInvoke), Duration::from_millis(200));
+        assert_eq!(
+            pg.timeout_ms.get(Hook::BeforeInvoke),
+            Duration::from_millis(200)
+        );
         assert_eq!(pg.settings, json!({"tolerance": 0.1}));
-        let json = serde_json::to_value(&pg.timeout_ms).unwrap();
+        let json = serde_json::to_value(pg.timeout_ms).unwrap();
         assert_eq!(
             json,
             json!({"rank": 20, "route": 20, "before_invoke": 200, "after_invoke": 50})
@@ -409,8 +415,14 @@ mod tests {
     #[test]
     fn option_errors_name_plugin_and_field() {
         let cases = [
-            (json!([{"name": "q", "timeout_ms": {"rank": 0}}]), "timeout_ms.rank"),
-            (json!([{"name": "q", "timeout_ms": {"rnk": 5}}]), "timeout_ms.rnk"),
+            (
+                json!([{"name": "q", "timeout_ms": {"rank": 0}}]),
+                "timeout_ms.rank",
+            ),
+            (
+                json!([{"name": "q", "timeout_ms": {"rnk": 5}}]),
+                "timeout_ms.rnk",
+            ),
             (json!([{"name": "q", "fail_closed": "yes"}]), "fail_closed"),
             (json!([{"name": "q", "settings": 5}]), "settings"),
             (json!([{"name": "q", "color": 5}]), "color"),
@@ -427,7 +439,10 @@ mod tests {
             Err(PluginError::Config(_))
         ));
         assert!(RegistryConfig::from_json(&json!({"plugins": 3})).is_err());
-        assert_eq!(RegistryConfig::from_json(&json!({})).unwrap().plugins.len(), 0);
+        assert_eq!(
+            RegistryConfig::from_json(&json!({})).unwrap().plugins.len(),
+            0
+        );
     }
 
     #[test]

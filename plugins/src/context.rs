@@ -54,8 +54,9 @@ impl PluginContext {
 
     /// Time left in the running hook's budget (`Duration::MAX` outside a budgeted hook).
     pub fn remaining(&self) -> Duration {
-        self.deadline
-            .map_or(Duration::MAX, |d| d.saturating_duration_since(Instant::now()))
+        self.deadline.map_or(Duration::MAX, |d| {
+            d.saturating_duration_since(Instant::now())
+        })
     }
 
     pub(crate) fn set_deadline(&mut self, deadline: Option<Instant>) {

@@ -74,6 +74,9 @@ mod tests {
         assert!(!m("exact", "exactly"));
         assert!(m("日本*", "日本語"));
         assert!(Glob::new("").is_none());
-        assert_eq!(Glob::new("a*").map(|g| g.as_str().to_owned()), Some("a*".into()));
+        assert_eq!(
+            Glob::new("a*").map(|g| g.as_str().to_owned()),
+            Some("a*".into())
+        );
     }
 }

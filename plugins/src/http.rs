@@ -38,15 +38,9 @@ impl Method {
 
     /// Parses a method name (case-insensitive); `None` for methods routes cannot declare.
     pub fn parse(name: &str) -> Option<Self> {
-        [
-            Self::Get,
-            Self::Post,
-            Self::Put,
-            Self::Patch,
-            Self::Delete,
-        ]
-        .into_iter()
-        .find(|m| m.as_str().eq_ignore_ascii_case(name))
+        [Self::Get, Self::Post, Self::Put, Self::Patch, Self::Delete]
+            .into_iter()
+            .find(|m| m.as_str().eq_ignore_ascii_case(name))
     }
 }
 

@@ -46,6 +46,6 @@ pub use registry::{
 pub use reputation::{LogReputationSink, PriceMismatch, ReputationSink};
 pub use retry::{AttemptFailure, RetryPolicy};
 pub use view::{
-    CapabilityRef, Candidate, Decision, InvokeOutcomeView, InvokeView, Provider,
-    SearchQueryView, UpstreamPayment,
+    Candidate, CapabilityRef, Decision, InvokeOutcomeView, InvokeView, Provider, SearchQueryView,
+    UpstreamPayment,
 };

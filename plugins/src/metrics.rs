@@ -128,7 +128,8 @@ pub struct HookMetrics {
 /// labelled by plugin and hook), for the hub's `/metrics`.
 pub fn render_prometheus(metrics: &[PluginMetrics]) -> String {
     let mut out = String::new();
-    let series: [(&str, fn(&HookMetrics) -> u64); 6] = [
+    type Getter = fn(&HookMetrics) -> u64;
+    let series: [(&str, Getter); 6] = [
         ("calls", |h| h.calls),
         ("errors", |h| h.errors),
         ("panics", |h| h.panics),

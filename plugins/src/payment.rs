@@ -152,7 +152,8 @@ mod tests {
 
     #[test]
     fn v1_header_decimal_amount() {
-        let h = r#"{"amount":"0.40","token":"USDT","chain":"base","recipient":"0x1","nonce":"pay_1"}"#;
+        let h =
+            r#"{"amount":"0.40","token":"USDT","chain":"base","recipient":"0x1","nonce":"pay_1"}"#;
         let got = requested_amounts(Some(h), None, &Value::Null, 6);
         assert_eq!(
             got,

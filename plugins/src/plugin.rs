@@ -11,8 +11,7 @@ use crate::error::HookError;
 use crate::http::PluginRoute;
 use crate::retry::RetryPolicy;
 use crate::view::{
-    CapabilityRef, Candidate, Decision, InvokeOutcomeView, InvokeView, Provider,
-    SearchQueryView,
+    Candidate, CapabilityRef, Decision, InvokeOutcomeView, InvokeView, Provider, SearchQueryView,
 };
 
 /// The result type of fallible hooks.

@@ -325,8 +325,12 @@ mod tests {
 
     #[test]
     fn requested_amount_only_for_402() {
-        let ok = InvokeOutcomeView::new(200, serde_json::json!({"x402Version": 1,
-            "accepts": [{"maxAmountRequired": "1000"}]}), 5);
+        let ok = InvokeOutcomeView::new(
+            200,
+            serde_json::json!({"x402Version": 1,
+            "accepts": [{"maxAmountRequired": "1000"}]}),
+            5,
+        );
         assert!(ok.is_success());
         assert_eq!(ok.requested_amount_usd(), None);
         let mut pay = ok.clone();

@@ -33,7 +33,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use aimarket_plugins::{
-    CapabilityRef, Candidate, Decision, DynPlugin, Hook, HookResult, Hooks, InvokeOutcomeView,
+    Candidate, CapabilityRef, Decision, DynPlugin, Hook, HookResult, Hooks, InvokeOutcomeView,
     InvokeView, Method, Plugin, PluginContext, PluginError, PluginResponse, PluginRoute,
     PluginServices, PluginSettings, Provider, RegistryBuilder, SearchQueryView, async_trait,
 };
@@ -292,8 +292,14 @@ mod tests {
             upstream_payment: aimarket_plugins::UpstreamPayment::None,
         };
         let resp = InvokeOutcomeView::new(200, json!({"success": true}), 3);
-        assert_eq!(p.before_invoke(&mut ctx, &req).await.unwrap(), Decision::Allow);
-        assert_eq!(p.after_invoke(&mut ctx, &req, &resp).await.unwrap(), Decision::Allow);
+        assert_eq!(
+            p.before_invoke(&mut ctx, &req).await.unwrap(),
+            Decision::Allow
+        );
+        assert_eq!(
+            p.after_invoke(&mut ctx, &req, &resp).await.unwrap(),
+            Decision::Allow
+        );
         assert_eq!(
             p.receipt_extension(&ctx, &req, &resp),
             Some(json!({"pinned": true}))

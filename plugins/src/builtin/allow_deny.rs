@@ -28,7 +28,7 @@ use crate::error::PluginError;
 use crate::glob::Glob;
 use crate::plugin::{DynPlugin, Hook, HookResult, Hooks, Plugin};
 use crate::registry::PluginServices;
-use crate::view::{CapabilityRef, Candidate, Decision, InvokeView, Provider, SearchQueryView};
+use crate::view::{Candidate, CapabilityRef, Decision, InvokeView, Provider, SearchQueryView};
 
 /// Registered name.
 pub const NAME: &str = "allow-deny";
@@ -83,12 +83,17 @@ fn normalize_hub(url: &str) -> String {
 impl AllowDeny {
     /// Compiles the lists; `Err((field, message))` for an empty pattern.
     pub fn new(settings: AllowDenySettings) -> Result<Self, (String, String)> {
-        fn compile(field: &str, patterns: &[String], hub: bool) -> Result<Vec<Glob>, (String, String)> {
+        fn compile(
+            field: &str,
+            patterns: &[String],
+            hub: bool,
+        ) -> Result<Vec<Glob>, (String, String)> {
             patterns
                 .iter()
                 .map(|p| {
                     let p = if hub { normalize_hub(p) } else { p.clone() };
-                    Glob::new(&p).ok_or_else(|| (field.to_owned(), "patterns must not be empty".to_owned()))
+                    Glob::new(&p)
+                        .ok_or_else(|| (field.to_owned(), "patterns must not be empty".to_owned()))
                 })
                 .collect()
         }
@@ -126,14 +131,17 @@ impl AllowDeny {
             return Some(format!("product `{product_id}` is not allowed by {NAME}"));
         }
         if !self.capabilities.permits(capability_id) {
-            return Some(format!("capability `{capability_id}` is not allowed by {NAME}"));
+            return Some(format!(
+                "capability `{capability_id}` is not allowed by {NAME}"
+            ));
         }
         None
     }
 
     fn candidate_allowed(&self, c: &Candidate) -> bool {
         let hubs = std::iter::once(&*c.origin).chain(c.via.as_deref());
-        self.verdict(hubs, &c.product_id, &c.capability_id).is_none()
+        self.verdict(hubs, &c.product_id, &c.capability_id)
+            .is_none()
     }
 
     fn provider_allowed(&self, cap: &CapabilityRef, p: &Provider) -> bool {
@@ -223,21 +231,41 @@ mod tests {
         assert!(p.verdict(ok, "prod-1", "translate.legacy@v1").is_some());
         assert!(p.verdict(ok, "prod-1", "summarize@v1").is_some());
         assert!(p.verdict(ok, "prod-bad", "ocr.scan@v1").is_some());
-        assert!(p.verdict(["https://SPAM.example/"], "prod-1", "ocr.scan@v1").is_some());
+        assert!(
+            p.verdict(["https://SPAM.example/"], "prod-1", "ocr.scan@v1")
+                .is_some()
+        );
         // A denied relaying hub denies the path even when the origin is fine.
-        assert!(p.verdict(["https://a.example", "https://spam.example"], "prod-1", "ocr.x").is_some());
+        assert!(
+            p.verdict(
+                ["https://a.example", "https://spam.example"],
+                "prod-1",
+                "ocr.x"
+            )
+            .is_some()
+        );
     }
 
     #[test]
     fn allow_hubs_require_every_hub_on_the_path() {
         let p = plugin(json!({"allow_hubs": ["https://*.trusted.example"]}));
         assert_eq!(p.verdict(["https://a.trusted.example"], "p", "c"), None);
-        assert!(p.verdict(["https://a.trusted.example", "https://relay.example"], "p", "c").is_some());
+        assert!(
+            p.verdict(
+                ["https://a.trusted.example", "https://relay.example"],
+                "p",
+                "c"
+            )
+            .is_some()
+        );
     }
 
     #[test]
     fn empty_patterns_are_rejected() {
-        match factory(&PluginSettings::new(NAME, json!({"deny_products": [""]})), &PluginServices::default()) {
+        match factory(
+            &PluginSettings::new(NAME, json!({"deny_products": [""]})),
+            &PluginServices::default(),
+        ) {
             Err(PluginError::Settings { field, .. }) => assert_eq!(field, "deny_products"),
             _ => panic!("accepted"),
         }

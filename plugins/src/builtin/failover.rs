@@ -191,7 +191,11 @@ mod tests {
         f.order(&mut list);
         assert_eq!(
             origins(&list),
-            vec!["https://fast-trusted", "https://slow-trusted", "https://fast-untrusted"]
+            vec![
+                "https://fast-trusted",
+                "https://slow-trusted",
+                "https://fast-untrusted"
+            ]
         );
     }
 
@@ -205,7 +209,11 @@ mod tests {
         .unwrap();
         let mut relayed = p("https://x.example", 0.4, 500);
         relayed.via = Some("https://EU.example".into());
-        let mut list = vec![p("https://best", 0.99, 1), relayed, p("https://junk", 0.1, 1)];
+        let mut list = vec![
+            p("https://best", 0.99, 1),
+            relayed,
+            p("https://junk", 0.1, 1),
+        ];
         f.order(&mut list);
         assert_eq!(origins(&list), vec!["https://x.example", "https://best"]);
     }
@@ -220,10 +228,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(off.retry_policy(), None);
-        assert!(factory(
-            &PluginSettings::new(NAME, json!({"trust_bucket": 0})),
-            &PluginServices::default()
-        )
-        .is_err());
+        assert!(
+            factory(
+                &PluginSettings::new(NAME, json!({"trust_bucket": 0})),
+                &PluginServices::default()
+            )
+            .is_err()
+        );
     }
 }

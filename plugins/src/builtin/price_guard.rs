@@ -93,7 +93,10 @@ impl PriceGuard {
     /// The verdict on one 402 (pure; `after_invoke` adds the reporting).
     fn check(&self, req: &InvokeView, resp: &InvokeOutcomeView) -> Verdict {
         let amounts = resp.requested_amounts();
-        let Some(worst) = amounts.iter().copied().reduce(|a, b| if b.usd > a.usd { b } else { a })
+        let Some(worst) = amounts
+            .iter()
+            .copied()
+            .reduce(|a, b| if b.usd > a.usd { b } else { a })
         else {
             return Verdict::Unreadable;
         };

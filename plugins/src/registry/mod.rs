@@ -394,7 +394,10 @@ impl Registry {
         }
         let Some(route) = matching.iter().find(|r| r.method == req.method) else {
             return Err(RouteError::MethodNotAllowed {
-                allowed: matching.iter().map(|r| r.method.as_str().to_owned()).collect(),
+                allowed: matching
+                    .iter()
+                    .map(|r| r.method.as_str().to_owned())
+                    .collect(),
             });
         };
         let call = AssertUnwindSafe((route.handler)(req)).catch_unwind();

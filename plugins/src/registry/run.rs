@@ -16,8 +16,7 @@ use crate::error::{PluginError, Refusal, RefusalKind};
 use crate::metrics::CallResult;
 use crate::plugin::{Hook, HookResult};
 use crate::view::{
-    CapabilityRef, Candidate, Decision, InvokeOutcomeView, InvokeView, Provider,
-    SearchQueryView,
+    Candidate, CapabilityRef, Decision, InvokeOutcomeView, InvokeView, Provider, SearchQueryView,
 };
 
 /// Category of a refusal caused by a failing fail-closed plugin.
@@ -31,7 +30,10 @@ enum Outcome<T> {
 
 /// Runs `fut` within `budget`, catching panics. A result that arrives after the budget (a
 /// hook that blocked its thread, so the timer could not fire) counts as a timeout too.
-async fn guarded<T>(budget: Duration, fut: impl Future<Output = HookResult<T>>) -> (Outcome<T>, Duration) {
+async fn guarded<T>(
+    budget: Duration,
+    fut: impl Future<Output = HookResult<T>>,
+) -> (Outcome<T>, Duration) {
     let start = Instant::now();
     let result = tokio::time::timeout(budget, AssertUnwindSafe(fut).catch_unwind()).await;
     let elapsed = start.elapsed();
@@ -95,7 +97,11 @@ impl Registry {
                         hook,
                         kind: RefusalKind::PluginFailed,
                         category: PLUGIN_UNAVAILABLE.to_owned(),
-                        reason: format!("plugin `{}` failed in {}: {message}", e.name(), hook.as_str()),
+                        reason: format!(
+                            "plugin `{}` failed in {}: {message}",
+                            e.name(),
+                            hook.as_str()
+                        ),
                     })
                 } else {
                     Ok(None)
@@ -146,7 +152,10 @@ impl Registry {
             let (outcome, elapsed) =
                 guarded(budget, e.plugin.route(ctx, capability, &mut work)).await;
             ctx.set_deadline(None);
-            if self.settle(e, Hook::Route, ctx, outcome, elapsed)?.is_some() {
+            if self
+                .settle(e, Hook::Route, ctx, outcome, elapsed)?
+                .is_some()
+            {
                 e.counters.record(Hook::Route, CallResult::Ok, elapsed);
                 *providers = work;
             }
@@ -222,7 +231,11 @@ impl Registry {
         if self.started.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
-        for e in self.entries.iter().filter(|e| e.hooks.contains(Hook::Lifecycle)) {
+        for e in self
+            .entries
+            .iter()
+            .filter(|e| e.hooks.contains(Hook::Lifecycle))
+        {
             let (outcome, _) = guarded(LIFECYCLE_TIMEOUT, e.plugin.startup()).await;
             match outcome {
                 Outcome::Done(()) => e.started.store(true, Ordering::SeqCst),

@@ -126,7 +126,10 @@ impl Webhook {
         let url = reqwest::Url::parse(&settings.url)
             .map_err(|e| bad("url", format!("not a URL: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err(bad("url", "must be an http:// or https:// URL with a host".into()));
+            return Err(bad(
+                "url",
+                "must be an http:// or https:// URL with a host".into(),
+            ));
         }
         if settings.hooks.is_empty() {
             return Err(bad(
@@ -303,7 +306,10 @@ mod tests {
     #[test]
     fn settings_validation() {
         assert_eq!(field_of(json!({"hooks": ["rank"]})), "url");
-        assert_eq!(field_of(json!({"url": "ftp://x", "hooks": ["rank"]})), "url");
+        assert_eq!(
+            field_of(json!({"url": "ftp://x", "hooks": ["rank"]})),
+            "url"
+        );
         assert_eq!(field_of(json!({"url": "http://127.0.0.1:1/h"})), "hooks");
         assert_eq!(
             field_of(json!({"url": "http://127.0.0.1:1/h", "hooks": ["route"]})),

@@ -200,7 +200,10 @@ mod tests {
     }
 
     fn list() -> Vec<Candidate> {
-        ["a", "b", "c", "d"].iter().map(|k| candidate(k, 1.0)).collect()
+        ["a", "b", "c", "d"]
+            .iter()
+            .map(|k| candidate(k, 1.0))
+            .collect()
     }
 
     #[test]
