@@ -19,6 +19,8 @@ use tantivy::tokenizer::{
 
 /// Name under which the stemming analyzer is registered on the tantivy index.
 pub(crate) const TEXT_ANALYZER: &str = "aimarket_text";
+/// Name under which the surface (unstemmed) analyzer is registered.
+pub(crate) const SURFACE_ANALYZER: &str = "aimarket_surface";
 
 /// Tokens longer than this many bytes are dropped (base64 blobs, hashes, URLs glued together).
 const MAX_TOKEN_BYTES: usize = 48;
@@ -218,8 +220,8 @@ pub(crate) fn text_analyzer() -> TextAnalyzer {
         .build()
 }
 
-/// Same tokens without stop-word removal or stemming: the surface forms of query words, used
-/// for prefix matching and for word-length rules (typo tolerance).
+/// Same tokens without stop-word removal or stemming: surface forms, indexed separately and
+/// matched by prefix and typo-tolerant (Levenshtein) queries, which need real words, not stems.
 pub(crate) fn surface_analyzer() -> TextAnalyzer {
     TextAnalyzer::builder(MultilingualTokenizer::default())
         .filter(RemoveLongFilter::limit(MAX_TOKEN_BYTES))

@@ -10,7 +10,7 @@ use tantivy::indexer::{LogMergePolicy, NoMergePolicy};
 use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{IndexReader, IndexWriter, ReloadPolicy, Searcher, SegmentReader, TantivyError, Term};
 
-use crate::analysis::{TEXT_ANALYZER, surface_analyzer, text_analyzer};
+use crate::analysis::{SURFACE_ANALYZER, TEXT_ANALYZER, surface_analyzer, text_analyzer};
 use crate::collect::{SegmentQuality, segment_quality};
 use crate::error::{IndexError, Result, io_error};
 use crate::model::IndexedCapability;
@@ -133,6 +133,7 @@ impl Index {
     fn from_tantivy(index: tantivy::Index, dir: Option<PathBuf>) -> Result<Index> {
         let text = text_analyzer();
         index.tokenizers().register(TEXT_ANALYZER, text.clone());
+        index.tokenizers().register(SURFACE_ANALYZER, surface_analyzer());
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)

@@ -4,15 +4,18 @@
 //! index analyzer and the clauses are built directly, so no user text can be a syntax error.
 //!
 //! Text query (every clause optional, `Should`; a document must match at least one):
-//! - per query word: the best field match (`DisjunctionMax`, tie-breaker 0.3) over
-//!   capability-id words ×3, name ×2.5, description ×1, other text (product id, schema
-//!   properties, peer name, categories) ×0.5, each a BM25 term query;
-//! - concept aliases of the word ([`crate::synonyms`]) the same way, at 0.35 of the weight;
-//! - when there are 2..=8 words: the whole phrase (slop 1) on id ×2, name ×2, description ×1;
-//! - the last word (≥ 3 letters) as a prefix, constant score, on id/name ×1.5 and description
-//!   ×0.4, so `transl` finds `translate`;
-//! - typo variant only ([`TextPlan::fuzzy`]): words of ≥ 5 letters within edit distance 1
-//!   (≥ 8 letters: 2, transpositions cost 1), constant score, id/name ×1.2, description ×0.5.
+//! - one group per distinct query word (at most 24): the best field match
+//!   (`DisjunctionMax`, tie-breaker 0.3) of BM25 term queries on capability-id words ×1.5,
+//!   name ×1.5, description ×1 and other text (product id, schema properties, peer name,
+//!   categories) ×0.4; inside the same group, the word's concept aliases
+//!   ([`crate::synonyms`]) at 0.35 of that weight, the prefix match of the last word (≥ 3
+//!   letters, unstemmed words, constant score: id/name ×1.5, description ×0.4, so `transl`
+//!   finds `translate`) and, in the typo variant only ([`TextPlan::fuzzy`]), words within edit
+//!   distance 1 of a query word of ≥ 5 letters (2 from 8 letters; transpositions cost 1;
+//!   constant score: id/name ×1.2, description ×0.5);
+//! - coordination: for 2..=6 words, the conjunction of all groups (documents matching every
+//!   word score their word matches twice);
+//! - for 2..=8 words: the whole phrase (slop 1) on id ×2, name ×2, description ×1.
 //!
 //! Filters are `Must` clauses with zero score, evaluated by tantivy inside the index:
 //! fast-field range queries for price, latency and trust, term queries for hub and category.
@@ -38,6 +41,9 @@ const MAX_WORDS: usize = 24;
 const MAX_PHRASE_WORDS: usize = 8;
 const DISMAX_TIE_BREAKER: f32 = 0.3;
 const SYNONYM_WEIGHT: f32 = 0.35;
+/// Intents of 2..=this many distinct words get the coordination clause.
+const MAX_COORDINATED_WORDS: usize = 6;
+const COORDINATION_WEIGHT: f32 = 1.0;
 /// Bytes of intent analyzed at most (the HTTP layer allows 1,000 characters).
 const MAX_INTENT_BYTES: usize = 4096;
 
@@ -74,16 +80,15 @@ impl Analyzed {
         self.surface.iter().find(|(p, _)| *p == position).map(|(_, s)| s.as_str())
     }
 
-    /// Distinct stems in query order, with the character length of their surface form.
-    fn distinct(&self) -> Vec<(&str, usize)> {
-        let mut out: Vec<(&str, usize)> = Vec::new();
+    /// Distinct stems in query order, with their surface form.
+    fn distinct(&self) -> Vec<(&str, &str)> {
+        let mut out: Vec<(&str, &str)> = Vec::new();
         for (position, stem) in &self.words {
             if out.len() >= MAX_WORDS {
                 break;
             }
             if !out.iter().any(|(s, _)| s == stem) {
-                let len = self.surface_at(*position).unwrap_or(stem).chars().count();
-                out.push((stem, len));
+                out.push((stem, self.surface_at(*position).unwrap_or(stem)));
             }
         }
         out
@@ -116,21 +121,22 @@ fn dismax(parts: Vec<Box<dyn Query>>) -> Box<dyn Query> {
 /// Best-field BM25 match of one stem.
 fn word_clause(fields: &Fields, stem: &str, weight: f32) -> Box<dyn Query> {
     dismax(vec![
-        boosted(term_query(fields.id, stem), 3.0 * weight),
-        boosted(term_query(fields.name, stem), 2.5 * weight),
+        boosted(term_query(fields.id, stem), 1.5 * weight),
+        boosted(term_query(fields.name, stem), 1.5 * weight),
         boosted(term_query(fields.description, stem), weight),
-        boosted(term_query(fields.extra, stem), 0.5 * weight),
+        boosted(term_query(fields.extra, stem), 0.4 * weight),
     ])
 }
 
-/// Constant-score automaton clause (prefix or fuzzy) over id, name and description.
+/// Constant-score automaton clause (prefix or fuzzy) over the unstemmed id+name and
+/// description words.
 fn automaton_clause(
     fields: &Fields,
     make: impl Fn(Term) -> FuzzyTermQuery,
     text: &str,
-    boosts: [f32; 3],
+    boosts: [f32; 2],
 ) -> Box<dyn Query> {
-    let parts = [fields.id, fields.name, fields.description]
+    let parts = [fields.title_surface, fields.body_surface]
         .into_iter()
         .zip(boosts)
         .map(|(field, boost)| {
@@ -151,14 +157,46 @@ pub(crate) fn text_plan(fields: &Fields, synonyms: &Synonyms, analyzed: &Analyze
     if analyzed.is_empty() {
         return None;
     }
+    let exact = build(fields, synonyms, analyzed, false);
+    let any_fuzzy = analyzed.distinct().iter().any(|(_, surface)| fuzzy_distance(surface).is_some());
+    let fuzzy = any_fuzzy.then(|| build(fields, synonyms, analyzed, true));
+    Some(TextPlan { exact, fuzzy })
+}
+
+/// Edit distance allowed for a query word, `None` when it is too short or not alphabetic.
+fn fuzzy_distance(surface: &str) -> Option<u8> {
+    let len = surface.chars().count();
+    (len >= 5 && is_alphabetic_word(surface)).then_some(if len >= 8 { 2 } else { 1 })
+}
+
+fn build(fields: &Fields, synonyms: &Synonyms, analyzed: &Analyzed, fuzzy: bool) -> Box<dyn Query> {
     let distinct = analyzed.distinct();
     let stems: Vec<String> = distinct.iter().map(|(s, _)| (*s).to_string()).collect();
-    let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-    for (stem, _) in &distinct {
-        clauses.push((Occur::Should, word_clause(fields, stem, 1.0)));
+    let prefix = prefix_word(analyzed);
+    let mut groups: Vec<Box<dyn Query>> = Vec::with_capacity(distinct.len());
+    for (stem, surface) in &distinct {
+        let mut parts = vec![word_clause(fields, stem, 1.0)];
         for alias in synonyms.expand(stem, &stems) {
-            clauses.push((Occur::Should, word_clause(fields, alias, SYNONYM_WEIGHT)));
+            parts.push(word_clause(fields, alias, SYNONYM_WEIGHT));
         }
+        if let Some((prefix_stem, prefix_surface)) = prefix
+            && prefix_stem == *stem
+        {
+            let make = |term| FuzzyTermQuery::new_prefix(term, 0, false);
+            parts.push(automaton_clause(fields, make, prefix_surface, [1.5, 0.4]));
+        }
+        if let Some(distance) = fuzzy_distance(surface).filter(|_| fuzzy) {
+            let make = |term| FuzzyTermQuery::new(term, distance, true);
+            parts.push(automaton_clause(fields, make, surface, [1.2, 0.5]));
+        }
+        groups.push(if parts.len() == 1 { parts.remove(0) } else { dismax(parts) });
+    }
+    let mut clauses: Vec<(Occur, Box<dyn Query>)> =
+        groups.iter().map(|g| (Occur::Should, g.box_clone())).collect();
+    // Coordination: documents matching every word score their word matches twice.
+    if (2..=MAX_COORDINATED_WORDS).contains(&groups.len()) {
+        let all = BooleanQuery::intersection(groups);
+        clauses.push((Occur::Should, boosted(Box::new(all), COORDINATION_WEIGHT)));
     }
     let words = &analyzed.words;
     if (2..=MAX_PHRASE_WORDS).contains(&words.len()) {
@@ -172,49 +210,16 @@ pub(crate) fn text_plan(fields: &Fields, synonyms: &Synonyms, analyzed: &Analyze
             clauses.push((Occur::Should, boosted(Box::new(phrase), boost)));
         }
     }
-    if let Some(clause) = prefix_clause(fields, analyzed) {
-        clauses.push((Occur::Should, clause));
-    }
-    let fuzzy: Vec<Box<dyn Query>> = distinct
-        .iter()
-        .filter(|(stem, len)| *len >= 5 && is_alphabetic_word(stem))
-        .map(|(stem, len)| {
-            let distance = if *len >= 8 { 2 } else { 1 };
-            let make = |term| FuzzyTermQuery::new(term, distance, true);
-            automaton_clause(fields, make, stem, [1.2, 1.2, 0.5])
-        })
-        .collect();
-    let exact_clauses: Vec<(Occur, Box<dyn Query>)> =
-        clauses.iter().map(|(o, q)| (*o, q.box_clone())).collect();
-    let exact: Box<dyn Query> = Box::new(BooleanQuery::new(exact_clauses));
-    let fuzzy = (!fuzzy.is_empty()).then(|| {
-        clauses.extend(fuzzy.into_iter().map(|q| (Occur::Should, q)));
-        Box::new(BooleanQuery::new(clauses)) as Box<dyn Query>
-    });
-    Some(TextPlan { exact, fuzzy })
+    Box::new(BooleanQuery::new(clauses))
 }
 
-/// Prefix clause for the last word of the intent, if it is an alphabetic word of ≥ 3 letters.
-fn prefix_clause(fields: &Fields, analyzed: &Analyzed) -> Option<Box<dyn Query>> {
+/// The last word of the intent as `(stem, surface)` if it qualifies for prefix matching: an
+/// alphabetic word of ≥ 3 letters that is not a stop word ("… for" is not a word being typed).
+fn prefix_word(analyzed: &Analyzed) -> Option<(&str, &str)> {
     let (position, surface) = analyzed.surface.last()?;
-    // A trailing stop word ("… for") is not a word being typed worth expanding.
     let (_, stem) = analyzed.words.iter().find(|(p, _)| p == position)?;
-    if surface.chars().count() < 3 || !is_alphabetic_word(surface) {
-        return None;
-    }
-    // The stem is usually a prefix of the surface form and then covers it.
-    let mut prefixes = vec![stem.as_str()];
-    if !surface.starts_with(stem.as_str()) {
-        prefixes.push(surface.as_str());
-    }
-    let parts = prefixes
-        .into_iter()
-        .map(|prefix| {
-            let make = |term| FuzzyTermQuery::new_prefix(term, 0, false);
-            automaton_clause(fields, make, prefix, [1.5, 1.5, 0.4])
-        })
-        .collect();
-    Some(dismax(parts))
+    (surface.chars().count() >= 3 && is_alphabetic_word(surface))
+        .then_some((stem.as_str(), surface.as_str()))
 }
 
 /// Filter clauses; an impossible filter (NaN bound) yields a query matching nothing.

@@ -6,7 +6,7 @@ use tantivy::schema::{
     TextOptions,
 };
 
-use crate::analysis::TEXT_ANALYZER;
+use crate::analysis::{SURFACE_ANALYZER, TEXT_ANALYZER};
 use crate::model::IndexedCapability;
 
 /// Bumped whenever the schema, analyzers or stored payload change: an index written with
@@ -40,6 +40,10 @@ pub(crate) struct Fields {
     pub description: Field,
     /// product id, input-schema property names/descriptions, peer name, categories.
     pub extra: Field,
+    /// Unstemmed words of the id and name, for prefix and typo matching.
+    pub title_surface: Field,
+    /// Unstemmed words of the description, for prefix and typo matching.
+    pub body_surface: Field,
     pub price: Field,
     pub routed: Field,
     pub p50: Field,
@@ -62,6 +66,11 @@ impl Fields {
                 .set_tokenizer(TEXT_ANALYZER)
                 .set_index_option(IndexRecordOption::WithFreqs),
         );
+        let surface = TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(SURFACE_ANALYZER)
+                .set_index_option(IndexRecordOption::Basic),
+        );
         let key = b.add_text_field(KEY, STRING | FAST);
         let hub = b.add_text_field(HUB, STRING | FAST);
         let category = b.add_text_field("category", STRING);
@@ -69,6 +78,8 @@ impl Fields {
         let name = b.add_text_field("name", with_positions.clone());
         let description = b.add_text_field("description", with_positions);
         let extra = b.add_text_field("extra", freqs_only);
+        let title_surface = b.add_text_field("title_surface", surface.clone());
+        let body_surface = b.add_text_field("body_surface", surface);
         let price = b.add_f64_field("price_usd", FAST);
         let routed = b.add_f64_field(ROUTED, FAST);
         let p50 = b.add_u64_field(P50, FAST);
@@ -84,6 +95,8 @@ impl Fields {
             name,
             description,
             extra,
+            title_surface,
+            body_surface,
             price,
             routed,
             p50,
@@ -104,6 +117,9 @@ impl Fields {
         doc.add_text(self.id, bounded(&cap.capability_id));
         doc.add_text(self.name, bounded(&cap.name));
         doc.add_text(self.description, bounded(&cap.description));
+        doc.add_text(self.title_surface, bounded(&cap.capability_id));
+        doc.add_text(self.title_surface, bounded(&cap.name));
+        doc.add_text(self.body_surface, bounded(&cap.description));
         let mut extra = String::new();
         extra.push_str(&cap.product_id);
         extra.push('\n');
