@@ -1,0 +1,6 @@
+//! End-to-end tests: the real hub on loopback, driven over HTTP as clients drive it.
+//! One binary; each area adds a module here.
+
+#![allow(clippy::unwrap_used)]
+
+mod smoke;
