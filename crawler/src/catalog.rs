@@ -236,6 +236,8 @@ fn extract_one(
     let origin = match str_field("source_hub").and_then(|s| SafeUrl::parse(s).ok()) {
         // Not a URL (absent, or e.g. the reference's "local"): the peer's own capability.
         None => peer_origin.to_owned(),
+        // The peer naming itself: already vetted (it is where we fetched from).
+        Some(url) if url.origin() == peer_origin => peer_origin.to_owned(),
         Some(url) => {
             ctx.policy
                 .check(&url, false)

@@ -486,3 +486,68 @@ fn transport_error(e: &reqwest::Error, url: &SafeUrl, limit: Duration) -> CrawlE
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// A name that resolves into a forbidden range is refused by the client's own resolver,
+    /// so the connection is never attempted, and the refusal surfaces as `UnsafeUrl`.
+    /// (`UrlPolicy::check` would refuse `localhost` first; calling `request` directly skips
+    /// it to prove the second line of defence.)
+    #[tokio::test]
+    async fn resolver_refusal_surfaces_as_unsafe_url() {
+        let fetcher = Fetcher::new(FetchConfig::default()).unwrap();
+        let url = SafeUrl::parse("http://localhost:9/").unwrap();
+        let result = fetcher
+            .request(&url, &FetchOptions::new(Document::WellKnown), false)
+            .await;
+        let Err(err) = result else {
+            panic!("localhost must be refused");
+        };
+        assert!(
+            matches!(
+                &err,
+                CrawlError::UnsafeUrl {
+                    reason: crate::url_safety::UrlError::ResolvesToForbidden { .. },
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        // The operator client resolves the same name (and then finds nothing listening).
+        let result = fetcher
+            .request(&url, &FetchOptions::new(Document::WellKnown), true)
+            .await;
+        assert!(
+            matches!(result, Err(CrawlError::Connect { .. })),
+            "{:?}",
+            result.err()
+        );
+    }
+
+    #[test]
+    fn json_content_types() {
+        let mut h = HeaderMap::new();
+        assert!(check_content_type(&h, Document::Manifest).is_ok());
+        for ok in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "application/ld+json",
+            "text/json",
+        ] {
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ok));
+            assert!(check_content_type(&h, Document::Manifest).is_ok(), "{ok}");
+        }
+        for bad in [
+            "text/html",
+            "text/plain",
+            "application/octet-stream",
+            "application/jsonx",
+        ] {
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(bad));
+            assert!(check_content_type(&h, Document::Manifest).is_err(), "{bad}");
+        }
+    }
+}

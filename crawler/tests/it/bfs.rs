@@ -1,0 +1,240 @@
+//! The breadth-first crawl over several fake providers.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use aimarket_crawler::{
+    CrawlConfig, CrawlError, CrawlEvent, KnownPeer, PeerOutcome, SeedSpec, UrlPolicy,
+};
+use aimarket_protocol::signing::KeyPair;
+use serde_json::json;
+
+use crate::support::*;
+
+fn seed(p: &Provider) -> SeedSpec {
+    SeedSpec {
+        url: p.base.clone(),
+        pinned_key: None,
+        operator: true,
+    }
+}
+
+fn none() -> HashMap<String, KnownPeer> {
+    HashMap::new()
+}
+
+#[tokio::test]
+async fn breadth_first_to_depth_three() {
+    // a -> b -> c -> d -> e: e is beyond depth 3.
+    let hubs: Vec<Provider> = (0..5).map(|_| Provider::start()).collect();
+    let keys: Vec<KeyPair> = (0..5).map(|_| KeyPair::generate()).collect();
+    for i in 0..5 {
+        let next: Vec<&str> = hubs
+            .get(i + 1)
+            .map(|h| h.base.as_str())
+            .into_iter()
+            .collect();
+        hubs[i].serve_hub(&keys[i], vec![tool(&format!("p{i}"), "c@v1", 1.0)], &next);
+    }
+    // b also lists a (already visited) and a seed-list URL for d's well-known (dup of c's).
+    let mut wk = well_known(&hubs[1], &keys[1], &[&hubs[2].base, &hubs[0].base]);
+    wk["federation"]["seed_list"] = json!([hubs[3].url(WK)]);
+    hubs[1].json(WK, &wk);
+
+    let events = Mutex::new(Vec::new());
+    let report = crawler()
+        .crawl_with_progress(vec![seed(&hubs[0])], &none(), &|e| {
+            events.lock().expect("lock").push(e)
+        })
+        .await;
+    let depths: Vec<(String, u8)> = report
+        .peers
+        .iter()
+        .map(|p| (p.url.clone(), p.depth))
+        .collect();
+    assert_eq!(
+        depths,
+        vec![
+            (hubs[0].base.clone(), 0),
+            (hubs[1].base.clone(), 1),
+            (hubs[2].base.clone(), 2),
+            (hubs[3].base.clone(), 2),
+            (hubs[4].base.clone(), 3),
+        ],
+        "d is reached at depth 2 through b's seed list, so e is within depth 3"
+    );
+    assert_eq!(report.updated(), 5);
+    assert_eq!(
+        hubs[0].hits(WK),
+        1,
+        "b listing a again does not re-crawl it"
+    );
+    assert_eq!(
+        report.peers[1].discovered_from.as_deref(),
+        Some(hubs[0].base.as_str())
+    );
+    assert!(report.peers[0].operator && !report.peers[1].operator);
+    let events = events.into_inner().expect("lock");
+    let started = events
+        .iter()
+        .filter(|e| matches!(e, CrawlEvent::PeerStarted { .. }))
+        .count();
+    assert_eq!(started, report.peers.len());
+}
+
+#[tokio::test]
+async fn depth_limit_is_enforced() {
+    let hubs: Vec<Provider> = (0..6).map(|_| Provider::start()).collect();
+    let key = KeyPair::generate();
+    for i in 0..6 {
+        let next: Vec<&str> = hubs
+            .get(i + 1)
+            .map(|h| h.base.as_str())
+            .into_iter()
+            .collect();
+        hubs[i].serve_hub(&key, vec![tool(&format!("p{i}"), "c@v1", 1.0)], &next);
+    }
+    let report = crawler().crawl(vec![seed(&hubs[0])], &none()).await;
+    let depths: Vec<u8> = report.peers.iter().map(|p| p.depth).collect();
+    assert_eq!(depths, [0, 1, 2, 3]);
+    assert_eq!(report.beyond_depth, 1);
+    assert_eq!(hubs[4].seen().len(), 0, "depth 4 is never contacted");
+    assert_eq!(report.capabilities(), 4);
+}
+
+#[tokio::test]
+async fn a_peer_listing_itself_and_us_is_crawled_once() {
+    let p = Provider::start();
+    let key = KeyPair::generate();
+    let own = format!("{}/", p.base);
+    p.serve_hub(
+        &key,
+        vec![tool("p", "c", 1.0)],
+        &[&own, &p.base, "https://me.example.com"],
+    );
+    let mut config = CrawlConfig::default();
+    config.verify.self_origin = Some("https://me.example.com".into());
+    let c = crawler_with(fetch_config(PRIVATE_OK), config);
+    let report = c.crawl(vec![seed(&p), seed(&p)], &none()).await;
+    assert_eq!(report.peers.len(), 1);
+    assert_eq!(p.hits(WK), 1);
+}
+
+#[tokio::test]
+async fn thousands_of_peers_are_bounded() {
+    let p = Provider::start();
+    let key = KeyPair::generate();
+    // 3,000 distinct (unreachable) peers.
+    let peers: Vec<String> = (0..3000)
+        .map(|i| format!("http://127.0.0.{}:{}", 2 + i / 1000, 20000 + i % 1000))
+        .collect();
+    let refs: Vec<&str> = peers.iter().map(String::as_str).collect();
+    p.serve_hub(&key, vec![tool("p", "c", 1.0)], &refs);
+    let config = CrawlConfig {
+        max_peers: 20,
+        ..CrawlConfig::default()
+    };
+    let c = crawler_with(fetch_config(PRIVATE_OK), config);
+    let report = c.crawl(vec![seed(&p)], &none()).await;
+    assert_eq!(report.peers.len(), 20, "the total cap");
+    // At most 256 taken from one well-known; of those, 19 fit under the cap.
+    assert_eq!(report.dropped_by_cap, 256 - 19);
+    assert_eq!(report.updated(), 1);
+    assert_eq!(report.failed(), 19);
+}
+
+#[tokio::test]
+async fn gossip_urls_face_the_full_policy() {
+    let a = Provider::start();
+    let b = Provider::start();
+    let key = KeyPair::generate();
+    b.serve_hub(&key, vec![tool("b", "c", 1.0)], &[]);
+    a.serve_hub(
+        &key,
+        vec![tool("a", "c", 1.0)],
+        &[
+            &b.base,
+            "http://169.254.169.254",
+            "http://localhost:1",
+            "ftp://x.example",
+        ],
+    );
+    let c = crawler_with(fetch_config(UrlPolicy::STRICT), CrawlConfig::default());
+    let report = c.crawl(vec![seed(&a)], &none()).await;
+    // The operator seed on loopback is crawled; the loopback peer it lists is a stranger's
+    // URL and is refused without being contacted.
+    assert_eq!(report.peers.len(), 1);
+    assert!(matches!(report.peers[0].outcome, PeerOutcome::Updated(..)));
+    assert_eq!(b.seen().len(), 0);
+
+    // A seed that is not the operator's (a stored gossip peer) faces the range rule too.
+    let report = c
+        .crawl(
+            vec![SeedSpec {
+                operator: false,
+                ..seed(&b)
+            }],
+            &none(),
+        )
+        .await;
+    assert!(matches!(
+        &report.peers[0].outcome,
+        PeerOutcome::Failed(CrawlError::UnsafeUrl { .. })
+    ));
+    assert_eq!(b.seen().len(), 0);
+}
+
+#[tokio::test]
+async fn failed_peers_are_not_expanded_and_pins_come_from_known() {
+    let a = Provider::start();
+    let b = Provider::start();
+    let key = KeyPair::generate();
+    let impostor = KeyPair::generate();
+    b.serve_hub(&key, vec![tool("b", "c", 1.0)], &[]);
+    a.serve_hub(&impostor, vec![tool("a", "c", 1.0)], &[&b.base]);
+    let known = HashMap::from([(
+        a.base.clone(),
+        KnownPeer {
+            pinned_key: Some(key.public_key().to_b64()),
+            ..KnownPeer::default()
+        },
+    )]);
+    let report = crawler().crawl(vec![seed(&a)], &known).await;
+    assert_eq!(report.peers.len(), 1);
+    let PeerOutcome::Failed(err) = &report.peers[0].outcome else {
+        panic!("expected a key mismatch");
+    };
+    assert_eq!(err.code(), "key_mismatch");
+    assert_eq!(
+        b.seen().len(),
+        0,
+        "an unverified peer's gossip is not followed"
+    );
+
+    // A seed pin overrides the stored one.
+    let report = crawler()
+        .crawl(
+            vec![SeedSpec {
+                pinned_key: Some(impostor.public_key().to_b64()),
+                ..seed(&a)
+            }],
+            &known,
+        )
+        .await;
+    assert_eq!(report.updated(), 2);
+}
+
+#[test]
+fn operator_seed_syntax() {
+    let key = KeyPair::generate().public_key().to_b64();
+    let s = SeedSpec::parse_operator(&format!("https://hub.example.com={key}"));
+    assert_eq!(s.url, "https://hub.example.com");
+    assert_eq!(s.pinned_key.as_deref(), Some(key.as_str()));
+    assert!(s.operator);
+    let s = SeedSpec::parse_operator("https://hub.example.com/x?a=b");
+    assert_eq!(s.url, "https://hub.example.com/x?a=b");
+    assert_eq!(s.pinned_key, None);
+    let s = SeedSpec::parse_operator(&format!("https://hub.example.com/x?a=b={key}"));
+    assert_eq!(s.url, "https://hub.example.com/x?a=b");
+    assert_eq!(s.pinned_key.as_deref(), Some(key.as_str()));
+}
