@@ -442,16 +442,7 @@ impl Crawler {
             }
             (None, None) => {
                 // 304 but nothing remembered to continue with: fetch it for real.
-                let body = self
-                    .fetch(
-                        &t.well_known,
-                        Document::WellKnown,
-                        &Validators::default(),
-                        t.operator,
-                    )
-                    .await?;
-                validators.well_known = body.validators();
-                let parsed = self.parse_wk(&body, t)?;
+                let parsed = self.fresh_well_known(t, &mut validators).await?;
                 let url = parsed.manifest_url.clone();
                 wk = Some(parsed);
                 url
@@ -481,20 +472,9 @@ impl Crawler {
         validators.manifest = fetched.validators();
         let wk = match wk {
             Some(wk) => wk,
-            None => {
-                // The manifest changed under an unchanged well-known: we still need its key
-                // and peers, so fetch it unconditionally.
-                let body = self
-                    .fetch(
-                        &t.well_known,
-                        Document::WellKnown,
-                        &Validators::default(),
-                        t.operator,
-                    )
-                    .await?;
-                validators.well_known = body.validators();
-                self.parse_wk(&body, t)?
-            }
+            // The manifest changed under an unchanged well-known: we still need its key and
+            // peers.
+            None => self.fresh_well_known(t, &mut validators).await?,
         };
         let catalog = verify_catalog(
             &wk,
@@ -508,6 +488,24 @@ impl Crawler {
             discovered: discovered(&Some(wk)),
             outcome: PeerOutcome::Updated(Box::new(catalog), validators),
         })
+    }
+
+    /// Fetches the well-known unconditionally (after a 304 left us without its content).
+    async fn fresh_well_known(
+        &self,
+        t: &Target,
+        validators: &mut PeerValidators,
+    ) -> Result<WellKnown, CrawlError> {
+        let body = self
+            .fetch(
+                &t.well_known,
+                Document::WellKnown,
+                &Validators::default(),
+                t.operator,
+            )
+            .await?;
+        validators.well_known = body.validators();
+        self.parse_wk(&body, t)
     }
 
     fn parse_wk(&self, body: &Fetched, t: &Target) -> Result<WellKnown, CrawlError> {

@@ -444,4 +444,19 @@ async fn conditional_recrawl_costs_two_requests_and_nothing_more() {
         "304, then one unconditional well-known fetch"
     );
     assert_eq!(p.seen().len() - before, 3);
+
+    // Well-known unchanged but no manifest URL remembered: it is fetched again in full, and
+    // the manifest validators (which belong to a URL we no longer know) are not sent.
+    let forgetful = KnownPeer {
+        pinned_key: None,
+        well_known: v.well_known.clone(),
+        manifest: v.manifest.clone(),
+        manifest_url: None,
+    };
+    let (cat, _) = updated(crawl_one(&p, Some(forgetful)).await);
+    assert_eq!(cat.tools.len(), 2);
+    assert_eq!(p.hits(WK), 6);
+    let last = p.seen().pop().expect("requests");
+    assert_eq!(last.path, MANIFEST);
+    assert!(!last.headers.contains_key("if-modified-since"));
 }
