@@ -10,6 +10,21 @@ use base64::Engine as _;
 use serde::Deserialize;
 use url::Url;
 
+/// Lets serde build each value type from its string form through `FromStr`
+/// (`#[serde(try_from = "String")]`), so the TOML layer and the env/flag layers share one parser.
+macro_rules! try_from_string {
+    ($($ty:ty),+) => {$(
+        impl TryFrom<String> for $ty {
+            type Error = String;
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                s.parse()
+            }
+        }
+    )+};
+}
+
+try_from_string!(Secret, PublicUrl, Seed, DatabaseUrl, RedisUrl);
+
 /// A secret string (admin token). Its `Debug` never shows the value, so a `Settings` dump or
 /// an error chain cannot leak it into logs.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -30,13 +45,6 @@ impl FromStr for Secret {
             return Err("must not be empty or blank".into());
         }
         Ok(Self(s.to_owned()))
-    }
-}
-
-impl TryFrom<String> for Secret {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        s.parse()
     }
 }
 
@@ -97,13 +105,6 @@ impl FromStr for PublicUrl {
     }
 }
 
-impl TryFrom<String> for PublicUrl {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        s.parse()
-    }
-}
-
 impl fmt::Display for PublicUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -159,13 +160,6 @@ impl FromStr for Seed {
             return Err("seed URL must not contain a query".into());
         }
         Ok(Self { url, pinned_key })
-    }
-}
-
-impl TryFrom<String> for Seed {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        s.parse()
     }
 }
 
@@ -264,13 +258,6 @@ impl FromStr for DatabaseUrl {
     }
 }
 
-impl TryFrom<String> for DatabaseUrl {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        s.parse()
-    }
-}
-
 impl fmt::Display for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&redact_password(&self.url))
@@ -306,13 +293,6 @@ impl FromStr for RedisUrl {
             ));
         }
         Ok(Self(s.trim().to_owned()))
-    }
-}
-
-impl TryFrom<String> for RedisUrl {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        s.parse()
     }
 }
 
