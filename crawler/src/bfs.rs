@@ -195,7 +195,8 @@ pub struct CrawlConfig {
     pub well_known_limit: usize,
     /// Cap for manifest bodies. Default 4 MiB.
     pub manifest_limit: usize,
-    /// Verification settings (freshness, per-well-known discovery cap, own origin, policy).
+    /// Verification settings (freshness, per-well-known discovery cap, own origin). Its
+    /// `policy` is overwritten with the fetcher's by [`Crawler::new`].
     pub verify: VerifyOptions,
 }
 
@@ -238,9 +239,10 @@ pub struct Crawler {
 }
 
 impl Crawler {
-    /// A crawler over `fetcher`. The URL policy used for discovered URLs is
-    /// `config.verify.policy`; keep it equal to the fetcher's.
-    pub fn new(fetcher: Arc<Fetcher>, config: CrawlConfig) -> Self {
+    /// A crawler over `fetcher`. The URL policy for URLs found in documents
+    /// (`config.verify.policy`) is taken from the fetcher, so the two cannot disagree.
+    pub fn new(fetcher: Arc<Fetcher>, mut config: CrawlConfig) -> Self {
+        config.verify.policy = fetcher.config().policy;
         Self { fetcher, config }
     }
 

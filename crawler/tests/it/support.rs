@@ -316,8 +316,7 @@ pub fn fetcher(config: FetchConfig) -> Arc<Fetcher> {
     Arc::new(Fetcher::new(config).expect("fetcher builds"))
 }
 
-pub fn crawler_with(fetch: FetchConfig, mut config: CrawlConfig) -> Crawler {
-    config.verify.policy = fetch.policy;
+pub fn crawler_with(fetch: FetchConfig, config: CrawlConfig) -> Crawler {
     Crawler::new(fetcher(fetch), config)
 }
 
