@@ -16,8 +16,6 @@
 //! settings = { deny_hubs = ["https://spam.example"], allow_capabilities = ["translate.*", "ocr.*"] }
 //! ```
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -155,9 +153,7 @@ pub fn factory(
     settings: &PluginSettings,
     _services: &PluginServices,
 ) -> Result<DynPlugin, PluginError> {
-    let parsed: AllowDenySettings = settings.parse()?;
-    let plugin = AllowDeny::new(parsed).map_err(|(field, msg)| settings.invalid(&field, msg))?;
-    Ok(Arc::new(plugin))
+    super::build(settings, AllowDeny::new)
 }
 
 #[async_trait]

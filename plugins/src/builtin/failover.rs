@@ -16,9 +16,6 @@
 //! settings = { min_trust = 0.2, trust_bucket = 0.1, prefer = ["https://eu.example"], retry = true }
 //! ```
 
-use std::cmp::Ordering;
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -113,11 +110,7 @@ impl Failover {
                 .then_with(|| self.bucket(b).cmp(&self.bucket(a)))
                 .then_with(|| a.p50_latency_ms.cmp(&b.p50_latency_ms))
                 .then_with(|| a.routed_price_usd.total_cmp(&b.routed_price_usd))
-                .then_with(|| {
-                    unit(b.success_rate)
-                        .partial_cmp(&unit(a.success_rate))
-                        .unwrap_or(Ordering::Equal)
-                })
+                .then_with(|| unit(b.success_rate).total_cmp(&unit(a.success_rate)))
                 .then_with(|| a.origin.cmp(&b.origin))
         });
     }
@@ -128,9 +121,7 @@ pub fn factory(
     settings: &PluginSettings,
     _services: &PluginServices,
 ) -> Result<DynPlugin, PluginError> {
-    let parsed: FailoverSettings = settings.parse()?;
-    let plugin = Failover::new(parsed).map_err(|(field, msg)| settings.invalid(&field, msg))?;
-    Ok(Arc::new(plugin))
+    super::build(settings, Failover::new)
 }
 
 #[async_trait]

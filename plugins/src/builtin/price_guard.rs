@@ -124,17 +124,17 @@ pub fn factory(
     settings: &PluginSettings,
     services: &PluginServices,
 ) -> Result<DynPlugin, PluginError> {
-    let parsed: PriceGuardSettings = settings.parse()?;
-    if !parsed.tolerance.is_finite() || parsed.tolerance < 0.0 {
-        return Err(settings.invalid("tolerance", "must be a finite number ≥ 0"));
-    }
-    if !parsed.slack_usd.is_finite() || parsed.slack_usd < 0.0 {
-        return Err(settings.invalid("slack_usd", "must be a finite number ≥ 0"));
-    }
-    Ok(Arc::new(PriceGuard::new(
-        parsed,
-        Arc::clone(&services.reputation),
-    )))
+    super::build(settings, |parsed: PriceGuardSettings| {
+        for (field, v) in [
+            ("tolerance", parsed.tolerance),
+            ("slack_usd", parsed.slack_usd),
+        ] {
+            if !v.is_finite() || v < 0.0 {
+                return Err((field.to_owned(), "must be a finite number ≥ 0".to_owned()));
+            }
+        }
+        Ok(PriceGuard::new(parsed, Arc::clone(&services.reputation)))
+    })
 }
 
 #[async_trait]

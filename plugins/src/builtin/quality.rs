@@ -21,8 +21,6 @@
 //!              latency_ref_ms = 1000.0, price_ref_usd = 0.01 }
 //! ```
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -180,9 +178,7 @@ pub fn factory(
     settings: &PluginSettings,
     _services: &PluginServices,
 ) -> Result<DynPlugin, PluginError> {
-    let parsed: QualitySettings = settings.parse()?;
-    let plugin = Quality::new(parsed).map_err(|(field, msg)| settings.invalid(&field, msg))?;
-    Ok(Arc::new(plugin))
+    super::build(settings, Quality::new)
 }
 
 #[async_trait]

@@ -20,7 +20,6 @@
 pub mod wire;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -226,10 +225,9 @@ pub fn factory(
     settings: &PluginSettings,
     services: &PluginServices,
 ) -> Result<DynPlugin, PluginError> {
-    let parsed: WebhookSettings = settings.parse()?;
-    let plugin = Webhook::new(parsed, services.http.clone())
-        .map_err(|(field, msg)| settings.invalid(&field, msg))?;
-    Ok(Arc::new(plugin))
+    super::build(settings, |parsed| {
+        Webhook::new(parsed, services.http.clone())
+    })
 }
 
 #[async_trait]
