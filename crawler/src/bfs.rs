@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
@@ -63,8 +64,12 @@ pub struct KnownPeer {
     pub well_known: Validators,
     /// Validators of the last manifest answer.
     pub manifest: Validators,
-    /// Manifest URL used last time: needed when the well-known answers 304.
+    /// Manifest URL used last time: needed when the well-known answers 304 or is skipped.
     pub manifest_url: Option<String>,
+    /// When this peer's well-known last answered (200 or 304). Within
+    /// [`CrawlConfig::well_known_refresh`] of it, a peer with a remembered manifest URL and
+    /// manifest validators is checked with one conditional manifest request alone.
+    pub well_known_checked_at: Option<DateTime<Utc>>,
 }
 
 /// Lookup of stored peer state by peer origin (`scheme://host[:port]`). Called from the
@@ -114,6 +119,10 @@ pub struct PeerResult {
     pub discovered_from: Option<String>,
     /// True for operator seeds.
     pub operator: bool,
+    /// True when the peer's well-known was requested in this crawl and answered (200 or
+    /// 304); false when it was skipped within the refresh window, or the crawl failed first.
+    /// The hub records the time for [`KnownPeer::well_known_checked_at`].
+    pub well_known_checked: bool,
     /// The result.
     pub outcome: PeerOutcome,
 }
@@ -198,6 +207,16 @@ pub struct CrawlConfig {
     /// Verification settings (freshness, per-well-known discovery cap, own origin). Its
     /// `policy` is overwritten with the fetcher's by [`Crawler::new`].
     pub verify: VerifyOptions,
+    /// How long a peer's well-known may go unchecked while its manifest answers 304.
+    /// Default 6 hours.
+    ///
+    /// A known peer (remembered manifest URL and manifest validators, well-known checked
+    /// within this window) costs one conditional manifest request per crawl. Its well-known
+    /// is fetched again when the manifest changed (unconditionally: the hub keeps no copy of
+    /// it, and the key, name and peers list describe the new catalog) or when the window has
+    /// passed (conditionally). Trade-off: the peers list of an unchanged peer is read at most
+    /// this often, so peer discovery through it is delayed by up to this long.
+    pub well_known_refresh: Duration,
 }
 
 impl Default for CrawlConfig {
@@ -209,9 +228,13 @@ impl Default for CrawlConfig {
             well_known_limit: WELL_KNOWN_LIMIT,
             manifest_limit: MANIFEST_LIMIT,
             verify: VerifyOptions::default(),
+            well_known_refresh: DEFAULT_WELL_KNOWN_REFRESH,
         }
     }
 }
+
+/// Default of [`CrawlConfig::well_known_refresh`]: 6 hours.
+pub const DEFAULT_WELL_KNOWN_REFRESH: Duration = Duration::from_secs(6 * 3600);
 
 /// A peer to crawl.
 #[derive(Debug, Clone)]
@@ -228,6 +251,8 @@ struct PeerRun {
     outcome: PeerOutcome,
     /// Discovered URLs, only from peers whose catalog verified or was current.
     discovered: Vec<SafeUrl>,
+    /// The well-known was requested and answered.
+    well_known_checked: bool,
 }
 
 /// The federation crawler. Holds no peer state between crawls (that is the hub's store);
@@ -286,6 +311,7 @@ impl Crawler {
                     depth: 0,
                     discovered_from: None,
                     operator: seed.operator,
+                    well_known_checked: false,
                     outcome: PeerOutcome::Failed(CrawlError::UnsafeUrl {
                         url: seed.url.chars().take(200).collect(),
                         reason,
@@ -354,6 +380,7 @@ impl Crawler {
                     depth: target.depth,
                     discovered_from: target.discovered_from,
                     operator: target.operator,
+                    well_known_checked: run.well_known_checked,
                     outcome: run.outcome,
                 });
             }
@@ -406,8 +433,22 @@ impl Crawler {
             Err(e) => PeerRun {
                 outcome: PeerOutcome::Failed(e),
                 discovered: Vec::new(),
+                well_known_checked: false,
             },
         }
+    }
+
+    /// True when `known` lets this crawl skip the well-known: a remembered manifest URL with
+    /// validators to ask about it conditionally, and a well-known checked within the refresh
+    /// window (see [`CrawlConfig::well_known_refresh`]).
+    fn well_known_is_recent(&self, known: &KnownPeer) -> bool {
+        let window = chrono::Duration::from_std(self.config.well_known_refresh)
+            .unwrap_or(chrono::Duration::MAX);
+        known.manifest_url.is_some()
+            && !known.manifest.is_empty()
+            && known
+                .well_known_checked_at
+                .is_some_and(|at| Utc::now().signed_duration_since(at) < window)
     }
 
     async fn crawl_inner(&self, t: &Target, known: &KnownPeer) -> Result<PeerRun, CrawlError> {
@@ -416,19 +457,25 @@ impl Crawler {
             well_known: known.well_known.clone(),
             manifest: Validators::default(),
         };
-        let mut wk = match self
-            .fetch(
-                &t.well_known,
-                Document::WellKnown,
-                &known.well_known,
-                t.operator,
-            )
-            .await?
-        {
-            Fetched::NotModified => None,
-            body @ Fetched::Body { .. } => {
-                validators.well_known = body.validators();
-                Some(self.parse_wk(&body, t)?)
+        let skip_well_known = self.well_known_is_recent(known);
+        let mut well_known_checked = !skip_well_known;
+        let mut wk = if skip_well_known {
+            None
+        } else {
+            match self
+                .fetch(
+                    &t.well_known,
+                    Document::WellKnown,
+                    &known.well_known,
+                    t.operator,
+                )
+                .await?
+            {
+                Fetched::NotModified => None,
+                body @ Fetched::Body { .. } => {
+                    validators.well_known = body.validators();
+                    Some(self.parse_wk(&body, t)?)
+                }
             }
         };
         let manifest_url = match (&wk, &known.manifest_url) {
@@ -445,6 +492,7 @@ impl Crawler {
             (None, None) => {
                 // 304 but nothing remembered to continue with: fetch it for real.
                 let parsed = self.fresh_well_known(t, &mut validators).await?;
+                well_known_checked = true;
                 let url = parsed.manifest_url.clone();
                 wk = Some(parsed);
                 url
@@ -469,14 +517,19 @@ impl Crawler {
             return Ok(PeerRun {
                 discovered: discovered(&wk),
                 outcome: PeerOutcome::NotModified(validators),
+                well_known_checked,
             });
         };
         validators.manifest = fetched.validators();
         let wk = match wk {
             Some(wk) => wk,
-            // The manifest changed under an unchanged well-known: we still need its key and
-            // peers.
-            None => self.fresh_well_known(t, &mut validators).await?,
+            // The manifest changed under an unchanged (or unchecked) well-known: we still
+            // need its key, name and peers, and keep no copy of it.
+            None => {
+                let parsed = self.fresh_well_known(t, &mut validators).await?;
+                well_known_checked = true;
+                parsed
+            }
         };
         let catalog = verify_catalog(
             &wk,
@@ -489,6 +542,7 @@ impl Crawler {
         Ok(PeerRun {
             discovered: discovered(&Some(wk)),
             outcome: PeerOutcome::Updated(Box::new(catalog), validators),
+            well_known_checked,
         })
     }
 

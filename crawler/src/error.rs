@@ -227,6 +227,24 @@ impl CrawlError {
         }
     }
 
+    /// True when the peer answered and what it served was refused: unsafe URLs (including
+    /// redirects to forbidden addresses), redirect loops, oversized or non-JSON bodies,
+    /// schema, signature, key and freshness failures. False for trouble reaching the peer
+    /// (DNS, connection, timeouts, truncation, HTTP errors, backoff) and for set-up failures.
+    pub fn is_rejection(&self) -> bool {
+        !matches!(
+            self,
+            CrawlError::Dns { .. }
+                | CrawlError::Connect { .. }
+                | CrawlError::Transport { .. }
+                | CrawlError::Timeout { .. }
+                | CrawlError::Http { .. }
+                | CrawlError::Truncated { .. }
+                | CrawlError::Backoff { .. }
+                | CrawlError::Setup { .. }
+        )
+    }
+
     /// True for failures that say something about the host's health (transport trouble,
     /// 429, 5xx): these start or extend the host's backoff. Content problems do not.
     pub fn is_host_failure(&self) -> bool {

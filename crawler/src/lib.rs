@@ -23,7 +23,7 @@
 //! for peer in &report.peers {
 //!     match &peer.outcome {
 //!         PeerOutcome::Updated(catalog, validators) => { /* upsert, remove unlisted */ }
-//!         PeerOutcome::NotModified(validators) => { /* touch last_crawl only */ }
+//!         PeerOutcome::NotModified(validators) => { /* nothing changed: no write needed */ }
 //!         PeerOutcome::Failed(e) => { /* keep catalog, last_error = e.to_string() */ }
 //!     }
 //! }
@@ -39,8 +39,8 @@ pub mod url_safety;
 pub mod verify;
 
 pub use bfs::{
-    CrawlConfig, CrawlEvent, CrawlReport, Crawler, KnownPeer, KnownPeers, PeerOutcome, PeerResult,
-    PeerValidators, SeedSpec,
+    CrawlConfig, CrawlEvent, CrawlReport, Crawler, DEFAULT_WELL_KNOWN_REFRESH, KnownPeer,
+    KnownPeers, PeerOutcome, PeerResult, PeerValidators, SeedSpec,
 };
 pub use catalog::{CatalogTool, KeySource, PeerInfo, RejectedTool, VerifiedCatalog};
 pub use error::{CrawlError, Document};

@@ -238,3 +238,140 @@ fn operator_seed_syntax() {
     assert_eq!(s.url, "https://hub.example.com/x?a=b");
     assert_eq!(s.pinned_key.as_deref(), Some(key.as_str()));
 }
+
+/// Serves `tools` signed by `key`, with fixed ETags on both documents.
+fn serve_tagged(p: &Provider, key: &KeyPair, tools: Vec<serde_json::Value>, manifest_tag: &str) {
+    p.set(
+        WK,
+        Route::Json {
+            body: serde_json::to_vec(&well_known(p, key, &[])).expect("json"),
+            etag: Some("\"wk\"".into()),
+            last_modified: None,
+        },
+    );
+    p.set(
+        MANIFEST,
+        Route::Json {
+            body: serde_json::to_vec(&signed_manifest(key, tools, chrono::Utc::now()))
+                .expect("json"),
+            etag: Some(manifest_tag.into()),
+            last_modified: None,
+        },
+    );
+}
+
+#[tokio::test]
+async fn a_recently_checked_peer_costs_one_conditional_request() {
+    let p = Provider::start();
+    let key = KeyPair::generate();
+    serve_tagged(&p, &key, vec![tool("p", "a", 1.0)], "\"m1\"");
+    let first = crawler().crawl(vec![seed(&p)], &none()).await;
+    assert!(first.peers[0].well_known_checked);
+    let PeerOutcome::Updated(cat, validators) = &first.peers[0].outcome else {
+        panic!("expected a catalog: {:?}", first.peers[0].outcome);
+    };
+    let mut known = KnownPeer {
+        pinned_key: Some(cat.peer.public_key.clone()),
+        well_known: validators.well_known.clone(),
+        manifest: validators.manifest.clone(),
+        manifest_url: Some(cat.peer.manifest_url.to_string()),
+        well_known_checked_at: Some(chrono::Utc::now()),
+    };
+
+    // Within the refresh window: the manifest alone, conditionally.
+    let before = p.seen().len();
+    let map = HashMap::from([(p.base.clone(), known.clone())]);
+    let report = crawler().crawl(vec![seed(&p)], &map).await;
+    assert!(matches!(
+        report.peers[0].outcome,
+        PeerOutcome::NotModified(_)
+    ));
+    assert!(!report.peers[0].well_known_checked);
+    let seen = p.seen()[before..].to_vec();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].path, MANIFEST);
+    assert_eq!(seen[0].headers["if-none-match"], "\"m1\"");
+
+    // The window has passed: the well-known is checked again, conditionally too.
+    known.well_known_checked_at = Some(chrono::Utc::now() - chrono::Duration::hours(7));
+    let before = p.seen().len();
+    let map = HashMap::from([(p.base.clone(), known.clone())]);
+    let report = crawler().crawl(vec![seed(&p)], &map).await;
+    assert!(matches!(
+        report.peers[0].outcome,
+        PeerOutcome::NotModified(_)
+    ));
+    assert!(report.peers[0].well_known_checked);
+    let seen = p.seen()[before..].to_vec();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[0].path, WK);
+    assert_eq!(seen[0].headers["if-none-match"], "\"wk\"");
+    assert_eq!(seen[1].headers["if-none-match"], "\"m1\"");
+
+    // A window of zero always checks the well-known.
+    known.well_known_checked_at = Some(chrono::Utc::now());
+    let zero = crawler_with(
+        fetch_config(PRIVATE_OK),
+        CrawlConfig {
+            well_known_refresh: std::time::Duration::ZERO,
+            ..CrawlConfig::default()
+        },
+    );
+    let before = p.seen().len();
+    let map = HashMap::from([(p.base.clone(), known.clone())]);
+    let report = zero.crawl(vec![seed(&p)], &map).await;
+    assert!(report.peers[0].well_known_checked);
+    assert_eq!(p.seen().len() - before, 2);
+
+    // The manifest changed within the window: the well-known is fetched in full after it,
+    // and the new catalog verifies.
+    serve_tagged(
+        &p,
+        &key,
+        vec![tool("p", "a", 1.0), tool("p", "b", 2.0)],
+        "\"m2\"",
+    );
+    let before = p.seen().len();
+    let map = HashMap::from([(p.base.clone(), known)]);
+    let report = crawler().crawl(vec![seed(&p)], &map).await;
+    let PeerOutcome::Updated(cat, validators) = &report.peers[0].outcome else {
+        panic!("expected a new catalog: {:?}", report.peers[0].outcome);
+    };
+    assert_eq!(cat.tools.len(), 2);
+    assert_eq!(validators.manifest.etag.as_deref(), Some("\"m2\""));
+    assert_eq!(validators.well_known.etag.as_deref(), Some("\"wk\""));
+    assert!(report.peers[0].well_known_checked);
+    let seen = p.seen()[before..].to_vec();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(
+        (seen[0].path.as_str(), seen[1].path.as_str()),
+        (MANIFEST, WK)
+    );
+    assert!(!seen[1].headers.contains_key("if-none-match"));
+}
+
+#[test]
+fn rejections_are_told_apart_from_unreachable_peers() {
+    assert!(CrawlError::Unsigned.is_rejection());
+    assert!(
+        CrawlError::KeyMismatch {
+            pinned: "a".into(),
+            presented: "b".into()
+        }
+        .is_rejection()
+    );
+    assert!(
+        !CrawlError::Http {
+            status: 500,
+            url: "http://x".into()
+        }
+        .is_rejection()
+    );
+    assert!(
+        !CrawlError::Timeout {
+            url: "http://x".into(),
+            after: std::time::Duration::from_secs(1)
+        }
+        .is_rejection()
+    );
+}

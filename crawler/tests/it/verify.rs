@@ -409,6 +409,7 @@ async fn conditional_recrawl_costs_two_requests_and_nothing_more() {
         well_known: validators.well_known.clone(),
         manifest: validators.manifest.clone(),
         manifest_url: Some(cat.peer.manifest_url.to_string()),
+        well_known_checked_at: None,
     };
 
     let before = p.seen().len();
@@ -452,6 +453,7 @@ async fn conditional_recrawl_costs_two_requests_and_nothing_more() {
         well_known: v.well_known.clone(),
         manifest: v.manifest.clone(),
         manifest_url: None,
+        well_known_checked_at: None,
     };
     let (cat, _) = updated(crawl_one(&p, Some(forgetful)).await);
     assert_eq!(cat.tools.len(), 2);
