@@ -31,3 +31,13 @@ pub use model::{
     IndexedCapability, KEY_SEPARATOR, MatchType, SearchHit, SearchPage, SearchQuery,
 };
 pub use rank::{DefaultRanker, QualitySignals, Ranker};
+
+#[cfg(test)]
+mod tests {
+    /// The hub shares one `Index` across worker threads behind an `Arc`.
+    #[test]
+    fn index_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<crate::Index>();
+    }
+}

@@ -8,13 +8,13 @@
 //!   (`DisjunctionMax`, tie-breaker 0.3) of BM25 term queries on capability-id words ×1.5,
 //!   name ×1.5, description ×1 and other text (product id, schema properties, peer name,
 //!   categories) ×0.4; inside the same group, the word's concept aliases
-//!   ([`crate::synonyms`]) at 0.35 of that weight, the prefix match of the last word (≥ 3
-//!   letters, unstemmed words, constant score: id/name ×1.5, description ×0.4, so `transl`
-//!   finds `translate`) and, in the typo variant only ([`TextPlan::fuzzy`]), words within edit
+//!   ([`crate::synonyms`]) at 0.35 of that weight, the prefix
+//!   match of the last word when it is not itself an indexed word (≥ 3 letters, unstemmed
+//!   words, constant score: id/name ×1.5, description ×0.4, so `transl` finds `translate`) and, in the typo variant only ([`TextPlan::fuzzy`]), words within edit
 //!   distance 1 of a query word of ≥ 5 letters (2 from 8 letters; transpositions cost 1;
 //!   constant score: id/name ×1.2, description ×0.5);
-//! - coordination: for 2..=6 words, the conjunction of all groups (documents matching every
-//!   word score their word matches twice);
+//! - coordination: for 2..=6 words, documents matching every group (from 3 words: all but
+//!   one) score their matching groups twice;
 //! - for 2..=8 words: the whole phrase (slop 1) on id ×2, name ×2, description ×1.
 //!
 //! Filters are `Must` clauses with zero score, evaluated by tantivy inside the index:
@@ -43,7 +43,6 @@ const DISMAX_TIE_BREAKER: f32 = 0.3;
 const SYNONYM_WEIGHT: f32 = 0.35;
 /// Intents of 2..=this many distinct words get the coordination clause.
 const MAX_COORDINATED_WORDS: usize = 6;
-const COORDINATION_WEIGHT: f32 = 1.0;
 /// Bytes of intent analyzed at most (the HTTP layer allows 1,000 characters).
 const MAX_INTENT_BYTES: usize = 4096;
 
@@ -153,13 +152,22 @@ fn is_alphabetic_word(word: &str) -> bool {
 }
 
 /// Builds the text queries; `None` when the intent has no searchable word (browse).
-pub(crate) fn text_plan(fields: &Fields, synonyms: &Synonyms, analyzed: &Analyzed) -> Option<TextPlan> {
+/// `is_indexed_word` tells whether a surface word occurs as a whole word in some document.
+pub(crate) fn text_plan(
+    fields: &Fields,
+    synonyms: &Synonyms,
+    analyzed: &Analyzed,
+    is_indexed_word: &dyn Fn(&str) -> bool,
+) -> Option<TextPlan> {
     if analyzed.is_empty() {
         return None;
     }
-    let exact = build(fields, synonyms, analyzed, false);
+    // A complete word needs no prefix expansion; skipping it saves a term-dictionary walk
+    // and a posting union on every ordinary query.
+    let prefix = prefix_word(analyzed).filter(|(_, surface)| !is_indexed_word(surface));
+    let exact = build(fields, synonyms, analyzed, prefix, false);
     let any_fuzzy = analyzed.distinct().iter().any(|(_, surface)| fuzzy_distance(surface).is_some());
-    let fuzzy = any_fuzzy.then(|| build(fields, synonyms, analyzed, true));
+    let fuzzy = any_fuzzy.then(|| build(fields, synonyms, analyzed, prefix, true));
     Some(TextPlan { exact, fuzzy })
 }
 
@@ -169,10 +177,15 @@ fn fuzzy_distance(surface: &str) -> Option<u8> {
     (len >= 5 && is_alphabetic_word(surface)).then_some(if len >= 8 { 2 } else { 1 })
 }
 
-fn build(fields: &Fields, synonyms: &Synonyms, analyzed: &Analyzed, fuzzy: bool) -> Box<dyn Query> {
+fn build(
+    fields: &Fields,
+    synonyms: &Synonyms,
+    analyzed: &Analyzed,
+    prefix: Option<(&str, &str)>,
+    fuzzy: bool,
+) -> Box<dyn Query> {
     let distinct = analyzed.distinct();
     let stems: Vec<String> = distinct.iter().map(|(s, _)| (*s).to_string()).collect();
-    let prefix = prefix_word(analyzed);
     let mut groups: Vec<Box<dyn Query>> = Vec::with_capacity(distinct.len());
     for (stem, surface) in &distinct {
         let mut parts = vec![word_clause(fields, stem, 1.0)];
@@ -193,10 +206,13 @@ fn build(fields: &Fields, synonyms: &Synonyms, analyzed: &Analyzed, fuzzy: bool)
     }
     let mut clauses: Vec<(Occur, Box<dyn Query>)> =
         groups.iter().map(|g| (Occur::Should, g.box_clone())).collect();
-    // Coordination: documents matching every word score their word matches twice.
-    if (2..=MAX_COORDINATED_WORDS).contains(&groups.len()) {
-        let all = BooleanQuery::intersection(groups);
-        clauses.push((Occur::Should, boosted(Box::new(all), COORDINATION_WEIGHT)));
+    // Coordination: documents matching all words (from three words on: all but one, so one
+    // word the catalog does not know cannot cancel it) score their word matches twice.
+    let n = groups.len();
+    if (2..=MAX_COORDINATED_WORDS).contains(&n) {
+        let required = (n - 1).max(2);
+        let most = BooleanQuery::union_with_minimum_required_clauses(groups, required);
+        clauses.push((Occur::Should, Box::new(most)));
     }
     let words = &analyzed.words;
     if (2..=MAX_PHRASE_WORDS).contains(&words.len()) {

@@ -29,7 +29,16 @@ impl Index {
             .saturating_add(query.limit)
             .min(usize::try_from(snapshot.searcher.num_docs()).unwrap_or(usize::MAX));
 
-        let (collected, match_type) = match text_plan(&self.fields, &self.synonyms, &analyzed) {
+        let searcher = &snapshot.searcher;
+        let is_indexed_word = |word: &str| {
+            [self.fields.title_surface, self.fields.body_surface].into_iter().any(|field| {
+                searcher
+                    .doc_freq(&tantivy::Term::from_field_text(field, word))
+                    .is_ok_and(|n| n > 0)
+            })
+        };
+        let plan = text_plan(&self.fields, &self.synonyms, &analyzed, &is_indexed_word);
+        let (collected, match_type) = match plan {
             None => {
                 let browse = with_filters(None, &filters);
                 (collect(&snapshot, browse.as_ref(), k, false)?, MatchType::Browse)
