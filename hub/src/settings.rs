@@ -14,6 +14,7 @@
 //! the README table. Areas with many settings should add a nested struct with
 //! `#[serde(default, deny_unknown_fields)]` (a TOML table) rather than many flat fields.
 
+mod invoke;
 mod values;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -25,6 +26,7 @@ use figment::providers::{Format, Toml};
 use serde::Deserialize;
 
 use values::redact_password;
+pub use invoke::{CredentialKind, InvokeSettings, PeerCredential, PeerCredentials};
 pub use values::{DatabaseBackend, DatabaseUrl, PublicUrl, RedisUrl, Secret, Seed, parse_bool};
 
 /// Default listen address of `serve`.
@@ -86,6 +88,8 @@ pub struct Settings {
     /// Signing key seed file (`AIMARKET_SIGNING_KEY_PATH`); `None` means
     /// `<data dir>/hub_signing_key`, created on first start.
     pub signing_key_path: Option<PathBuf>,
+    /// Routed invoke: provider timeout, body cap, rate limit, peer credentials (`[invoke]`).
+    pub invoke: InvokeSettings,
 }
 
 impl Default for Settings {
@@ -107,6 +111,7 @@ impl Default for Settings {
             max_pending_peers: 1000,
             demo_payments: false,
             signing_key_path: None,
+            invoke: InvokeSettings::default(),
         }
     }
 }
@@ -345,6 +350,42 @@ const ENV_BINDINGS: &[EnvBinding] = &[
             Ok(())
         },
     },
+    EnvBinding {
+        env: "AIMARKET_PROVIDER_TIMEOUT_S",
+        setting: "invoke.provider_timeout_s",
+        shown: str::to_owned,
+        apply: |s, v| {
+            s.invoke.provider_timeout_s = parse(v)?;
+            invoke::check_provider_timeout(s.invoke.provider_timeout_s)
+        },
+    },
+    EnvBinding {
+        env: "AIMARKET_MAX_PROVIDER_BODY_BYTES",
+        setting: "invoke.max_provider_body_bytes",
+        shown: str::to_owned,
+        apply: |s, v| {
+            s.invoke.max_provider_body_bytes = parse(v)?;
+            invoke::check_max_body(s.invoke.max_provider_body_bytes)
+        },
+    },
+    EnvBinding {
+        env: "AIMARKET_INVOKE_RATE_PER_MIN",
+        setting: "invoke.rate_per_min",
+        shown: str::to_owned,
+        apply: |s, v| {
+            s.invoke.rate_per_min = parse(v)?;
+            Ok(())
+        },
+    },
+    EnvBinding {
+        env: "AIMARKET_PEER_CREDENTIALS",
+        setting: "invoke.peer_credentials",
+        shown: redact,
+        apply: |s, v| {
+            s.invoke.peer_credentials = v.parse()?;
+            Ok(())
+        },
+    },
 ];
 
 /// The names of every environment variable the hub reads for its settings.
@@ -520,6 +561,9 @@ impl Settings {
             check_path(path)
                 .map_err(|r| invalid("signing_key_path", path.display().to_string(), r))?;
         }
+        self.invoke
+            .check()
+            .map_err(|(setting, value, reason)| invalid(setting, value, reason))?;
         Ok(())
     }
 

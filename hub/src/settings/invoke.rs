@@ -1,0 +1,282 @@
+//! Settings of the routed invoke (`[invoke]` in the TOML file).
+//!
+//! | TOML key (`[invoke]`)     | env                                | default  |
+//! |---------------------------|------------------------------------|----------|
+//! | `provider_timeout_s`      | `AIMARKET_PROVIDER_TIMEOUT_S`      | 30       |
+//! | `max_provider_body_bytes` | `AIMARKET_MAX_PROVIDER_BODY_BYTES` | 16 MiB   |
+//! | `rate_per_min`            | `AIMARKET_INVOKE_RATE_PER_MIN`     | 600 (0 = off) |
+//! | `peer_credentials`        | `AIMARKET_PEER_CREDENTIALS`        | none     |
+//!
+//! Peer credentials are the hub's own means of paying a provider for channel-funded calls
+//! (spec §6.3). Env form: comma-separated `URL=channel:ID[:SECRET]` or `URL=apikey:KEY`;
+//! TOML form: a table `[invoke.peer_credentials]` mapping the peer URL to the same
+//! `channel:…` / `apikey:…` string.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer};
+use url::Url;
+
+use super::values::Secret;
+
+/// Default provider timeout, seconds.
+pub const DEFAULT_PROVIDER_TIMEOUT_S: u64 = 30;
+/// Longest provider timeout accepted (ten minutes).
+pub const MAX_PROVIDER_TIMEOUT_S: u64 = 600;
+/// Default cap on a provider's response body.
+pub const DEFAULT_MAX_PROVIDER_BODY_BYTES: u64 = 16 * 1024 * 1024;
+/// Smallest body cap accepted: below this even an error document would not fit.
+pub const MIN_MAX_PROVIDER_BODY_BYTES: u64 = 1024;
+/// Largest body cap accepted (256 MiB): answers are buffered in memory.
+pub const MAX_MAX_PROVIDER_BODY_BYTES: u64 = 256 * 1024 * 1024;
+/// Default per-client invoke rate, per minute.
+pub const DEFAULT_INVOKE_RATE_PER_MIN: u32 = 600;
+
+/// The `[invoke]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InvokeSettings {
+    /// Whole-call bound on a provider request, seconds (`AIMARKET_PROVIDER_TIMEOUT_S`).
+    pub provider_timeout_s: u64,
+    /// Largest provider response body read (`AIMARKET_MAX_PROVIDER_BODY_BYTES`).
+    pub max_provider_body_bytes: u64,
+    /// Invokes per minute per client; 0 turns the limit off (`AIMARKET_INVOKE_RATE_PER_MIN`).
+    pub rate_per_min: u32,
+    /// The hub's own credentials at peers (`AIMARKET_PEER_CREDENTIALS`).
+    pub peer_credentials: PeerCredentials,
+}
+
+impl Default for InvokeSettings {
+    fn default() -> Self {
+        Self {
+            provider_timeout_s: DEFAULT_PROVIDER_TIMEOUT_S,
+            max_provider_body_bytes: DEFAULT_MAX_PROVIDER_BODY_BYTES,
+            rate_per_min: DEFAULT_INVOKE_RATE_PER_MIN,
+            peer_credentials: PeerCredentials::default(),
+        }
+    }
+}
+
+impl InvokeSettings {
+    /// Checks the ranges; the error names the TOML key, the value and the reason.
+    pub fn check(&self) -> Result<(), (&'static str, String, String)> {
+        check_provider_timeout(self.provider_timeout_s).map_err(|r| {
+            (
+                "invoke.provider_timeout_s",
+                self.provider_timeout_s.to_string(),
+                r,
+            )
+        })?;
+        check_max_body(self.max_provider_body_bytes).map_err(|r| {
+            (
+                "invoke.max_provider_body_bytes",
+                self.max_provider_body_bytes.to_string(),
+                r,
+            )
+        })?;
+        Ok(())
+    }
+}
+
+/// Range rule of `provider_timeout_s`.
+pub fn check_provider_timeout(seconds: u64) -> Result<(), String> {
+    if !(1..=MAX_PROVIDER_TIMEOUT_S).contains(&seconds) {
+        return Err(format!(
+            "must be between 1 and {MAX_PROVIDER_TIMEOUT_S} seconds"
+        ));
+    }
+    Ok(())
+}
+
+/// Range rule of `max_provider_body_bytes`.
+pub fn check_max_body(bytes: u64) -> Result<(), String> {
+    if !(MIN_MAX_PROVIDER_BODY_BYTES..=MAX_MAX_PROVIDER_BODY_BYTES).contains(&bytes) {
+        return Err(format!(
+            "must be between {MIN_MAX_PROVIDER_BODY_BYTES} and {MAX_MAX_PROVIDER_BODY_BYTES} bytes"
+        ));
+    }
+    Ok(())
+}
+
+/// How the hub pays one peer.
+#[derive(Clone, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// A payment channel the operator opened at the peer: sent as `X-Payment-Channel` and,
+    /// when known, `X-Payment-Channel-Secret`.
+    Channel {
+        /// Channel id at the peer.
+        id: String,
+        /// The channel's debit secret.
+        secret: Option<Secret>,
+    },
+    /// An API key (credits account) at the peer, sent as `X-API-Key`.
+    ApiKey(Secret),
+}
+
+impl fmt::Debug for CredentialKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Channel { id, secret } => f
+                .debug_struct("Channel")
+                .field("id", id)
+                .field("secret", &secret.as_ref().map(|_| "<redacted>"))
+                .finish(),
+            Self::ApiKey(_) => f.write_str("ApiKey(<redacted>)"),
+        }
+    }
+}
+
+impl FromStr for CredentialKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if let Some(rest) = s.strip_prefix("channel:") {
+            let (id, secret) = match rest.split_once(':') {
+                Some((id, secret)) => (id, Some(secret.parse::<Secret>()?)),
+                None => (rest, None),
+            };
+            if id.trim().is_empty() {
+                return Err("channel id must not be empty".into());
+            }
+            return Ok(Self::Channel {
+                id: id.trim().to_owned(),
+                secret,
+            });
+        }
+        if let Some(key) = s.strip_prefix("apikey:") {
+            return Ok(Self::ApiKey(key.parse()?));
+        }
+        Err("expected `channel:ID[:SECRET]` or `apikey:KEY`".into())
+    }
+}
+
+/// The hub's credential at one peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerCredential {
+    /// The peer's origin (`scheme://host[:port]`).
+    pub origin: String,
+    /// What to send.
+    pub kind: CredentialKind,
+}
+
+/// Reduces a URL to its origin, the form peers are keyed by.
+fn origin_of(url: &str) -> Result<String, String> {
+    let parsed = Url::parse(url.trim()).map_err(|e| format!("`{url}` is not a URL ({e})"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(format!("`{url}` is not an http(s) URL with a host"));
+    }
+    Ok(parsed.origin().ascii_serialization())
+}
+
+impl FromStr for PeerCredential {
+    type Err = String;
+    /// `URL=channel:ID[:SECRET]` or `URL=apikey:KEY`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (url, spec) = s
+            .split_once('=')
+            .ok_or_else(|| "expected URL=channel:ID[:SECRET] or URL=apikey:KEY".to_owned())?;
+        Ok(Self {
+            origin: origin_of(url)?,
+            kind: spec.parse()?,
+        })
+    }
+}
+
+/// All configured peer credentials, at most one per origin (a later entry replaces an
+/// earlier one for the same origin).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerCredentials(pub Vec<PeerCredential>);
+
+impl PeerCredentials {
+    /// The credential for a peer origin, if any.
+    pub fn get(&self, origin: &str) -> Option<&PeerCredential> {
+        self.0.iter().rev().find(|c| c.origin == origin)
+    }
+}
+
+impl FromStr for PeerCredentials {
+    type Err = String;
+    /// The env form: comma-separated `URL=…` entries.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(|item| {
+                item.parse::<PeerCredential>().map_err(|e| {
+                    let url = item.split_once('=').map_or(item, |(u, _)| u);
+                    format!("entry for `{url}`: {e}")
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Self)
+    }
+}
+
+impl<'de> Deserialize<'de> for PeerCredentials {
+    /// The TOML form: a table from peer URL to `channel:…` / `apikey:…`.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let table = BTreeMap::<String, String>::deserialize(d)?;
+        table
+            .into_iter()
+            .map(|(url, spec)| {
+                Ok(PeerCredential {
+                    origin: origin_of(&url)?,
+                    kind: spec.parse().map_err(|e| format!("entry for `{url}`: {e}"))?,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()
+            .map(Self)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn env_form_parses_both_kinds() {
+        let creds: PeerCredentials =
+            "https://a.example/x=channel:ch_1:s3cret, http://127.0.0.1:9000=apikey:K"
+                .parse()
+                .unwrap();
+        assert_eq!(creds.0.len(), 2);
+        let a = creds.get("https://a.example").unwrap();
+        assert!(matches!(&a.kind, CredentialKind::Channel { id, secret: Some(s) }
+            if id == "ch_1" && s.expose() == "s3cret"));
+        let b = creds.get("http://127.0.0.1:9000").unwrap();
+        assert!(matches!(&b.kind, CredentialKind::ApiKey(k) if k.expose() == "K"));
+        assert!(!format!("{creds:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn channel_without_secret_and_bad_entries() {
+        let c: PeerCredential = "https://a.example=channel:ch_9".parse().unwrap();
+        assert_eq!(
+            c.kind,
+            CredentialKind::Channel {
+                id: "ch_9".into(),
+                secret: None
+            }
+        );
+        assert!("https://a.example=token:x".parse::<PeerCredential>().is_err());
+        assert!("https://a.example".parse::<PeerCredential>().is_err());
+        assert!("ftp://a.example=apikey:k".parse::<PeerCredential>().is_err());
+        assert!("https://a.example=apikey: ".parse::<PeerCredential>().is_err());
+        let err = "https://a.example=apikey:k,https://b.example=nope"
+            .parse::<PeerCredentials>()
+            .unwrap_err();
+        assert!(err.contains("https://b.example"), "{err}");
+    }
+
+    #[test]
+    fn ranges() {
+        assert!(check_provider_timeout(0).is_err());
+        assert!(check_provider_timeout(30).is_ok());
+        assert!(check_max_body(10).is_err());
+        assert!(check_max_body(DEFAULT_MAX_PROVIDER_BODY_BYTES).is_ok());
+    }
+}
