@@ -128,9 +128,8 @@ struct Prepared {
 #[derive(sqlx::FromRow)]
 struct ExistingRow {
     id: i64,
-    origin: String,
-    product_id: String,
-    capability_id: String,
+    #[sqlx(flatten)]
+    key: CapabilityKey,
     content_hash: String,
 }
 
@@ -138,9 +137,8 @@ struct ExistingRow {
 struct ForeignRow {
     peer_id: i64,
     via: Option<String>,
-    origin: String,
-    product_id: String,
-    capability_id: String,
+    #[sqlx(flatten)]
+    key: CapabilityKey,
 }
 
 /// Duplicate keys within one manifest: the **last** listing wins (like duplicate JSON keys),
@@ -186,25 +184,11 @@ fn plan<'a>(
 ) -> Plan<'a> {
     let mut by_key: HashMap<CapabilityKey, (i64, String)> = existing
         .into_iter()
-        .map(|r| {
-            let key = CapabilityKey {
-                origin: r.origin,
-                product_id: r.product_id,
-                capability_id: r.capability_id,
-            };
-            (key, (r.id, r.content_hash))
-        })
+        .map(|r| (r.key, (r.id, r.content_hash)))
         .collect();
     let foreign: HashMap<CapabilityKey, (i64, bool)> = foreign
         .into_iter()
-        .map(|r| {
-            let key = CapabilityKey {
-                origin: r.origin,
-                product_id: r.product_id,
-                capability_id: r.capability_id,
-            };
-            (key, (r.peer_id, r.via.is_some()))
-        })
+        .map(|r| (r.key, (r.peer_id, r.via.is_some())))
         .collect();
     let mut plan = Plan {
         upserts: Vec::new(),
@@ -388,25 +372,10 @@ impl Store {
                 .bind(peer_id)
                 .fetch_all(pool)
                 .await?;
-            let known: HashSet<(&str, &str, &str)> = existing
-                .iter()
-                .map(|r| {
-                    (
-                        r.origin.as_str(),
-                        r.product_id.as_str(),
-                        r.capability_id.as_str(),
-                    )
-                })
-                .collect();
+            let known: HashSet<&CapabilityKey> = existing.iter().map(|r| &r.key).collect();
             let origins: BTreeSet<&str> = tools
                 .iter()
-                .filter(|t| {
-                    !known.contains(&(
-                        t.key.origin.as_str(),
-                        t.key.product_id.as_str(),
-                        t.key.capability_id.as_str(),
-                    ))
-                })
+                .filter(|t| !known.contains(&t.key))
                 .map(|t| t.key.origin.as_str())
                 .collect();
             let origins: Vec<&str> = origins.into_iter().collect();

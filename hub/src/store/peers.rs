@@ -32,6 +32,14 @@ fn default_well_known(origin: &str) -> String {
     format!("{origin}/.well-known/ai-market.json")
 }
 
+/// `Ok` when an `UPDATE … WHERE id = $1` touched the peer, `PeerNotFound` otherwise.
+fn peer_updated(rows_affected: u64, peer_id: i64) -> Result<(), StoreError> {
+    if rows_affected == 0 {
+        return Err(StoreError::peer_not_found(peer_id));
+    }
+    Ok(())
+}
+
 fn truncate_error(error: &str) -> &str {
     match error.char_indices().nth(MAX_ERROR_CHARS) {
         Some((cut, _)) => &error[..cut],
@@ -249,10 +257,7 @@ impl Store {
                 .await?
                 .rows_affected()
         });
-        if done == 0 {
-            return Err(StoreError::peer_not_found(peer_id));
-        }
-        Ok(())
+        peer_updated(done, peer_id)
     }
 
     /// Trust on first use: pins `key` only if the peer has no pinned key yet. Returns the key
@@ -316,10 +321,7 @@ impl Store {
                 .await?
                 .rows_affected()
         });
-        if done == 0 {
-            return Err(StoreError::peer_not_found(peer_id));
-        }
-        Ok(())
+        peer_updated(done, peer_id)
     }
 
     /// Records a failed crawl: `last_crawl` = now and `last_error` (cut to 2,000 characters).
@@ -336,10 +338,7 @@ impl Store {
                 .await?
                 .rows_affected()
         });
-        if done == 0 {
-            return Err(StoreError::peer_not_found(peer_id));
-        }
-        Ok(())
+        peer_updated(done, peer_id)
     }
 
     /// Marks peers whose documents answered 304 Not Modified as freshly (and successfully)

@@ -1,20 +1,7 @@
 //! Catalog cases: diffs, no-op re-stores, duplicates, re-exports, visibility, reads.
 
-use super::{Ctx, tool, via};
+use super::{Ctx, key, sorted, tool, via};
 use crate::store::{CapabilityKey, NewPeer, PeerState, on_pool};
-
-fn key(origin: &str, product: &str, id: &str) -> CapabilityKey {
-    CapabilityKey {
-        origin: origin.to_owned(),
-        product_id: product.to_owned(),
-        capability_id: id.to_owned(),
-    }
-}
-
-fn sorted(mut keys: Vec<CapabilityKey>) -> Vec<CapabilityKey> {
-    keys.sort();
-    keys
-}
 
 /// Raw `(id, content_hash, last_seen, first_seen)` of every row, by id: what a write changes.
 async fn raw_rows(ctx: &Ctx) -> Vec<(i64, String, i64, i64)> {

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use super::{NewCapability, Store, on_pool};
+use super::{CapabilityKey, NewCapability, Store, on_pool};
 
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
@@ -175,6 +175,21 @@ pub(super) fn tool(origin: &str, product: &str, id: &str, rev: u32) -> NewCapabi
             r#"{{"capability_id":"{id}","name":"{name}","product_id":"{product}","rev":{rev}}}"#
         ),
     }
+}
+
+/// A capability key.
+pub(super) fn key(origin: &str, product: &str, id: &str) -> CapabilityKey {
+    CapabilityKey {
+        origin: origin.to_owned(),
+        product_id: product.to_owned(),
+        capability_id: id.to_owned(),
+    }
+}
+
+/// Keys in a stable order (diffs list them in write order).
+pub(super) fn sorted(mut keys: Vec<CapabilityKey>) -> Vec<CapabilityKey> {
+    keys.sort();
+    keys
 }
 
 /// The same tool re-exported by hub `via`.

@@ -1,6 +1,6 @@
 //! Peer cases: seeds, admission state, keys, crawl outcomes, deletion.
 
-use super::{Ctx, tool};
+use super::{Ctx, key, sorted, tool};
 use crate::store::{
     CapabilityKey, CrawlSuccess, KeySource, NewPeer, PeerState, StoreError, Validators,
 };
@@ -18,18 +18,7 @@ fn new_peer(url: &str, state: PeerState) -> NewPeer {
 }
 
 fn keys(origin: &str, ids: &[&str]) -> Vec<CapabilityKey> {
-    ids.iter()
-        .map(|id| CapabilityKey {
-            origin: origin.to_owned(),
-            product_id: "p".to_owned(),
-            capability_id: (*id).to_owned(),
-        })
-        .collect()
-}
-
-fn sorted(mut keys: Vec<CapabilityKey>) -> Vec<CapabilityKey> {
-    keys.sort();
-    keys
+    ids.iter().map(|id| key(origin, "p", id)).collect()
 }
 
 pub(super) async fn migrations_are_idempotent(ctx: Ctx) {
