@@ -1,0 +1,104 @@
+//! `POST /ai-market/v2/invoke`: parses the body and headers into an
+//! [`InvokeCall`](crate::invoke::InvokeCall) and writes the [`InvokeResult`] back. All the
+//! logic lives in [`crate::invoke`].
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use crate::http::error::ApiError;
+use crate::invoke::{BuyerHeaders, ClientId, InvokeCall, InvokeError, InvokeRequest, InvokeResult};
+use crate::state::AppState;
+
+/// Largest invoke body accepted (the provider scaffold itself refuses more than 1 MiB).
+pub const MAX_INVOKE_BODY: usize = 4 * 1024 * 1024;
+
+/// Registers the route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/ai-market/v2/invoke")
+            .app_data(web::PayloadConfig::new(MAX_INVOKE_BODY))
+            .route(web::post().to(invoke)),
+    );
+}
+
+async fn invoke(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let request = InvokeRequest::from_slice(&body, state.invoker.own_origin())?;
+    let headers = buyer_headers(&req)?;
+    let client = client_id(&req, &headers);
+    let call = InvokeCall {
+        request,
+        headers,
+        client,
+    };
+    // Run on a task of its own: if the buyer disconnects, the call still settles (capture or
+    // release) instead of leaving a hold for the sweeper, and the hub is never left having
+    // paid a provider for a call it did not bill.
+    let result = actix_web::rt::spawn(async move { crate::invoke::invoke(&state, call).await })
+        .await
+        .map_err(|e| {
+            ApiError::internal(std::io::Error::other(format!("invoke task failed: {e}")))
+        })?;
+    Ok(into_response(result))
+}
+
+/// The single value of header `name`: absent is `None`, text outside visible ASCII is a 400
+/// (payment headers are forwarded byte for byte, so they must be valid header text).
+fn header(req: &HttpRequest, name: &str) -> Result<Option<String>, ApiError> {
+    match req.headers().get(name) {
+        None => Ok(None),
+        Some(value) => value
+            .to_str()
+            .map(|v| Some(v.trim().to_owned()).filter(|v| !v.is_empty()))
+            .map_err(|_| {
+                InvokeError::BadRequest(format!("header `{name}` is not valid visible ASCII"))
+                    .into()
+            }),
+    }
+}
+
+fn buyer_headers(req: &HttpRequest) -> Result<BuyerHeaders, ApiError> {
+    Ok(BuyerHeaders {
+        channel_id: header(req, "x-payment-channel")?,
+        channel_secret: header(req, "x-payment-channel-secret")?,
+        // Header names are case-insensitive: `X-PAYMENT` is the same header.
+        x_payment: header(req, "x-payment")?,
+        payment_signature: header(req, "payment-signature")?,
+        x_payment_nonce: header(req, "x-payment-nonce")?,
+        idempotency_key: header(req, "idempotency-key")?,
+        traceparent: header(req, "traceparent").ok().flatten(),
+        request_id: header(req, "x-request-id").ok().flatten(),
+    })
+}
+
+/// The API key's digest, else the channel, else the peer address.
+fn client_id(req: &HttpRequest, headers: &BuyerHeaders) -> ClientId {
+    if let Some(key) = req.headers().get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return ClientId::api_key(key);
+    }
+    if let Some(channel) = &headers.channel_id {
+        return ClientId::channel(channel);
+    }
+    match req.peer_addr() {
+        Some(addr) => ClientId::ip(addr.ip()),
+        None => ClientId::named("unknown"),
+    }
+}
+
+fn into_response(result: InvokeResult) -> HttpResponse {
+    let status = StatusCode::from_u16(result.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut response = HttpResponse::build(status);
+    for (name, value) in &result.headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            response.append_header((name, value));
+        }
+    }
+    response.body(result.body)
+}

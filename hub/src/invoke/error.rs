@@ -1,0 +1,116 @@
+//! Why an invoke failed before or instead of relaying a provider answer. Mapped to HTTP in
+//! `http/error.rs` (the one place statuses are chosen).
+
+use serde::Serialize;
+
+use crate::payments::PaymentError;
+use crate::store::StoreError;
+
+/// One failing location of an `input_invalid` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InputViolation {
+    /// JSON pointer into `input` (`/` for the input itself).
+    pub path: String,
+    /// What is wrong there.
+    pub message: String,
+}
+
+/// Everything that can make an invoke fail at this hub.
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    /// The body is not JSON.
+    #[error("the request body is not valid JSON: {0}")]
+    InvalidJson(String),
+    /// A field or header has the wrong shape or value.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No active peer offers this capability (from this `source_hub`, when given).
+    #[error("capability {product_id}/{capability_id} is not in this hub's catalog{}",
+        source_hub.as_deref().map(|h| format!(" for source_hub {h}")).unwrap_or_default())]
+    CapabilityNotFound {
+        /// Product id asked for.
+        product_id: String,
+        /// Capability id asked for.
+        capability_id: String,
+        /// The origin asked for.
+        source_hub: Option<String>,
+    },
+    /// `source_hub` names a peer that has not been admitted (spec §2.4).
+    #[error("peer {peer} is pending admission; its capabilities cannot be invoked")]
+    PeerPending {
+        /// The peer's origin.
+        peer: String,
+    },
+    /// `input` is not a JSON object.
+    #[error("`input` must be a JSON object")]
+    InputNotObject,
+    /// `input` does not satisfy the capability's input schema.
+    #[error("input does not match the capability's input_schema ({} problem(s))", violations.len())]
+    InputInvalid {
+        /// The failing paths, at most a bounded number.
+        violations: Vec<InputViolation>,
+    },
+    /// `max_price_usd` is below what this hub charges for the call.
+    #[error("routed price {routed_price_usd} USD exceeds max_price_usd {max_price_usd} USD")]
+    PriceLimitExceeded {
+        /// What this hub charges.
+        routed_price_usd: f64,
+        /// The provider's list price.
+        price_usd: f64,
+        /// The buyer's limit.
+        max_price_usd: f64,
+    },
+    /// Too many invokes from this client.
+    #[error("too many invokes; retry in {retry_after_s} s")]
+    RateLimited {
+        /// Seconds until a call would be admitted.
+        retry_after_s: u64,
+    },
+    /// The `Idempotency-Key` was used before with a different request.
+    #[error("Idempotency-Key was already used with a different request body")]
+    IdempotencyConflict,
+    /// The first request with this `Idempotency-Key` is still running.
+    #[error("a request with this Idempotency-Key is still in progress")]
+    IdempotencyInFlight,
+    /// The buyer's channel cannot pay (unknown, wrong secret, expired, closed, too low).
+    #[error(transparent)]
+    Payment(#[from] PaymentError),
+    /// The provider did not answer within the timeout.
+    #[error("provider {peer} did not answer within {timeout_s} s")]
+    ProviderTimeout {
+        /// The peer called.
+        peer: String,
+        /// The configured timeout.
+        timeout_s: u64,
+    },
+    /// The provider could not be reached or answered unusably.
+    #[error("provider {peer} failed: {detail}")]
+    ProviderError {
+        /// The peer called.
+        peer: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The provider's `X-Provider-Signature` does not verify (spec §7.1).
+    #[error("provider {peer} sent an X-Provider-Signature that does not verify: {detail}")]
+    ProviderSignatureInvalid {
+        /// The peer called.
+        peer: String,
+        /// Why verification failed.
+        detail: String,
+    },
+    /// The hub could not pay the provider for a channel-funded call (it still answered 402).
+    #[error("this hub could not pay provider {peer}: {detail}")]
+    ProviderPaymentFailed {
+        /// The peer called.
+        peer: String,
+        /// What the provider said.
+        detail: String,
+    },
+    /// The catalog could not be read.
+    #[error("catalog unavailable: {0}")]
+    Store(#[from] StoreError),
+    /// A bug or an unexpected failure inside this hub.
+    #[error("internal error: {0}")]
+    Internal(String),
+}

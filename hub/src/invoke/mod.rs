@@ -1,0 +1,237 @@
+//! The routed invoke (`POST /ai-market/v2/invoke`, spec §4.1): resolve the capability,
+//! validate the input, hold the buyer's payment, forward to the provider, relay or settle.
+//!
+//! [`invoke`] is the one service function: the HTTP handler and (in process, without an
+//! HTTP loop back) the MCP `market_invoke` tool both call it with an [`InvokeCall`] and get
+//! an [`InvokeResult`] (status, headers, body) back.
+//!
+//! Modules: [`request`] (typed input), [`resolve`] (catalog snapshot, `choose_providers`),
+//! [`validate`] (input schemas), [`target`] (where and in which shape to forward),
+//! [`forward`] (pooled clients, header hygiene), [`relay`] (what the provider's answer
+//! becomes), [`provider_pay`] (the hub's own credentials at peers), [`receipt`] (the
+//! routing receipt), [`ratelimit`], [`record`] (off-path writes) and `pipeline` (the steps
+//! in order).
+
+pub mod error;
+pub mod forward;
+mod pipeline;
+pub mod provider_pay;
+pub mod ratelimit;
+pub mod receipt;
+pub mod record;
+pub mod relay;
+pub mod request;
+pub mod resolve;
+pub mod target;
+pub mod validate;
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use aimarket_crawler::UrlPolicy;
+use bytes::Bytes;
+
+pub use error::{InputViolation, InvokeError};
+pub use request::{BuyerHeaders, ClientId, InvokeRequest};
+pub use resolve::{Offer, choose_providers};
+
+use crate::http::error::ApiError;
+use crate::payments::{IdemState, StoredResponse};
+use crate::settings::Settings;
+use crate::state::AppState;
+use crate::store::normalize_origin;
+
+/// One invoke, parsed at the edge.
+#[derive(Debug, Clone)]
+pub struct InvokeCall {
+    /// The body.
+    pub request: InvokeRequest,
+    /// Payment, idempotency and tracing headers.
+    pub headers: BuyerHeaders,
+    /// Who is calling (rate limit and idempotency scope).
+    pub client: ClientId,
+}
+
+/// The answer to an invoke, ready to be written as HTTP (or read by an MCP tool).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InvokeResult {
+    /// HTTP status.
+    pub status: u16,
+    /// Response headers (lower-case names), in order; a name may repeat.
+    pub headers: Vec<(String, String)>,
+    /// The body (JSON for everything the hub writes; relayed bodies are verbatim).
+    pub body: Bytes,
+}
+
+impl InvokeResult {
+    /// Renders an error in the protocol error shape with the status `http/error.rs` maps it
+    /// to.
+    pub fn from_error(error: InvokeError) -> Self {
+        let api = ApiError::from(error);
+        let status = api.kind().status();
+        if status.is_server_error() && status.as_u16() == 500 {
+            tracing::error!(error = ?api, "invoke failed with an internal error");
+        }
+        let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
+        if let Some(seconds) = api.retry_after() {
+            headers.push(("retry-after".to_owned(), seconds.to_string()));
+        }
+        Self {
+            status: status.as_u16(),
+            headers,
+            body: Bytes::from(
+                serde_json::to_vec(&api.body()).expect("a JSON value always serialises"),
+            ),
+        }
+    }
+
+    /// The body parsed as JSON (`Null` when it is not JSON), for in-process callers.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The first value of header `name` (lower-case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn stored(&self) -> StoredResponse {
+        StoredResponse {
+            status: self.status,
+            headers: self.headers.clone(),
+            body: self.body.to_vec(),
+        }
+    }
+
+    fn from_stored(stored: StoredResponse) -> Self {
+        Self {
+            status: stored.status,
+            headers: stored.headers,
+            body: Bytes::from(stored.body),
+        }
+    }
+}
+
+/// The invoke machinery that lives as long as the hub: caches, clients, limits.
+#[derive(Debug)]
+pub struct Invoker {
+    catalog: resolve::CatalogCache,
+    schemas: validate::SchemaCache,
+    kinds: target::KindCache,
+    forwarder: OnceLock<Result<forward::Forwarder, String>>,
+    pay: provider_pay::ProviderPay,
+    rate: ratelimit::InvokeRateLimit,
+    recorder: record::Recorder,
+    policy: UrlPolicy,
+    timeout: Duration,
+    max_body: usize,
+    routing_fee_bps: u32,
+    own_origin: String,
+}
+
+impl Invoker {
+    /// Builds the invoker from the settings. Cheap: HTTP clients are built on first use
+    /// (inside the server's runtime).
+    pub fn new(settings: &Settings, public_url: &str) -> Self {
+        let invoke = &settings.invoke;
+        Self {
+            catalog: resolve::CatalogCache::default(),
+            schemas: validate::SchemaCache::default(),
+            kinds: target::KindCache::default(),
+            forwarder: OnceLock::new(),
+            pay: provider_pay::ProviderPay::new(
+                invoke.peer_credentials.clone(),
+                settings.demo_payments,
+            ),
+            rate: ratelimit::InvokeRateLimit::new(invoke.rate_per_min),
+            recorder: record::Recorder::default(),
+            policy: UrlPolicy {
+                allow_private: settings.allow_private_peers,
+            },
+            timeout: Duration::from_secs(invoke.provider_timeout_s),
+            max_body: usize::try_from(invoke.max_provider_body_bytes).unwrap_or(usize::MAX),
+            routing_fee_bps: settings.routing_fee_bps,
+            own_origin: normalize_origin(public_url).unwrap_or_else(|_| public_url.to_owned()),
+        }
+    }
+
+    /// This hub's own origin (a `source_hub` equal to it means "local").
+    pub fn own_origin(&self) -> &str {
+        &self.own_origin
+    }
+
+    /// Forgets every cached catalog lookup (the next invokes read the store).
+    pub fn invalidate_catalog(&self) {
+        self.catalog.clear();
+    }
+
+    /// Background writes dropped because the queue was full.
+    pub fn dropped_records(&self) -> u64 {
+        self.recorder.dropped()
+    }
+
+    fn forwarder(&self) -> Result<&forward::Forwarder, InvokeError> {
+        self.forwarder
+            .get_or_init(|| forward::Forwarder::new(self.policy, self.timeout, self.max_body))
+            .as_ref()
+            .map_err(|e| InvokeError::Internal(e.clone()))
+    }
+}
+
+/// Runs one invoke end to end (see the module docs). Never panics on bad input; every
+/// outcome, including errors, comes back as an [`InvokeResult`].
+///
+/// With an `Idempotency-Key`, the first 2xx answer for `(key, client)` is stored for 24 h
+/// and a retry with the same request gets it back without running (or charging) again; the
+/// same key with a different request is 409 `idempotency_conflict`, and while the first is
+/// still running, 409 `idempotency_in_flight`.
+pub async fn invoke(state: &AppState, call: InvokeCall) -> InvokeResult {
+    let invoker = &state.invoker;
+    if let Err(retry_after_s) = invoker.rate.check(&call.client) {
+        return InvokeResult::from_error(InvokeError::RateLimited { retry_after_s });
+    }
+    if let Err(e) = call.headers.check() {
+        return InvokeResult::from_error(e);
+    }
+    let Some(key) = call.headers.idempotency_key.clone() else {
+        return pipeline::run(state, &call).await;
+    };
+    let fingerprint = call.request.fingerprint();
+    let begun = state
+        .ledger
+        .idempotency_begin(&key, call.client.as_str(), &fingerprint)
+        .await;
+    match begun {
+        Ok(IdemState::New) => {}
+        Ok(IdemState::Replay(stored)) => return InvokeResult::from_stored(stored),
+        Ok(IdemState::Conflict) => {
+            return InvokeResult::from_error(InvokeError::IdempotencyConflict);
+        }
+        Ok(IdemState::InFlight) => {
+            return InvokeResult::from_error(InvokeError::IdempotencyInFlight);
+        }
+        Err(e) => return InvokeResult::from_error(InvokeError::Payment(e)),
+    }
+    let result = pipeline::run(state, &call).await;
+    // A 2xx is final and is what a retry must get back (it may have been charged). Anything
+    // else charged nothing, so the claim is dropped and a retry runs afresh (after paying
+    // following a 402, say).
+    let stored = if (200..300).contains(&result.status) {
+        state
+            .ledger
+            .idempotency_finish(&key, call.client.as_str(), &result.stored())
+            .await
+    } else {
+        state
+            .ledger
+            .idempotency_abandon(&key, call.client.as_str())
+            .await
+    };
+    if let Err(e) = stored {
+        tracing::error!(error = %e, "cannot record the idempotency outcome");
+    }
+    result
+}

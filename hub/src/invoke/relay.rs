@@ -1,0 +1,367 @@
+//! What a provider's answer means for the buyer.
+//!
+//! | provider answers            | buyer gets                                               |
+//! |-----------------------------|----------------------------------------------------------|
+//! | 2xx JSON object             | 200 with `result`, the provider `receipt` unchanged and a `routing_receipt` |
+//! | 2xx with `success: false`   | 200 passed through, nothing charged                      |
+//! | 402                         | 402 with status, body and payment headers verbatim + `X-AIMarket-Routing-Fee` |
+//! | other 4xx                   | same status and body + `X-AIMarket-Upstream-Status`      |
+//! | 3xx, 5xx, non-JSON 2xx      | 502 `provider_error`                                     |
+//!
+//! A present `X-Provider-Signature` must verify (spec §7.1) against the listing's key:
+//! request-bound first, then the legacy result-only form (accepted with a warning). One that
+//! verifies neither way is a 502. An absent signature, or one the hub has no key for, is
+//! accepted and flagged in the answer's `provider_signature` field.
+
+use aimarket_protocol::canonical::{Style, to_canonical_string};
+use aimarket_protocol::signing::verify_provider_response;
+use bytes::Bytes;
+use serde_json::{Map, Value};
+
+use super::InvokeResult;
+use super::error::InvokeError;
+use super::forward::{Upstream, names};
+use super::resolve::Offer;
+
+/// The 402 headers relayed verbatim (spec §4.1 step 6 and the x402 forms).
+pub const PAYMENT_HEADERS: [&str; 4] = [
+    names::X_PAYMENT_REQUIRED,
+    names::PAYMENT_REQUIRED,
+    names::X_PAYMENT_NONCE,
+    "www-authenticate",
+];
+
+/// How the provider's response signature checked out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureStatus {
+    /// Request-bound signature verified (spec §7.1).
+    Verified,
+    /// Only the legacy result-only signature verified.
+    Legacy,
+    /// No `X-Provider-Signature` header.
+    Absent,
+    /// A signature was sent but the hub knows no key for this provider.
+    Unverifiable,
+}
+
+impl SignatureStatus {
+    /// Wire spelling (`provider_signature` field).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Verified => "verified",
+            Self::Legacy => "legacy",
+            Self::Absent => "absent",
+            Self::Unverifiable => "unverifiable",
+        }
+    }
+}
+
+/// A provider answer, classified.
+#[derive(Debug)]
+pub enum Answer {
+    /// The capability ran and succeeded.
+    Success {
+        /// The provider's whole JSON object.
+        body: Map<String, Value>,
+        /// `result` (or `output`, or the whole object).
+        result: Value,
+        /// The signature check.
+        signature: SignatureStatus,
+    },
+    /// A 2xx whose body says `success: false` (a typed failure: nothing is charged).
+    Failed {
+        /// The provider's JSON object.
+        body: Map<String, Value>,
+    },
+    /// 402 to relay.
+    PaymentRequired(Upstream),
+    /// Another 4xx to relay.
+    ClientError(Upstream),
+}
+
+/// Classifies an upstream answer; unusable ones are errors.
+pub fn classify(upstream: Upstream, offer: &Offer, input: &Value) -> Result<Answer, InvokeError> {
+    let peer = || offer.peer_url.clone();
+    match upstream.status {
+        200..=299 => {}
+        402 => return Ok(Answer::PaymentRequired(upstream)),
+        400..=499 => return Ok(Answer::ClientError(upstream)),
+        300..=399 => {
+            return Err(InvokeError::ProviderError {
+                peer: peer(),
+                detail: format!("unexpected redirect (HTTP {})", upstream.status),
+            });
+        }
+        status => {
+            return Err(InvokeError::ProviderError {
+                peer: peer(),
+                detail: format!("provider answered HTTP {status}"),
+            });
+        }
+    }
+    let parsed: Value =
+        serde_json::from_slice(&upstream.body).map_err(|e| InvokeError::ProviderError {
+            peer: peer(),
+            detail: format!("answer is not JSON ({e})"),
+        })?;
+    let Value::Object(mut body) = parsed else {
+        return Err(InvokeError::ProviderError {
+            peer: peer(),
+            detail: "answer is not a JSON object".into(),
+        });
+    };
+    if body.get("success") == Some(&Value::Bool(false)) {
+        return Ok(Answer::Failed { body });
+    }
+    let result = match body.get("result").or_else(|| body.get("output")) {
+        Some(result) => result.clone(),
+        None => {
+            // No envelope: the whole object is the result (as the reference reads it).
+            body.remove("success");
+            Value::Object(body.clone())
+        }
+    };
+    let signature = check_signature(&upstream, offer, input, &result)?;
+    Ok(Answer::Success {
+        body,
+        result,
+        signature,
+    })
+}
+
+fn check_signature(
+    upstream: &Upstream,
+    offer: &Offer,
+    input: &Value,
+    result: &Value,
+) -> Result<SignatureStatus, InvokeError> {
+    let Some(sig) = upstream.header(names::X_PROVIDER_SIGNATURE) else {
+        tracing::debug!(peer = %offer.peer_url, "provider response is unsigned");
+        return Ok(SignatureStatus::Absent);
+    };
+    let Some(key) = &offer.provider_key else {
+        tracing::warn!(peer = %offer.peer_url, "provider response is signed but no key is pinned for it");
+        return Ok(SignatureStatus::Unverifiable);
+    };
+    let sig = sig.trim();
+    if verify_provider_response(
+        &offer.capability_id,
+        &offer.product_id,
+        input,
+        result,
+        sig,
+        key,
+    )
+    .is_ok()
+    {
+        return Ok(SignatureStatus::Verified);
+    }
+    let legacy = to_canonical_string(result, Style::Compact);
+    if key.verify_b64(legacy.as_bytes(), sig).is_ok() {
+        tracing::warn!(peer = %offer.peer_url, "provider uses the legacy result-only signature");
+        return Ok(SignatureStatus::Legacy);
+    }
+    Err(InvokeError::ProviderSignatureInvalid {
+        peer: offer.peer_url.clone(),
+        detail: "X-Provider-Signature does not verify against the provider's key".into(),
+    })
+}
+
+/// The content type to relay: the provider's, or JSON when it sent none.
+fn content_type(upstream: &Upstream) -> String {
+    upstream
+        .header("content-type")
+        .unwrap_or("application/json")
+        .to_owned()
+}
+
+/// A provider 402, relayed: status, body and payment headers verbatim, plus the routing fee.
+pub fn payment_required(upstream: Upstream, routing_fee_bps: u32) -> InvokeResult {
+    let mut headers = vec![
+        ("content-type".to_owned(), content_type(&upstream)),
+        (names::ROUTING_FEE.to_owned(), routing_fee_bps.to_string()),
+    ];
+    let mut exposed = vec![names::ROUTING_FEE];
+    for name in PAYMENT_HEADERS {
+        // Every value of the header, each exactly as received.
+        for value in upstream.headers.get_all(name) {
+            if let Ok(text) = value.to_str() {
+                headers.push((name.to_owned(), text.to_owned()));
+            }
+        }
+        if upstream.headers.contains_key(name) {
+            exposed.push(name);
+        }
+    }
+    headers.push((
+        "access-control-expose-headers".to_owned(),
+        exposed.join(", "),
+    ));
+    InvokeResult {
+        status: 402,
+        headers,
+        body: upstream.body,
+    }
+}
+
+/// A provider 4xx other than 402, relayed with its body and `X-AIMarket-Upstream-Status`.
+pub fn client_error(upstream: Upstream) -> InvokeResult {
+    InvokeResult {
+        status: upstream.status,
+        headers: vec![
+            ("content-type".to_owned(), content_type(&upstream)),
+            (
+                names::UPSTREAM_STATUS.to_owned(),
+                upstream.status.to_string(),
+            ),
+        ],
+        body: upstream.body,
+    }
+}
+
+/// A JSON 200 answer.
+pub fn json_ok(body: &Value) -> InvokeResult {
+    InvokeResult {
+        status: 200,
+        headers: vec![("content-type".to_owned(), "application/json".to_owned())],
+        body: Bytes::from(serde_json::to_vec(body).expect("a JSON value always serialises")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use aimarket_protocol::signing::{KeyPair, sign_provider_response};
+    use reqwest::header::{HeaderMap, HeaderValue};
+    use serde_json::json;
+
+    fn offer(key: Option<&KeyPair>) -> Offer {
+        Offer {
+            origin: "https://o".into(),
+            via: None,
+            peer_url: "https://o".into(),
+            peer_operator: false,
+            peer_well_known_url: String::new(),
+            product_id: "p".into(),
+            capability_id: "c@v1".into(),
+            price_usd: 0.0,
+            routed_price_usd: 0.0,
+            p50_latency_ms: 0,
+            trust_score: 0.5,
+            success_rate: 1.0,
+            invoke_url: None,
+            provider_key: key.map(KeyPair::public_key),
+            schema: None,
+        }
+    }
+
+    fn upstream(status: u16, body: &str, headers: &[(&'static str, &str)]) -> Upstream {
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            map.append(*k, HeaderValue::from_str(v).unwrap());
+        }
+        Upstream {
+            status,
+            headers: map,
+            body: Bytes::from(body.to_owned()),
+        }
+    }
+
+    #[test]
+    fn signatures_request_bound_legacy_bad_absent() {
+        let key = KeyPair::from_seed(&[3u8; 32]);
+        let input = json!({"q": 1});
+        let result = json!({"a": "b"});
+        let body = json!({"success": true, "result": result}).to_string();
+        let good = sign_provider_response("c@v1", "p", &input, &result, &key);
+        let legacy = key.sign_b64(to_canonical_string(&result, Style::Compact).as_bytes());
+        let o = offer(Some(&key));
+        let status = |sig: Option<&str>| {
+            let headers: Vec<(&'static str, &str)> = sig
+                .map(|s| vec![(names::X_PROVIDER_SIGNATURE, s)])
+                .unwrap_or_default();
+            match classify(upstream(200, &body, &headers), &o, &input) {
+                Ok(Answer::Success { signature, .. }) => Ok(signature),
+                Ok(other) => panic!("{other:?}"),
+                Err(e) => Err(e),
+            }
+        };
+        assert_eq!(status(Some(&good)).unwrap(), SignatureStatus::Verified);
+        assert_eq!(status(Some(&legacy)).unwrap(), SignatureStatus::Legacy);
+        assert_eq!(status(None).unwrap(), SignatureStatus::Absent);
+        assert!(matches!(
+            status(Some(&KeyPair::from_seed(&[4u8; 32]).sign_b64(b"x"))),
+            Err(InvokeError::ProviderSignatureInvalid { .. })
+        ));
+        // A signature over another input does not verify.
+        let other = sign_provider_response("c@v1", "p", &json!({"q": 2}), &result, &key);
+        assert!(status(Some(&other)).is_err());
+    }
+
+    #[test]
+    fn statuses() {
+        let o = offer(None);
+        let input = json!({});
+        assert!(matches!(
+            classify(upstream(402, "{}", &[]), &o, &input),
+            Ok(Answer::PaymentRequired(_))
+        ));
+        assert!(matches!(
+            classify(upstream(404, "nope", &[]), &o, &input),
+            Ok(Answer::ClientError(_))
+        ));
+        for (status, body) in [(500, "{}"), (302, ""), (200, "<html>"), (200, "[1]")] {
+            assert!(
+                matches!(
+                    classify(upstream(status, body, &[]), &o, &input),
+                    Err(InvokeError::ProviderError { .. })
+                ),
+                "{status} {body}"
+            );
+        }
+        assert!(matches!(
+            classify(
+                upstream(200, r#"{"success": false, "error": "x"}"#, &[]),
+                &o,
+                &input
+            ),
+            Ok(Answer::Failed { .. })
+        ));
+        match classify(upstream(200, r#"{"answer": 42}"#, &[]), &o, &input).unwrap() {
+            Answer::Success { result, .. } => assert_eq!(result, json!({"answer": 42})),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn relays_402_headers_verbatim() {
+        let up = upstream(
+            402,
+            r#"{"error":"payment_required"}"#,
+            &[
+                (names::X_PAYMENT_REQUIRED, r#"{"amount":"0.40"}"#),
+                (names::PAYMENT_REQUIRED, "eyJ4IjoxfQ=="),
+                (names::X_PAYMENT_NONCE, "0xabc"),
+                ("www-authenticate", "Payment realm=x"),
+                ("content-type", "application/json"),
+                ("set-cookie", "a=b"),
+            ],
+        );
+        let r = payment_required(up, 100);
+        assert_eq!(r.status, 402);
+        let get = |n: &str| {
+            r.headers
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get(names::X_PAYMENT_REQUIRED), Some(r#"{"amount":"0.40"}"#));
+        assert_eq!(get(names::PAYMENT_REQUIRED), Some("eyJ4IjoxfQ=="));
+        assert_eq!(get(names::X_PAYMENT_NONCE), Some("0xabc"));
+        assert_eq!(get("www-authenticate"), Some("Payment realm=x"));
+        assert_eq!(get(names::ROUTING_FEE), Some("100"));
+        assert_eq!(get("set-cookie"), None);
+        assert_eq!(&r.body[..], br#"{"error":"payment_required"}"#);
+    }
+}
