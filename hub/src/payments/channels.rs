@@ -1,0 +1,477 @@
+//! Channels: open (after the deposit is verified), read, close.
+
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+
+use super::verifier::DepositClaim;
+use super::{
+    Ledger, MAX_DEPOSIT_USD, PaymentError, duration_ms, error::is_unique_violation, usd_to_micros,
+};
+use crate::store::{now_ms, on_pool, on_pool_write};
+
+/// Token label when the opener names none.
+pub const DEFAULT_TOKEN: &str = "USDC";
+/// Chain label when the opener names none.
+pub const DEFAULT_CHAIN: &str = "base";
+/// Longest transaction hash accepted (a 0x hash is 66; demo placeholders are short).
+const MAX_TX_HASH_CHARS: usize = 200;
+/// Longest token or chain label accepted.
+const MAX_LABEL_CHARS: usize = 64;
+/// Longest channel id looked up; anything longer cannot be one of ours.
+const MAX_CHANNEL_ID_CHARS: usize = 128;
+
+/// What a depositor asks for (`POST /ai-market/v2/channel/open`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OpenChannel {
+    /// Deposit in USD; must be in (0, [`MAX_DEPOSIT_USD`]].
+    pub deposit_usd: f64,
+    /// The funding transaction; `None` only for demo channels (the Rust/TS/Dart SDKs send
+    /// none).
+    pub tx_hash: Option<String>,
+    /// Token label (default [`DEFAULT_TOKEN`]).
+    pub token: Option<String>,
+    /// Chain label (default [`DEFAULT_CHAIN`]).
+    pub chain: Option<String>,
+}
+
+/// The debit secret of a channel, shown once at open. `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ChannelSecret(String);
+
+impl ChannelSecret {
+    fn generate() -> Self {
+        let bytes: [u8; 32] = rand::random();
+        Self(format!("chs_{}", hex::encode(bytes)))
+    }
+
+    /// The secret, for the one answer that hands it to the depositor.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ChannelSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ChannelSecret(<redacted>)")
+    }
+}
+
+/// Stored lifecycle of a channel. Expiry is derived from `expires_at`, not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelStatus {
+    /// Accepts debits until it expires.
+    Open,
+    /// Settled; accepts nothing.
+    Closed,
+}
+
+impl ChannelStatus {
+    /// Stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Closed => "closed",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, PaymentError> {
+        match s {
+            "open" => Ok(Self::Open),
+            "closed" => Ok(Self::Closed),
+            other => Err(PaymentError::Corrupt(format!(
+                "unknown channel status `{other}`"
+            ))),
+        }
+    }
+}
+
+/// A payment channel. Amounts are micro-dollars, times unix milliseconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Channel {
+    /// `ch_<32 hex>`.
+    pub id: String,
+    /// What was deposited.
+    pub deposit_micros: i64,
+    /// Captured debits.
+    pub used_micros: i64,
+    /// Reserved by calls in flight.
+    pub held_micros: i64,
+    /// Captured calls.
+    pub invocations: i64,
+    /// Token label.
+    pub token: String,
+    /// Chain label.
+    pub chain: String,
+    /// The funding transaction (normalised), if any.
+    pub tx_hash: Option<String>,
+    /// Which verifier accepted the deposit (`demo` or `evm`).
+    pub verifier: String,
+    /// Whether debits must present the channel secret (on-chain deposits).
+    pub secret_required: bool,
+    /// Stored status.
+    pub status: ChannelStatus,
+    /// Opened at.
+    pub created_at: i64,
+    /// Debits are refused from this instant on.
+    pub expires_at: i64,
+    /// Closed at, once closed.
+    pub closed_at: Option<i64>,
+    /// The settlement transaction named at close, if any.
+    pub settle_tx_hash: Option<String>,
+    /// The secret: `Some` only on the value [`Ledger::open_channel`] returns.
+    pub secret: Option<ChannelSecret>,
+}
+
+impl Channel {
+    /// Available balance: deposit − captured − held.
+    pub fn balance_micros(&self) -> i64 {
+        self.deposit_micros - self.used_micros - self.held_micros
+    }
+
+    /// What goes back to the depositor at close: deposit − captured.
+    pub fn refund_micros(&self) -> i64 {
+        self.deposit_micros - self.used_micros
+    }
+
+    /// Whether the channel's lifetime has ended at `now_ms`.
+    pub fn is_expired_at(&self, now_ms: i64) -> bool {
+        self.expires_at <= now_ms
+    }
+
+    /// `open`, `expired` or `closed` as of `now_ms` (the channel endpoint's `status`).
+    pub fn state_at(&self, now_ms: i64) -> &'static str {
+        match self.status {
+            ChannelStatus::Closed => "closed",
+            ChannelStatus::Open if self.is_expired_at(now_ms) => "expired",
+            ChannelStatus::Open => "open",
+        }
+    }
+
+    fn settlement(&self) -> Settlement {
+        Settlement {
+            channel_id: self.id.clone(),
+            used_micros: self.used_micros,
+            refund_micros: self.refund_micros(),
+            invocations: self.invocations,
+            settle_tx_hash: self.settle_tx_hash.clone(),
+            closed_at: self.closed_at.unwrap_or(self.created_at),
+        }
+    }
+}
+
+/// The outcome of closing a channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settlement {
+    /// The channel.
+    pub channel_id: String,
+    /// Captured debits (what the hub keeps).
+    pub used_micros: i64,
+    /// What goes back to the depositor.
+    pub refund_micros: i64,
+    /// Captured calls.
+    pub invocations: i64,
+    /// The settlement transaction named at (the first) close.
+    pub settle_tx_hash: Option<String>,
+    /// When the channel was closed.
+    pub closed_at: i64,
+}
+
+/// The columns [`RawChannel`] decodes, for `SELECT`/`RETURNING` lists.
+macro_rules! channel_columns {
+    () => {
+        "id, deposit, used, held, invocations, token, chain, tx_hash, verifier, \
+         secret_required, status, created_at, expires_at, closed_at, settle_tx_hash"
+    };
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct RawChannel {
+    id: String,
+    deposit: i64,
+    used: i64,
+    held: i64,
+    invocations: i64,
+    token: String,
+    chain: String,
+    tx_hash: Option<String>,
+    verifier: String,
+    secret_required: bool,
+    status: String,
+    created_at: i64,
+    expires_at: i64,
+    closed_at: Option<i64>,
+    settle_tx_hash: Option<String>,
+}
+
+impl TryFrom<RawChannel> for Channel {
+    type Error = PaymentError;
+    fn try_from(r: RawChannel) -> Result<Self, PaymentError> {
+        Ok(Channel {
+            status: ChannelStatus::parse(&r.status)?,
+            id: r.id,
+            deposit_micros: r.deposit,
+            used_micros: r.used,
+            held_micros: r.held,
+            invocations: r.invocations,
+            token: r.token,
+            chain: r.chain,
+            tx_hash: r.tx_hash,
+            verifier: r.verifier,
+            secret_required: r.secret_required,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            closed_at: r.closed_at,
+            settle_tx_hash: r.settle_tx_hash,
+            secret: None,
+        })
+    }
+}
+
+/// Hex SHA-256 of a channel secret (what the table stores and compares).
+pub(super) fn secret_digest(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// Validates a deposit amount: finite, positive, at most [`MAX_DEPOSIT_USD`], at least one
+/// micro-dollar.
+fn deposit_micros(deposit_usd: f64) -> Result<i64, PaymentError> {
+    let invalid = |reason: String| PaymentError::InvalidAmount {
+        what: "deposit_usd",
+        reason,
+    };
+    if !deposit_usd.is_finite() {
+        return Err(invalid("must be a finite number".into()));
+    }
+    if deposit_usd <= 0.0 {
+        return Err(invalid(format!(
+            "must be greater than 0, got {deposit_usd}"
+        )));
+    }
+    if deposit_usd > MAX_DEPOSIT_USD {
+        return Err(invalid(format!(
+            "must be at most {MAX_DEPOSIT_USD} USD, got {deposit_usd}"
+        )));
+    }
+    match usd_to_micros(deposit_usd)? {
+        0 => Err(invalid("must be at least 0.000001 USD".into())),
+        micros => Ok(micros),
+    }
+}
+
+/// Trims a transaction hash; hex `0x` hashes are lower-cased so that one transaction has one
+/// spelling (the UNIQUE constraint must see replays in any case).
+pub(super) fn normalize_tx_hash(
+    raw: Option<&str>,
+    what: &str,
+) -> Result<Option<String>, PaymentError> {
+    let Some(hash) = raw.map(str::trim).filter(|h| !h.is_empty()) else {
+        return Ok(None);
+    };
+    if hash.chars().count() > MAX_TX_HASH_CHARS {
+        return Err(PaymentError::InvalidRequest(format!(
+            "{what} is longer than {MAX_TX_HASH_CHARS} characters"
+        )));
+    }
+    if hash.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(PaymentError::InvalidRequest(format!(
+            "{what} must not contain whitespace or control characters"
+        )));
+    }
+    let is_hex = hash.len() > 2
+        && hash[..2].eq_ignore_ascii_case("0x")
+        && hash[2..].bytes().all(|b| b.is_ascii_hexdigit());
+    Ok(Some(if is_hex {
+        hash.to_ascii_lowercase()
+    } else {
+        hash.to_owned()
+    }))
+}
+
+fn label(raw: Option<&str>, default: &str, what: &str) -> Result<String, PaymentError> {
+    let value = raw
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .unwrap_or(default);
+    if value.chars().count() > MAX_LABEL_CHARS || value.chars().any(char::is_control) {
+        return Err(PaymentError::InvalidRequest(format!(
+            "{what} must be at most {MAX_LABEL_CHARS} printable characters"
+        )));
+    }
+    Ok(value.to_owned())
+}
+
+impl Ledger {
+    /// Opens a channel: validates the request, verifies the deposit with the configured
+    /// verifiers, and records the channel. The returned channel carries the secret (the only
+    /// time it is available). A transaction hash funds one channel, ever:
+    /// [`PaymentError::TxAlreadyUsed`] otherwise.
+    pub async fn open_channel(&self, request: OpenChannel) -> Result<Channel, PaymentError> {
+        const USED: &str = "SELECT COUNT(*) FROM channels WHERE tx_hash = $1";
+        let deposit = deposit_micros(request.deposit_usd)?;
+        let token = label(request.token.as_deref(), DEFAULT_TOKEN, "token")?;
+        let chain = label(request.chain.as_deref(), DEFAULT_CHAIN, "chain")?;
+        let tx_hash = normalize_tx_hash(request.tx_hash.as_deref(), "tx_hash")?;
+        if let Some(hash) = &tx_hash {
+            // Cheap early answer that spares the RPC call; the UNIQUE constraint decides.
+            let used: i64 = on_pool!(&self.store, |pool| {
+                sqlx::query_scalar(USED).bind(hash).fetch_one(pool).await?
+            });
+            if used > 0 {
+                return Err(PaymentError::TxAlreadyUsed {
+                    tx_hash: hash.clone(),
+                });
+            }
+        }
+        let claim = DepositClaim {
+            deposit_micros: deposit,
+            tx_hash: tx_hash.clone(),
+            token: token.clone(),
+            chain: chain.clone(),
+        };
+        let verified = self.verifiers.verify(&claim).await?;
+
+        let now = now_ms();
+        let secret = ChannelSecret::generate();
+        let channel = Channel {
+            id: format!("ch_{}", uuid::Uuid::new_v4().simple()),
+            deposit_micros: deposit,
+            used_micros: 0,
+            held_micros: 0,
+            invocations: 0,
+            token,
+            chain,
+            tx_hash,
+            verifier: verified.verifier.to_owned(),
+            secret_required: verified.secret_required,
+            status: ChannelStatus::Open,
+            created_at: now,
+            expires_at: now.saturating_add(duration_ms(self.config.channel_ttl)),
+            closed_at: None,
+            settle_tx_hash: None,
+            secret: Some(secret),
+        };
+        self.insert_channel(&channel).await?;
+        tracing::info!(
+            channel_id = %channel.id,
+            deposit_micros = deposit,
+            verifier = %channel.verifier,
+            "payment channel opened"
+        );
+        Ok(channel)
+    }
+
+    async fn insert_channel(&self, c: &Channel) -> Result<(), PaymentError> {
+        const SQL: &str = "INSERT INTO channels (id, secret_sha256, secret_required, deposit, \
+             token, chain, tx_hash, verifier, status, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'open', $9, $10)";
+        let digest = hex::encode(secret_digest(
+            c.secret
+                .as_ref()
+                .map(ChannelSecret::expose)
+                .unwrap_or_default(),
+        ));
+        let result = on_pool_write!(&self.store, |pool| {
+            sqlx::query(SQL)
+                .bind(&c.id)
+                .bind(&digest)
+                .bind(c.secret_required)
+                .bind(c.deposit_micros)
+                .bind(&c.token)
+                .bind(&c.chain)
+                .bind(&c.tx_hash)
+                .bind(&c.verifier)
+                .bind(c.created_at)
+                .bind(c.expires_at)
+                .execute(pool)
+                .await
+                .map(|_| ())
+        });
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) if is_unique_violation(&e) && c.tx_hash.is_some() => {
+                Err(PaymentError::TxAlreadyUsed {
+                    tx_hash: c.tx_hash.clone().unwrap_or_default(),
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The channel `id` (without its secret), or [`PaymentError::ChannelNotFound`].
+    pub async fn get_channel(&self, id: &str) -> Result<Channel, PaymentError> {
+        self.find_channel(id)
+            .await?
+            .ok_or_else(|| PaymentError::ChannelNotFound {
+                channel_id: id.to_owned(),
+            })
+    }
+
+    pub(super) async fn find_channel(&self, id: &str) -> Result<Option<Channel>, PaymentError> {
+        if id.is_empty() || id.len() > MAX_CHANNEL_ID_CHARS {
+            return Ok(None);
+        }
+        const SQL: &str = concat!(
+            "SELECT ",
+            channel_columns!(),
+            " FROM channels WHERE id = $1"
+        );
+        let row: Option<RawChannel> = on_pool!(&self.store, |pool| {
+            sqlx::query_as(SQL).bind(id).fetch_optional(pool).await?
+        });
+        row.map(Channel::try_from).transpose()
+    }
+
+    /// Closes channel `id` and settles it: the hub keeps what was captured, the rest is the
+    /// depositor's refund. Needs no secret (the refund can only go back to the depositor).
+    ///
+    /// Refused with [`PaymentError::ChannelBusy`] while calls paid from the channel are in
+    /// flight, so a settlement is final. Closing again is not an error: it answers the first
+    /// settlement unchanged (the first `settle_tx_hash` is kept).
+    pub async fn close_channel(
+        &self,
+        id: &str,
+        settle_tx_hash: Option<String>,
+    ) -> Result<Settlement, PaymentError> {
+        const HELD: &str = "SELECT COUNT(*) FROM holds WHERE channel_id = $1 AND state = 'held'";
+        let settle = normalize_tx_hash(settle_tx_hash.as_deref(), "settle_tx_hash")?;
+        const CLOSE: &str = concat!(
+            "UPDATE channels SET status = 'closed', closed_at = $2, settle_tx_hash = $3 \
+             WHERE id = $1 AND status = 'open' AND held = 0 RETURNING ",
+            channel_columns!()
+        );
+        let closed: Option<RawChannel> = if id.is_empty() || id.len() > MAX_CHANNEL_ID_CHARS {
+            None
+        } else {
+            on_pool_write!(&self.store, |pool| {
+                sqlx::query_as(CLOSE)
+                    .bind(id)
+                    .bind(now_ms())
+                    .bind(&settle)
+                    .fetch_optional(pool)
+                    .await?
+            })
+        };
+        if let Some(row) = closed {
+            let channel = Channel::try_from(row)?;
+            tracing::info!(
+                channel_id = %channel.id,
+                used_micros = channel.used_micros,
+                refund_micros = channel.refund_micros(),
+                "payment channel closed"
+            );
+            return Ok(channel.settlement());
+        }
+        let channel = self.get_channel(id).await?;
+        if channel.status == ChannelStatus::Closed {
+            return Ok(channel.settlement());
+        }
+        let holds: i64 = on_pool!(&self.store, |pool| {
+            sqlx::query_scalar(HELD).bind(id).fetch_one(pool).await?
+        });
+        Err(PaymentError::ChannelBusy {
+            channel_id: id.to_owned(),
+            holds: holds.max(1),
+        })
+    }
+}

@@ -1,0 +1,202 @@
+//! The payments area's single error type.
+
+use crate::store::StoreError;
+
+/// Why a channel credential was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretProblem {
+    /// The channel needs `X-Payment-Channel-Secret` and none was sent.
+    Missing,
+    /// A secret was sent and it is not this channel's.
+    Wrong,
+}
+
+impl SecretProblem {
+    /// Stable snake_case reason for the body's `reason` field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Missing => "missing_channel_secret",
+            Self::Wrong => "invalid_channel_secret",
+        }
+    }
+}
+
+/// Everything that can go wrong with channels, holds, receipts and idempotency records.
+///
+/// Amounts are micro-dollars (`i64`); the HTTP mapping (`http/error.rs`) renders them in USD.
+#[derive(Debug, thiserror::Error)]
+pub enum PaymentError {
+    /// A money amount that is negative, not a number, or absurdly large.
+    #[error("invalid {what}: {reason}")]
+    InvalidAmount {
+        /// Which amount (`deposit_usd`, `price`, …).
+        what: &'static str,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A request field other than an amount is malformed (over-long tx hash, bad id, …).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// Only on-chain deposits are accepted here and the request carried no `tx_hash`.
+    #[error("tx_hash is required: this hub accepts only verified on-chain deposits")]
+    TxHashRequired,
+    /// Neither demo payments nor an on-chain verifier is configured.
+    #[error(
+        "payment channels are not available on this hub: enable demo payments \
+         (AIMARKET_DEMO_PAYMENTS) or configure an EVM verifier (AIMARKET_EVM_RPC_URL, \
+         AIMARKET_PAYMENT_RECIPIENT, AIMARKET_PAYMENT_TOKEN_CONTRACT)"
+    )]
+    PaymentsUnavailable,
+    /// The deposit transaction does not prove the deposit.
+    #[error("deposit not verified: {reason}")]
+    DepositRejected {
+        /// What the verifier found.
+        reason: String,
+    },
+    /// The verifier's backend (the JSON-RPC node) could not be asked.
+    #[error("deposit verifier unavailable: {reason}")]
+    VerifierUnavailable {
+        /// What failed (never a URL with credentials).
+        reason: String,
+    },
+    /// This transaction already funded a channel.
+    #[error("transaction {tx_hash} already funded a channel")]
+    TxAlreadyUsed {
+        /// The (normalised) transaction hash.
+        tx_hash: String,
+    },
+    /// No channel with this id.
+    #[error("payment channel {channel_id} not found")]
+    ChannelNotFound {
+        /// The id that was looked up.
+        channel_id: String,
+    },
+    /// The channel secret is missing or wrong.
+    #[error("unauthorized: {} channel secret", match problem {
+        SecretProblem::Missing => "missing",
+        SecretProblem::Wrong => "invalid",
+    })]
+    BadSecret {
+        /// Missing or wrong.
+        problem: SecretProblem,
+    },
+    /// The channel's lifetime ended; it can only be closed.
+    #[error("payment channel {channel_id} expired; close it to settle")]
+    Expired {
+        /// The channel.
+        channel_id: String,
+    },
+    /// The channel was closed.
+    #[error("payment channel {channel_id} is closed")]
+    Closed {
+        /// The channel.
+        channel_id: String,
+    },
+    /// The channel's available balance does not cover the amount.
+    #[error(
+        "insufficient channel balance: {} USD available, {} USD needed",
+        super::micros_to_usd(*balance_micros),
+        super::micros_to_usd(*needed_micros)
+    )]
+    InsufficientBalance {
+        /// Available (deposit − captured − held), micro-dollars.
+        balance_micros: i64,
+        /// What the call needs, micro-dollars.
+        needed_micros: i64,
+    },
+    /// The channel cannot be closed while calls paid from it are in flight.
+    #[error(
+        "payment channel {channel_id} has {holds} call(s) in flight; close it after they finish"
+    )]
+    ChannelBusy {
+        /// The channel.
+        channel_id: String,
+        /// Holds still open.
+        holds: i64,
+    },
+    /// A hold id was used twice (hold ids must be unique, e.g. a receipt nonce).
+    #[error("hold {hold_id} already exists")]
+    DuplicateHold {
+        /// The id.
+        hold_id: String,
+    },
+    /// No hold with this id.
+    #[error("hold {hold_id} not found")]
+    HoldNotFound {
+        /// The id.
+        hold_id: String,
+    },
+    /// The hold was already captured or released, so it cannot change again.
+    #[error("hold {hold_id} is already {state}")]
+    HoldSettled {
+        /// The id.
+        hold_id: String,
+        /// `captured` or `released`.
+        state: &'static str,
+    },
+    /// A receipt with this nonce is already stored.
+    #[error("a receipt with nonce {nonce} is already stored")]
+    DuplicateReceipt {
+        /// The nonce.
+        nonce: String,
+    },
+    /// A receipt to store is not a JSON object with a string `nonce`.
+    #[error("invalid receipt: {0}")]
+    InvalidReceipt(String),
+    /// A store failure (connection, migration, …).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A driver failure in a ledger query.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A stored row this build cannot interpret.
+    #[error("stored payment data is invalid: {0}")]
+    Corrupt(String),
+}
+
+impl PaymentError {
+    /// A stable snake_case code: the wire `error` code of the HTTP answer.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidAmount { .. } => "invalid_amount",
+            Self::InvalidRequest(_) => "bad_request",
+            Self::TxHashRequired => "tx_hash_required",
+            Self::PaymentsUnavailable => "payments_unavailable",
+            Self::DepositRejected { .. } => "deposit_not_verified",
+            Self::VerifierUnavailable { .. } => "payment_verifier_unavailable",
+            Self::TxAlreadyUsed { .. } => "tx_already_used",
+            Self::ChannelNotFound { .. } => "channel_not_found",
+            Self::BadSecret { .. } => "channel_unauthorized",
+            Self::Expired { .. } => "channel_expired",
+            Self::Closed { .. } => "channel_closed",
+            Self::InsufficientBalance { .. } => "insufficient_balance",
+            Self::ChannelBusy { .. } => "channel_busy",
+            Self::DuplicateHold { .. } => "duplicate_hold",
+            Self::HoldNotFound { .. } => "hold_not_found",
+            Self::HoldSettled { .. } => "hold_settled",
+            Self::DuplicateReceipt { .. } => "duplicate_receipt",
+            Self::InvalidReceipt(_) => "invalid_receipt",
+            Self::Store(e) => e.code(),
+            Self::Database(_) => "database_error",
+            Self::Corrupt(_) => "database_corrupt",
+        }
+    }
+
+    /// The short machine reason of a 402 (the body's `reason` field), if this is one.
+    pub fn reason(&self) -> Option<&'static str> {
+        match self {
+            Self::BadSecret { problem } => Some(problem.as_str()),
+            Self::Expired { .. } => Some("channel_expired"),
+            Self::Closed { .. } => Some("channel_closed"),
+            Self::InsufficientBalance { .. } => Some("insufficient_balance"),
+            Self::DepositRejected { .. } => Some("deposit_not_verified"),
+            _ => None,
+        }
+    }
+}
+
+/// True when `e` is a unique-constraint violation (both engines report it the same way
+/// through sqlx).
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}

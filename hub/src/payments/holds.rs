@@ -1,0 +1,402 @@
+//! Holds: reserve before forwarding, then capture (with the receipt) or release.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use subtle::ConstantTimeEq;
+
+use super::channels::{ChannelStatus, secret_digest};
+use super::error::{SecretProblem, is_unique_violation};
+use super::records::{ReceiptRow, insert_receipt};
+use super::{Ledger, PaymentError, duration_ms};
+use crate::store::{BeginWrite as _, Store, now_ms, on_pool, on_pool_write};
+
+/// Longest hold id accepted.
+const MAX_HOLD_ID_CHARS: usize = 200;
+
+/// Lifecycle of a hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldState {
+    /// Reserved; the call is in flight.
+    Held,
+    /// Debited; a receipt exists.
+    Captured,
+    /// Given back to the channel.
+    Released,
+}
+
+impl HoldState {
+    /// Stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Held => "held",
+            Self::Captured => "captured",
+            Self::Released => "released",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, PaymentError> {
+        match s {
+            "held" => Ok(Self::Held),
+            "captured" => Ok(Self::Captured),
+            "released" => Ok(Self::Released),
+            other => Err(PaymentError::Corrupt(format!(
+                "unknown hold state `{other}`"
+            ))),
+        }
+    }
+}
+
+/// A reservation against a channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    /// The caller's id for it (e.g. the receipt nonce).
+    pub id: String,
+    /// The channel it draws on.
+    pub channel_id: String,
+    /// Reserved micro-dollars.
+    pub amount_micros: i64,
+    /// The channel's available balance right after this hold.
+    pub balance_micros: i64,
+    /// When the hold counts as abandoned (unix ms).
+    pub lease_until: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct RawAuth {
+    secret_sha256: String,
+    secret_required: bool,
+    status: String,
+    expires_at: i64,
+    balance: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct Taken {
+    channel_id: String,
+    amount: i64,
+}
+
+/// Checks a presented secret against the stored digest in constant time.
+fn check_secret(auth: &RawAuth, secret: Option<&str>) -> Result<(), PaymentError> {
+    let Some(secret) = secret.filter(|s| !s.is_empty()) else {
+        if auth.secret_required {
+            return Err(PaymentError::BadSecret {
+                problem: SecretProblem::Missing,
+            });
+        }
+        return Ok(());
+    };
+    let stored = hex::decode(&auth.secret_sha256)
+        .map_err(|_| PaymentError::Corrupt("channel secret digest is not hex".into()))?;
+    let presented = secret_digest(secret);
+    if bool::from(presented.as_slice().ct_eq(stored.as_slice())) {
+        Ok(())
+    } else {
+        Err(PaymentError::BadSecret {
+            problem: SecretProblem::Wrong,
+        })
+    }
+}
+
+fn check_hold_id(hold_id: &str) -> Result<(), PaymentError> {
+    if hold_id.is_empty() || hold_id.chars().count() > MAX_HOLD_ID_CHARS {
+        return Err(PaymentError::InvalidRequest(format!(
+            "hold id must be 1 to {MAX_HOLD_ID_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
+impl Ledger {
+    /// Reserves `amount_micros` on channel `channel_id` for the call `hold_id` (a unique id
+    /// the caller chooses, e.g. the receipt nonce).
+    ///
+    /// Checks, in order: the channel exists, the secret (constant time; required for on-chain
+    /// channels, optional but checked when given for demo channels), not closed, not expired,
+    /// balance ≥ amount. The reservation itself is one guarded `UPDATE` in the same
+    /// transaction as the hold row, so concurrent holds can never overdraw the channel.
+    pub async fn hold(
+        &self,
+        channel_id: &str,
+        secret: Option<&str>,
+        amount_micros: i64,
+        hold_id: &str,
+    ) -> Result<Hold, PaymentError> {
+        const AUTH: &str = "SELECT secret_sha256, secret_required, status, expires_at, \
+             deposit - used - held AS balance FROM channels WHERE id = $1";
+        const RESERVE: &str = "UPDATE channels SET held = held + $2 \
+             WHERE id = $1 AND status = 'open' AND expires_at > $3 \
+             AND deposit - used - held >= $2 RETURNING deposit - used - held";
+        const INSERT: &str = "INSERT INTO holds (id, channel_id, amount, state, created_at, \
+             lease_until) VALUES ($1, $2, $3, 'held', $4, $5)";
+        if amount_micros < 0 {
+            return Err(PaymentError::InvalidAmount {
+                what: "hold amount",
+                reason: "must not be negative".into(),
+            });
+        }
+        check_hold_id(hold_id)?;
+        let not_found = || PaymentError::ChannelNotFound {
+            channel_id: channel_id.to_owned(),
+        };
+        if channel_id.is_empty() || channel_id.len() > 128 {
+            return Err(not_found());
+        }
+
+        // Read-only checks first, outside the write slot: refusals never queue for it.
+        let auth: Option<RawAuth> = on_pool!(&self.store, |pool| {
+            sqlx::query_as(AUTH)
+                .bind(channel_id)
+                .fetch_optional(pool)
+                .await?
+        });
+        let auth = auth.ok_or_else(not_found)?;
+        check_secret(&auth, secret)?;
+        let now = now_ms();
+        if auth.status == ChannelStatus::Closed.as_str() {
+            return Err(PaymentError::Closed {
+                channel_id: channel_id.to_owned(),
+            });
+        }
+        if auth.expires_at <= now {
+            return Err(PaymentError::Expired {
+                channel_id: channel_id.to_owned(),
+            });
+        }
+        if auth.balance < amount_micros {
+            return Err(PaymentError::InsufficientBalance {
+                balance_micros: auth.balance,
+                needed_micros: amount_micros,
+            });
+        }
+
+        let lease_until = now.saturating_add(duration_ms(self.config.hold_lease));
+        let reserved: Result<Option<i64>, sqlx::Error> = on_pool_write!(&self.store, |pool| {
+            async {
+                let mut tx = pool.begin_write().await?;
+                let balance: Option<i64> = sqlx::query_scalar(RESERVE)
+                    .bind(channel_id)
+                    .bind(amount_micros)
+                    .bind(now)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if balance.is_some() {
+                    sqlx::query(INSERT)
+                        .bind(hold_id)
+                        .bind(channel_id)
+                        .bind(amount_micros)
+                        .bind(now)
+                        .bind(lease_until)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                }
+                Ok(balance)
+            }
+            .await
+        });
+        match reserved {
+            Ok(Some(balance_micros)) => Ok(Hold {
+                id: hold_id.to_owned(),
+                channel_id: channel_id.to_owned(),
+                amount_micros,
+                balance_micros,
+                lease_until,
+            }),
+            // The guard failed between the read and the write: say why, from a fresh read.
+            Ok(None) => {
+                let channel = self.get_channel(channel_id).await?;
+                Err(if channel.status == ChannelStatus::Closed {
+                    PaymentError::Closed {
+                        channel_id: channel.id,
+                    }
+                } else if channel.is_expired_at(now) {
+                    PaymentError::Expired {
+                        channel_id: channel.id,
+                    }
+                } else {
+                    PaymentError::InsufficientBalance {
+                        balance_micros: channel.balance_micros(),
+                        needed_micros: amount_micros,
+                    }
+                })
+            }
+            Err(e) if is_unique_violation(&e) => Err(PaymentError::DuplicateHold {
+                hold_id: hold_id.to_owned(),
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Captures hold `hold_id` and stores `receipt` (the signed hub receipt for the call), in
+    /// ONE transaction: the hold becomes `captured`, the channel's `used` grows by the held
+    /// amount, `invocations` by one, and the receipt row records the amount charged. Either
+    /// all of it happens or none.
+    pub async fn capture(&self, hold_id: &str, receipt: &Value) -> Result<(), PaymentError> {
+        const TAKE: &str = "UPDATE holds SET state = 'captured', settled_at = $2 \
+             WHERE id = $1 AND state = 'held' RETURNING channel_id, amount";
+        const DEBIT: &str = "UPDATE channels SET held = held - $2, used = used + $2, \
+             invocations = invocations + 1 WHERE id = $1";
+        let mut row = ReceiptRow::from_receipt(receipt)?;
+        let now = now_ms();
+        let outcome: Result<bool, sqlx::Error> = on_pool_write!(&self.store, |pool| {
+            async {
+                let mut tx = pool.begin_write().await?;
+                let taken: Option<Taken> = sqlx::query_as(TAKE)
+                    .bind(hold_id)
+                    .bind(now)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some(taken) = taken else {
+                    return Ok(false);
+                };
+                sqlx::query(DEBIT)
+                    .bind(&taken.channel_id)
+                    .bind(taken.amount)
+                    .execute(&mut *tx)
+                    .await?;
+                row.channel_id = Some(taken.channel_id);
+                row.hold_id = Some(hold_id.to_owned());
+                row.charged = Some(taken.amount);
+                insert_receipt!(row, &mut *tx, now)?;
+                tx.commit().await?;
+                Ok(true)
+            }
+            .await
+        });
+        match outcome {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(self.hold_not_held(hold_id).await?),
+            Err(e) if is_unique_violation(&e) => {
+                Err(PaymentError::DuplicateReceipt { nonce: row.nonce })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Releases hold `hold_id`: the amount goes back to the channel's balance. Releasing an
+    /// already released hold is a no-op; a captured hold cannot be released
+    /// ([`PaymentError::HoldSettled`]).
+    pub async fn release(&self, hold_id: &str) -> Result<(), PaymentError> {
+        const TAKE: &str = "UPDATE holds SET state = 'released', settled_at = $2 \
+             WHERE id = $1 AND state = 'held' RETURNING channel_id, amount";
+        const GIVE_BACK: &str = "UPDATE channels SET held = held - $2 WHERE id = $1";
+        let now = now_ms();
+        let released: bool = on_pool_write!(&self.store, |pool| {
+            let mut tx = pool.begin_write().await?;
+            let taken: Option<Taken> = sqlx::query_as(TAKE)
+                .bind(hold_id)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+            match taken {
+                Some(taken) => {
+                    sqlx::query(GIVE_BACK)
+                        .bind(&taken.channel_id)
+                        .bind(taken.amount)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    true
+                }
+                None => false,
+            }
+        });
+        if released {
+            return Ok(());
+        }
+        match self.hold_not_held(hold_id).await? {
+            PaymentError::HoldSettled {
+                state: "released", ..
+            } => Ok(()),
+            other => Err(other),
+        }
+    }
+
+    /// The state of hold `hold_id`, if it exists.
+    pub async fn hold_state(&self, hold_id: &str) -> Result<Option<HoldState>, PaymentError> {
+        const SQL: &str = "SELECT state FROM holds WHERE id = $1";
+        let state: Option<String> = on_pool!(&self.store, |pool| {
+            sqlx::query_scalar(SQL)
+                .bind(hold_id)
+                .fetch_optional(pool)
+                .await?
+        });
+        state.as_deref().map(HoldState::parse).transpose()
+    }
+
+    /// Why `hold_id` could not be captured or released: it does not exist, or it already is.
+    async fn hold_not_held(&self, hold_id: &str) -> Result<PaymentError, PaymentError> {
+        Ok(match self.hold_state(hold_id).await? {
+            None => PaymentError::HoldNotFound {
+                hold_id: hold_id.to_owned(),
+            },
+            Some(state) => PaymentError::HoldSettled {
+                hold_id: hold_id.to_owned(),
+                state: state.as_str(),
+            },
+        })
+    }
+
+    /// Releases the holds a dead process left behind; call once at startup, before serving.
+    /// Returns how many were released.
+    ///
+    /// On SQLite the database belongs to this one hub process, so every hold still `held`
+    /// was abandoned and all are released. On PostgreSQL other replicas may be mid-call, so
+    /// only holds whose lease ran out are released (the rest follow through the periodic
+    /// [`Ledger::release_expired_holds`] once their lease ends).
+    pub async fn recover_on_startup(&self) -> Result<u64, PaymentError> {
+        let cutoff = match &self.store {
+            Store::Sqlite(_) => i64::MAX,
+            Store::Postgres(_) => now_ms(),
+        };
+        let released = self.release_holds_before(cutoff).await?;
+        if released > 0 {
+            tracing::warn!(
+                released,
+                "released channel holds abandoned by a previous run"
+            );
+        }
+        Ok(released)
+    }
+
+    /// Releases every hold whose lease has run out (its call outlived the provider timeout
+    /// plus a margin, so its process is gone). Returns how many were released.
+    pub async fn release_expired_holds(&self) -> Result<u64, PaymentError> {
+        self.release_holds_before(now_ms()).await
+    }
+
+    /// Releases holds still `held` with `lease_until <= cutoff`, in one transaction: the hold
+    /// rows are locked and flipped first, then each channel gets its sum back, so a
+    /// concurrent capture of one of them either wins before (and is not released) or fails.
+    async fn release_holds_before(&self, cutoff: i64) -> Result<u64, PaymentError> {
+        const TAKE: &str = "UPDATE holds SET state = 'released', settled_at = $1 \
+             WHERE state = 'held' AND lease_until <= $2 RETURNING channel_id, amount";
+        const GIVE_BACK: &str = "UPDATE channels SET held = held - $2 WHERE id = $1";
+        let now = now_ms();
+        let released: u64 = on_pool_write!(&self.store, |pool| {
+            let mut tx = pool.begin_write().await?;
+            let taken: Vec<Taken> = sqlx::query_as(TAKE)
+                .bind(now)
+                .bind(cutoff)
+                .fetch_all(&mut *tx)
+                .await?;
+            // Sorted by channel id: concurrent sweeps lock channels in the same order.
+            let mut per_channel: BTreeMap<&str, i64> = BTreeMap::new();
+            for t in &taken {
+                *per_channel.entry(t.channel_id.as_str()).or_default() += t.amount;
+            }
+            for (channel_id, amount) in per_channel {
+                sqlx::query(GIVE_BACK)
+                    .bind(channel_id)
+                    .bind(amount)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            taken.len() as u64
+        });
+        Ok(released)
+    }
+}
