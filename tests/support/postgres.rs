@@ -41,10 +41,12 @@ pub async fn fresh_schema_url(prefix: &str) -> Option<String> {
             .await
             .expect("list old test schemas");
     for schema in stale {
-        sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-            .execute(&mut conn)
-            .await
-            .expect("drop an old test schema");
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+        )))
+        .execute(&mut conn)
+        .await
+        .expect("drop an old test schema");
     }
     let unique = format!(
         "{}_{}",
@@ -52,7 +54,7 @@ pub async fn fresh_schema_url(prefix: &str) -> Option<String> {
         chrono::Utc::now().timestamp_micros()
     );
     let schema = format!("e2e_{prefix}_{unique}");
-    sqlx::query(&format!("CREATE SCHEMA \"{schema}\""))
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA \"{schema}\"")))
         .execute(&mut conn)
         .await
         .expect("create the test schema");

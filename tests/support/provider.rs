@@ -306,6 +306,10 @@ fn header(req: &HttpRequest, name: &str) -> Option<String> {
 }
 
 async fn invoke(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
+    // Only invokes are recorded (the hub's crawler may GET documents here too).
+    if req.method() != actix_web::http::Method::POST {
+        return HttpResponse::NotFound().json(json!({"error": "not_found"}));
+    }
     let headers = req
         .headers()
         .iter()
