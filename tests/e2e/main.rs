@@ -3,4 +3,6 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod invoke;
+mod invoke_payments;
 mod smoke;

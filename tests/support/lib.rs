@@ -8,6 +8,8 @@
 //! signed factories on loopback) and re-export them below.
 
 mod hub;
+pub mod postgres;
+pub mod provider;
 
 use std::future::Future;
 use std::sync::OnceLock;
