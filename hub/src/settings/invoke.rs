@@ -223,7 +223,9 @@ impl<'de> Deserialize<'de> for PeerCredentials {
             .map(|(url, spec)| {
                 Ok(PeerCredential {
                     origin: origin_of(&url)?,
-                    kind: spec.parse().map_err(|e| format!("entry for `{url}`: {e}"))?,
+                    kind: spec
+                        .parse()
+                        .map_err(|e| format!("entry for `{url}`: {e}"))?,
                 })
             })
             .collect::<Result<Vec<_>, String>>()
@@ -245,8 +247,10 @@ mod tests {
                 .unwrap();
         assert_eq!(creds.0.len(), 2);
         let a = creds.get("https://a.example").unwrap();
-        assert!(matches!(&a.kind, CredentialKind::Channel { id, secret: Some(s) }
-            if id == "ch_1" && s.expose() == "s3cret"));
+        assert!(
+            matches!(&a.kind, CredentialKind::Channel { id, secret: Some(s) }
+            if id == "ch_1" && s.expose() == "s3cret")
+        );
         let b = creds.get("http://127.0.0.1:9000").unwrap();
         assert!(matches!(&b.kind, CredentialKind::ApiKey(k) if k.expose() == "K"));
         assert!(!format!("{creds:?}").contains("s3cret"));
@@ -262,14 +266,66 @@ mod tests {
                 secret: None
             }
         );
-        assert!("https://a.example=token:x".parse::<PeerCredential>().is_err());
+        assert!(
+            "https://a.example=token:x"
+                .parse::<PeerCredential>()
+                .is_err()
+        );
         assert!("https://a.example".parse::<PeerCredential>().is_err());
-        assert!("ftp://a.example=apikey:k".parse::<PeerCredential>().is_err());
-        assert!("https://a.example=apikey: ".parse::<PeerCredential>().is_err());
+        assert!(
+            "ftp://a.example=apikey:k"
+                .parse::<PeerCredential>()
+                .is_err()
+        );
+        assert!(
+            "https://a.example=apikey: "
+                .parse::<PeerCredential>()
+                .is_err()
+        );
         let err = "https://a.example=apikey:k,https://b.example=nope"
             .parse::<PeerCredentials>()
             .unwrap_err();
         assert!(err.contains("https://b.example"), "{err}");
+    }
+
+    #[test]
+    fn toml_table_and_env_names() {
+        let s = crate::settings::Settings::from_toml_str(
+            "[invoke]\nprovider_timeout_s = 5\nrate_per_min = 0\n\
+             [invoke.peer_credentials]\n\"https://p.example/\" = \"channel:ch_1:s\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.invoke.provider_timeout_s, 5);
+        assert_eq!(s.invoke.rate_per_min, 0);
+        assert_eq!(
+            s.invoke.max_provider_body_bytes,
+            DEFAULT_MAX_PROVIDER_BODY_BYTES
+        );
+        assert!(s.invoke.peer_credentials.get("https://p.example").is_some());
+        assert!(
+            crate::settings::Settings::from_toml_str("[invoke]\ntimeout = 1\n")
+                .unwrap_err()
+                .contains("timeout")
+        );
+        let env: Vec<&str> = crate::settings::env_names().collect();
+        for name in [
+            "AIMARKET_PROVIDER_TIMEOUT_S",
+            "AIMARKET_MAX_PROVIDER_BODY_BYTES",
+            "AIMARKET_INVOKE_RATE_PER_MIN",
+            "AIMARKET_PEER_CREDENTIALS",
+        ] {
+            assert!(env.contains(&name), "{name}");
+        }
+        let bad = crate::settings::Settings::load(
+            None,
+            &|k| (k == "AIMARKET_PROVIDER_TIMEOUT_S").then(|| "0".to_owned()),
+            crate::settings::Overrides::default(),
+        );
+        assert!(
+            bad.unwrap_err()
+                .to_string()
+                .contains("AIMARKET_PROVIDER_TIMEOUT_S")
+        );
     }
 
     #[test]
