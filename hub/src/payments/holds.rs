@@ -13,6 +13,8 @@ use crate::store::{BeginWrite as _, Store, now_ms, on_pool, on_pool_write};
 
 /// Longest hold id accepted.
 const MAX_HOLD_ID_CHARS: usize = 200;
+/// Returns a released hold's amount to its channel.
+const GIVE_BACK: &str = "UPDATE channels SET held = held - $2 WHERE id = $1";
 
 /// Lifecycle of a hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -281,7 +283,6 @@ impl Ledger {
     pub async fn release(&self, hold_id: &str) -> Result<(), PaymentError> {
         const TAKE: &str = "UPDATE holds SET state = 'released', settled_at = $2 \
              WHERE id = $1 AND state = 'held' RETURNING channel_id, amount";
-        const GIVE_BACK: &str = "UPDATE channels SET held = held - $2 WHERE id = $1";
         let now = now_ms();
         let released: bool = on_pool_write!(&self.store, |pool| {
             let mut tx = pool.begin_write().await?;
@@ -373,7 +374,6 @@ impl Ledger {
     async fn release_holds_before(&self, cutoff: i64) -> Result<u64, PaymentError> {
         const TAKE: &str = "UPDATE holds SET state = 'released', settled_at = $1 \
              WHERE state = 'held' AND lease_until <= $2 RETURNING channel_id, amount";
-        const GIVE_BACK: &str = "UPDATE channels SET held = held - $2 WHERE id = $1";
         let now = now_ms();
         let released: u64 = on_pool_write!(&self.store, |pool| {
             let mut tx = pool.begin_write().await?;

@@ -1,7 +1,14 @@
 //! Idempotency records.
 
 use super::Ctx;
-use crate::payments::{IdemState, PaymentError, StoredResponse};
+use crate::payments::{IdemState, Ledger, PaymentError, StoredResponse};
+
+async fn begin(ledger: &Ledger, key: &str, client: &str, body_sha256: &str) -> IdemState {
+    ledger
+        .idempotency_begin(key, client, body_sha256)
+        .await
+        .unwrap()
+}
 
 fn response() -> StoredResponse {
     StoredResponse {
@@ -17,32 +24,20 @@ fn response() -> StoredResponse {
 pub async fn begin_replay_conflict(ctx: Ctx) {
     let ledger = ctx.demo_ledger();
     assert_eq!(
-        ledger
-            .idempotency_begin("k1", "client-a", "aaaa")
-            .await
-            .unwrap(),
+        begin(&ledger, "k1", "client-a", "aaaa").await,
         IdemState::New
     );
     assert_eq!(
-        ledger
-            .idempotency_begin("k1", "client-a", "aaaa")
-            .await
-            .unwrap(),
+        begin(&ledger, "k1", "client-a", "aaaa").await,
         IdemState::InFlight
     );
     assert_eq!(
-        ledger
-            .idempotency_begin("k1", "client-a", "bbbb")
-            .await
-            .unwrap(),
+        begin(&ledger, "k1", "client-a", "bbbb").await,
         IdemState::Conflict
     );
     // Keys are per client.
     assert_eq!(
-        ledger
-            .idempotency_begin("k1", "client-b", "bbbb")
-            .await
-            .unwrap(),
+        begin(&ledger, "k1", "client-b", "bbbb").await,
         IdemState::New
     );
     ledger
@@ -50,34 +45,22 @@ pub async fn begin_replay_conflict(ctx: Ctx) {
         .await
         .unwrap();
     assert_eq!(
-        ledger
-            .idempotency_begin("k1", "client-a", "aaaa")
-            .await
-            .unwrap(),
+        begin(&ledger, "k1", "client-a", "aaaa").await,
         IdemState::Replay(response())
     );
     assert_eq!(
-        ledger
-            .idempotency_begin("k1", "client-a", "bbbb")
-            .await
-            .unwrap(),
+        begin(&ledger, "k1", "client-a", "bbbb").await,
         IdemState::Conflict
     );
     // Abandoning forgets an in-flight claim, never a finished answer.
     ledger.idempotency_abandon("k1", "client-b").await.unwrap();
     assert_eq!(
-        ledger
-            .idempotency_begin("k1", "client-b", "cccc")
-            .await
-            .unwrap(),
+        begin(&ledger, "k1", "client-b", "cccc").await,
         IdemState::New
     );
     ledger.idempotency_abandon("k1", "client-a").await.unwrap();
     assert!(matches!(
-        ledger
-            .idempotency_begin("k1", "client-a", "aaaa")
-            .await
-            .unwrap(),
+        begin(&ledger, "k1", "client-a", "aaaa").await,
         IdemState::Replay(_)
     ));
     for (key, client) in [("", "c"), ("k", ""), ("bad\nkey", "c")] {
@@ -95,13 +78,7 @@ pub async fn begin_replay_conflict(ctx: Ctx) {
 
 pub async fn abandoned_and_expired_records_are_taken_over(ctx: Ctx) {
     let ledger = ctx.demo_ledger();
-    assert_eq!(
-        ledger
-            .idempotency_begin("crashed", "c", "aaaa")
-            .await
-            .unwrap(),
-        IdemState::New
-    );
+    assert_eq!(begin(&ledger, "crashed", "c", "aaaa").await, IdemState::New);
     // The request's process died: its claim ages past the hold lease.
     let aged = ctx
         .exec(
@@ -110,26 +87,14 @@ pub async fn abandoned_and_expired_records_are_taken_over(ctx: Ctx) {
         )
         .await;
     assert_eq!(aged, 1);
+    assert_eq!(begin(&ledger, "crashed", "c", "aaaa").await, IdemState::New);
     assert_eq!(
-        ledger
-            .idempotency_begin("crashed", "c", "aaaa")
-            .await
-            .unwrap(),
-        IdemState::New
-    );
-    assert_eq!(
-        ledger
-            .idempotency_begin("crashed", "c", "aaaa")
-            .await
-            .unwrap(),
+        begin(&ledger, "crashed", "c", "aaaa").await,
         IdemState::InFlight
     );
 
     // A finished answer is replayed for 24 hours, then the key is free again.
-    assert_eq!(
-        ledger.idempotency_begin("old", "c", "aaaa").await.unwrap(),
-        IdemState::New
-    );
+    assert_eq!(begin(&ledger, "old", "c", "aaaa").await, IdemState::New);
     ledger
         .idempotency_finish("old", "c", &response())
         .await
@@ -139,10 +104,7 @@ pub async fn abandoned_and_expired_records_are_taken_over(ctx: Ctx) {
         "old",
     )
     .await;
-    assert_eq!(
-        ledger.idempotency_begin("old", "c", "bbbb").await.unwrap(),
-        IdemState::New
-    );
+    assert_eq!(begin(&ledger, "old", "c", "bbbb").await, IdemState::New);
     ctx.exec(
         "UPDATE idempotency_keys SET created_at = created_at - 86400001 WHERE idem_key = $1",
         "crashed",
