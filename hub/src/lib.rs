@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod http;
+pub mod payments;
 pub mod settings;
 pub mod startup;
 pub mod state;

@@ -15,6 +15,7 @@
 //! `#[serde(default, deny_unknown_fields)]` (a TOML table) rather than many flat fields.
 
 mod invoke;
+mod payments;
 mod values;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -27,6 +28,7 @@ use serde::Deserialize;
 
 use values::redact_password;
 pub use invoke::{CredentialKind, InvokeSettings, PeerCredential, PeerCredentials};
+pub use payments::{EvmAddress, PaymentSettings, RpcUrl};
 pub use values::{DatabaseBackend, DatabaseUrl, PublicUrl, RedisUrl, Secret, Seed, parse_bool};
 
 /// Default listen address of `serve`.
@@ -90,6 +92,8 @@ pub struct Settings {
     pub signing_key_path: Option<PathBuf>,
     /// Routed invoke: provider timeout, body cap, rate limit, peer credentials (`[invoke]`).
     pub invoke: InvokeSettings,
+    /// Payment channels: channel lifetime and the EVM deposit verifier (`[payments]`).
+    pub payments: PaymentSettings,
 }
 
 impl Default for Settings {
@@ -112,6 +116,7 @@ impl Default for Settings {
             demo_payments: false,
             signing_key_path: None,
             invoke: InvokeSettings::default(),
+            payments: PaymentSettings::default(),
         }
     }
 }
@@ -386,6 +391,50 @@ const ENV_BINDINGS: &[EnvBinding] = &[
             Ok(())
         },
     },
+    EnvBinding {
+        env: "AIMARKET_EVM_RPC_URL",
+        setting: "payments.evm_rpc_url",
+        shown: payments::show_rpc_url,
+        apply: |s, v| {
+            s.payments.evm_rpc_url = Some(parse(v)?);
+            Ok(())
+        },
+    },
+    EnvBinding {
+        env: "AIMARKET_PAYMENT_RECIPIENT",
+        setting: "payments.recipient",
+        shown: str::to_owned,
+        apply: |s, v| {
+            s.payments.recipient = Some(parse(v)?);
+            Ok(())
+        },
+    },
+    EnvBinding {
+        env: "AIMARKET_PAYMENT_TOKEN_CONTRACT",
+        setting: "payments.token_contract",
+        shown: str::to_owned,
+        apply: |s, v| {
+            s.payments.token_contract = Some(parse(v)?);
+            Ok(())
+        },
+    },
+    EnvBinding {
+        env: "AIMARKET_EVM_CONFIRMATIONS",
+        setting: "payments.evm_confirmations",
+        shown: str::to_owned,
+        apply: |s, v| {
+            s.payments.evm_confirmations = parse(v)?;
+            payments::check_confirmations(s.payments.evm_confirmations)
+        },
+    },
+    EnvBinding {
+        env: "AIMARKET_CHANNEL_TTL_S",
+        setting: "payments.channel_ttl_s",
+        shown: str::to_owned,
+        apply: |s, v| {
+            s.payments.channel_ttl_s = parse(v)?;
+            payments::check_channel_ttl(s.payments.channel_ttl_s)
+        },
 ];
 
 /// The names of every environment variable the hub reads for its settings.
@@ -562,6 +611,9 @@ impl Settings {
                 .map_err(|r| invalid("signing_key_path", path.display().to_string(), r))?;
         }
         self.invoke
+            .check()
+            .map_err(|(setting, value, reason)| invalid(setting, value, reason))?;
+        self.payments
             .check()
             .map_err(|(setting, value, reason)| invalid(setting, value, reason))?;
         Ok(())
