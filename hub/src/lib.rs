@@ -6,7 +6,9 @@
 //! the single error-to-HTTP mapping in [`http::error`].
 
 pub mod cli;
+pub mod crawl;
 pub mod http;
+pub mod invoke;
 pub mod payments;
 pub mod settings;
 pub mod startup;

@@ -14,6 +14,7 @@
 //! the README table. Areas with many settings should add a nested struct with
 //! `#[serde(default, deny_unknown_fields)]` (a TOML table) rather than many flat fields.
 
+mod crawl;
 mod invoke;
 mod payments;
 mod values;
@@ -27,6 +28,7 @@ use figment::providers::{Format, Toml};
 use serde::Deserialize;
 
 use values::redact_password;
+pub use crawl::CrawlSettings;
 pub use invoke::{CredentialKind, InvokeSettings, PeerCredential, PeerCredentials};
 pub use payments::{EvmAddress, PaymentSettings, RpcUrl};
 pub use values::{DatabaseBackend, DatabaseUrl, PublicUrl, RedisUrl, Secret, Seed, parse_bool};
@@ -45,8 +47,9 @@ pub const MAX_ROUTING_FEE_BPS: u32 = 10_000;
 pub const MAX_MAX_PENDING_PEERS: u32 = 1_000_000;
 /// File name of the hub signing key inside the data dir (when not configured explicitly).
 pub const SIGNING_KEY_FILE: &str = "hub_signing_key";
-/// File name of the embedded SQLite database inside the data dir.
-pub const SQLITE_FILE: &str = "aimarket.db";
+/// File name of the embedded SQLite database inside the data dir: the store's, so the
+/// settings describe exactly the file the store opens.
+pub use crate::store::SQLITE_FILE;
 
 /// Everything an operator can configure. Field names are the TOML keys.
 #[derive(Debug, Clone, Deserialize)]
@@ -90,6 +93,8 @@ pub struct Settings {
     /// Signing key seed file (`AIMARKET_SIGNING_KEY_PATH`); `None` means
     /// `<data dir>/hub_signing_key`, created on first start.
     pub signing_key_path: Option<PathBuf>,
+    /// Crawler: well-known refresh window, request timeout, manifest freshness (`[crawl]`).
+    pub crawl: CrawlSettings,
     /// Routed invoke: provider timeout, body cap, rate limit, peer credentials (`[invoke]`).
     pub invoke: InvokeSettings,
     /// Payment channels: channel lifetime and the EVM deposit verifier (`[payments]`).
@@ -115,6 +120,7 @@ impl Default for Settings {
             max_pending_peers: 1000,
             demo_payments: false,
             signing_key_path: None,
+            crawl: CrawlSettings::default(),
             invoke: InvokeSettings::default(),
             payments: PaymentSettings::default(),
         }
@@ -435,6 +441,43 @@ const ENV_BINDINGS: &[EnvBinding] = &[
             s.payments.channel_ttl_s = parse(v)?;
             payments::check_channel_ttl(s.payments.channel_ttl_s)
         },
+    },
+    EnvBinding {
+        env: "AIMARKET_WELL_KNOWN_REFRESH_S",
+        setting: "crawl.well_known_refresh_s",
+        shown: str::to_owned,
+        apply: |s, v| {
+            s.crawl.well_known_refresh_s = parse(v)?;
+            crawl::check_well_known_refresh(s.crawl.well_known_refresh_s)
+        },
+    },
+    EnvBinding {
+        env: "AIMARKET_CRAWL_TIMEOUT_S",
+        setting: "crawl.request_timeout_s",
+        shown: str::to_owned,
+        apply: |s, v| {
+            s.crawl.request_timeout_s = parse(v)?;
+            crawl::check_request_timeout(s.crawl.request_timeout_s)
+        },
+    },
+    EnvBinding {
+        env: "AIMARKET_MANIFEST_MAX_AGE_S",
+        setting: "crawl.manifest_max_age_s",
+        shown: str::to_owned,
+        apply: |s, v| {
+            s.crawl.manifest_max_age_s = parse(v)?;
+            crawl::check_freshness(s.crawl.manifest_max_age_s)
+        },
+    },
+    EnvBinding {
+        env: "AIMARKET_MANIFEST_MAX_FUTURE_S",
+        setting: "crawl.manifest_max_future_s",
+        shown: str::to_owned,
+        apply: |s, v| {
+            s.crawl.manifest_max_future_s = parse(v)?;
+            crawl::check_freshness(s.crawl.manifest_max_future_s)
+        },
+    },
 ];
 
 /// The names of every environment variable the hub reads for its settings.
@@ -610,6 +653,9 @@ impl Settings {
             check_path(path)
                 .map_err(|r| invalid("signing_key_path", path.display().to_string(), r))?;
         }
+        self.crawl
+            .check()
+            .map_err(|(setting, value, reason)| invalid(setting, value, reason))?;
         self.invoke
             .check()
             .map_err(|(setting, value, reason)| invalid(setting, value, reason))?;

@@ -14,9 +14,12 @@ use actix_web::{HttpServer, web};
 use aimarket_protocol::ProtocolError;
 use aimarket_protocol::signing::KeyPair;
 
+use crate::crawl::{self, CrawlContext, CrawlRunError, CrawlService};
 use crate::http;
-use crate::settings::{PublicUrl, Settings, SettingsError};
+use crate::payments::{Ledger, PaymentError};
+use crate::settings::{DatabaseUrl, PublicUrl, Settings, SettingsError};
 use crate::state::{AppState, Components};
+use crate::store::{Store, StoreError};
 
 /// How long a graceful stop (Ctrl-C, SIGTERM) waits for in-flight requests.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -54,6 +57,23 @@ pub enum StartupError {
     /// The HTTP server could not be started on the listener.
     #[error("cannot start the HTTP server: {0}")]
     Server(std::io::Error),
+    /// The catalog store could not be opened or migrated.
+    #[error("cannot open the catalog store: {0}")]
+    Store(#[from] StoreError),
+    /// The payment ledger could not be set up or its abandoned holds not recovered.
+    #[error("cannot set up payments: {0}")]
+    Payments(#[from] PaymentError),
+    /// The crawler's HTTP clients could not be built.
+    #[error("cannot set up the crawler: {0}")]
+    Crawler(#[from] CrawlRunError),
+}
+
+/// Opens the catalog store the settings describe: PostgreSQL for a `DATABASE_URL`, else the
+/// embedded SQLite file `<data dir>/hub.db` (the one place that decides which). Migrations
+/// are applied.
+pub async fn open_store(settings: &Settings) -> Result<Store, StoreError> {
+    let url = settings.database_url.as_ref().map(DatabaseUrl::expose);
+    Store::connect(url, &settings.data_dir).await
 }
 
 /// A built, not yet running hub.
@@ -135,10 +155,23 @@ impl Application {
             "hub configured"
         );
 
+        let store = open_store(&settings).await?;
+        let catalog_version = store.catalog_version().await?;
+        let crawl = CrawlContext::new(store.clone(), &settings, public_url.as_str())?;
+        // Holds a killed previous run left open are released before anything is served.
+        let ledger = Ledger::from_settings(store.clone(), &settings)?;
+        ledger.recover_on_startup().await?;
+        if !ledger.payments_available() {
+            tracing::info!("payment channels are off (no demo payments, no EVM verifier)");
+        }
         let state = web::Data::new(AppState::new(Components {
             settings,
             public_url,
             signing_key,
+            store,
+            ledger,
+            crawl: CrawlService::new(crawl),
+            catalog_version,
         }));
         let server_state = state.clone();
         let server = HttpServer::new(move || http::app(server_state.clone()))
@@ -149,6 +182,10 @@ impl Application {
             .listen(listener)
             .map_err(StartupError::Server)?
             .run();
+        // The listener is bound (connections queue from here on); the first crawl runs in
+        // the background and never delays serving.
+        crawl::spawn_scheduler(state.clone().into_inner());
+        state.ledger.spawn_hold_sweeper();
         Ok(Self {
             local_addr,
             state,
@@ -200,11 +237,16 @@ impl Application {
         });
         let result = self.server.await;
         watcher.abort();
+        self.state.crawl.shutdown();
+        // Lets SQLite checkpoint its WAL.
+        self.state.store.close().await;
         result
     }
 
     /// The server future without signal handling, for embedding: spawn it and stop it with
     /// [`Application::handle`]. Tests use this so the test process keeps its own Ctrl-C.
+    /// The crawl schedule is not tied to this future: stop it with
+    /// `state.crawl.shutdown()` (it also ends with the runtime).
     pub fn into_server(self) -> Server {
         self.server
     }

@@ -12,11 +12,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use aimarket_protocol::signing::KeyPair;
-use serde_json::Value;
+use serde_json::{Value, json};
+use tokio::sync::watch;
 
+use crate::crawl::{CatalogUpdate, CrawlService};
 use crate::http::error::ApiError;
 use crate::http::well_known::WellKnownCache;
+use crate::invoke::Invoker;
+use crate::payments::Ledger;
 use crate::settings::{PublicUrl, Settings};
+use crate::store::{PeerState, Store};
 
 /// What the catalog looks like from outside: the numbers and peers the published documents
 /// (well-known, manifest) carry.
@@ -42,6 +47,14 @@ pub struct Components {
     pub public_url: PublicUrl,
     /// The hub's Ed25519 signing key.
     pub signing_key: KeyPair,
+    /// The catalog store (migrated).
+    pub store: Store,
+    /// The payment ledger (on the same store), holds of a previous run already recovered.
+    pub ledger: Ledger,
+    /// The crawl runner (single flight, schedule).
+    pub crawl: CrawlService,
+    /// The store's catalog version at startup.
+    pub catalog_version: i64,
 }
 
 /// Shared, read-mostly state of a running hub.
@@ -57,9 +70,19 @@ pub struct AppState {
     pub started_at: Instant,
     /// The rendered, signed well-known document.
     pub well_known: WellKnownCache,
+    /// The catalog store: peers, capabilities, crawl runs (SQLite or PostgreSQL).
+    pub store: Store,
+    /// Runs crawls: single flight, the startup and periodic schedule, the admin trigger.
+    pub crawl: CrawlService,
+    /// The routed invoke: catalog snapshot, schema cache, provider clients, rate limit.
+    pub invoker: Invoker,
+    /// Payment channels, holds, receipts, invocation records, idempotency records.
+    pub ledger: Ledger,
     /// Bumped whenever the catalog or the peer set changes; caches of published documents
     /// compare it with the generation they were rendered at.
     catalog_generation: AtomicU64,
+    /// The latest change of the visible catalog; see [`AppState::subscribe_catalog`].
+    catalog_updates: watch::Sender<CatalogUpdate>,
 }
 
 impl AppState {
@@ -69,14 +92,24 @@ impl AppState {
             settings,
             public_url,
             signing_key,
+            store,
+            ledger,
+            crawl,
+            catalog_version,
         } = components;
+        let invoker = Invoker::new(&settings, public_url.as_str());
         Self {
+            invoker,
+            ledger,
             settings,
             public_url,
             signing_key,
             started_at: Instant::now(),
             well_known: WellKnownCache::default(),
+            store,
+            crawl,
             catalog_generation: AtomicU64::new(0),
+            catalog_updates: watch::Sender::new(CatalogUpdate::initial(catalog_version)),
         }
     }
 
@@ -91,10 +124,58 @@ impl AppState {
         self.catalog_generation.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// The catalog as the published documents describe it. The hub has no catalog store yet,
-    /// so it is empty; the catalog work replaces this body with a store query.
+    /// Subscribes to changes of the visible catalog (the search index glue, manifest caches).
+    ///
+    /// The value is the latest [`CatalogUpdate`]: the store's catalog version and, when
+    /// `since` is set, the keys added, changed and removed since that version. A subscriber
+    /// at version `since` applies the lists; any other subscriber (it missed an update, or
+    /// `since` is `None`, as at startup) rebuilds from the store. A watch channel keeps only
+    /// the latest value, so a slow subscriber never blocks a crawl; it just rebuilds.
+    pub fn subscribe_catalog(&self) -> watch::Receiver<CatalogUpdate> {
+        self.catalog_updates.subscribe()
+    }
+
+    /// Publishes a change of the visible catalog: bumps the catalog generation (so published
+    /// documents are re-rendered) and notifies [`AppState::subscribe_catalog`] subscribers.
+    /// Crawl runs call this when they changed something; so should operator actions that
+    /// change the catalog or the set of active peers.
+    pub fn publish_catalog_update(&self, update: CatalogUpdate) {
+        self.catalog_changed();
+        self.catalog_updates.send_replace(update);
+    }
+
+    /// The catalog as the published documents describe it: this hub serves no capabilities
+    /// of its own; every visible capability is federated, and `peers` lists the active
+    /// peers (never pending ones, spec §2.4 rule 5).
     pub async fn catalog_summary(&self) -> Result<CatalogSummary, ApiError> {
-        Ok(CatalogSummary::default())
+        let federated = self.store.count_capabilities().await?;
+        let peers = self
+            .store
+            .list_peers(Some(PeerState::Active))
+            .await?
+            .into_iter()
+            .map(|peer| {
+                let mut entry = json!({
+                    "url": peer.url,
+                    "name": peer.name.unwrap_or_default(),
+                    "capabilities_count": peer.capability_count,
+                    "trust_score": peer.trust_score,
+                });
+                // The schema wants a date-time string or no key at all.
+                if let Some(at) = peer.last_crawl.and_then(chrono::DateTime::from_timestamp_millis)
+                {
+                    entry["last_crawl"] =
+                        Value::from(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+                }
+                entry
+            })
+            .collect();
+        Ok(CatalogSummary {
+            products_count: 0,
+            capabilities_count: 0,
+            federated_capabilities_count: u64::try_from(federated).unwrap_or(0),
+            peers,
+        })
     }
 
     /// Seconds since the hub started.

@@ -3,6 +3,10 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod crawl;
+mod crawl_admin;
+mod crawl_bad;
+mod channels;
 mod invoke;
 mod invoke_payments;
 mod smoke;

@@ -7,6 +7,7 @@
 //! Later areas add their fixtures as modules here (for example a `provider` module with fake
 //! signed factories on loopback) and re-export them below.
 
+pub mod catalog_server;
 mod hub;
 pub mod postgres;
 pub mod provider;

@@ -1,10 +1,11 @@
-//! The command line: `aimarket-hub [serve] | keygen | verify`.
+//! The command line: `aimarket-hub [serve] | keygen | verify | crawl`.
 //!
 //! Each subcommand lives in its own module and returns an [`ExitCode`]; errors are printed
 //! to stderr as `error: …`. `serve` is the default, so `aimarket-hub --listen ADDR` works.
 //! Later subcommands (`crawl`, `peers`, `search`, `invoke`, `demo`) should take
 //! [`SettingsArgs`] (flattened) when they need the hub's configuration.
 
+mod crawl;
 mod keygen;
 mod serve;
 mod verify;
@@ -13,6 +14,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub use crawl::CrawlArgs;
 pub use keygen::KeygenArgs;
 pub use serve::SettingsArgs;
 pub use verify::VerifyArgs;
@@ -50,6 +52,8 @@ pub enum Command {
     Keygen(KeygenArgs),
     /// Check protocol documents (manifest, receipt, announce, well-known): schema and signature.
     Verify(VerifyArgs),
+    /// Crawl the seeds and active peers into the store (no server) and print a report.
+    Crawl(CrawlArgs),
 }
 
 /// Runs the parsed command line.
@@ -64,5 +68,6 @@ pub fn run(cli: Cli) -> ExitCode {
         Some(Command::Serve(args)) => serve::run(&args),
         Some(Command::Keygen(args)) => keygen::run(&args),
         Some(Command::Verify(args)) => verify::run(&args),
+        Some(Command::Crawl(args)) => crawl::run(&args),
     }
 }

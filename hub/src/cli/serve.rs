@@ -29,7 +29,7 @@ pub struct SettingsArgs {
     /// Seed peer, optionally pinned to its base64 key; repeatable [env: AIMARKET_SEEDS].
     #[arg(long = "seed", value_name = "URL[=PUBKEY]")]
     pub seeds: Vec<Seed>,
-    /// postgres://… or sqlite:… (default: SQLite file in the data dir) [env: DATABASE_URL].
+    /// postgres://… (default: the SQLite file hub.db in the data dir) [env: DATABASE_URL].
     #[arg(long, value_name = "URL")]
     pub database_url: Option<DatabaseUrl>,
     /// Redis URL for multi-replica mode [env: REDIS_URL].

@@ -26,6 +26,11 @@ use serde_json::{Map, Value};
 
 use aimarket_protocol::error::ProtocolError;
 
+use crate::crawl::CrawlRunError;
+use crate::invoke::InvokeError;
+use crate::payments::PaymentError;
+use crate::store::StoreError;
+
 /// Stable wire codes (the body's `error` field). Clients switch on these; never rename one.
 pub mod code {
     /// Generic malformed request (bad query or path parameter, invalid value).
@@ -52,6 +57,54 @@ pub mod code {
     pub const UNAVAILABLE: &str = "service_unavailable";
     /// A protocol document (manifest, receipt, announce, …) is invalid or badly signed.
     pub const INVALID_DOCUMENT: &str = "invalid_document";
+    /// No peer with this URL or id.
+    pub const PEER_NOT_FOUND: &str = "peer_not_found";
+    /// No active peer offers the invoked capability.
+    pub const CAPABILITY_NOT_FOUND: &str = "capability_not_found";
+    /// The invoke's `source_hub` is a peer that has not been admitted.
+    pub const PEER_PENDING: &str = "peer_pending";
+    /// The invoke's `input` does not match the capability's input schema.
+    pub const INPUT_INVALID: &str = "input_invalid";
+    /// The invoke's `max_price_usd` is below the routed price.
+    pub const PRICE_LIMIT_EXCEEDED: &str = "price_limit_exceeded";
+    /// An `Idempotency-Key` reused with a different request.
+    pub const IDEMPOTENCY_CONFLICT: &str = "idempotency_conflict";
+    /// An `Idempotency-Key` whose first request is still running.
+    pub const IDEMPOTENCY_IN_FLIGHT: &str = "idempotency_in_flight";
+    /// The provider did not answer in time.
+    pub const PROVIDER_TIMEOUT: &str = "provider_timeout";
+    /// The provider was unreachable or answered unusably.
+    pub const PROVIDER_ERROR: &str = "provider_error";
+    /// The provider's `X-Provider-Signature` does not verify.
+    pub const PROVIDER_SIGNATURE_INVALID: &str = "provider_signature_invalid";
+    /// The hub could not pay the provider for a channel-funded call.
+    pub const PROVIDER_PAYMENT_FAILED: &str = "provider_payment_failed";
+    /// A money amount that is negative, not a number or absurd.
+    pub const INVALID_AMOUNT: &str = "invalid_amount";
+    /// Channel open without `tx_hash` where only on-chain deposits are accepted.
+    pub const TX_HASH_REQUIRED: &str = "tx_hash_required";
+    /// Neither demo payments nor an on-chain verifier is configured.
+    pub const PAYMENTS_UNAVAILABLE: &str = "payments_unavailable";
+    /// The deposit transaction does not prove the deposit.
+    pub const DEPOSIT_NOT_VERIFIED: &str = "deposit_not_verified";
+    /// The chain node that verifies deposits could not be asked.
+    pub const PAYMENT_VERIFIER_UNAVAILABLE: &str = "payment_verifier_unavailable";
+    /// The transaction already funded a channel.
+    pub const TX_ALREADY_USED: &str = "tx_already_used";
+    /// No payment channel with this id.
+    pub const CHANNEL_NOT_FOUND: &str = "channel_not_found";
+    /// Missing or wrong `X-Payment-Channel-Secret`.
+    pub const CHANNEL_UNAUTHORIZED: &str = "channel_unauthorized";
+    /// The channel's lifetime ended.
+    pub const CHANNEL_EXPIRED: &str = "channel_expired";
+    /// The channel was closed.
+    pub const CHANNEL_CLOSED: &str = "channel_closed";
+    /// The channel's balance does not cover the call.
+    pub const INSUFFICIENT_BALANCE: &str = "insufficient_balance";
+    /// Close refused while calls paid from the channel are in flight.
+    pub const CHANNEL_BUSY: &str = "channel_busy";
+    /// No stored receipt with this nonce.
+    pub const RECEIPT_NOT_FOUND: &str = "receipt_not_found";
 }
 
 /// The restricted set of error classes; each maps to exactly one HTTP status.
@@ -192,6 +245,11 @@ impl ApiError {
         &self.detail
     }
 
+    /// The `Retry-After` seconds, if set.
+    pub fn retry_after(&self) -> Option<u64> {
+        self.retry_after_s
+    }
+
     /// The protocol error body.
     pub fn body(&self) -> Value {
         let mut body = self.extra.clone();
@@ -260,6 +318,214 @@ impl From<ProtocolError> for ApiError {
             error.to_string(),
         )
         .with_field("reason", error.code())
+    }
+}
+
+impl From<InvokeError> for ApiError {
+    /// Routed-invoke failures (`POST /ai-market/v2/invoke`, and the MCP tool in process).
+    fn from(error: InvokeError) -> Self {
+        use ErrorKind as K;
+        let detail = error.to_string();
+        match error {
+            InvokeError::InvalidJson(_) => Self::new(K::BadRequest, code::INVALID_JSON, detail),
+            InvokeError::BadRequest(_) => Self::bad_request(detail),
+            InvokeError::CapabilityNotFound { source_hub, .. } => {
+                let e = Self::not_found(code::CAPABILITY_NOT_FOUND, detail);
+                match source_hub {
+                    Some(hub) => e.with_field("source_hub", hub),
+                    None => e,
+                }
+            }
+            InvokeError::PeerPending { peer } => Self::new(K::Forbidden, code::PEER_PENDING, detail)
+                .with_field("reason", "peer_pending")
+                .with_field("category", "federation")
+                .with_field("source_hub", peer),
+            InvokeError::InputNotObject => Self::new(K::BadRequest, code::INPUT_INVALID, detail)
+                .with_field(
+                    "errors",
+                    serde_json::json!([{"path": "/", "message": "must be an object"}]),
+                ),
+            InvokeError::InputInvalid { violations } => {
+                let paths: Vec<Value> = violations.iter().map(|v| v.path.clone().into()).collect();
+                let errors = serde_json::to_value(&violations).unwrap_or(Value::Null);
+                Self::new(K::BadRequest, code::INPUT_INVALID, detail)
+                    .with_field("paths", paths)
+                    .with_field("errors", errors)
+            }
+            InvokeError::PriceLimitExceeded {
+                routed_price_usd,
+                price_usd,
+                max_price_usd,
+            } => Self::new(K::Conflict, code::PRICE_LIMIT_EXCEEDED, detail)
+                .with_field("routed_price_usd", routed_price_usd)
+                .with_field("current_price_usd", routed_price_usd)
+                .with_field("price_usd", price_usd)
+                .with_field("max_price_usd", max_price_usd),
+            InvokeError::RateLimited { retry_after_s } => {
+                Self::new(K::TooManyRequests, code::RATE_LIMITED, detail)
+                    .with_retry_after(retry_after_s)
+            }
+            InvokeError::IdempotencyConflict => {
+                Self::new(K::Conflict, code::IDEMPOTENCY_CONFLICT, detail)
+            }
+            InvokeError::IdempotencyInFlight => {
+                Self::new(K::Conflict, code::IDEMPOTENCY_IN_FLIGHT, detail).with_retry_after(1)
+            }
+            InvokeError::Payment(e) => Self::from(e),
+            InvokeError::ProviderTimeout { peer, .. } => {
+                Self::new(K::GatewayTimeout, code::PROVIDER_TIMEOUT, detail)
+                    .with_field("source_hub", peer)
+            }
+            InvokeError::ProviderError { peer, .. } => {
+                Self::new(K::BadGateway, code::PROVIDER_ERROR, detail).with_field("source_hub", peer)
+            }
+            InvokeError::ProviderSignatureInvalid { peer, .. } => {
+                Self::new(K::BadGateway, code::PROVIDER_SIGNATURE_INVALID, detail)
+                    .with_field("source_hub", peer)
+            }
+            InvokeError::ProviderPaymentFailed { peer, .. } => {
+                Self::new(K::BadGateway, code::PROVIDER_PAYMENT_FAILED, detail)
+                    .with_field("source_hub", peer)
+            }
+            InvokeError::Store(e) => Self::from(e),
+            InvokeError::Internal(message) => Self::internal(std::io::Error::other(message)),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    /// Store failures: an unknown peer is 404, a malformed peer URL 400, a database that
+    /// does not answer 503 (transient); anything else is a 500 with the cause logged.
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::PeerNotFound { .. } => {
+                Self::not_found(code::PEER_NOT_FOUND, error.to_string())
+            }
+            StoreError::InvalidPeerUrl { .. } => Self::bad_request(error.to_string()),
+            StoreError::Database(
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_),
+            ) => {
+                let api = Self::new(
+                    ErrorKind::Unavailable,
+                    code::UNAVAILABLE,
+                    "the database is not answering; retry shortly",
+                )
+                .with_retry_after(5);
+                tracing::warn!(error = %error, "database unavailable");
+                api
+            }
+            other => Self::internal(other),
+        }
+    }
+}
+
+impl From<PaymentError> for ApiError {
+    /// Ledger failures. A channel that cannot pay is 402 with a machine `reason` (the detail
+    /// says it in words); ledger misuse by this hub (unknown or settled hold, duplicate
+    /// receipt) is a 500.
+    fn from(error: PaymentError) -> Self {
+        use ErrorKind as K;
+        let detail = error.to_string();
+        let reason = error.reason();
+        let api = match error {
+            PaymentError::InvalidAmount { what, .. } => {
+                Self::new(K::BadRequest, code::INVALID_AMOUNT, detail).with_field("field", what)
+            }
+            PaymentError::InvalidRequest(_) => Self::bad_request(detail),
+            PaymentError::TxHashRequired => {
+                Self::new(K::BadRequest, code::TX_HASH_REQUIRED, detail)
+            }
+            PaymentError::PaymentsUnavailable => {
+                Self::new(K::Unavailable, code::PAYMENTS_UNAVAILABLE, detail)
+            }
+            PaymentError::DepositRejected { .. } => {
+                Self::new(K::PaymentRequired, code::DEPOSIT_NOT_VERIFIED, detail)
+            }
+            PaymentError::VerifierUnavailable { .. } => {
+                Self::new(K::Unavailable, code::PAYMENT_VERIFIER_UNAVAILABLE, detail)
+                    .with_retry_after(5)
+            }
+            PaymentError::TxAlreadyUsed { tx_hash } => {
+                Self::new(K::Conflict, code::TX_ALREADY_USED, detail).with_field("tx_hash", tx_hash)
+            }
+            PaymentError::ChannelNotFound { channel_id } => {
+                Self::not_found(code::CHANNEL_NOT_FOUND, detail)
+                    .with_field("channel_id", channel_id)
+            }
+            PaymentError::BadSecret { .. } => {
+                Self::new(K::PaymentRequired, code::CHANNEL_UNAUTHORIZED, detail)
+            }
+            PaymentError::Expired { channel_id } => {
+                Self::new(K::PaymentRequired, code::CHANNEL_EXPIRED, detail)
+                    .with_field("channel_id", channel_id)
+            }
+            PaymentError::Closed { channel_id } => {
+                Self::new(K::PaymentRequired, code::CHANNEL_CLOSED, detail)
+                    .with_field("channel_id", channel_id)
+            }
+            PaymentError::InsufficientBalance {
+                balance_micros,
+                needed_micros,
+            } => {
+                let needed = crate::payments::micros_to_usd(needed_micros);
+                Self::new(K::PaymentRequired, code::INSUFFICIENT_BALANCE, detail)
+                    .with_field(
+                        "balance_usd",
+                        crate::payments::micros_to_usd(balance_micros),
+                    )
+                    .with_field("needed", needed)
+                    .with_field("needed_usd", needed)
+            }
+            PaymentError::ChannelBusy { channel_id, holds } => {
+                Self::new(K::Conflict, code::CHANNEL_BUSY, detail)
+                    .with_field("channel_id", channel_id)
+                    .with_field("in_flight", holds)
+                    .with_retry_after(1)
+            }
+            PaymentError::Store(e) => Self::from(e),
+            PaymentError::Database(e) => Self::from(StoreError::Database(e)),
+            other @ (PaymentError::DuplicateHold { .. }
+            | PaymentError::HoldNotFound { .. }
+            | PaymentError::HoldSettled { .. }
+            | PaymentError::DuplicateReceipt { .. }
+            | PaymentError::InvalidReceipt(_)
+            | PaymentError::Corrupt(_)) => Self::internal(other),
+        };
+        match reason {
+            Some(reason) => api.with_field("reason", reason),
+            None => api,
+        }
+    }
+}
+
+impl From<CrawlRunError> for ApiError {
+    /// A crawl run that could not run: store failures as above; a hub that is shutting down
+    /// is 503.
+    fn from(error: CrawlRunError) -> Self {
+        match error {
+            CrawlRunError::Store(e) => Self::from(e),
+            CrawlRunError::Aborted => {
+                Self::new(ErrorKind::Unavailable, code::UNAVAILABLE, error.to_string())
+            }
+            CrawlRunError::Setup(_) => Self::internal(error),
+        }
+    }
+}
+
+impl From<std::sync::Arc<CrawlRunError>> for ApiError {
+    /// A run's shared outcome (several triggers may wait on one run): same classes as the
+    /// owned error.
+    fn from(error: std::sync::Arc<CrawlRunError>) -> Self {
+        match std::sync::Arc::try_unwrap(error) {
+            Ok(owned) => Self::from(owned),
+            Err(shared) => match shared.as_ref() {
+                CrawlRunError::Aborted
+                | CrawlRunError::Store(StoreError::Database(
+                    sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_),
+                )) => Self::new(ErrorKind::Unavailable, code::UNAVAILABLE, shared.to_string()),
+                _ => Self::internal(shared),
+            },
+        }
     }
 }
 
@@ -402,5 +668,81 @@ mod tests {
         assert_eq!(e.status_code(), StatusCode::BAD_REQUEST);
         assert_eq!(e.body()["reason"], "missing_field");
         assert!(e.detail().contains("nonce"));
+    }
+
+    #[test]
+    fn payment_errors_map_to_402_404_409_with_the_ledger_code() {
+        use crate::payments::{PaymentError as P, SecretProblem};
+        let cases = [
+            (
+                P::InsufficientBalance {
+                    balance_micros: 500,
+                    needed_micros: 1_000,
+                },
+                StatusCode::PAYMENT_REQUIRED,
+            ),
+            (
+                P::BadSecret {
+                    problem: SecretProblem::Missing,
+                },
+                StatusCode::PAYMENT_REQUIRED,
+            ),
+            (
+                P::Expired {
+                    channel_id: "c".into(),
+                },
+                StatusCode::PAYMENT_REQUIRED,
+            ),
+            (
+                P::Closed {
+                    channel_id: "c".into(),
+                },
+                StatusCode::PAYMENT_REQUIRED,
+            ),
+            (
+                P::ChannelNotFound {
+                    channel_id: "c".into(),
+                },
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                P::TxAlreadyUsed {
+                    tx_hash: "t".into(),
+                },
+                StatusCode::CONFLICT,
+            ),
+            (P::PaymentsUnavailable, StatusCode::SERVICE_UNAVAILABLE),
+            (P::TxHashRequired, StatusCode::BAD_REQUEST),
+            (
+                P::InvalidAmount {
+                    what: "deposit_usd",
+                    reason: "must be greater than 0".into(),
+                },
+                StatusCode::BAD_REQUEST,
+            ),
+        ];
+        for (error, status) in cases {
+            let ledger_code = error.code();
+            let reason = error.reason();
+            let api = ApiError::from(error);
+            assert_eq!((api.status_code(), api.code()), (status, ledger_code));
+            if let Some(reason) = reason {
+                assert_eq!(api.body()["reason"], reason);
+                assert_eq!(status, StatusCode::PAYMENT_REQUIRED);
+            }
+        }
+        let body = ApiError::from(P::InsufficientBalance {
+            balance_micros: 500,
+            needed_micros: 1_000,
+        })
+        .body();
+        assert_eq!(
+            (body["balance_usd"].as_f64(), body["needed"].as_f64()),
+            (Some(0.0005), Some(0.001))
+        );
+        let api = ApiError::from(P::HoldNotFound {
+            hold_id: "h".into(),
+        });
+        assert_eq!(api.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

@@ -10,8 +10,13 @@
 //! `cfg.route(path, …)`: a resource answers a wrong method with 405 (rendered in the protocol
 //! shape), while `cfg.route` falls through to the 404 fallback.
 
+pub mod admin;
+pub mod channels;
 pub mod error;
+pub mod federation;
 pub mod health;
+pub mod invoke;
+pub mod receipts;
 pub mod well_known;
 
 #[cfg(test)]
@@ -27,7 +32,11 @@ use crate::state::AppState;
 /// Registers every route, the extractor error handlers and the 404 fallback.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     error::configure_extractors(cfg);
+    channels::configure(cfg);
+    receipts::configure(cfg);
+    federation::configure(cfg);
     health::configure(cfg);
+    invoke::configure(cfg);
     well_known::configure(cfg);
     cfg.default_service(web::to(error::not_found));
 }

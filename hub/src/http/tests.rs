@@ -15,16 +15,26 @@ use super::{app, error};
 use crate::settings::Settings;
 use crate::state::{AppState, Components};
 
-fn state_with(settings: Settings) -> web::Data<AppState> {
-    web::Data::new(AppState::new(Components {
+/// A state over a fresh SQLite store; the returned dir must outlive the state.
+async fn state_with(settings: Settings) -> (web::Data<AppState>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::store::Store::connect(None, dir.path()).await.unwrap();
+    let public_url = "http://hub.test:9083";
+    let crawl = crate::crawl::CrawlContext::new(store.clone(), &settings, public_url).unwrap();
+    let state = web::Data::new(AppState::new(Components {
+        ledger: crate::payments::Ledger::from_settings(store.clone(), &settings).unwrap(),
         settings,
-        public_url: "http://hub.test:9083".parse().unwrap(),
+        public_url: public_url.parse().unwrap(),
         signing_key: KeyPair::generate(),
-    }))
+        store,
+        crawl: crate::crawl::CrawlService::new(crawl),
+        catalog_version: 0,
+    }));
+    (state, dir)
 }
 
-fn state() -> web::Data<AppState> {
-    state_with(Settings::for_test("/nonexistent"))
+async fn state() -> (web::Data<AppState>, tempfile::TempDir) {
+    state_with(Settings::for_test("/nonexistent")).await
 }
 
 /// Asserts the protocol error shape and returns the body.
@@ -40,7 +50,8 @@ fn assert_error_body(body: &Value, code: &str) {
 
 #[actix_web::test]
 async fn health_reports_service_facts() {
-    let svc = test::init_service(app(state())).await;
+    let (state, _dir) = state().await;
+    let svc = test::init_service(app(state)).await;
     let req = test::TestRequest::get()
         .uri("/ai-market/v2/health")
         .to_request();
@@ -55,7 +66,8 @@ async fn health_reports_service_facts() {
 
 #[actix_web::test]
 async fn unknown_path_and_wrong_method_use_the_protocol_body() {
-    let svc = test::init_service(app(state())).await;
+    let (state, _dir) = state().await;
+    let svc = test::init_service(app(state)).await;
     let res = test::call_service(&svc, test::TestRequest::get().uri("/nope").to_request()).await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     assert_error_body(&test::read_body_json(res).await, "not_found");
@@ -73,7 +85,7 @@ async fn well_known_is_signed_schema_valid_and_complete() {
     let mut settings = Settings::for_test("/nonexistent");
     settings.seeds = vec!["https://seed.example".parse().unwrap()];
     settings.routing_fee_bps = 250;
-    let state = state_with(settings);
+    let (state, _dir) = state_with(settings).await;
     let svc = test::init_service(app(state.clone())).await;
     let req = test::TestRequest::get()
         .uri("/.well-known/ai-market.json")
@@ -123,7 +135,7 @@ async fn well_known_is_signed_schema_valid_and_complete() {
 
 #[actix_web::test]
 async fn well_known_etag_answers_304_and_follows_catalog_changes() {
-    let state = state();
+    let (state, _dir) = state().await;
     let svc = test::init_service(app(state.clone())).await;
     let get = || test::TestRequest::get().uri("/.well-known/ai-market.json");
     let res = test::call_service(&svc, get().to_request()).await;

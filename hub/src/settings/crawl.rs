@@ -114,7 +114,9 @@ impl CrawlSettings {
 /// Range rule of `well_known_refresh_s`.
 pub fn check_well_known_refresh(seconds: u64) -> Result<(), String> {
     if seconds > MAX_WELL_KNOWN_REFRESH_S {
-        return Err(format!("must be at most {MAX_WELL_KNOWN_REFRESH_S} seconds"));
+        return Err(format!(
+            "must be at most {MAX_WELL_KNOWN_REFRESH_S} seconds"
+        ));
     }
     Ok(())
 }
@@ -155,7 +157,10 @@ mod tests {
             well_known_refresh_s: MAX_WELL_KNOWN_REFRESH_S + 1,
             ..CrawlSettings::default()
         };
-        assert_eq!(long_refresh.check().unwrap_err().0, "crawl.well_known_refresh_s");
+        assert_eq!(
+            long_refresh.check().unwrap_err().0,
+            "crawl.well_known_refresh_s"
+        );
         let zero_refresh = CrawlSettings {
             well_known_refresh_s: 0,
             ..CrawlSettings::default()

@@ -59,7 +59,7 @@ fn defaults_match_the_documented_table() {
     assert_eq!(s.database().backend(), DatabaseBackend::Sqlite);
     assert_eq!(
         s.database().expose(),
-        "sqlite://./data/aimarket.db?mode=rwc"
+        "sqlite://./data/hub.db?mode=rwc"
     );
 }
 

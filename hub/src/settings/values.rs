@@ -210,8 +210,13 @@ pub(crate) fn redact_password(s: &str) -> String {
     }
 }
 
-/// A database URL whose scheme selects the backend: `postgres://` / `postgresql://` or
-/// `sqlite:`. `Debug` and `Display` hide any password.
+/// The database: a `postgres://` / `postgresql://` URL as configured, or the embedded SQLite
+/// file (built by [`DatabaseUrl::sqlite_file`], never parsed). `Debug` and `Display` hide any
+/// password.
+///
+/// `DATABASE_URL` does not accept `sqlite:` URLs: the store opens the SQLite file at
+/// `<data dir>/hub.db` and nowhere else, so that the data dir alone says where the database
+/// is (one source of truth; move it with `--data-dir`).
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
 pub struct DatabaseUrl {
@@ -246,10 +251,14 @@ impl FromStr for DatabaseUrl {
         let backend = if s.starts_with("postgres://") || s.starts_with("postgresql://") {
             Url::parse(s).map_err(|e| format!("not a valid URL ({e})"))?;
             DatabaseBackend::Postgres
-        } else if s.starts_with("sqlite:") && s.len() > "sqlite:".len() {
-            DatabaseBackend::Sqlite
+        } else if s.starts_with("sqlite:") {
+            return Err(format!(
+                "sqlite: URLs are not accepted; leave it unset for the embedded SQLite file \
+                 <data dir>/{} (move it with --data-dir)",
+                crate::store::SQLITE_FILE
+            ));
         } else {
-            return Err("must start with postgres://, postgresql:// or sqlite:".into());
+            return Err("must start with postgres:// or postgresql://".into());
         };
         Ok(Self {
             url: s.to_owned(),
@@ -382,8 +391,10 @@ mod tests {
         assert_eq!(pg.backend(), DatabaseBackend::Postgres);
         assert!(!format!("{pg:?} {pg}").contains("hunter2"));
         assert_eq!(pg.expose(), "postgres://u:hunter2@db/x");
-        let lite: DatabaseUrl = "sqlite://data/hub.db".parse().unwrap();
+        let lite = DatabaseUrl::sqlite_file(std::path::Path::new("data/hub.db"));
         assert_eq!(lite.backend(), DatabaseBackend::Sqlite);
+        let refused = "sqlite://data/hub.db".parse::<DatabaseUrl>().unwrap_err();
+        assert!(refused.contains("data dir"), "{refused}");
         assert!("mysql://db/x".parse::<DatabaseUrl>().is_err());
         assert!("sqlite:".parse::<DatabaseUrl>().is_err());
     }

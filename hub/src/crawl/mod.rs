@@ -1,0 +1,41 @@
+//! Federation crawling inside the hub: orchestration over the `aimarket-crawler` crate and
+//! the store, and its schedule.
+//!
+//! - [`CrawlContext`] (context): built once from the settings; [`CrawlContext::run_once`]
+//!   runs one crawl and returns a [`CrawlSummary`]. Used directly by `aimarket-hub crawl`
+//!   and the benchmark.
+//! - run: what one run crawls and what each outcome writes (module docs there).
+//! - mapping: verified tools → store rows, with the re-export rules.
+//! - [`CatalogUpdate`] (changes): what a run changed in the visible catalog, published to
+//!   subscribers of `AppState::subscribe_catalog`.
+//! - [`scheduler`]: single flight, the startup and periodic crawls, shutdown.
+
+mod changes;
+mod context;
+mod mapping;
+mod run;
+pub mod scheduler;
+mod summary;
+
+pub use changes::CatalogUpdate;
+pub use context::CrawlContext;
+pub use run::Progress;
+pub use scheduler::{CrawlService, CrawlTicket, RunOutcome, spawn_scheduler, trigger};
+pub use summary::{CrawlSummary, MAX_RUN_ERRORS, PeerError, PeerReport};
+
+use crate::store::StoreError;
+
+/// Why a crawl run as a whole failed (individual peers failing is normal and is reported
+/// in the [`CrawlSummary`]).
+#[derive(Debug, thiserror::Error)]
+pub enum CrawlRunError {
+    /// The store failed under the run; what was written before stays.
+    #[error("crawl aborted by a store error: {0}")]
+    Store(#[from] StoreError),
+    /// The HTTP client could not be built.
+    #[error(transparent)]
+    Setup(#[from] aimarket_crawler::CrawlError),
+    /// The hub is shutting down; the run was stopped or never started.
+    #[error("the crawl was stopped: the hub is shutting down")]
+    Aborted,
+}

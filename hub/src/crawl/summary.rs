@@ -1,0 +1,131 @@
+//! The result of one crawl run: [`CrawlSummary`], and its stored form.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::changes::CatalogUpdate;
+use crate::store::{RunError, RunStatus, RunSummary};
+
+/// Most per-peer errors kept in a summary (and in the stored run row); the rest are counted
+/// in [`CrawlSummary::errors_omitted`].
+pub const MAX_RUN_ERRORS: usize = 1000;
+
+/// One peer's failure in a run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PeerError {
+    /// Peer origin (or the seed as configured, when it did not parse).
+    pub url: String,
+    /// What was wrong, as recorded in the peer's `last_error`.
+    pub error: String,
+}
+
+/// What happened to one peer in a run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PeerReport {
+    /// Peer origin.
+    pub url: String,
+    /// BFS depth (0 for operator seeds and re-crawled active peers).
+    pub depth: u8,
+    /// True for operator seeds and active peers (their catalogs are indexed).
+    pub admitted: bool,
+    /// `updated`, `not_modified`, or the crawler's error code (`signature`, `timeout`, …).
+    pub status: String,
+    /// Capabilities stored from this peer (admitted peers with a new catalog).
+    pub capabilities: usize,
+    /// Tools of a verified manifest dropped one by one (schema, price, duplicates, hops).
+    pub rejected_tools: usize,
+    /// The error, for failed peers.
+    pub error: Option<String>,
+}
+
+/// Totals and details of one crawl run.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CrawlSummary {
+    /// The `crawl_runs` row.
+    pub run_id: i64,
+    /// When the run started.
+    pub started_at: DateTime<Utc>,
+    /// When it ended.
+    pub finished_at: DateTime<Utc>,
+    /// Peers that answered with something we could judge: a new catalog, a 304, or a
+    /// document that was rejected.
+    pub peers_reached: u64,
+    /// Admitted peers with a new verified catalog.
+    pub peers_updated: u64,
+    /// Capabilities stored from those catalogs.
+    pub capabilities_indexed: u64,
+    /// Peers whose manifest answered 304 Not Modified (nothing written).
+    pub not_modified: u64,
+    /// Peers whose documents were refused (signature, key change, schema, freshness, body,
+    /// unsafe URL or redirect).
+    pub rejected: u64,
+    /// Individually dropped tools of verified manifests.
+    pub rejected_tools: u64,
+    /// New pending peers recorded from discovery.
+    pub pending_discovered: u64,
+    /// Discovered peers not recorded because the pending bound was reached.
+    pub pending_dropped: u64,
+    /// Per-peer failures, at most [`MAX_RUN_ERRORS`].
+    pub errors: Vec<PeerError>,
+    /// Failures beyond [`MAX_RUN_ERRORS`].
+    pub errors_omitted: u64,
+    /// Every peer attempted, in crawl order.
+    pub peers: Vec<PeerReport>,
+    /// The change to the visible catalog, when there was one (already published to
+    /// subscribers when the run was started through the hub).
+    #[serde(skip)]
+    pub catalog_update: Option<CatalogUpdate>,
+}
+
+impl CrawlSummary {
+    pub(crate) fn new(run_id: i64, started_at: DateTime<Utc>) -> Self {
+        Self {
+            run_id,
+            started_at,
+            finished_at: started_at,
+            peers_reached: 0,
+            peers_updated: 0,
+            capabilities_indexed: 0,
+            not_modified: 0,
+            rejected: 0,
+            rejected_tools: 0,
+            pending_discovered: 0,
+            pending_dropped: 0,
+            errors: Vec::new(),
+            errors_omitted: 0,
+            peers: Vec::new(),
+            catalog_update: None,
+        }
+    }
+
+    pub(crate) fn push_error(&mut self, url: &str, error: String) {
+        if self.errors.len() < MAX_RUN_ERRORS {
+            self.errors.push(PeerError {
+                url: url.to_owned(),
+                error,
+            });
+        } else {
+            self.errors_omitted += 1;
+        }
+    }
+
+    /// The row written to `crawl_runs`.
+    pub fn to_run_summary(&self) -> RunSummary {
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        RunSummary {
+            status: RunStatus::Completed,
+            peers_reached: count(self.peers_reached),
+            capabilities_indexed: count(self.capabilities_indexed),
+            not_modified: count(self.not_modified),
+            rejected: count(self.rejected),
+            errors: self
+                .errors
+                .iter()
+                .map(|e| RunError {
+                    peer: e.url.clone(),
+                    error: e.error.clone(),
+                })
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Federation endpoints of the crawl work:
+//!
+//! - `POST /ai-market/v2/federation/crawl` (admin): runs a crawl now and answers with its
+//!   stats when it ends, `{status: "complete", run_id, joined, stats}`; with `?wait=false`
+//!   it answers 202 `{status: "started", run_id, joined}` at once. A crawl already running is
+//!   joined, not duplicated (`joined: true`; see `crawl::scheduler`).
+//! - `GET /ai-market/v2/federation/peers`: `{peers: [active…], count, pending: […],
+//!   pending_count}`.
+
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::crawl::{self, CrawlSummary};
+use crate::http::admin::Admin;
+use crate::http::error::ApiError;
+use crate::state::AppState;
+use crate::store::{PeerRow, PeerState};
+
+/// Path of the crawl trigger.
+pub const CRAWL_PATH: &str = "/ai-market/v2/federation/crawl";
+/// Path of the peers list.
+pub const PEERS_PATH: &str = "/ai-market/v2/federation/peers";
+
+/// Registers the crawl trigger and the peers list.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource(CRAWL_PATH).route(web::post().to(crawl_now)))
+        .service(web::resource(PEERS_PATH).route(web::get().to(list_peers)));
+}
+
+/// Query of the crawl trigger.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CrawlQuery {
+    /// Wait for the run to end (default) or answer 202 at once.
+    #[serde(default = "waits_by_default")]
+    wait: bool,
+}
+
+fn waits_by_default() -> bool {
+    true
+}
+
+async fn crawl_now(
+    _admin: Admin,
+    state: web::Data<AppState>,
+    query: web::Query<CrawlQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let ticket = crawl::trigger(&state.into_inner()).await?;
+    let (run_id, joined) = (ticket.run_id, ticket.joined);
+    if !query.wait {
+        return Ok(HttpResponse::Accepted().json(json!({
+            "status": "started",
+            "run_id": run_id,
+            "joined": joined,
+        })));
+    }
+    let summary = ticket.outcome().await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "status": "complete",
+        "run_id": run_id,
+        "joined": joined,
+        "stats": stats(&summary),
+    })))
+}
+
+/// The `stats` object of a finished run.
+pub fn stats(summary: &CrawlSummary) -> Value {
+    json!({
+        "peers_reached": summary.peers_reached,
+        "peers_updated": summary.peers_updated,
+        "capabilities_indexed": summary.capabilities_indexed,
+        "not_modified": summary.not_modified,
+        "rejected": summary.rejected,
+        "rejected_tools": summary.rejected_tools,
+        "pending_discovered": summary.pending_discovered,
+        "errors": summary.errors,
+        "errors_omitted": summary.errors_omitted,
+        "started_at": iso(summary.started_at),
+        "finished_at": iso(summary.finished_at),
+    })
+}
+
+fn iso(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn iso_ms(ms: Option<i64>) -> Option<String> {
+    ms.and_then(DateTime::from_timestamp_millis).map(iso)
+}
+
+/// The later of a stored time and a time kept in memory (304 answers are not written).
+fn later(stored: Option<i64>, remembered: Option<DateTime<Utc>>) -> Option<i64> {
+    let remembered = remembered.map(|t| t.timestamp_millis());
+    stored.max(remembered)
+}
+
+/// One peer as the peers endpoint shows it.
+fn peer_json(peer: &PeerRow, confirmed: Option<DateTime<Utc>>) -> Value {
+    json!({
+        "url": peer.url,
+        "name": peer.name,
+        "state": peer.state.as_str(),
+        "trusted": peer.trusted,
+        "depth": peer.depth,
+        "first_seen": iso_ms(Some(peer.first_seen)),
+        "last_crawl": iso_ms(later(peer.last_crawl, confirmed)),
+        "last_success": iso_ms(later(peer.last_success, confirmed)),
+        "capability_count": peer.capability_count,
+        "last_error": peer.last_error,
+        "public_key": peer.pinned_key,
+        "key_source": peer.key_source.map(|k| k.as_str()),
+        "well_known_url": peer.well_known_url,
+        "manifest_url": peer.manifest_url,
+        "categories": peer.categories,
+        "trust_score": peer.trust_score,
+    })
+}
+
+async fn list_peers(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let rows = state.store.list_peers(None).await?;
+    let context = state.crawl.context();
+    let (active, pending): (Vec<&PeerRow>, Vec<&PeerRow>) =
+        rows.iter().partition(|p| p.state == PeerState::Active);
+    let render = |peers: Vec<&PeerRow>| -> Vec<Value> {
+        peers
+            .into_iter()
+            .map(|p| peer_json(p, context.last_confirmed(&p.url)))
+            .collect()
+    };
+    let (count, pending_count) = (active.len(), pending.len());
+    Ok(HttpResponse::Ok().json(json!({
+        "peers": render(active),
+        "count": count,
+        "pending": render(pending),
+        "pending_count": pending_count,
+        "protocol_version": "v2",
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembered_304s_move_times_forward_only() {
+        let t = DateTime::from_timestamp_millis(2_000).expect("valid");
+        assert_eq!(later(Some(1_000), Some(t)), Some(2_000));
+        assert_eq!(later(Some(3_000), Some(t)), Some(3_000));
+        assert_eq!(later(None, Some(t)), Some(2_000));
+        assert_eq!(later(None, None), None);
+        assert_eq!(iso_ms(Some(0)).as_deref(), Some("1970-01-01T00:00:00.000Z"));
+    }
+}
