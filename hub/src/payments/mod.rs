@@ -163,8 +163,9 @@ impl Ledger {
         !self.verifiers.is_empty()
     }
 
-    /// Releases abandoned holds every [`HOLD_SWEEP_INTERVAL`] until the returned task is
-    /// aborted. Errors are logged and retried on the next tick.
+    /// Releases abandoned holds (and purges expired idempotency records) every
+    /// [`HOLD_SWEEP_INTERVAL`] until the store is closed or the returned task is aborted.
+    /// Other errors are logged and retried on the next tick.
     pub fn spawn_hold_sweeper(&self) -> tokio::task::JoinHandle<()> {
         let ledger = self.clone();
         tokio::spawn(async move {
@@ -175,6 +176,8 @@ impl Ledger {
                 match ledger.release_expired_holds().await {
                     Ok(0) => {}
                     Ok(n) => tracing::warn!(released = n, "released abandoned channel holds"),
+                    // The hub is shutting down and closed its pools.
+                    Err(PaymentError::Database(sqlx::Error::PoolClosed)) => break,
                     Err(e) => tracing::error!(error = %e, "releasing abandoned holds failed"),
                 }
                 if let Err(e) = ledger.purge_idempotency().await {
