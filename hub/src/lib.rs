@@ -5,6 +5,7 @@
 //! configuration, [`state::AppState`] what handlers share, and [`http`] the actix layer with
 //! the single error-to-HTTP mapping in [`http::error`].
 
+pub mod catalog;
 pub mod cli;
 pub mod crawl;
 pub mod http;

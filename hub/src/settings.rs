@@ -17,6 +17,7 @@
 mod crawl;
 mod invoke;
 mod payments;
+mod plugins;
 mod values;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -31,6 +32,7 @@ use values::redact_password;
 pub use crawl::CrawlSettings;
 pub use invoke::{CredentialKind, InvokeSettings, PeerCredential, PeerCredentials};
 pub use payments::{EvmAddress, PaymentSettings, RpcUrl};
+pub use plugins::PluginChain;
 pub use values::{DatabaseBackend, DatabaseUrl, PublicUrl, RedisUrl, Secret, Seed, parse_bool};
 
 /// Default listen address of `serve`.
@@ -99,6 +101,8 @@ pub struct Settings {
     pub invoke: InvokeSettings,
     /// Payment channels: channel lifetime and the EVM deposit verifier (`[payments]`).
     pub payments: PaymentSettings,
+    /// The plugin chain (`[[plugins]]` tables); default: `quality` alone.
+    pub plugins: PluginChain,
 }
 
 impl Default for Settings {
@@ -123,6 +127,7 @@ impl Default for Settings {
             crawl: CrawlSettings::default(),
             invoke: InvokeSettings::default(),
             payments: PaymentSettings::default(),
+            plugins: PluginChain::default(),
         }
     }
 }

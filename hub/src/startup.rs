@@ -7,13 +7,16 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{HttpServer, web};
+use aimarket_plugins::{PluginError, PluginFactory, Registry, RegistryBuilder};
 use aimarket_protocol::ProtocolError;
 use aimarket_protocol::signing::KeyPair;
 
+use crate::catalog::{Catalog, CatalogConfig, CatalogError, QualityRanker};
 use crate::crawl::{self, CrawlContext, CrawlRunError, CrawlService};
 use crate::http;
 use crate::payments::{Ledger, PaymentError};
@@ -66,6 +69,52 @@ pub enum StartupError {
     /// The crawler's HTTP clients could not be built.
     #[error("cannot set up the crawler: {0}")]
     Crawler(#[from] CrawlRunError),
+    /// The plugin chain could not be built or a fail-closed plugin did not start.
+    #[error("cannot load plugins: {0}")]
+    Plugins(#[from] PluginError),
+    /// The search index could not be opened.
+    #[error("cannot open the search index: {0}")]
+    Catalog(#[from] CatalogError),
+}
+
+/// Plugin factories registered next to the built-ins (`name`, factory), for embedders and
+/// tests that load plugins of their own (see [`Application::build_with`]).
+pub type ExtraPlugins = Vec<(String, PluginFactory)>;
+
+/// Builds the configured plugin chain (built-ins plus `extra` factories) and starts it.
+pub async fn start_plugins(
+    settings: &Settings,
+    extra: ExtraPlugins,
+) -> Result<Arc<Registry>, PluginError> {
+    let mut builder = RegistryBuilder::new();
+    for (name, factory) in extra {
+        builder.register_factory(&name, move |s, services| factory(s, services))?;
+    }
+    let registry = builder.build(&settings.plugins.registry_config())?;
+    registry.startup().await?;
+    tracing::info!(plugins = ?registry.names(), "plugin chain loaded");
+    Ok(Arc::new(registry))
+}
+
+/// Opens the search index in the data dir with the ranking the plugin chain configures.
+pub async fn open_catalog(
+    settings: &Settings,
+    store: Store,
+    signing_key: KeyPair,
+    public_url: &PublicUrl,
+) -> Result<Arc<Catalog>, StartupError> {
+    let ranker = QualityRanker::from_chain(&settings.plugins.registry_config())?;
+    let config = CatalogConfig {
+        routing_fee_bps: settings.routing_fee_bps,
+        public_url: public_url.as_str().to_owned(),
+    };
+    let data_dir = settings.data_dir.clone();
+    let catalog = tokio::task::spawn_blocking(move || {
+        Catalog::open(&data_dir, store, signing_key, config, ranker)
+    })
+    .await
+    .map_err(|e| CatalogError::Task(e.to_string()))??;
+    Ok(Arc::new(catalog))
 }
 
 /// Opens the catalog store the settings describe: PostgreSQL for a `DATABASE_URL`, else the
@@ -110,6 +159,15 @@ fn public_url_for(addr: SocketAddr) -> PublicUrl {
 impl Application {
     /// Binds, prepares the data dir and key, and starts the server (not yet polled).
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        Self::build_with(settings, ExtraPlugins::new()).await
+    }
+
+    /// [`Application::build`] with extra plugin factories, which `[[plugins]]` entries can
+    /// then name like the built-ins.
+    pub async fn build_with(
+        settings: Settings,
+        extra_plugins: ExtraPlugins,
+    ) -> Result<Self, StartupError> {
         install_crypto_provider();
         settings.validate()?;
         let listener = TcpListener::bind(settings.listen).map_err(|source| StartupError::Bind {
@@ -164,6 +222,9 @@ impl Application {
         if !ledger.payments_available() {
             tracing::info!("payment channels are off (no demo payments, no EVM verifier)");
         }
+        let plugins = start_plugins(&settings, extra_plugins).await?;
+        let catalog =
+            open_catalog(&settings, store.clone(), signing_key.clone(), &public_url).await?;
         let state = web::Data::new(AppState::new(Components {
             settings,
             public_url,
@@ -172,6 +233,8 @@ impl Application {
             ledger,
             crawl: CrawlService::new(crawl),
             catalog_version,
+            catalog,
+            plugins,
         }));
         let server_state = state.clone();
         let server = HttpServer::new(move || http::app(server_state.clone()))
@@ -184,6 +247,9 @@ impl Application {
             .run();
         // The listener is bound (connections queue from here on); the first crawl runs in
         // the background and never delays serving.
+        // The index is synced (and rebuilt if stale) in the background: a current index is
+        // served at once, a stale one keeps answering until its replacement is committed.
+        state.catalog.spawn_sync(state.subscribe_catalog());
         crawl::spawn_scheduler(state.clone().into_inner());
         state.ledger.spawn_hold_sweeper();
         Ok(Self {
@@ -238,6 +304,8 @@ impl Application {
         let result = self.server.await;
         watcher.abort();
         self.state.crawl.shutdown();
+        self.state.catalog.close();
+        self.state.plugins.shutdown().await;
         // Lets SQLite checkpoint its WAL.
         self.state.store.close().await;
         result

@@ -8,13 +8,16 @@
 //! [`Components`]. Keep fields cheap to share (pools, `Arc`s); long-running work belongs in
 //! tasks started by `startup`, not in handlers.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use aimarket_plugins::Registry;
 use aimarket_protocol::signing::KeyPair;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use crate::catalog::Catalog;
 use crate::crawl::{CatalogUpdate, CrawlService};
 use crate::http::error::ApiError;
 use crate::http::well_known::WellKnownCache;
@@ -55,6 +58,10 @@ pub struct Components {
     pub crawl: CrawlService,
     /// The store's catalog version at startup.
     pub catalog_version: i64,
+    /// The search index and the manifest cache (see [`crate::catalog`]).
+    pub catalog: Arc<Catalog>,
+    /// The plugin chain, already started.
+    pub plugins: Arc<Registry>,
 }
 
 /// Shared, read-mostly state of a running hub.
@@ -78,6 +85,10 @@ pub struct AppState {
     pub invoker: Invoker,
     /// Payment channels, holds, receipts, invocation records, idempotency records.
     pub ledger: Ledger,
+    /// The search index and the signed manifest, kept in step with the store.
+    pub catalog: Arc<Catalog>,
+    /// The plugin chain (rank, route, invoke guards, extensions, routes), started once.
+    pub plugins: Arc<Registry>,
     /// Bumped whenever the catalog or the peer set changes; caches of published documents
     /// compare it with the generation they were rendered at.
     catalog_generation: AtomicU64,
@@ -96,6 +107,8 @@ impl AppState {
             ledger,
             crawl,
             catalog_version,
+            catalog,
+            plugins,
         } = components;
         let invoker = Invoker::new(&settings, public_url.as_str());
         Self {
@@ -108,6 +121,8 @@ impl AppState {
             well_known: WellKnownCache::default(),
             store,
             crawl,
+            catalog,
+            plugins,
             catalog_generation: AtomicU64::new(0),
             catalog_updates: watch::Sender::new(CatalogUpdate::initial(catalog_version)),
         }

@@ -26,6 +26,7 @@ use serde_json::{Map, Value};
 
 use aimarket_protocol::error::ProtocolError;
 
+use crate::catalog::{CatalogError, ParamError};
 use crate::crawl::CrawlRunError;
 use crate::invoke::InvokeError;
 use crate::payments::PaymentError;
@@ -105,6 +106,8 @@ pub mod code {
     pub const CHANNEL_BUSY: &str = "channel_busy";
     /// No stored receipt with this nonce.
     pub const RECEIPT_NOT_FOUND: &str = "receipt_not_found";
+    /// A fail-closed plugin failed while ranking (search) or routing.
+    pub const PLUGIN_UNAVAILABLE: &str = "plugin_unavailable";
 }
 
 /// The restricted set of error classes; each maps to exactly one HTTP status.
@@ -525,6 +528,57 @@ impl From<std::sync::Arc<CrawlRunError>> for ApiError {
                 )) => Self::new(ErrorKind::Unavailable, code::UNAVAILABLE, shared.to_string()),
                 _ => Self::internal(shared),
             },
+        }
+    }
+}
+
+impl From<ParamError> for ApiError {
+    /// A search parameter that does not parse or is out of range: 400 naming it.
+    fn from(error: ParamError) -> Self {
+        Self::bad_request(error.to_string()).with_field("param", error.param)
+    }
+}
+
+impl From<CatalogError> for ApiError {
+    /// Search and manifest failures: a fail-closed rank plugin is 503 `plugin_unavailable`,
+    /// a closed index (shutdown) 503; store errors as above; the rest are 500s.
+    fn from(error: CatalogError) -> Self {
+        match error {
+            CatalogError::Refused(refusal) => Self::new(
+                ErrorKind::Unavailable,
+                code::PLUGIN_UNAVAILABLE,
+                refusal.to_string(),
+            )
+            .with_field("plugin", refusal.plugin)
+            .with_field("category", refusal.category)
+            .with_retry_after(1),
+            CatalogError::Closed => {
+                Self::new(ErrorKind::Unavailable, code::UNAVAILABLE, error.to_string())
+            }
+            CatalogError::Store(e) => Self::from(e),
+            other => Self::internal(other),
+        }
+    }
+}
+
+impl From<aimarket_plugins::RouteError> for ApiError {
+    /// Plugin routes: no such plugin or path 404, wrong method 405, a panicking handler 500,
+    /// one that did not answer in time 504.
+    fn from(error: aimarket_plugins::RouteError) -> Self {
+        use aimarket_plugins::RouteError as E;
+        let detail = error.to_string();
+        match error {
+            E::NotFound(_) => Self::not_found(code::NOT_FOUND, detail),
+            E::MethodNotAllowed { allowed } => Self::new(
+                ErrorKind::MethodNotAllowed,
+                code::METHOD_NOT_ALLOWED,
+                detail,
+            )
+            .with_field("allowed", allowed),
+            E::Panicked { .. } => Self::internal(error),
+            E::TimedOut { .. } => {
+                Self::new(ErrorKind::GatewayTimeout, code::PLUGIN_UNAVAILABLE, detail)
+            }
         }
     }
 }

@@ -16,7 +16,10 @@ pub mod error;
 pub mod federation;
 pub mod health;
 pub mod invoke;
+pub mod manifest;
+pub mod plugins;
 pub mod receipts;
+pub mod search;
 pub mod well_known;
 
 #[cfg(test)]
@@ -37,6 +40,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     federation::configure(cfg);
     health::configure(cfg);
     invoke::configure(cfg);
+    manifest::configure(cfg);
+    plugins::configure(cfg);
+    search::configure(cfg);
     well_known::configure(cfg);
     cfg.default_service(web::to(error::not_found));
 }

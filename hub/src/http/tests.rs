@@ -21,14 +21,18 @@ async fn state_with(settings: Settings) -> (web::Data<AppState>, tempfile::TempD
     let store = crate::store::Store::connect(None, dir.path()).await.unwrap();
     let public_url = "http://hub.test:9083";
     let crawl = crate::crawl::CrawlContext::new(store.clone(), &settings, public_url).unwrap();
+    let signing_key = KeyPair::generate();
+    let catalog = crate::catalog::tests::in_memory(&store, &signing_key, public_url);
     let state = web::Data::new(AppState::new(Components {
         ledger: crate::payments::Ledger::from_settings(store.clone(), &settings).unwrap(),
         settings,
         public_url: public_url.parse().unwrap(),
-        signing_key: KeyPair::generate(),
+        signing_key,
         store,
         crawl: crate::crawl::CrawlService::new(crawl),
         catalog_version: 0,
+        catalog,
+        plugins: std::sync::Arc::new(aimarket_plugins::Registry::empty()),
     }));
     (state, dir)
 }

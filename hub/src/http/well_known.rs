@@ -72,11 +72,16 @@ impl WellKnownCache {
     }
 }
 
-/// The unsigned document, built from settings, the key and the catalog summary.
+/// The unsigned document, built from settings, the key and the catalog summary. Plugins'
+/// well-known extensions go under `plugin_extensions.<name>`.
+///
+/// Recording the `X-AIMarket-Crawler` header of requests for this document (spec §2.5) is
+/// deliberately not done here: this is the most-requested endpoint of the federation, so it
+/// does no work beyond serving the cached bytes.
 pub fn document(state: &AppState, summary: &CatalogSummary) -> Value {
     let settings = &state.settings;
     let seed_list: Vec<String> = settings.seeds.iter().map(|s| s.url.to_string()).collect();
-    json!({
+    let mut doc = json!({
         "name": settings.name,
         "protocol_versions": ["v1", "v2", "mcp"],
         "hub_version": env!("CARGO_PKG_VERSION"),
@@ -95,7 +100,11 @@ pub fn document(state: &AppState, summary: &CatalogSummary) -> Value {
             "seed_list": seed_list,
         },
         "peers": summary.peers,
-    })
+    });
+    if let Some(extensions) = state.plugins.well_known_extensions() {
+        doc["plugin_extensions"] = extensions;
+    }
+    doc
 }
 
 /// The signed document for the current catalog generation, rendering it if needed.
@@ -120,7 +129,7 @@ pub async fn rendered(state: &AppState) -> Result<Arc<Rendered>, ApiError> {
 
 /// Whether an `If-None-Match` header matches `etag` (weak comparison, as RFC 9110 requires
 /// for this header).
-fn if_none_match_hits(req: &HttpRequest, etag: &str) -> bool {
+pub fn if_none_match_hits(req: &HttpRequest, etag: &str) -> bool {
     req.headers()
         .get_all(header::IF_NONE_MATCH)
         .filter_map(|v| v.to_str().ok())

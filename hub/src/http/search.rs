@@ -1,0 +1,46 @@
+//! `GET /ai-market/v2/search`: federated search (spec §3.2). Parameters and the response
+//! are documented in [`crate::catalog::params`] and the README; ranking in
+//! [`crate::catalog::ranking`].
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use aimarket_plugins::PluginContext;
+
+use crate::catalog::SearchParams;
+use crate::http::error::ApiError;
+use crate::state::AppState;
+
+/// Path of the search endpoint.
+pub const PATH: &str = "/ai-market/v2/search";
+/// Longest `X-Request-Id` taken over as the plugin context's request id.
+const MAX_REQUEST_ID: usize = 128;
+
+/// Registers the search route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource(PATH).route(web::get().to(search)));
+}
+
+/// The caller's `X-Request-Id` when it is short and printable, else a fresh one.
+pub fn request_id(req: &HttpRequest) -> String {
+    req.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|id| !id.is_empty() && id.len() <= MAX_REQUEST_ID)
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+}
+
+async fn search(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let params = SearchParams::parse(req.query_string(), state.public_url.as_str())?;
+    let mut ctx = PluginContext::new(request_id(&req), state.public_url.as_str());
+    let outcome = state
+        .catalog
+        .search(&params, &state.plugins, &mut ctx)
+        .await?;
+    let body = serde_json::to_vec(&outcome).map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        // Results follow the catalog, which changes under the client's feet.
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(body))
+}
