@@ -13,7 +13,7 @@ use aimarket_e2e::catalog_server::{
     CatalogServer, MANIFEST, WELL_KNOWN, re_exported, signed_manifest, tool, tools,
 };
 use aimarket_hub::settings::{Seed, Settings};
-use aimarket_hub::store::{PeerRow, Store};
+use aimarket_hub::store::{NewPeer, PeerRow, PeerState, Store};
 use aimarket_protocol::signing::KeyPair;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -211,17 +211,8 @@ async fn re_exports_via_peer_hub(database_url: Option<String>) {
         ],
         &[],
     );
-    let dir = tempfile::tempdir().unwrap();
-
     // Only the peer hub admitted: its re-exports arrive through it.
-    let hub = TestHub::builder()
-        .data_dir(dir.path())
-        .settings(|s| {
-            s.seeds = vec![peer_hub.url.parse().unwrap()];
-            s.database_url = database_url.as_deref().map(|u| u.parse().unwrap());
-        })
-        .start()
-        .await;
+    let hub = start_hub(database_url.as_deref(), &[peer_hub.url.clone()], |_| {}).await;
     crawl(&hub).await;
     let store = &hub.state.store;
     let via = |rows: &[aimarket_hub::store::CapabilityRow]| -> Vec<Option<String>> {
@@ -248,20 +239,24 @@ async fn re_exports_via_peer_hub(database_url: Option<String>) {
         "more than one intermediate hub: {two_hops:?}"
     );
     assert_eq!(row(store, &peer_hub.url).await.capability_count, 3);
-    hub.stop().await;
 
-    // The origin admitted too: its direct entry wins over the re-export.
-    let hub = TestHub::builder()
-        .data_dir(dir.path())
-        .settings(|s| {
-            s.seeds = vec![peer_hub.url.parse().unwrap(), direct.url.parse().unwrap()];
-            s.database_url = database_url.as_deref().map(|u| u.parse().unwrap());
+    // The origin is admitted too (as an operator approval would): its direct entry wins
+    // over the re-export, and the peer hub keeps the rest.
+    let (_, inserted) = store
+        .insert_peer_if_absent(&NewPeer {
+            url: direct.url.clone(),
+            well_known_url: None,
+            name: None,
+            state: PeerState::Active,
+            trusted: true,
+            depth: 0,
+            pinned_key: None,
         })
-        .start()
-        .await;
+        .await
+        .unwrap();
+    assert!(inserted);
     crawl(&hub).await;
     crawl(&hub).await;
-    let store = &hub.state.store;
     let direct_rows = store
         .get_capability(Some(&direct.url), "prod-d", "direct@v1")
         .await
@@ -276,6 +271,11 @@ async fn re_exports_via_peer_hub(database_url: Option<String>) {
     assert_eq!(via(&far_rows), [Some(peer_hub.url.clone())]);
     assert_eq!(row(store, &direct.url).await.capability_count, 1);
     assert_eq!(row(store, &peer_hub.url).await.capability_count, 2);
+    // Crawled as an active peer, it got its key pinned on first use.
+    assert_eq!(
+        row(store, &direct.url).await.pinned_key,
+        Some(direct.key.public_key().to_b64())
+    );
     assert_healthy(&hub).await;
 }
 

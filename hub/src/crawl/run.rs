@@ -64,6 +64,9 @@ struct RunState {
     rows: BTreeMap<String, PeerRow>,
     /// Origins whose catalogs are indexed: operator seeds and active peers.
     admitted: HashSet<String>,
+    /// Seeds whose pinned key the operator just changed: their stored catalog was verified
+    /// with another key, so their validators are not used (no 304 can skip verification).
+    repinned: HashSet<String>,
     pending: usize,
     well_known_checked: Vec<String>,
     confirmed: Vec<String>,
@@ -129,6 +132,7 @@ impl CrawlContext {
             log: ChangeLog::new(version),
             rows,
             admitted: HashSet::new(),
+            repinned: HashSet::new(),
             pending: 0,
             well_known_checked: Vec::new(),
             confirmed: Vec::new(),
@@ -142,7 +146,16 @@ impl CrawlContext {
         let known: HashMap<String, KnownPeer> = run
             .rows
             .values()
-            .map(|row| (row.url.clone(), self.known_peer(row)))
+            .map(|row| {
+                let mut known = self.known_peer(row);
+                if run.repinned.contains(&row.url) {
+                    known = KnownPeer {
+                        pinned_key: known.pinned_key,
+                        ..KnownPeer::default()
+                    };
+                }
+                (row.url.clone(), known)
+            })
             .collect();
         let report = self
             .crawler
@@ -184,6 +197,13 @@ impl CrawlContext {
                     run.log.peers_changed(before.capability_count > 0);
                 }
                 Some(_) => {}
+            }
+            if run
+                .rows
+                .get(&origin)
+                .is_some_and(|before| before.pinned_key != row.pinned_key)
+            {
+                run.repinned.insert(origin.clone());
             }
             run.rows.insert(origin.clone(), row);
             run.admitted.insert(origin);

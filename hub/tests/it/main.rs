@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod crawl_cli;
 mod keygen;
 mod serve;
 mod support;
