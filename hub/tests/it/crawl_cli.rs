@@ -67,7 +67,10 @@ fn provider() -> Provider {
                             "/ai-market/manifest" => (documents.1.clone(), "\"m\""),
                             _ => return HttpResponse::NotFound().finish(),
                         };
-                        let matches = req.headers().get("if-none-match").is_some_and(|v| v == etag);
+                        let matches = req
+                            .headers()
+                            .get("if-none-match")
+                            .is_some_and(|v| v == etag);
                         if matches {
                             return HttpResponse::NotModified().finish();
                         }
@@ -110,7 +113,10 @@ fn crawl_once_stores_the_catalog_and_reports() {
         report.contains("1 peers reached, 2 capabilities indexed from 1 updated peers"),
         "{report}"
     );
-    assert!(report.contains(&format!("peer {}: updated, 2 capabilities", p.url)), "{report}");
+    assert!(
+        report.contains(&format!("peer {}: updated, 2 capabilities", p.url)),
+        "{report}"
+    );
     assert!(dir.path().join("hub.db").is_file());
     assert_eq!(p.requests.load(Ordering::SeqCst), 2);
 
