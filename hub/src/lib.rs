@@ -8,6 +8,7 @@
 pub mod catalog;
 pub mod cli;
 pub mod crawl;
+pub mod demo;
 pub mod http;
 pub mod invoke;
 pub mod payments;
