@@ -7,7 +7,7 @@ use std::time::Duration;
 use actix_web::dev::ServerHandle;
 use actix_web::web;
 use aimarket_hub::settings::{Secret, Settings};
-use aimarket_hub::startup::{Application, install_crypto_provider};
+use aimarket_hub::startup::{Application, ExtraPlugins, install_crypto_provider};
 use aimarket_hub::state::AppState;
 use reqwest::header::HeaderMap;
 use reqwest::{Method, RequestBuilder, StatusCode};
@@ -26,6 +26,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct TestHubBuilder {
     settings: Settings,
     data_dir: Option<PathBuf>,
+    plugins: ExtraPlugins,
 }
 
 impl TestHubBuilder {
@@ -39,6 +40,13 @@ impl TestHubBuilder {
     /// database and key. By default each hub gets a fresh temporary dir.
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// Registers a plugin factory next to the built-ins, so `settings.plugins` entries can
+    /// name it (test-only plugins).
+    pub fn plugin_factory(mut self, name: &str, factory: aimarket_plugins::PluginFactory) -> Self {
+        self.plugins.push((name.to_owned(), factory));
         self
     }
 
@@ -56,7 +64,7 @@ impl TestHubBuilder {
         };
         let mut settings = self.settings;
         settings.data_dir = data_dir.clone();
-        let app = Application::build(settings)
+        let app = Application::build_with(settings, self.plugins)
             .await
             .unwrap_or_else(|e| panic!("hub failed to start: {e}"));
         let addr = app.local_addr();
@@ -105,6 +113,7 @@ impl TestHub {
         TestHubBuilder {
             settings,
             data_dir: None,
+            plugins: ExtraPlugins::new(),
         }
     }
 
@@ -187,6 +196,9 @@ impl TestHub {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
+        // Releases the search index (its writer lock), so a hub restarted on this data dir
+        // can open it.
+        self.state.catalog.close();
     }
 }
 
@@ -198,5 +210,6 @@ impl Drop for TestHub {
         if let Some(task) = self.task.take() {
             task.abort();
         }
+        self.state.catalog.close();
     }
 }

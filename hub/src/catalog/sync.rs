@@ -2,8 +2,10 @@
 //!
 //! One task per hub ([`Catalog::spawn_sync`]) follows `AppState::subscribe_catalog`:
 //!
-//! 1. index: nothing to do when the indexed version is the update's version; apply the
-//!    update's keys when its `since` is the indexed version; otherwise rebuild from the store
+//! 1. index: apply the update's keys when its `since` is the indexed version (also when it
+//!    does not move the version: trust changes republish keys without a catalog change);
+//!    nothing to do when the index is already at the update's version; otherwise rebuild
+//!    from the store
 //!    (the version is read *before* the rows, so a change racing the rebuild is applied
 //!    again by the next update, which is idempotent, rather than lost);
 //! 2. manifest: rebuilt after every update, and every `manifest::REFRESH_INTERVAL`.
@@ -149,15 +151,14 @@ impl Catalog {
         let target = to_u64(update.version);
         let indexed = index.indexed_version();
         if !self.needs_rebuild.load(Ordering::Acquire) {
+            let from_here = update.since.map(to_u64).is_some_and(|s| Some(s) == indexed);
+            // An update from exactly where the index is gets applied, even when it does not
+            // move the version: a trust change rewrites documents without a catalog change.
+            if from_here && !(update.is_empty() && indexed == Some(target)) {
+                return self.apply_update(update, target).await;
+            }
             if indexed == Some(target) {
                 return Ok(());
-            }
-            if update
-                .since
-                .map(to_u64)
-                .is_some_and(|since| Some(since) == indexed)
-            {
-                return self.apply_update(update, target).await;
             }
         }
         self.rebuild().await.map(|_| ())
