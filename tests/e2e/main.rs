@@ -6,6 +6,7 @@
 mod crawl;
 mod crawl_admin;
 mod crawl_bad;
+mod demo;
 mod channels;
 mod invoke;
 mod invoke_payments;

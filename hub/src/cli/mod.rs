@@ -6,6 +6,7 @@
 //! [`SettingsArgs`] (flattened) when they need the hub's configuration.
 
 mod crawl;
+mod demo;
 mod keygen;
 mod serve;
 mod verify;
@@ -15,6 +16,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub use crawl::CrawlArgs;
+pub use demo::DemoArgs;
 pub use keygen::KeygenArgs;
 pub use serve::SettingsArgs;
 pub use verify::VerifyArgs;
@@ -54,12 +56,17 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Crawl the seeds and active peers into the store (no server) and print a report.
     Crawl(CrawlArgs),
+    /// Run a hub and three demo factories in one process, offline, and print a walkthrough.
+    Demo(DemoArgs),
 }
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
     crate::startup::install_crypto_provider();
-    if let Err(e) = telemetry::init(cli.log_format, None) {
+    // The client-style commands print for people; their logs stay quiet unless asked for.
+    let quiet = matches!(cli.command, Some(Command::Demo(_)))
+        && std::env::var_os("RUST_LOG").is_none();
+    if let Err(e) = telemetry::init(cli.log_format, quiet.then_some("warn")) {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
     }
@@ -69,5 +76,6 @@ pub fn run(cli: Cli) -> ExitCode {
         Some(Command::Keygen(args)) => keygen::run(&args),
         Some(Command::Verify(args)) => verify::run(&args),
         Some(Command::Crawl(args)) => crawl::run(&args),
+        Some(Command::Demo(args)) => demo::run(&args),
     }
 }

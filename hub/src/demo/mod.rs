@@ -19,6 +19,7 @@
 
 mod catalogs;
 mod payment;
+pub mod run;
 mod server;
 pub mod spec;
 

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod crawl_cli;
+mod demo;
 mod keygen;
 mod serve;
 mod support;
