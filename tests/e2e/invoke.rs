@@ -55,6 +55,23 @@ async fn free_invoke_returns_the_result_and_both_receipts() {
     assert_eq!(routing["capability_id"], "echo@v1");
     assert!(verify_receipt(routing, &provider.key.public_key()).is_err());
 
+    // The routing receipt and the invocation record reach the store (off the request path).
+    let nonce = routing["nonce"].as_str().unwrap().to_owned();
+    let ledger = &hub.state.ledger;
+    let stored = aimarket_e2e::wait_until(Duration::from_secs(10), || async {
+        ledger.get_receipt(&nonce).await.unwrap().as_ref() == Some(routing)
+    })
+    .await;
+    assert!(stored, "routing receipt {nonce} was not stored");
+    let recorded = aimarket_e2e::wait_until(Duration::from_secs(10), || async {
+        let stats = ledger.peer_stats(0).await.unwrap();
+        stats
+            .iter()
+            .any(|s| s.peer_url == provider.url && s.calls == 1 && s.successes == 1)
+    })
+    .await;
+    assert!(recorded, "the invocation was not recorded");
+
     // The provider got the provider-contract body at its own invoke_url.
     let seen = provider.seen();
     assert_eq!(seen.len(), 1);

@@ -289,7 +289,7 @@ async fn forward_and_settle(
             ))))
         }
         Answer::Success {
-            body,
+            mut body,
             result,
             signature,
         } => {
@@ -333,11 +333,11 @@ async fn forward_and_settle(
             let mut out = Map::new();
             out.insert("success".into(), Value::Bool(true));
             out.insert("result".into(), result);
-            if let Some(receipt) = body.get("receipt").filter(|r| r.is_object()) {
-                out.insert("receipt".into(), receipt.clone());
+            if let Some(receipt) = body.remove("receipt").filter(Value::is_object) {
+                out.insert("receipt".into(), receipt);
             }
-            if let Some(next) = body.get("continuation").filter(|c| c.is_object()) {
-                out.insert("continuation".into(), next.clone());
+            if let Some(next) = body.remove("continuation").filter(Value::is_object) {
+                out.insert("continuation".into(), next);
             }
             out.insert("routing_receipt".into(), routing_receipt);
             out.insert("price_usd".into(), price_usd.into());

@@ -3,8 +3,9 @@
 //!
 //! Money-bearing receipts are never written here: a channel-funded call's receipt is stored
 //! by `Ledger::capture` in the same transaction as the debit. Everything here is queued to
-//! one background task that writes in order; when the queue is full (the database cannot
-//! keep up), items are dropped with a warning rather than slowing invokes down.
+//! one background task that writes whatever has queued in one transaction
+//! (`Ledger::record_batch`); when the queue is full (the database cannot keep up), items are
+//! dropped with a warning rather than slowing invokes down.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,16 +52,30 @@ impl Recorder {
     }
 }
 
+/// Most writes committed in one transaction.
+const BATCH: usize = 512;
+
 fn spawn_writer(ledger: Ledger) -> mpsc::Sender<Write> {
     let (sender, mut receiver) = mpsc::channel::<Write>(QUEUE);
     tokio::spawn(async move {
-        while let Some(write) = receiver.recv().await {
-            let outcome = match write {
-                Write::Invocation(record) => ledger.record_invocation(record).await,
-                Write::Receipt(receipt) => ledger.store_receipt(&receipt).await,
-            };
-            if let Err(e) = outcome {
-                tracing::error!(error = %e, "background ledger write failed");
+        let mut batch = Vec::with_capacity(BATCH);
+        // Whatever queued while the previous batch was written goes out in one transaction.
+        while receiver.recv_many(&mut batch, BATCH).await > 0 {
+            let mut records = Vec::with_capacity(batch.len());
+            let mut receipts = Vec::new();
+            for write in batch.drain(..) {
+                match write {
+                    Write::Invocation(record) => records.push(record),
+                    Write::Receipt(receipt) => receipts.push(receipt),
+                }
+            }
+            if let Err(e) = ledger.record_batch(&records, &receipts).await {
+                tracing::error!(
+                    error = %e,
+                    records = records.len(),
+                    receipts = receipts.len(),
+                    "background ledger write failed"
+                );
             }
         }
     });

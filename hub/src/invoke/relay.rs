@@ -61,7 +61,7 @@ impl SignatureStatus {
 pub enum Answer {
     /// The capability ran and succeeded.
     Success {
-        /// The provider's whole JSON object.
+        /// The provider's JSON object, without `result` / `output`.
         body: Map<String, Value>,
         /// `result` (or `output`, or the whole object).
         result: Value,
@@ -113,8 +113,9 @@ pub fn classify(upstream: Upstream, offer: &Offer, input: &Value) -> Result<Answ
     if body.get("success") == Some(&Value::Bool(false)) {
         return Ok(Answer::Failed { body });
     }
-    let result = match body.get("result").or_else(|| body.get("output")) {
-        Some(result) => result.clone(),
+    let envelope = body.remove("result").or_else(|| body.remove("output"));
+    let result = match envelope {
+        Some(result) => result,
         None => {
             // No envelope: the whole object is the result (as the reference reads it).
             body.remove("success");

@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use super::error::is_unique_violation;
 use super::{Ledger, PaymentError};
-use crate::store::{now_ms, on_pool, on_pool_write};
+use crate::store::{BeginWrite as _, now_ms, on_pool, on_pool_write};
 
 /// Longest receipt nonce accepted.
 const MAX_NONCE_CHARS: usize = 200;
@@ -82,6 +82,37 @@ macro_rules! insert_receipt {
     };
 }
 pub(super) use insert_receipt;
+
+const INSERT_INVOCATION: &str = "INSERT INTO invocations (peer_url, origin, product_id, \
+     capability_id, status, success, latency_ms, price, channel_id, ts) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+
+/// A receipt insert that skips a nonce already stored (batched writes must not abort the
+/// whole transaction over one duplicate).
+const INSERT_RECEIPT_IF_ABSENT: &str = "INSERT INTO receipts (nonce, receipt, signer, \
+     channel_id, hold_id, charged, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+     ON CONFLICT (nonce) DO NOTHING";
+
+/// Inserts an [`InvocationRecord`] through an executor of either engine; evaluates to
+/// `Result<_, sqlx::Error>` (a macro for the same reason as `insert_receipt!`).
+macro_rules! insert_invocation {
+    ($record:expr, $executor:expr) => {
+        sqlx::query(INSERT_INVOCATION)
+            .bind(&$record.peer_url)
+            .bind(&$record.origin)
+            .bind(&$record.product_id)
+            .bind(&$record.capability_id)
+            .bind(i64::from($record.status))
+            .bind($record.success)
+            .bind(i64::try_from($record.latency_ms).unwrap_or(i64::MAX))
+            .bind($record.price_micros)
+            .bind(&$record.channel_id)
+            .bind($record.ts)
+            .execute($executor)
+            .await
+            .map(|_| ())
+    };
+}
 
 /// One routed call's outcome, for reputation and live stats.
 #[derive(Debug, Clone, PartialEq)]
@@ -161,24 +192,48 @@ impl Ledger {
 
     /// Records one call's outcome (a single insert).
     pub async fn record_invocation(&self, record: InvocationRecord) -> Result<(), PaymentError> {
-        const SQL: &str = "INSERT INTO invocations (peer_url, origin, product_id, \
-             capability_id, status, success, latency_ms, price, channel_id, ts) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
-        let latency = i64::try_from(record.latency_ms).unwrap_or(i64::MAX);
         on_pool_write!(&self.store, |pool| {
-            sqlx::query(SQL)
-                .bind(&record.peer_url)
-                .bind(&record.origin)
-                .bind(&record.product_id)
-                .bind(&record.capability_id)
-                .bind(i64::from(record.status))
-                .bind(record.success)
-                .bind(latency)
-                .bind(record.price_micros)
-                .bind(&record.channel_id)
-                .bind(record.ts)
-                .execute(pool)
-                .await?;
+            insert_invocation!(record, pool)?;
+        });
+        Ok(())
+    }
+
+    /// Writes invocation records and receipts of calls that moved no money, all in one
+    /// transaction: the invoke path's background writer batches them so that a busy hub's
+    /// thousands of calls per second cost a few transactions, not thousands. A receipt whose
+    /// nonce is already stored is skipped; an invalid receipt fails the batch before
+    /// anything is written.
+    pub async fn record_batch(
+        &self,
+        records: &[InvocationRecord],
+        receipts: &[Value],
+    ) -> Result<(), PaymentError> {
+        if records.is_empty() && receipts.is_empty() {
+            return Ok(());
+        }
+        let rows = receipts
+            .iter()
+            .map(ReceiptRow::from_receipt)
+            .collect::<Result<Vec<_>, _>>()?;
+        let now = now_ms();
+        on_pool_write!(&self.store, |pool| {
+            let mut tx = pool.begin_write().await?;
+            for record in records {
+                insert_invocation!(record, &mut *tx)?;
+            }
+            for row in &rows {
+                sqlx::query(INSERT_RECEIPT_IF_ABSENT)
+                    .bind(&row.nonce)
+                    .bind(&row.json)
+                    .bind(&row.signer)
+                    .bind(&row.channel_id)
+                    .bind(&row.hold_id)
+                    .bind(row.charged)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
         });
         Ok(())
     }
