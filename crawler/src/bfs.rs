@@ -288,6 +288,32 @@ impl Crawler {
         known: &dyn KnownPeers,
         progress: &(dyn Fn(CrawlEvent) + Send + Sync),
     ) -> CrawlReport {
+        self.crawl_into(seeds, known, progress, Sink::Collect).await
+    }
+
+    /// Crawls from `seeds` and sends each peer's result to `results` as soon as that peer is
+    /// done, so the caller can store one catalog while the next is fetched and verified, and
+    /// never holds them all. The returned report has no `peers` (they went to `results`);
+    /// its times and drop counts are filled. A full channel pauses the crawl (backpressure);
+    /// a closed one ends it early.
+    pub async fn crawl_streaming(
+        &self,
+        seeds: Vec<SeedSpec>,
+        known: &dyn KnownPeers,
+        progress: &(dyn Fn(CrawlEvent) + Send + Sync),
+        results: &tokio::sync::mpsc::Sender<PeerResult>,
+    ) -> CrawlReport {
+        self.crawl_into(seeds, known, progress, Sink::Send(results))
+            .await
+    }
+
+    async fn crawl_into(
+        &self,
+        seeds: Vec<SeedSpec>,
+        known: &dyn KnownPeers,
+        progress: &(dyn Fn(CrawlEvent) + Send + Sync),
+        sink: Sink<'_>,
+    ) -> CrawlReport {
         let started_at = Utc::now();
         let mut report = CrawlReport {
             started_at,
@@ -305,18 +331,23 @@ impl Crawler {
                         level.push(t);
                     }
                 }
-                Err(reason) => report.peers.push(PeerResult {
-                    url: seed.url.clone(),
-                    well_known_url: seed.url.clone(),
-                    depth: 0,
-                    discovered_from: None,
-                    operator: seed.operator,
-                    well_known_checked: false,
-                    outcome: PeerOutcome::Failed(CrawlError::UnsafeUrl {
-                        url: seed.url.chars().take(200).collect(),
-                        reason,
-                    }),
-                }),
+                Err(reason) => {
+                    let result = PeerResult {
+                        url: seed.url.clone(),
+                        well_known_url: seed.url.clone(),
+                        depth: 0,
+                        discovered_from: None,
+                        operator: seed.operator,
+                        well_known_checked: false,
+                        outcome: PeerOutcome::Failed(CrawlError::UnsafeUrl {
+                            url: seed.url.chars().take(200).collect(),
+                            reason,
+                        }),
+                    };
+                    if !sink.put(&mut report, result).await {
+                        return report;
+                    }
+                }
             }
         }
         if level.len() > self.config.max_peers {
@@ -326,7 +357,7 @@ impl Crawler {
         let mut queued = level.len();
         while !level.is_empty() {
             let known_now = queued;
-            let runs: Vec<(Target, PeerRun)> = stream::iter(level)
+            let mut runs = stream::iter(level)
                 .map(|t| async move {
                     let url = t.well_known.origin();
                     progress(CrawlEvent::PeerStarted {
@@ -345,11 +376,9 @@ impl Crawler {
                     });
                     (t, run)
                 })
-                .buffered(self.config.parallelism.max(1))
-                .collect()
-                .await;
+                .buffered(self.config.parallelism.max(1));
             let mut next = Vec::new();
-            for (target, run) in runs {
+            while let Some((target, run)) = runs.next().await {
                 let from = target.well_known.origin();
                 for url in run.discovered {
                     let target_url = well_known_for(&url);
@@ -374,7 +403,7 @@ impl Crawler {
                         discovered_from: Some(from.clone()),
                     });
                 }
-                report.peers.push(PeerResult {
+                let result = PeerResult {
                     url: from,
                     well_known_url: target.well_known.to_string(),
                     depth: target.depth,
@@ -382,7 +411,11 @@ impl Crawler {
                     operator: target.operator,
                     well_known_checked: run.well_known_checked,
                     outcome: run.outcome,
-                });
+                };
+                if !sink.put(&mut report, result).await {
+                    report.finished_at = Utc::now();
+                    return report;
+                }
             }
             level = next;
         }
@@ -621,6 +654,28 @@ impl Crawler {
         opts.validators = validators.clone();
         opts.operator = operator;
         self.fetcher.fetch(url, &opts).await
+    }
+}
+
+/// Where finished peers go.
+#[derive(Clone, Copy)]
+enum Sink<'a> {
+    /// Into the report.
+    Collect,
+    /// To the caller, one by one.
+    Send(&'a tokio::sync::mpsc::Sender<PeerResult>),
+}
+
+impl Sink<'_> {
+    /// Delivers `result`; false when the receiver is gone (the crawl should stop).
+    async fn put(self, report: &mut CrawlReport, result: PeerResult) -> bool {
+        match self {
+            Sink::Collect => {
+                report.peers.push(result);
+                true
+            }
+            Sink::Send(tx) => tx.send(result).await.is_ok(),
+        }
     }
 }
 

@@ -375,3 +375,46 @@ fn rejections_are_told_apart_from_unreachable_peers() {
         .is_rejection()
     );
 }
+
+#[tokio::test]
+async fn streaming_delivers_each_peer_and_stops_when_nobody_listens() {
+    let hubs: Vec<Provider> = (0..3).map(|_| Provider::start()).collect();
+    let key = KeyPair::generate();
+    hubs[2].serve_hub(&key, vec![tool("c", "x", 1.0)], &[]);
+    hubs[1].serve_hub(&key, vec![tool("b", "x", 1.0)], &[&hubs[2].base]);
+    hubs[0].serve_hub(&key, vec![tool("a", "x", 1.0)], &[&hubs[1].base]);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+    let crawler = crawler();
+    let known = none();
+    let crawl = crawler.crawl_streaming(vec![seed(&hubs[0])], &known, &|_| {}, &tx);
+    let collect = async {
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            got.push(rx.recv().await.expect("a result"));
+        }
+        got
+    };
+    let (report, got) = tokio::join!(crawl, collect);
+    assert!(report.peers.is_empty(), "streamed, not collected");
+    let depths: Vec<u8> = got.iter().map(|r| r.depth).collect();
+    assert_eq!(depths, [0, 1, 2]);
+    assert!(
+        got.iter()
+            .all(|r| matches!(r.outcome, PeerOutcome::Updated(..)))
+    );
+
+    // A receiver that is gone ends the crawl after the first peer.
+    drop(rx);
+    let before: usize = hubs.iter().map(|h| h.seen().len()).sum();
+    let report = crawler
+        .crawl_streaming(vec![seed(&hubs[0])], &known, &|_| {}, &tx)
+        .await;
+    assert!(report.peers.is_empty());
+    let after: usize = hubs.iter().map(|h| h.seen().len()).sum();
+    assert_eq!(
+        hubs[1].seen().len() + hubs[2].seen().len(),
+        4,
+        "level 1 and 2 not crawled again"
+    );
+    assert_eq!(after - before, 2, "only the seed was fetched");
+}

@@ -34,6 +34,9 @@ use crate::store::{
     StoreError, Validators, normalize_origin,
 };
 
+/// Finished peers waiting to be stored while the crawl goes on.
+const RESULTS_IN_FLIGHT: usize = 4;
+
 /// Progress callback of a run (the CLI's progress bar).
 pub type Progress<'a> = &'a (dyn Fn(CrawlEvent) + Send + Sync);
 
@@ -157,12 +160,31 @@ impl CrawlContext {
                 (row.url.clone(), known)
             })
             .collect();
-        let report = self
-            .crawler
-            .crawl_with_progress(seeds, &known, progress)
-            .await;
-        for result in report.peers {
-            self.store_result(&mut run, result).await?;
+        // Each peer is stored while the next ones are fetched and verified; the bounded
+        // channel keeps at most a few verified catalogs in memory.
+        let (tx, mut rx) = tokio::sync::mpsc::channel(RESULTS_IN_FLIGHT);
+        let crawling = async {
+            let report = self
+                .crawler
+                .crawl_streaming(seeds, &known, progress, &tx)
+                .await;
+            drop(tx);
+            report
+        };
+        let storing = async {
+            while let Some(result) = rx.recv().await {
+                self.store_result(&mut run, result).await?;
+            }
+            Ok::<(), StoreError>(())
+        };
+        let (report, stored) = tokio::join!(crawling, storing);
+        stored?;
+        if report.dropped_by_cap + report.beyond_depth > 0 {
+            tracing::info!(
+                dropped_by_cap = report.dropped_by_cap,
+                beyond_depth = report.beyond_depth,
+                "discovered peers not crawled"
+            );
         }
         let known: HashSet<String> = run.rows.keys().cloned().collect();
         self.remember(started, &run.well_known_checked, &run.confirmed, &known);
@@ -186,10 +208,24 @@ impl CrawlContext {
                     continue;
                 }
             };
-            let row = self
-                .store
-                .upsert_seed_peer(&origin, seed.pinned_key.as_deref())
-                .await?;
+            // Skipped when the row already says it all: even a no-op upsert costs SQLite a
+            // page write, and an unchanged crawl writes nothing.
+            let current = run.rows.get(&origin).filter(|row| {
+                row.state == PeerState::Active
+                    && row.trusted
+                    && row.depth == 0
+                    && (seed.pinned_key.is_none()
+                        || (row.pinned_key == seed.pinned_key
+                            && row.key_source == Some(KeySource::Operator)))
+            });
+            let row = match current {
+                Some(row) => row.clone(),
+                None => {
+                    self.store
+                        .upsert_seed_peer(&origin, seed.pinned_key.as_deref())
+                        .await?
+                }
+            };
             match run.rows.get(&origin) {
                 None => run.log.peers_changed(false),
                 // A pending peer's rows become visible without a diff.
