@@ -11,6 +11,7 @@ pub mod crawl;
 pub mod demo;
 pub mod http;
 pub mod invoke;
+pub mod mcp;
 pub mod payments;
 pub mod settings;
 pub mod startup;

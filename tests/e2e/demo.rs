@@ -53,19 +53,11 @@ fn have(program: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_printed_command_succeeds() {
-    aimarket_e2e::init_telemetry();
     assert!(
         have("bash") && have("curl"),
         "the walkthrough test needs bash and curl on PATH"
     );
-    let data = tempfile::tempdir().unwrap();
-    let mut demo = Demo::start(DemoOptions {
-        listen: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0),
-        data_dir: Some(data.path().to_path_buf()),
-    })
-    .await
-    .unwrap();
-    demo.spawn().await.unwrap();
+    let (demo, _data) = running_demo().await;
     let hub = demo.hub_url().to_owned();
     let text = demo.walkthrough();
     assert!(text.contains(&format!("{hub}/ai-market/mcp")));
@@ -155,4 +147,19 @@ async fn every_printed_command_succeeds() {
     );
 
     demo.stop().await;
+}
+
+/// A running demo (hub + the three factories, crawled and indexed) on a free port, for the
+/// MCP, v1 and client tests. Stop it with `demo.stop().await`.
+pub(crate) async fn running_demo() -> (Demo, tempfile::TempDir) {
+    aimarket_e2e::init_telemetry();
+    let data = tempfile::tempdir().unwrap();
+    let mut demo = Demo::start(DemoOptions {
+        listen: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0),
+        data_dir: Some(data.path().to_path_buf()),
+    })
+    .await
+    .unwrap();
+    demo.spawn().await.unwrap();
+    (demo, data)
 }

@@ -7,6 +7,8 @@ mod crawl;
 mod crawl_admin;
 mod crawl_bad;
 mod demo;
+mod demo_v1;
+mod mcp;
 mod channels;
 mod invoke;
 mod invoke_payments;

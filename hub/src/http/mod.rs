@@ -17,9 +17,11 @@ pub mod federation;
 pub mod health;
 pub mod invoke;
 pub mod manifest;
+pub mod mcp;
 pub mod plugins;
 pub mod receipts;
 pub mod search;
+pub mod v1;
 pub mod well_known;
 
 #[cfg(test)]
@@ -41,8 +43,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     health::configure(cfg);
     invoke::configure(cfg);
     manifest::configure(cfg);
+    mcp::configure(cfg);
     plugins::configure(cfg);
     search::configure(cfg);
+    v1::configure(cfg);
     well_known::configure(cfg);
     cfg.default_service(web::to(error::not_found));
 }

@@ -36,8 +36,8 @@ fn translation() -> Vec<Cap> {
             .output(output(&[("morse", "string"), ("unknown_characters", "integer")]))
             .price(0.002).quality(12, 0.998)
             .example(json!({"text": "SOS help"})),
-        Cap::new(TRANSLATE, "translate.from_morse@v1", "Morse code to text", "translation",
-            "Decode International Morse code (dots, dashes, spaces between letters, slashes between words) back to text.",
+        Cap::new(TRANSLATE, "translate.from_morse@v1", "Morse decoder", "translation",
+            "Decode International Morse code (dots and dashes; spaces between letters, slashes between words) back into letters and digits.",
             ops::from_morse)
             .input(text_only("Morse code, e.g. `... --- ...`"))
             .output(output(&[("text", "string"), ("unknown_codes", "integer")]))
