@@ -38,22 +38,9 @@ pub struct CrawlArgs {
 
 /// Runs `crawl`.
 pub fn run(args: &CrawlArgs) -> ExitCode {
-    let settings = match args.settings.load() {
-        Ok(settings) => settings,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let (settings, runtime) = match super::settings_and_runtime(&args.settings) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
     };
     match runtime.block_on(crawl_loop(&settings, args.once)) {
         Ok(()) => ExitCode::SUCCESS,

@@ -60,6 +60,25 @@ pub enum Command {
     Demo(DemoArgs),
 }
 
+/// Loads the settings and builds the multi-threaded runtime of a subcommand that needs
+/// both; on failure the error is printed and the exit code returned.
+fn settings_and_runtime(
+    args: &SettingsArgs,
+) -> Result<(crate::settings::Settings, tokio::runtime::Runtime), ExitCode> {
+    let settings = args.load().map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::FAILURE
+    })?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        })?;
+    Ok((settings, runtime))
+}
+
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
     crate::startup::install_crypto_provider();

@@ -54,22 +54,9 @@ impl SettingsArgs {
 
 /// Runs `serve` until Ctrl-C or SIGTERM.
 pub fn run(args: &SettingsArgs) -> ExitCode {
-    let settings = match args.load() {
-        Ok(settings) => settings,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let (settings, runtime) = match super::settings_and_runtime(args) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
     };
     let outcome = runtime.block_on(async {
         let app = Application::build(settings)
