@@ -4,7 +4,10 @@
 //! - [`fetch`]: the polite, bounded HTTP client ([`Fetcher`]).
 //! - [`verify`]: well-known parsing and manifest verification (signature, key, freshness).
 //! - [`catalog`]: the verified result ([`VerifiedCatalog`]) and the per-tool rules.
-//! - [`bfs`]: the breadth-first crawl ([`Crawler`]).
+//! - [`bfs`]: the breadth-first crawl ([`Crawler`]); [`Crawler::crawl_streaming`] hands each
+//!   peer over as soon as it is done, so a caller can store while the crawl goes on. A known
+//!   peer checked recently costs one conditional manifest request
+//!   ([`CrawlConfig::well_known_refresh`]).
 //! - [`error`]: [`CrawlError`], one variant per thing that can be wrong with a peer.
 //!
 //! Typical use by the hub:
