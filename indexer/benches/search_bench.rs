@@ -14,7 +14,10 @@ use aimarket_indexer::synthetic::catalog;
 use aimarket_indexer::{Index, SearchQuery};
 
 fn sizes() -> Vec<usize> {
-    let from_args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let from_args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     if !from_args.is_empty() {
         return from_args;
     }
@@ -32,8 +35,13 @@ fn status_kib(field: &str) -> Option<u64> {
 }
 
 fn memory() -> String {
-    let mib = |kib: Option<u64>| kib.map_or("?".into(), |k| format!("{:.0} MiB", k as f64 / 1024.0));
-    format!("VmRSS {} VmHWM {}", mib(status_kib("VmRSS:")), mib(status_kib("VmHWM:")))
+    let mib =
+        |kib: Option<u64>| kib.map_or("?".into(), |k| format!("{:.0} MiB", k as f64 / 1024.0));
+    format!(
+        "VmRSS {} VmHWM {}",
+        mib(status_kib("VmRSS:")),
+        mib(status_kib("VmHWM:"))
+    )
 }
 
 fn dir_size(dir: &Path) -> u64 {
@@ -64,22 +72,60 @@ fn workload() -> Vec<(&'static str, SearchQuery)> {
         ("browse (empty)", q("")),
         ("погода (ru)", q("погода")),
         ("翻译 (zh)", q("翻译")),
-        ("speech to text +budget", SearchQuery { budget: Some(0.05), ..q("speech to text") }),
-        ("convert usd to eur +trust", SearchQuery { min_trust: Some(0.6), ..q("convert usd to eur") }),
-        ("image generation +latency", SearchQuery { max_latency_ms: Some(1000), ..q("image generation") }),
-        ("summarize +category", SearchQuery { category: Some("nlp".into()), ..q("summarize") }),
+        (
+            "speech to text +budget",
+            SearchQuery {
+                budget: Some(0.05),
+                ..q("speech to text")
+            },
+        ),
+        (
+            "convert usd to eur +trust",
+            SearchQuery {
+                min_trust: Some(0.6),
+                ..q("convert usd to eur")
+            },
+        ),
+        (
+            "image generation +latency",
+            SearchQuery {
+                max_latency_ms: Some(1000),
+                ..q("image generation")
+            },
+        ),
+        ("image generation plain", q("image generation")),
+        (
+            "summarize +category",
+            SearchQuery {
+                category: Some("nlp".into()),
+                ..q("summarize")
+            },
+        ),
         ("geocod (prefix)", q("geocod")),
-        ("stock price +all filters", SearchQuery {
-            budget: Some(0.1),
-            min_trust: Some(0.5),
-            max_latency_ms: Some(2000),
-            ..q("stock price")
-        }),
-        ("code review +hub", SearchQuery {
-            hub: Some("https://hub-1.example.net".into()),
-            ..q("code review")
-        }),
-        ("browse +budget page 3", SearchQuery { budget: Some(0.02), offset: 40, ..q("") }),
+        (
+            "stock price +all filters",
+            SearchQuery {
+                budget: Some(0.1),
+                min_trust: Some(0.5),
+                max_latency_ms: Some(2000),
+                ..q("stock price")
+            },
+        ),
+        (
+            "code review +hub",
+            SearchQuery {
+                hub: Some("https://hub-1.example.net".into()),
+                ..q("code review")
+            },
+        ),
+        (
+            "browse +budget page 3",
+            SearchQuery {
+                budget: Some(0.02),
+                offset: 40,
+                ..q("")
+            },
+        ),
     ]
 }
 
@@ -112,6 +158,7 @@ fn run(size: usize, iterations: usize) {
     let index = Index::open_or_create(dir.path()).unwrap();
     let opened = started.elapsed();
     let first = index.search(&workload()[3].1).unwrap();
+
     println!(
         "cold start: open {} ms, open + first search {} ms (version {:?}, {} hubs)",
         opened.as_millis(),
@@ -120,7 +167,12 @@ fn run(size: usize, iterations: usize) {
         first.hubs
     );
 
-    let work = workload();
+    // `AIMARKET_BENCH_ONLY=<substring>` keeps matching workload entries (profiling).
+    let only = std::env::var("AIMARKET_BENCH_ONLY").unwrap_or_default();
+    let work: Vec<_> = workload()
+        .into_iter()
+        .filter(|(name, _)| name.contains(&only))
+        .collect();
     for (_, query) in work.iter().cycle().take(work.len() * 20) {
         index.search(query).unwrap();
     }
@@ -162,7 +214,10 @@ fn run(size: usize, iterations: usize) {
     let changes: Vec<_> = catalog(100, 7).collect();
     let started = Instant::now();
     index.apply(changes, Vec::new(), 2).unwrap();
-    println!("incremental apply of 100 upserts + commit + reload: {} ms", started.elapsed().as_millis());
+    println!(
+        "incremental apply of 100 upserts + commit + reload: {} ms",
+        started.elapsed().as_millis()
+    );
     println!("{}", memory());
 }
 

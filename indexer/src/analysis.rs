@@ -134,8 +134,8 @@ fn push_word(tokens: &mut Vec<Token>, text: &str, start: usize, end: usize) {
         let (offset, c) = chars[i];
         let prev = chars[i - 1].1;
         let next_is_lower = chars.get(i + 1).is_some_and(|(_, n)| n.is_lowercase());
-        let boundary = c.is_uppercase()
-            && (prev.is_lowercase() || (prev.is_uppercase() && next_is_lower));
+        let boundary =
+            c.is_uppercase() && (prev.is_lowercase() || (prev.is_uppercase() && next_is_lower));
         if boundary {
             push(tokens, text, start + from, start + offset);
             from = offset;
@@ -194,6 +194,7 @@ fn stop_words() -> StopWordFilter {
 }
 
 /// Lucene's English list (the one tantivy ships) plus question words common in intents.
+#[rustfmt::skip]
 const ENGLISH_STOP_WORDS: &[&str] = &[
     "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it",
     "no", "not", "of", "on", "or", "such", "that", "the", "their", "then", "there", "these",
@@ -202,6 +203,7 @@ const ENGLISH_STOP_WORDS: &[&str] = &[
 ];
 
 /// Short Russian function words; content words are left to the stemmer.
+#[rustfmt::skip]
 const RUSSIAN_STOP_WORDS: &[&str] = &[
     "и", "в", "во", "не", "что", "он", "на", "я", "с", "со", "как", "а", "то", "все", "она", "так",
     "его", "но", "да", "ты", "к", "у", "же", "вы", "за", "бы", "по", "ее", "мне", "есть", "от",
@@ -245,15 +247,24 @@ mod tests {
     use super::*;
 
     fn words(analyzer: &mut TextAnalyzer, text: &str) -> Vec<String> {
-        analyze(analyzer, text).into_iter().map(|(_, t)| t).collect()
+        analyze(analyzer, text)
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect()
     }
 
     #[test]
     fn splits_ids_and_camel_case() {
         let mut a = surface_analyzer();
-        assert_eq!(words(&mut a, "translate.multi@v2"), ["translate", "multi", "v2"]);
+        assert_eq!(
+            words(&mut a, "translate.multi@v2"),
+            ["translate", "multi", "v2"]
+        );
         assert_eq!(words(&mut a, "targetLanguage"), ["target", "language"]);
-        assert_eq!(words(&mut a, "HTTPServer base64"), ["http", "server", "base64"]);
+        assert_eq!(
+            words(&mut a, "HTTPServer base64"),
+            ["http", "server", "base64"]
+        );
         assert_eq!(words(&mut a, "source_text"), ["source", "text"]);
         assert_eq!(words(&mut a, "  ...  "), Vec::<String>::new());
     }
@@ -272,7 +283,10 @@ mod tests {
     #[test]
     fn english_and_russian_stemming_coexist() {
         let mut a = text_analyzer();
-        assert_eq!(words(&mut a, "Translating documents"), ["translat", "document"]);
+        assert_eq!(
+            words(&mut a, "Translating documents"),
+            ["translat", "document"]
+        );
         assert_eq!(words(&mut a, "перевод текстов"), ["перевод", "текст"]);
         assert_eq!(words(&mut a, "переводит текста"), ["перевод", "текст"]);
         // Stop words are dropped but positions keep the gap (phrase queries rely on it).
@@ -284,8 +298,15 @@ mod tests {
     #[test]
     fn never_panics_on_odd_input() {
         let mut a = text_analyzer();
-        for text in ["", "\u{0}", "💥💥", "a\u{301}b", "ǅungla", "ΣΊΣΥΦΟΣ", "x".repeat(5000).as_str()]
-        {
+        for text in [
+            "",
+            "\u{0}",
+            "💥💥",
+            "a\u{301}b",
+            "ǅungla",
+            "ΣΊΣΥΦΟΣ",
+            "x".repeat(5000).as_str(),
+        ] {
             let _ = analyze(&mut a, text);
         }
         // A single long token is dropped rather than indexed.

@@ -8,11 +8,13 @@ use serde::{Deserialize, Serialize};
 use tantivy::directory::MmapDirectory;
 use tantivy::indexer::{LogMergePolicy, NoMergePolicy};
 use tantivy::tokenizer::TextAnalyzer;
-use tantivy::{IndexReader, IndexWriter, ReloadPolicy, Searcher, SegmentReader, TantivyError, Term};
+use tantivy::{
+    IndexReader, IndexWriter, ReloadPolicy, Searcher, SegmentReader, TantivyError, Term,
+};
 
 use crate::analysis::{SURFACE_ANALYZER, TEXT_ANALYZER, surface_analyzer, text_analyzer};
-use crate::collect::{SegmentQuality, segment_quality};
 use crate::error::{IndexError, Result, io_error};
+use crate::filter::SegmentSignals;
 use crate::model::IndexedCapability;
 use crate::rank::{DefaultRanker, Ranker};
 use crate::schema::{FORMAT_VERSION, Fields, HUB};
@@ -35,7 +37,9 @@ fn index_builder() -> tantivy::IndexBuilder {
         docstore_blocksize: DOCSTORE_BLOCK_BYTES,
         ..tantivy::IndexSettings::default()
     };
-    tantivy::Index::builder().schema(Fields::new().schema).settings(settings)
+    tantivy::Index::builder()
+        .schema(Fields::new().schema)
+        .settings(settings)
 }
 
 /// What a commit records next to the segments (tantivy's commit payload).
@@ -48,10 +52,13 @@ struct CommitPayload {
 /// An immutable view used by searches: a searcher plus everything derived from it.
 pub(crate) struct Snapshot {
     pub searcher: Searcher,
-    pub quality: HashMap<tantivy::index::SegmentId, SegmentQuality>,
+    pub signals: HashMap<tantivy::index::SegmentId, Arc<SegmentSignals>>,
     pub ranker: Arc<dyn Ranker>,
     pub hubs: usize,
     pub version: Option<u64>,
+    /// For each synonym alias stem present in the index, a bit mask of the text fields holding
+    /// it (see [`crate::query::FIELD_BITS`]); aliases absent from a field get no term query.
+    pub aliases: HashMap<String, u8>,
 }
 
 /// The capability index. Cheap to share behind an `Arc`; every method takes `&self`.
@@ -119,7 +126,9 @@ impl Index {
         }
         let index = tantivy::Index::open(directory)?;
         if index.schema() != Fields::new().schema {
-            return Err(IndexError::Stored("index schema differs from this version".into()));
+            return Err(IndexError::Stored(
+                "index schema differs from this version".into(),
+            ));
         }
         let metas = index.load_metas()?;
         if let Some(payload) = &metas.payload {
@@ -146,7 +155,9 @@ impl Index {
     fn from_tantivy(index: tantivy::Index, dir: Option<PathBuf>) -> Result<Index> {
         let text = text_analyzer();
         index.tokenizers().register(TEXT_ANALYZER, text.clone());
-        index.tokenizers().register(SURFACE_ANALYZER, surface_analyzer());
+        index
+            .tokenizers()
+            .register(SURFACE_ANALYZER, surface_analyzer());
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -157,10 +168,11 @@ impl Index {
         let ranker: Arc<dyn Ranker> = Arc::new(DefaultRanker);
         let empty = Snapshot {
             searcher: reader.searcher(),
-            quality: HashMap::new(),
+            signals: HashMap::new(),
             ranker: ranker.clone(),
             hubs: 0,
             version: None,
+            aliases: HashMap::new(),
         };
         let this = Index {
             fields: Fields::new(),
@@ -189,36 +201,55 @@ impl Index {
 
     /// The current snapshot (cheap: one `Arc` clone).
     pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
-        self.snapshot.read().unwrap_or_else(PoisonError::into_inner).clone()
+        self.snapshot
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
-    /// Reloads the reader and recomputes derived data, reusing per-segment quality arrays of
-    /// segments that did not change.
+    /// Reloads the reader and recomputes derived data, reusing the per-segment signal arrays
+    /// of segments that did not change.
     fn refresh(&self, ranker: Arc<dyn Ranker>) -> Result<()> {
         self.reader.reload()?;
         let searcher = self.reader.searcher();
         let previous = self.snapshot();
         let same_ranker = Arc::ptr_eq(&previous.ranker, &ranker);
-        let mut quality = HashMap::new();
+        let mut signals = HashMap::new();
         for segment in searcher.segment_readers() {
             let id = segment.segment_id();
-            let cached = previous.quality.get(&id).filter(|_| same_ranker).cloned();
+            let cached = previous.signals.get(&id).filter(|_| same_ranker).cloned();
             let values = match cached {
                 Some(values) => values,
-                None => segment_quality(segment, ranker.as_ref())?,
+                None => SegmentSignals::load(segment, ranker.as_ref())?,
             };
-            quality.insert(id, values);
+            signals.insert(id, values);
         }
         let hubs = distinct_hubs(searcher.segment_readers())?;
+        let mut aliases = HashMap::new();
+        for stem in self.synonyms.members() {
+            let mut mask = 0u8;
+            for (bit, field) in self.fields.text_fields().into_iter().enumerate() {
+                if searcher.doc_freq(&Term::from_field_text(field, stem))? > 0 {
+                    mask |= 1 << bit;
+                }
+            }
+            if mask != 0 {
+                aliases.insert(stem.to_string(), mask);
+            }
+        }
         let version = read_version(&self.index)?;
         let next = Snapshot {
             searcher,
-            quality,
+            signals,
             ranker,
             hubs,
             version,
+            aliases,
         };
-        *self.snapshot.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(next);
+        *self
+            .snapshot
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(next);
         Ok(())
     }
 
@@ -374,7 +405,9 @@ fn distinct_hubs(segments: &[SegmentReader]) -> Result<usize> {
         }
         for ord in ords {
             let mut hub = String::new();
-            column.ord_to_str(ord, &mut hub).map_err(TantivyError::from)?;
+            column
+                .ord_to_str(ord, &mut hub)
+                .map_err(TantivyError::from)?;
             hubs.insert(hub);
         }
     }

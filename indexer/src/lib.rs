@@ -16,6 +16,7 @@
 pub mod analysis;
 mod collect;
 mod error;
+mod filter;
 mod index;
 mod model;
 pub mod query;
@@ -27,9 +28,7 @@ pub mod synthetic;
 
 pub use error::{IndexError, Result};
 pub use index::Index;
-pub use model::{
-    IndexedCapability, KEY_SEPARATOR, MatchType, SearchHit, SearchPage, SearchQuery,
-};
+pub use model::{IndexedCapability, KEY_SEPARATOR, MatchType, SearchHit, SearchPage, SearchQuery};
 pub use rank::{DefaultRanker, QualitySignals, Ranker};
 
 #[cfg(test)]

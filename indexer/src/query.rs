@@ -1,31 +1,30 @@
-//! Turning a [`SearchQuery`] into tantivy queries.
+//! Turning a [`SearchQuery`] into leaf queries and filters.
 //!
 //! The intent never goes through tantivy's query-language parser: it is analyzed with the
-//! index analyzer and the clauses are built directly, so no user text can be a syntax error.
+//! index analyzer and the leaves are built directly, so no user text can be a syntax error.
 //!
-//! Text query (every clause optional, `Should`; a document must match at least one):
-//! - one group per distinct query word (at most 24): the best field match
-//!   (`DisjunctionMax`, tie-breaker 0.3) of BM25 term queries on capability-id words ×1.5,
-//!   name ×1.5, description ×1 and other text (product id, schema properties, peer name,
-//!   categories) ×0.4; inside the same group, the word's concept aliases
-//!   ([`crate::synonyms`]) at 0.35 of that weight, the prefix
-//!   match of the last word when it is not itself an indexed word (≥ 3 letters, unstemmed
-//!   words, constant score: id/name ×1.5, description ×0.4, so `transl` finds `translate`) and, in the typo variant only ([`TextPlan::fuzzy`]), words within edit
-//!   distance 1 of a query word of ≥ 5 letters (2 from 8 letters; transpositions cost 1;
-//!   constant score: id/name ×1.2, description ×0.5);
-//! - coordination: for 2..=6 words, documents matching every group (from 3 words: all but
-//!   one) score their matching groups twice;
-//! - for 2..=8 words: the whole phrase (slop 1) on id ×2, name ×2, description ×1.
+//! Scoring ([`Scoring`], executed by [`crate::collect`]); a document must match some word:
+//! - one group per distinct query word (at most 24); the group scores its best leaf plus
+//!   0.3 × the others (disjunction-max). Leaves: BM25 term queries on the title
+//!   (capability-id words and name) ×1.5, description ×1 and other text (product id, schema
+//!   property names and descriptions, peer name, categories) ×0.4; the word's concept aliases
+//!   ([`crate::synonyms`]) the same way at 0.35 of that weight; the prefix match of the last
+//!   word when it is not itself an indexed word (≥ 3 letters, on unstemmed words, constant
+//!   score: title ×1.5, description ×0.4, so `transl` finds `translate`); and, in the typo
+//!   variant only ([`TextPlan::fuzzy`]), unstemmed words within edit distance 1 of a query
+//!   word of ≥ 5 letters (2 from 8 letters; transpositions cost 1; constant score: title ×1.2,
+//!   description ×0.5);
+//! - a word in ≥ 10% of titles/descriptions is "common": title and description leaves only,
+//!   no aliases (little information, long posting lists);
+//! - for 2..=8 words: the whole phrase (slop 1) in the title, ×2.
 //!
-//! Filters are `Must` clauses with zero score, evaluated by tantivy inside the index:
-//! fast-field range queries for price, latency and trust, term queries for hub and category.
-
-use std::ops::Bound;
+//! Hub and category filters are term queries every result must match; routed price, latency
+//! and trust are checked on in-memory fast-field copies during the same scan
+//! ([`crate::filter`]).
 
 use tantivy::Term;
 use tantivy::query::{
-    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, DisjunctionMaxQuery, EmptyQuery,
-    FuzzyTermQuery, Occur, PhraseQuery, Query, RangeQuery, TermQuery,
+    BooleanQuery, ConstScoreQuery, FuzzyTermQuery, Occur, PhraseQuery, Query, TermQuery,
 };
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::tokenizer::TextAnalyzer;
@@ -39,10 +38,17 @@ use crate::synonyms::Synonyms;
 const MAX_WORDS: usize = 24;
 /// Phrase clauses are built for intents of at most this many words.
 const MAX_PHRASE_WORDS: usize = 8;
-const DISMAX_TIE_BREAKER: f32 = 0.3;
+pub(crate) const DISMAX_TIE_BREAKER: f32 = 0.3;
+/// Weight of capability-id words and name relative to the description.
+const TITLE_BOOST: f32 = 1.5;
+/// Weight of the other text (product id, schema, peer name, categories).
+const EXTRA_BOOST: f32 = 0.4;
+/// Weight of the whole-intent phrase found in the title.
+const PHRASE_BOOST: f32 = 2.0;
+/// Words in at least this fraction of titles/descriptions are "common": scored on title and
+/// description only, without synonym expansion.
+const COMMON_WORD_FRACTION: f64 = 0.1;
 const SYNONYM_WEIGHT: f32 = 0.35;
-/// Intents of 2..=this many distinct words get the coordination clause.
-const MAX_COORDINATED_WORDS: usize = 6;
 /// Bytes of intent analyzed at most (the HTTP layer allows 1,000 characters).
 const MAX_INTENT_BYTES: usize = 4096;
 
@@ -76,7 +82,10 @@ impl Analyzed {
     }
 
     fn surface_at(&self, position: usize) -> Option<&str> {
-        self.surface.iter().find(|(p, _)| *p == position).map(|(_, s)| s.as_str())
+        self.surface
+            .iter()
+            .find(|(p, _)| *p == position)
+            .map(|(_, s)| s.as_str())
     }
 
     /// Distinct stems in query order, with their surface form.
@@ -94,12 +103,22 @@ impl Analyzed {
     }
 }
 
-/// Text queries for one intent.
+/// How an intent scores a document: per query word, the best-scoring alternative plus
+/// [`DISMAX_TIE_BREAKER`] × the others (what `DisjunctionMaxQuery` computes), summed over words,
+/// plus bonus clauses for documents already matched. Executed by [`crate::collect`].
+pub(crate) struct Scoring {
+    /// One group of alternative leaf queries per distinct query word.
+    pub groups: Vec<Vec<Leaf>>,
+    /// Phrase clauses, added to documents the groups matched.
+    pub bonuses: Vec<Leaf>,
+}
+
+/// Text scoring for one intent.
 pub(crate) struct TextPlan {
     /// Exact terms, phrases, prefixes and synonyms.
-    pub exact: Box<dyn Query>,
-    /// `exact` plus typo-tolerant clauses, if any word is long enough for them.
-    pub fuzzy: Option<Box<dyn Query>>,
+    pub exact: Scoring,
+    /// `exact` plus typo-tolerant alternatives, if any word is long enough for them.
+    pub fuzzy: Option<Scoring>,
 }
 
 fn term_query(field: Field, text: &str) -> Box<dyn Query> {
@@ -109,65 +128,89 @@ fn term_query(field: Field, text: &str) -> Box<dyn Query> {
     ))
 }
 
-fn boosted(query: Box<dyn Query>, boost: f32) -> Box<dyn Query> {
-    Box::new(BoostQuery::new(query, boost))
+/// A leaf query and the weight its scores are multiplied by. The weight is applied by the
+/// executor rather than through `BoostQuery`, so tantivy keeps its specialised (inlined)
+/// term-scorer loop.
+pub(crate) struct Leaf {
+    pub query: Box<dyn Query>,
+    pub boost: f32,
 }
 
-fn dismax(parts: Vec<Box<dyn Query>>) -> Box<dyn Query> {
-    Box::new(DisjunctionMaxQuery::with_tie_breaker(parts, DISMAX_TIE_BREAKER))
+fn leaf(query: Box<dyn Query>, boost: f32) -> Leaf {
+    Leaf { query, boost }
 }
 
-/// Best-field BM25 match of one stem.
-fn word_clause(fields: &Fields, stem: &str, weight: f32) -> Box<dyn Query> {
-    dismax(vec![
-        boosted(term_query(fields.id, stem), 1.5 * weight),
-        boosted(term_query(fields.name, stem), 1.5 * weight),
-        boosted(term_query(fields.description, stem), weight),
-        boosted(term_query(fields.extra, stem), 0.4 * weight),
-    ])
+/// Bits of the text fields in alias masks: title, description, extra.
+pub(crate) const FIELD_BITS: [u8; 3] = [1, 2, 4];
+
+/// BM25 term queries of one stem in the text fields whose bit is set in `mask`, weighted.
+fn word_terms(fields: &Fields, stem: &str, weight: f32, mask: u8) -> Vec<Leaf> {
+    fields
+        .text_fields()
+        .into_iter()
+        .zip([TITLE_BOOST, 1.0, EXTRA_BOOST])
+        .zip(FIELD_BITS)
+        .filter(|(_, bit)| mask & bit != 0)
+        .map(|((field, boost), _)| leaf(term_query(field, stem), boost * weight))
+        .collect()
 }
 
-/// Constant-score automaton clause (prefix or fuzzy) over the unstemmed id+name and
+/// Constant-score automaton queries (prefix or fuzzy) over the unstemmed title and
 /// description words.
-fn automaton_clause(
+fn automaton_terms(
     fields: &Fields,
     make: impl Fn(Term) -> FuzzyTermQuery,
     text: &str,
     boosts: [f32; 2],
-) -> Box<dyn Query> {
-    let parts = [fields.title_surface, fields.body_surface]
-        .into_iter()
-        .zip(boosts)
-        .map(|(field, boost)| {
-            let automaton = make(Term::from_field_text(field, text));
-            boosted(Box::new(ConstScoreQuery::new(Box::new(automaton), 1.0)), boost)
-        })
-        .collect();
-    dismax(parts)
+) -> [Leaf; 2] {
+    [
+        (fields.title_surface, boosts[0]),
+        (fields.body_surface, boosts[1]),
+    ]
+    .map(|(field, boost)| {
+        let automaton = make(Term::from_field_text(field, text));
+        leaf(
+            Box::new(ConstScoreQuery::new(Box::new(automaton), 1.0)),
+            boost,
+        )
+    })
 }
 
 fn is_alphabetic_word(word: &str) -> bool {
-    word.chars().all(|c| c.is_alphanumeric() && !is_bigram_script(c))
+    word.chars()
+        .all(|c| c.is_alphanumeric() && !is_bigram_script(c))
         && word.chars().any(char::is_alphabetic)
 }
 
+/// What query planning needs to know about the indexed vocabulary.
+pub(crate) trait Lexicon {
+    /// Whether an unstemmed word occurs as a whole word in some document.
+    fn has_surface_word(&self, word: &str) -> bool;
+    /// Fraction of documents whose title or description holds `stem` (an upper bound).
+    fn stem_fraction(&self, stem: &str) -> f64;
+    /// Text fields holding a synonym alias (bits of [`FIELD_BITS`]), `None` if absent.
+    fn alias_mask(&self, stem: &str) -> Option<u8>;
+}
+
 /// Builds the text queries; `None` when the intent has no searchable word (browse).
-/// `is_indexed_word` tells whether a surface word occurs as a whole word in some document.
 pub(crate) fn text_plan(
     fields: &Fields,
     synonyms: &Synonyms,
+    lexicon: &dyn Lexicon,
     analyzed: &Analyzed,
-    is_indexed_word: &dyn Fn(&str) -> bool,
 ) -> Option<TextPlan> {
     if analyzed.is_empty() {
         return None;
     }
     // A complete word needs no prefix expansion; skipping it saves a term-dictionary walk
     // and a posting union on every ordinary query.
-    let prefix = prefix_word(analyzed).filter(|(_, surface)| !is_indexed_word(surface));
-    let exact = build(fields, synonyms, analyzed, prefix, false);
-    let any_fuzzy = analyzed.distinct().iter().any(|(_, surface)| fuzzy_distance(surface).is_some());
-    let fuzzy = any_fuzzy.then(|| build(fields, synonyms, analyzed, prefix, true));
+    let prefix = prefix_word(analyzed).filter(|(_, surface)| !lexicon.has_surface_word(surface));
+    let exact = build(fields, synonyms, lexicon, analyzed, prefix, false);
+    let any_fuzzy = analyzed
+        .distinct()
+        .iter()
+        .any(|(_, surface)| fuzzy_distance(surface).is_some());
+    let fuzzy = any_fuzzy.then(|| build(fields, synonyms, lexicon, analyzed, prefix, true));
     Some(TextPlan { exact, fuzzy })
 }
 
@@ -180,53 +223,60 @@ fn fuzzy_distance(surface: &str) -> Option<u8> {
 fn build(
     fields: &Fields,
     synonyms: &Synonyms,
+    lexicon: &dyn Lexicon,
     analyzed: &Analyzed,
     prefix: Option<(&str, &str)>,
     fuzzy: bool,
-) -> Box<dyn Query> {
+) -> Scoring {
     let distinct = analyzed.distinct();
     let stems: Vec<String> = distinct.iter().map(|(s, _)| (*s).to_string()).collect();
-    let mut groups: Vec<Box<dyn Query>> = Vec::with_capacity(distinct.len());
+    let mut groups: Vec<Vec<Leaf>> = Vec::with_capacity(distinct.len());
     for (stem, surface) in &distinct {
-        let mut parts = vec![word_clause(fields, stem, 1.0)];
-        for alias in synonyms.expand(stem, &stems) {
-            parts.push(word_clause(fields, alias, SYNONYM_WEIGHT));
+        // A word in a tenth of all titles/descriptions carries little information; scoring it
+        // on the low-weight field and through aliases would only add long posting lists.
+        let common = lexicon.stem_fraction(stem) >= COMMON_WORD_FRACTION;
+        let mask = if common {
+            FIELD_BITS[0] | FIELD_BITS[1]
+        } else {
+            u8::MAX
+        };
+        let mut parts = word_terms(fields, stem, 1.0, mask);
+        let aliases = if common {
+            Vec::new()
+        } else {
+            synonyms.expand(stem, &stems)
+        };
+        for alias in aliases {
+            if let Some(mask) = lexicon.alias_mask(alias) {
+                parts.extend(word_terms(fields, alias, SYNONYM_WEIGHT, mask));
+            }
         }
         if let Some((prefix_stem, prefix_surface)) = prefix
             && prefix_stem == *stem
         {
             let make = |term| FuzzyTermQuery::new_prefix(term, 0, false);
-            parts.push(automaton_clause(fields, make, prefix_surface, [1.5, 0.4]));
+            parts.extend(automaton_terms(fields, make, prefix_surface, [1.5, 0.4]));
         }
         if let Some(distance) = fuzzy_distance(surface).filter(|_| fuzzy) {
             let make = |term| FuzzyTermQuery::new(term, distance, true);
-            parts.push(automaton_clause(fields, make, surface, [1.2, 0.5]));
+            parts.extend(automaton_terms(fields, make, surface, [1.2, 0.5]));
         }
-        groups.push(if parts.len() == 1 { parts.remove(0) } else { dismax(parts) });
+        groups.push(parts);
     }
-    let mut clauses: Vec<(Occur, Box<dyn Query>)> =
-        groups.iter().map(|g| (Occur::Should, g.box_clone())).collect();
-    // Coordination: documents matching all words (from three words on: all but one, so one
-    // word the catalog does not know cannot cancel it) score their word matches twice.
-    let n = groups.len();
-    if (2..=MAX_COORDINATED_WORDS).contains(&n) {
-        let required = (n - 1).max(2);
-        let most = BooleanQuery::union_with_minimum_required_clauses(groups, required);
-        clauses.push((Occur::Should, Box::new(most)));
-    }
+    let mut bonuses: Vec<Leaf> = Vec::new();
     let words = &analyzed.words;
     if (2..=MAX_PHRASE_WORDS).contains(&words.len()) {
+        // Title only: a description phrase cost 10–15% of a broad query for a relevance gain
+        // within noise (nDCG@10 +0.001 on the labelled set).
         let first = words[0].0;
-        for (field, boost) in [(fields.id, 2.0), (fields.name, 2.0), (fields.description, 1.0)] {
-            let terms = words
-                .iter()
-                .map(|(p, stem)| (p - first, Term::from_field_text(field, stem)))
-                .collect();
-            let phrase = PhraseQuery::new_with_offset_and_slop(terms, 1);
-            clauses.push((Occur::Should, boosted(Box::new(phrase), boost)));
-        }
+        let terms = words
+            .iter()
+            .map(|(p, stem)| (p - first, Term::from_field_text(fields.title, stem)))
+            .collect();
+        let phrase = PhraseQuery::new_with_offset_and_slop(terms, 1);
+        bonuses.push(leaf(Box::new(phrase), PHRASE_BOOST));
     }
-    Box::new(BooleanQuery::new(clauses))
+    Scoring { groups, bonuses }
 }
 
 /// The last word of the intent as `(stem, surface)` if it qualifies for prefix matching: an
@@ -238,19 +288,14 @@ fn prefix_word(analyzed: &Analyzed) -> Option<(&str, &str)> {
         .then_some((stem.as_str(), surface.as_str()))
 }
 
-/// Filter clauses; an impossible filter (NaN bound) yields a query matching nothing.
-pub(crate) fn filters(fields: &Fields, query: &SearchQuery, analyzer: &mut TextAnalyzer) -> Vec<Box<dyn Query>> {
+/// Term filter clauses (hub, category); numeric bounds are checked by the collector
+/// ([`crate::filter`]).
+pub(crate) fn term_filters(
+    fields: &Fields,
+    query: &SearchQuery,
+    analyzer: &mut TextAnalyzer,
+) -> Vec<Box<dyn Query>> {
     let mut out: Vec<Box<dyn Query>> = Vec::new();
-    if let Some(budget) = query.budget {
-        out.push(upper_f64(fields.routed, budget));
-    }
-    if let Some(max) = query.max_latency_ms {
-        let bound = Bound::Included(Term::from_field_u64(fields.p50, max));
-        out.push(Box::new(RangeQuery::new(Bound::Unbounded, bound)));
-    }
-    if let Some(min) = query.min_trust {
-        out.push(lower_f64(fields.trust, min));
-    }
     if let Some(hub) = &query.hub {
         let term = Term::from_field_text(fields.hub, hub);
         out.push(Box::new(TermQuery::new(term, IndexRecordOption::Basic)));
@@ -259,28 +304,6 @@ pub(crate) fn filters(fields: &Fields, query: &SearchQuery, analyzer: &mut TextA
         out.push(category_filter(fields, category, analyzer));
     }
     out
-}
-
-fn upper_f64(field: Field, max: f64) -> Box<dyn Query> {
-    if max.is_nan() || max == f64::NEG_INFINITY {
-        return Box::new(EmptyQuery);
-    }
-    if max == f64::INFINITY {
-        return Box::new(AllQuery);
-    }
-    let bound = Bound::Included(Term::from_field_f64(field, max));
-    Box::new(RangeQuery::new(Bound::Unbounded, bound))
-}
-
-fn lower_f64(field: Field, min: f64) -> Box<dyn Query> {
-    if min.is_nan() || min == f64::INFINITY {
-        return Box::new(EmptyQuery);
-    }
-    if min == f64::NEG_INFINITY {
-        return Box::new(AllQuery);
-    }
-    let bound = Bound::Included(Term::from_field_f64(field, min));
-    Box::new(RangeQuery::new(bound, Bound::Unbounded))
 }
 
 /// A declared category (exact, case-insensitive) or all of its words in the id or name.
@@ -294,10 +317,7 @@ fn category_filter(fields: &Fields, category: &str, analyzer: &mut TextAnalyzer)
         .into_iter()
         .take(MAX_WORDS)
         .map(|(_, stem)| {
-            let in_id_or_name = BooleanQuery::union(vec![
-                term_query(fields.id, &stem),
-                term_query(fields.name, &stem),
-            ]);
+            let in_id_or_name = BooleanQuery::union(vec![term_query(fields.title, &stem)]);
             (Occur::Must, Box::new(in_id_or_name) as Box<dyn Query>)
         })
         .collect();
@@ -305,18 +325,4 @@ fn category_filter(fields: &Fields, category: &str, analyzer: &mut TextAnalyzer)
         either.push((Occur::Should, Box::new(BooleanQuery::new(words))));
     }
     Box::new(BooleanQuery::new(either))
-}
-
-/// Combines the text query (or all documents) with zero-scored filters.
-pub(crate) fn with_filters(text: Option<Box<dyn Query>>, filters: &[Box<dyn Query>]) -> Box<dyn Query> {
-    let base = text.unwrap_or_else(|| Box::new(AllQuery));
-    if filters.is_empty() {
-        return base;
-    }
-    let mut clauses = vec![(Occur::Must, base)];
-    for filter in filters {
-        let zero = ConstScoreQuery::new(filter.box_clone(), 0.0);
-        clauses.push((Occur::Must, Box::new(zero) as Box<dyn Query>));
-    }
-    Box::new(BooleanQuery::new(clauses))
 }

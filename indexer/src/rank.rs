@@ -36,9 +36,10 @@ pub trait Ranker: Send + Sync + 'static {
     /// Quality of one document in [0, 1].
     fn quality(&self, signals: &QualitySignals) -> f32;
 
-    /// Final score from the text relevance (BM25, ≥ 0) and the quality.
-    fn combine(&self, relevance: f32, quality: f32) -> f32 {
-        relevance * (0.6 + 0.4 * quality)
+    /// Multiplier applied to the text relevance (BM25, ≥ 0) of a document of this quality:
+    /// final = relevance × factor. Precomputed per document, like `quality`.
+    fn relevance_factor(&self, quality: f32) -> f32 {
+        0.6 + 0.4 * quality
     }
 }
 
@@ -47,12 +48,20 @@ pub trait Ranker: Send + Sync + 'static {
 pub struct DefaultRanker;
 
 fn unit(x: f64) -> f64 {
-    if x.is_finite() { x.clamp(0.0, 1.0) } else { 0.0 }
+    if x.is_finite() {
+        x.clamp(0.0, 1.0)
+    } else {
+        0.0
+    }
 }
 
 impl Ranker for DefaultRanker {
     fn quality(&self, s: &QualitySignals) -> f32 {
-        let price = if s.routed_price_usd.is_finite() { s.routed_price_usd.max(0.0) } else { 0.0 };
+        let price = if s.routed_price_usd.is_finite() {
+            s.routed_price_usd.max(0.0)
+        } else {
+            0.0
+        };
         let latency = 1.0 / (1.0 + s.p50_latency_ms as f64 / 1000.0);
         let cheapness = 1.0 / (1.0 + 20.0 * price);
         let q = 0.35 * unit(s.trust_score)
@@ -84,8 +93,8 @@ mod tests {
         let q = r.quality(&signals(0.5, 0.5, 1000, 0.05));
         let expected = 0.35 * 0.5 + 0.25 * 0.5 + 0.2 * 0.5 + 0.2 * 0.5;
         assert!((f64::from(q) - expected).abs() < 1e-6);
-        assert!((r.combine(10.0, 1.0) - 10.0).abs() < 1e-6);
-        assert!((r.combine(10.0, 0.0) - 6.0).abs() < 1e-6);
+        assert!((r.relevance_factor(1.0) - 1.0).abs() < 1e-6);
+        assert!((r.relevance_factor(0.0) - 0.6).abs() < 1e-6);
     }
 
     #[test]

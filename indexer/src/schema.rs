@@ -2,8 +2,7 @@
 
 use tantivy::TantivyDocument;
 use tantivy::schema::{
-    FAST, Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing,
-    TextOptions,
+    FAST, Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions,
 };
 
 use crate::analysis::{SURFACE_ANALYZER, TEXT_ANALYZER};
@@ -11,7 +10,7 @@ use crate::model::IndexedCapability;
 
 /// Bumped whenever the schema, analyzers or stored payload change: an index written with
 /// another format is wiped and rebuilt from the store.
-pub(crate) const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 2;
 
 /// Field names that matter outside this module (fast-field readers use names).
 pub(crate) const KEY: &str = "key";
@@ -34,9 +33,9 @@ pub(crate) struct Fields {
     pub key: Field,
     pub hub: Field,
     pub category: Field,
-    /// capability_id split into words.
-    pub id: Field,
-    pub name: Field,
+    /// capability_id split into words, and the name (same weight, so one field: fewer
+    /// posting lists to merge per query word).
+    pub title: Field,
     pub description: Field,
     /// product id, input-schema property names/descriptions, peer name, categories.
     pub extra: Field,
@@ -74,8 +73,7 @@ impl Fields {
         let key = b.add_text_field(KEY, STRING | FAST);
         let hub = b.add_text_field(HUB, STRING | FAST);
         let category = b.add_text_field("category", STRING);
-        let id = b.add_text_field("id_words", with_positions.clone());
-        let name = b.add_text_field("name", with_positions.clone());
+        let title = b.add_text_field("title", with_positions.clone());
         let description = b.add_text_field("description", with_positions);
         let extra = b.add_text_field("extra", freqs_only);
         let title_surface = b.add_text_field("title_surface", surface.clone());
@@ -91,8 +89,7 @@ impl Fields {
             key,
             hub,
             category,
-            id,
-            name,
+            title,
             description,
             extra,
             title_surface,
@@ -106,6 +103,11 @@ impl Fields {
         }
     }
 
+    /// The stemmed text fields, in the order of [`crate::query::FIELD_BITS`].
+    pub fn text_fields(&self) -> [Field; 3] {
+        [self.title, self.description, self.extra]
+    }
+
     /// Builds the tantivy document for one capability.
     pub fn document(&self, cap: &IndexedCapability) -> Result<TantivyDocument, serde_json::Error> {
         let mut doc = TantivyDocument::new();
@@ -114,8 +116,8 @@ impl Fields {
         for category in &cap.categories {
             doc.add_text(self.category, normalize_category(category));
         }
-        doc.add_text(self.id, bounded(&cap.capability_id));
-        doc.add_text(self.name, bounded(&cap.name));
+        doc.add_text(self.title, bounded(&cap.capability_id));
+        doc.add_text(self.title, bounded(&cap.name));
         doc.add_text(self.description, bounded(&cap.description));
         doc.add_text(self.title_surface, bounded(&cap.capability_id));
         doc.add_text(self.title_surface, bounded(&cap.name));
@@ -213,7 +215,13 @@ mod tests {
         });
         let mut out = String::new();
         schema_text(&schema, 0, &mut 0, &mut out);
-        for needle in ["targetLanguage", "ISO code", "formality", "Tone", "speakerLabel"] {
+        for needle in [
+            "targetLanguage",
+            "ISO code",
+            "formality",
+            "Tone",
+            "speakerLabel",
+        ] {
             assert!(out.contains(needle), "{needle} missing from {out:?}");
         }
     }
@@ -229,8 +237,9 @@ mod tests {
         schema_text(&deep, 0, &mut 0, &mut out);
         assert!(out.matches('\n').count() <= SCHEMA_MAX_DEPTH + 1);
 
-        let wide: serde_json::Map<String, serde_json::Value> =
-            (0..10_000).map(|i| (format!("field{i}"), json!({}))).collect();
+        let wide: serde_json::Map<String, serde_json::Value> = (0..10_000)
+            .map(|i| (format!("field{i}"), json!({})))
+            .collect();
         let mut out = String::new();
         schema_text(&json!({"properties": wide}), 0, &mut 0, &mut out);
         assert_eq!(out.matches('\n').count(), SCHEMA_MAX_PROPERTIES);

@@ -1,14 +1,15 @@
 //! [`Index::search`]: query planning, collection and hit loading.
 
-use tantivy::TantivyDocument;
-use tantivy::query::Query;
-use tantivy::schema::Value;
+use tantivy::schema::{Field, Value};
+use tantivy::{TantivyDocument, Term};
 
-use crate::collect::{Candidate, Collected, RankCollector};
+use crate::collect::{Candidate, Collected, Request, execute};
 use crate::error::{IndexError, Result};
+use crate::filter::NumericFilter;
 use crate::index::{Index, Snapshot};
 use crate::model::{IndexedCapability, MatchType, SearchHit, SearchPage, SearchQuery};
-use crate::query::{Analyzed, filters, text_plan, with_filters};
+use crate::query::{Analyzed, Lexicon, Scoring, term_filters, text_plan};
+use crate::schema::Fields;
 
 impl Index {
     /// Runs a search on the last committed snapshot. Never fails because of the query text.
@@ -23,33 +24,39 @@ impl Index {
         let mut text = self.text.clone();
         let mut surface = self.surface.clone();
         let analyzed = Analyzed::new(&query.intent, &mut text, &mut surface);
-        let filters = filters(&self.fields, query, &mut text);
+        let filters = term_filters(&self.fields, query, &mut text);
+        let numeric = NumericFilter {
+            max_routed: query.budget,
+            max_p50: query.max_latency_ms,
+            min_trust: query.min_trust,
+        }
+        .active();
         let k = query
             .offset
             .saturating_add(query.limit)
             .min(usize::try_from(snapshot.searcher.num_docs()).unwrap_or(usize::MAX));
 
-        let searcher = &snapshot.searcher;
-        let is_indexed_word = |word: &str| {
-            [self.fields.title_surface, self.fields.body_surface].into_iter().any(|field| {
-                searcher
-                    .doc_freq(&tantivy::Term::from_field_text(field, word))
-                    .is_ok_and(|n| n > 0)
-            })
+        let lexicon = SnapshotLexicon {
+            snapshot: &snapshot,
+            fields: &self.fields,
         };
-        let plan = text_plan(&self.fields, &self.synonyms, &analyzed, &is_indexed_word);
+        let plan = text_plan(&self.fields, &self.synonyms, &lexicon, &analyzed);
+        let run = |text: Option<&Scoring>| -> Result<Collected> {
+            let request = Request {
+                text,
+                filters: &filters,
+                numeric,
+                k,
+            };
+            Ok(execute(&snapshot, &request)?)
+        };
         let (collected, match_type) = match plan {
-            None => {
-                let browse = with_filters(None, &filters);
-                (collect(&snapshot, browse.as_ref(), k, false)?, MatchType::Browse)
-            }
+            None => (run(None)?, MatchType::Browse),
             Some(plan) => {
-                let exact = with_filters(Some(plan.exact), &filters);
-                let collected = collect(&snapshot, exact.as_ref(), k, true)?;
-                match plan.fuzzy {
+                let collected = run(Some(&plan.exact))?;
+                match &plan.fuzzy {
                     Some(fuzzy) if collected.total < query.limit.max(1) => {
-                        let fuzzy = with_filters(Some(fuzzy), &filters);
-                        (collect(&snapshot, fuzzy.as_ref(), k, true)?, MatchType::Fuzzy)
+                        (run(Some(fuzzy))?, MatchType::Fuzzy)
                     }
                     _ => (collected, MatchType::Lexical),
                 }
@@ -95,12 +102,38 @@ impl Index {
     }
 }
 
-fn collect(snapshot: &Snapshot, query: &dyn Query, k: usize, scoring: bool) -> Result<Collected> {
-    let collector = RankCollector {
-        k,
-        scoring,
-        ranker: snapshot.ranker.clone(),
-        quality: &snapshot.quality,
-    };
-    Ok(snapshot.searcher.search(query, &collector)?)
+/// [`Lexicon`] answers from the snapshot's term dictionaries and alias masks.
+struct SnapshotLexicon<'a> {
+    snapshot: &'a Snapshot,
+    fields: &'a Fields,
+}
+
+impl SnapshotLexicon<'_> {
+    fn doc_freq(&self, field: Field, text: &str) -> u64 {
+        // A failed lookup (I/O on a broken segment) reads as "absent": planning degrades, the
+        // search itself still reports the error.
+        self.snapshot
+            .searcher
+            .doc_freq(&Term::from_field_text(field, text))
+            .unwrap_or(0)
+    }
+}
+
+impl Lexicon for SnapshotLexicon<'_> {
+    fn has_surface_word(&self, word: &str) -> bool {
+        [self.fields.title_surface, self.fields.body_surface]
+            .into_iter()
+            .any(|field| self.doc_freq(field, word) > 0)
+    }
+
+    fn stem_fraction(&self, stem: &str) -> f64 {
+        let docs = self.snapshot.searcher.num_docs().max(1) as f64;
+        let hits =
+            self.doc_freq(self.fields.title, stem) + self.doc_freq(self.fields.description, stem);
+        hits as f64 / docs
+    }
+
+    fn alias_mask(&self, stem: &str) -> Option<u8> {
+        self.snapshot.aliases.get(stem).copied()
+    }
 }

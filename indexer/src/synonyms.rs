@@ -15,6 +15,7 @@ use crate::analysis::analyze;
 
 /// Concept groups. Keep aliases unambiguous inside this catalog's domain: a wrong expansion
 /// costs precision on every query that uses the word.
+#[rustfmt::skip]
 const CONCEPTS: &[&[&str]] = &[
     &[
         "translate", "translation", "translator", "перевод", "перевести", "переводчик",
@@ -104,24 +105,38 @@ impl Synonyms {
             let mut members: Vec<String> = Vec::new();
             for alias in *aliases {
                 // An alias that analyzes to several tokens (or none) cannot be a single term.
-                if let [(_, stem)] = analyze(analyzer, alias).as_slice() {
-                    if !members.contains(stem) {
-                        members.push(stem.clone());
-                    }
+                if let [(_, stem)] = analyze(analyzer, alias).as_slice()
+                    && !members.contains(stem)
+                {
+                    members.push(stem.clone());
                 }
             }
             for stem in &members {
-                table.concepts_of.entry(stem.clone()).or_default().push(concept);
+                table
+                    .concepts_of
+                    .entry(stem.clone())
+                    .or_default()
+                    .push(concept);
             }
             table.members.push(members);
         }
         table
     }
 
+    /// Every alias stem of the table.
+    pub fn members(&self) -> impl Iterator<Item = &str> {
+        self.concepts_of.keys().map(String::as_str)
+    }
+
     /// Other stems sharing a concept with `stem`, excluding `stem` and anything in `skip`.
     pub fn expand(&self, stem: &str, skip: &[String]) -> Vec<&str> {
         let mut out: Vec<&str> = Vec::new();
-        for &concept in self.concepts_of.get(stem).map(Vec::as_slice).unwrap_or_default() {
+        for &concept in self
+            .concepts_of
+            .get(stem)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
             for member in &self.members[concept] {
                 if member != stem
                     && !skip.contains(member)
@@ -162,6 +177,10 @@ mod tests {
         assert!(expanded.contains(&"天气"));
         assert!(table.expand("zzzz", &[]).is_empty());
         let skip = vec![stem("weather")];
-        assert!(!table.expand(&stem("forecast"), &skip).contains(&skip[0].as_str()));
+        assert!(
+            !table
+                .expand(&stem("forecast"), &skip)
+                .contains(&skip[0].as_str())
+        );
     }
 }

@@ -89,9 +89,9 @@ impl Rng {
 }
 
 const VENDORS: &[&str] = &[
-    "acme", "nimbus", "vertex", "orbit", "quanta", "lumen", "zenith", "pioneer", "atlas",
-    "cobalt", "helix", "nova", "polaris", "summit", "tundra", "vega", "willow", "yonder",
-    "sigma", "delta", "kestrel", "maple", "onyx", "raven",
+    "acme", "nimbus", "vertex", "orbit", "quanta", "lumen", "zenith", "pioneer", "atlas", "cobalt",
+    "helix", "nova", "polaris", "summit", "tundra", "vega", "willow", "yonder", "sigma", "delta",
+    "kestrel", "maple", "onyx", "raven",
 ];
 
 const VARIANTS: &[&str] = &["pro", "lite", "fast", "batch", "eu", "plus"];
@@ -114,7 +114,10 @@ fn schema_of(template: &Template) -> serde_json::Value {
         .schema
         .iter()
         .map(|(name, description)| {
-            (name.clone(), json!({"type": "string", "description": description}))
+            (
+                name.clone(),
+                json!({"type": "string", "description": description}),
+            )
         })
         .collect();
     let required: Vec<&String> = template.schema.keys().take(1).collect();
@@ -234,11 +237,20 @@ pub fn catalog(n: usize, seed: u64) -> impl Iterator<Item = IndexedCapability> {
         };
         for _ in 0..rng.below(3) {
             description.push(' ');
-            description.push_str(*rng.pick(FILLERS));
+            let filler: &&str = rng.pick(FILLERS);
+            description.push_str(filler);
         }
         let hub = rng.below(hubs);
         let product_id = format!("{vendor}-{}-{i}", template.id.replace('.', "-"));
-        build(template, hub, product_id, capability_id, name, description, &mut rng)
+        build(
+            template,
+            hub,
+            product_id,
+            capability_id,
+            name,
+            description,
+            &mut rng,
+        )
     })
 }
 
@@ -255,7 +267,11 @@ mod tests {
         ids.dedup();
         assert_eq!(ids.len(), all.len());
         for t in all {
-            assert!(!t.names.is_empty() && !t.en.is_empty() && !t.schema.is_empty(), "{}", t.id);
+            assert!(
+                !t.names.is_empty() && !t.en.is_empty() && !t.schema.is_empty(),
+                "{}",
+                t.id
+            );
             assert_eq!(template_id(&format!("{}.pro@v2", t.id)), t.id);
             assert_eq!(template_id(&format!("{}@v1", t.id)), t.id);
         }

@@ -46,7 +46,9 @@ fn new_index_has_no_version_and_rebuild_replaces_content() {
     let index = Index::in_ram().unwrap();
     assert_eq!(index.indexed_version(), None);
     assert_eq!(index.search(&q("")).unwrap().total, 0);
-    index.apply(vec![cap(A, "old.one@v1", "Old", "Old")], Vec::new(), 1).unwrap();
+    index
+        .apply(vec![cap(A, "old.one@v1", "Old", "Old")], Vec::new(), 1)
+        .unwrap();
     let fresh = (0..50).map(|i| cap(A, &format!("new.n{i}@v1"), "New", "Fresh"));
     assert_eq!(index.rebuild(fresh, 9).unwrap(), 50);
     assert_eq!(index.indexed_version(), Some(9));
@@ -54,7 +56,9 @@ fn new_index_has_no_version_and_rebuild_replaces_content() {
     assert_eq!(index.search(&q("old")).unwrap().total, 0);
     assert_eq!(index.search(&q("fresh")).unwrap().total, 50);
     // Incremental updates still work after a rebuild swapped the writer.
-    index.apply(vec![cap(A, "later@v1", "Later", "Later")], Vec::new(), 10).unwrap();
+    index
+        .apply(vec![cap(A, "later@v1", "Later", "Later")], Vec::new(), 10)
+        .unwrap();
     assert_eq!(index.num_docs(), 51);
     assert_eq!(index.indexed_version(), Some(10));
 }
@@ -65,7 +69,13 @@ fn content_and_version_survive_reopen() {
     {
         let index = Index::open_or_create(dir.path()).unwrap();
         assert_eq!(index.indexed_version(), None);
-        index.apply(vec![cap(A, "ocr.one@v1", "OCR", "Reads invoices")], Vec::new(), 7).unwrap();
+        index
+            .apply(
+                vec![cap(A, "ocr.one@v1", "OCR", "Reads invoices")],
+                Vec::new(),
+                7,
+            )
+            .unwrap();
         // A second open of the same directory while the first is alive is refused (the
         // writer lock), and must not wipe the live index.
         let second = Index::open_or_create(dir.path());
@@ -82,13 +92,21 @@ fn garbage_meta_json_is_recovered_empty() {
     let dir = tempfile::tempdir().unwrap();
     {
         let index = Index::open_or_create(dir.path()).unwrap();
-        index.apply(vec![cap(A, "ocr.one@v1", "OCR", "Reads invoices")], Vec::new(), 3).unwrap();
+        index
+            .apply(
+                vec![cap(A, "ocr.one@v1", "OCR", "Reads invoices")],
+                Vec::new(),
+                3,
+            )
+            .unwrap();
     }
     std::fs::write(dir.path().join("meta.json"), b"{ this is not json").unwrap();
     let index = Index::open_or_create(dir.path()).unwrap();
     assert_eq!(index.indexed_version(), None, "caller must rebuild");
     assert_eq!(index.num_docs(), 0);
-    index.rebuild(vec![cap(A, "ocr.two@v1", "OCR", "Reads receipts")], 4).unwrap();
+    index
+        .rebuild(vec![cap(A, "ocr.two@v1", "OCR", "Reads receipts")], 4)
+        .unwrap();
     drop(index);
     let index = Index::open_or_create(dir.path()).unwrap();
     assert_eq!(index.indexed_version(), Some(4));
@@ -100,7 +118,13 @@ fn missing_segment_file_is_recovered_empty() {
     let dir = tempfile::tempdir().unwrap();
     {
         let index = Index::open_or_create(dir.path()).unwrap();
-        index.apply(vec![cap(A, "ocr.one@v1", "OCR", "Reads invoices")], Vec::new(), 3).unwrap();
+        index
+            .apply(
+                vec![cap(A, "ocr.one@v1", "OCR", "Reads invoices")],
+                Vec::new(),
+                3,
+            )
+            .unwrap();
     }
     let mut removed = 0;
     for entry in std::fs::read_dir(dir.path()).unwrap() {
@@ -122,7 +146,10 @@ fn recovery_never_wipes_a_directory_with_subdirectories() {
     std::fs::write(dir.path().join("meta.json"), b"garbage").unwrap();
     std::fs::create_dir(dir.path().join("precious")).unwrap();
     let result = Index::open_or_create(dir.path());
-    assert!(matches!(result, Err(IndexError::NotAnIndexDirectory(_))), "{result:?}");
+    assert!(
+        matches!(result, Err(IndexError::NotAnIndexDirectory(_))),
+        "{result:?}"
+    );
     assert!(dir.path().join("precious").is_dir());
     assert!(dir.path().join("meta.json").is_file());
 }

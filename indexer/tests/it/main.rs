@@ -1,7 +1,8 @@
 //! Integration tests of aimarket-indexer (one binary, see the crate manifest).
 #![allow(clippy::unwrap_used)]
 
+mod filters;
 mod lifecycle;
+mod ranking;
 mod relevance;
-mod search;
 mod support;

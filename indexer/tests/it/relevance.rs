@@ -80,16 +80,32 @@ fn score(index: &Index, catalog_grades: &[u32], labelled: &Labelled) -> (Scores,
     let mut ideal: Vec<u32> = catalog_grades.iter().copied().filter(|g| *g > 0).collect();
     ideal.sort_unstable_by(|a, b| b.cmp(a));
     let ideal = dcg(ideal.into_iter().take(10));
-    let ndcg = if ideal > 0.0 { dcg(got.iter().map(|(_, g)| *g)) / ideal } else { 0.0 };
-    let top: Vec<String> = got.into_iter().take(5).map(|(t, g)| format!("{t}({g})")).collect();
-    (Scores { recall_at_5: recall, ndcg_at_10: ndcg }, top)
+    let ndcg = if ideal > 0.0 {
+        dcg(got.iter().map(|(_, g)| *g)) / ideal
+    } else {
+        0.0
+    };
+    let top: Vec<String> = got
+        .into_iter()
+        .take(5)
+        .map(|(t, g)| format!("{t}({g})"))
+        .collect();
+    (
+        Scores {
+            recall_at_5: recall,
+            ndcg_at_10: ndcg,
+        },
+        top,
+    )
 }
 
 #[test]
 fn relevance_does_not_regress() {
     let catalog = relevance_catalog();
-    let templates: Vec<String> =
-        catalog.iter().map(|c| template_id(&c.capability_id).to_string()).collect();
+    let templates: Vec<String> = catalog
+        .iter()
+        .map(|c| template_id(&c.capability_id).to_string())
+        .collect();
     let index = Index::in_ram().unwrap();
     index.rebuild(catalog, 1).unwrap();
 
@@ -105,7 +121,11 @@ fn relevance_does_not_regress() {
             .iter()
             .map(|t| labelled.relevant.get(t).copied().unwrap_or(0))
             .collect();
-        assert!(grades.contains(&2), "{:?} labels nothing in the catalog", labelled.intent);
+        assert!(
+            grades.contains(&2),
+            "{:?} labels nothing in the catalog",
+            labelled.intent
+        );
         let (s, top) = score(&index, &grades, labelled);
         if s.recall_at_5 < 1.0 {
             println!(
@@ -134,7 +154,11 @@ fn relevance_does_not_regress() {
     kinds.sort_by(|a, b| a.0.cmp(b.0));
     for (kind, (r, d, count)) in kinds {
         let c = count as f64;
-        println!("{kind:>10}: {count:3} intents, recall@5 {:.3}, nDCG@10 {:.3}", r / c, d / c);
+        println!(
+            "{kind:>10}: {count:3} intents, recall@5 {:.3}, nDCG@10 {:.3}",
+            r / c,
+            d / c
+        );
     }
     println!("overall: {current:?}");
 
@@ -152,7 +176,10 @@ fn relevance_does_not_regress() {
     }
     let baseline: Baseline =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    assert!(current.intents >= baseline.intents, "labelled intents were removed");
+    assert!(
+        current.intents >= baseline.intents,
+        "labelled intents were removed"
+    );
     assert!(
         current.recall_at_5 >= baseline.recall_at_5,
         "recall@5 regressed: {} < baseline {}",

@@ -43,5 +43,8 @@ pub fn q(intent: &str) -> SearchQuery {
 
 /// Capability ids of a page, in order.
 pub fn ids(page: &SearchPage) -> Vec<&str> {
-    page.matches.iter().map(|m| m.capability.capability_id.as_str()).collect()
+    page.matches
+        .iter()
+        .map(|m| m.capability.capability_id.as_str())
+        .collect()
 }

@@ -1,0 +1,105 @@
+//! Per-document signals kept in memory, and the numeric filters (budget, latency, trust)
+//! evaluated on them while the collector visits each match.
+//!
+//! The filters run inside the index scan that scores and counts the matches, so `total`
+//! counts only documents passing them and nothing is filtered after collection. They are not
+//! query clauses on purpose: measured on 100,000 capabilities, intersecting the text union with
+//! a fast-field `RangeQuery` or `DocPredicateQuery` made typical filtered searches 1.4–5×
+//! slower, because the union then has to seek instead of streaming, and reading the columns
+//! per match cost more than these arrays (see `/work/notes/indexer-bench.txt`). Hub and
+//! category filters stay term queries in the `BooleanQuery`: they are selective and cheap to
+//! intersect.
+
+use std::sync::Arc;
+
+use tantivy::{DocId, SegmentReader};
+
+use crate::rank::{QualitySignals, Ranker};
+use crate::schema::{P50, ROUTED, SUCCESS, TRUST};
+
+/// Signals of every document of one segment, by doc id, copied from the fast fields when the
+/// reader reloads (32 bytes per document).
+#[derive(Debug)]
+pub(crate) struct SegmentSignals {
+    pub quality: Vec<f32>,
+    /// `Ranker::relevance_factor(quality)`.
+    pub factor: Vec<f32>,
+    pub routed: Vec<f64>,
+    pub p50: Vec<u64>,
+    pub trust: Vec<f64>,
+}
+
+impl SegmentSignals {
+    /// Reads the columns of `reader` and computes quality with `ranker`.
+    pub fn load(reader: &SegmentReader, ranker: &dyn Ranker) -> tantivy::Result<Arc<Self>> {
+        let fast = reader.fast_fields();
+        let trust_col = fast.f64(TRUST)?.first_or_default_col(0.0);
+        let success_col = fast.f64(SUCCESS)?.first_or_default_col(0.0);
+        let p50_col = fast.u64(P50)?.first_or_default_col(0);
+        let routed_col = fast.f64(ROUTED)?.first_or_default_col(0.0);
+        let n = reader.max_doc() as usize;
+        let mut signals = SegmentSignals {
+            quality: Vec::with_capacity(n),
+            factor: Vec::with_capacity(n),
+            routed: Vec::with_capacity(n),
+            p50: Vec::with_capacity(n),
+            trust: Vec::with_capacity(n),
+        };
+        for doc in 0..reader.max_doc() {
+            let s = QualitySignals {
+                trust_score: trust_col.get_val(doc),
+                success_rate: success_col.get_val(doc),
+                p50_latency_ms: p50_col.get_val(doc),
+                routed_price_usd: routed_col.get_val(doc),
+            };
+            let quality = ranker.quality(&s);
+            signals.quality.push(quality);
+            signals.factor.push(ranker.relevance_factor(quality));
+            signals.routed.push(s.routed_price_usd);
+            signals.p50.push(s.p50_latency_ms);
+            signals.trust.push(s.trust_score);
+        }
+        Ok(Arc::new(signals))
+    }
+
+    /// Quality and relevance factor of `doc` (0 outside the segment, which cannot happen for
+    /// collected docs).
+    #[inline]
+    pub fn quality(&self, doc: DocId) -> (f32, f32) {
+        let i = doc as usize;
+        match (self.quality.get(i), self.factor.get(i)) {
+            (Some(q), Some(f)) => (*q, *f),
+            _ => (0.0, 0.0),
+        }
+    }
+}
+
+/// Inclusive numeric bounds. NaN bounds compare false with everything, so they match nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct NumericFilter {
+    pub max_routed: Option<f64>,
+    pub max_p50: Option<u64>,
+    pub min_trust: Option<f64>,
+}
+
+impl NumericFilter {
+    /// `None` when no bound is set (nothing to check per document).
+    pub fn active(self) -> Option<Self> {
+        (self != Self::default()).then_some(self)
+    }
+
+    /// Whether `doc` of the segment with `signals` satisfies every bound.
+    #[inline]
+    pub fn matches(&self, signals: &SegmentSignals, doc: DocId) -> bool {
+        let i = doc as usize;
+        let within = |value: Option<&f64>, max: f64| value.is_some_and(|v| *v <= max);
+        self.max_routed
+            .is_none_or(|max| within(signals.routed.get(i), max))
+            && self
+                .max_p50
+                .is_none_or(|max| signals.p50.get(i).is_some_and(|v| *v <= max))
+            && self
+                .min_trust
+                .is_none_or(|min| signals.trust.get(i).is_some_and(|v| *v >= min))
+    }
+}
