@@ -177,7 +177,9 @@ impl AppState {
                     "trust_score": peer.trust_score,
                 });
                 // The schema wants a date-time string or no key at all.
-                if let Some(at) = peer.last_crawl.and_then(chrono::DateTime::from_timestamp_millis)
+                if let Some(at) = peer
+                    .last_crawl
+                    .and_then(chrono::DateTime::from_timestamp_millis)
                 {
                     entry["last_crawl"] =
                         Value::from(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));

@@ -339,10 +339,12 @@ impl From<InvokeError> for ApiError {
                     None => e,
                 }
             }
-            InvokeError::PeerPending { peer } => Self::new(K::Forbidden, code::PEER_PENDING, detail)
-                .with_field("reason", "peer_pending")
-                .with_field("category", "federation")
-                .with_field("source_hub", peer),
+            InvokeError::PeerPending { peer } => {
+                Self::new(K::Forbidden, code::PEER_PENDING, detail)
+                    .with_field("reason", "peer_pending")
+                    .with_field("category", "federation")
+                    .with_field("source_hub", peer)
+            }
             InvokeError::InputNotObject => Self::new(K::BadRequest, code::INPUT_INVALID, detail)
                 .with_field(
                     "errors",
@@ -380,7 +382,8 @@ impl From<InvokeError> for ApiError {
                     .with_field("source_hub", peer)
             }
             InvokeError::ProviderError { peer, .. } => {
-                Self::new(K::BadGateway, code::PROVIDER_ERROR, detail).with_field("source_hub", peer)
+                Self::new(K::BadGateway, code::PROVIDER_ERROR, detail)
+                    .with_field("source_hub", peer)
             }
             InvokeError::ProviderSignatureInvalid { peer, .. } => {
                 Self::new(K::BadGateway, code::PROVIDER_SIGNATURE_INVALID, detail)
@@ -525,7 +528,11 @@ impl From<std::sync::Arc<CrawlRunError>> for ApiError {
                 CrawlRunError::Aborted
                 | CrawlRunError::Store(StoreError::Database(
                     sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_),
-                )) => Self::new(ErrorKind::Unavailable, code::UNAVAILABLE, shared.to_string()),
+                )) => Self::new(
+                    ErrorKind::Unavailable,
+                    code::UNAVAILABLE,
+                    shared.to_string(),
+                ),
                 _ => Self::internal(shared),
             },
         }

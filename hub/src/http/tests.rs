@@ -18,7 +18,9 @@ use crate::state::{AppState, Components};
 /// A state over a fresh SQLite store; the returned dir must outlive the state.
 async fn state_with(settings: Settings) -> (web::Data<AppState>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let store = crate::store::Store::connect(None, dir.path()).await.unwrap();
+    let store = crate::store::Store::connect(None, dir.path())
+        .await
+        .unwrap();
     let public_url = "http://hub.test:9083";
     let crawl = crate::crawl::CrawlContext::new(store.clone(), &settings, public_url).unwrap();
     let signing_key = KeyPair::generate();

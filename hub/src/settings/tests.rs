@@ -57,10 +57,7 @@ fn defaults_match_the_documented_table() {
         PathBuf::from("./data/hub_signing_key")
     );
     assert_eq!(s.database().backend(), DatabaseBackend::Sqlite);
-    assert_eq!(
-        s.database().expose(),
-        "sqlite://./data/hub.db?mode=rwc"
-    );
+    assert_eq!(s.database().expose(), "sqlite://./data/hub.db?mode=rwc");
 }
 
 #[test]
