@@ -21,7 +21,9 @@ use std::sync::Arc;
 
 use tantivy::columnar::StrColumn;
 use tantivy::query::{EnableScoring, Query, Weight};
-use tantivy::{BitSet, DocAddress, DocId, Score, SegmentOrdinal, SegmentReader};
+use tantivy::{
+    BitSet, DocAddress, DocId, DocSet, Score, SegmentOrdinal, SegmentReader, TERMINATED,
+};
 
 use crate::filter::{NumericFilter, SegmentSignals};
 use crate::index::Snapshot;
@@ -46,6 +48,9 @@ pub(crate) struct Collected {
     /// The best `k`, best first.
     pub top: Vec<Candidate>,
 }
+
+/// A term filter matching fewer than 1/`SEEK_RATIO` of a segment drives the scoring.
+const SEEK_RATIO: usize = 16;
 
 /// What to execute.
 pub(crate) struct Request<'a> {
@@ -117,33 +122,40 @@ pub(crate) fn execute(snapshot: &Snapshot, request: &Request<'_>) -> tantivy::Re
             // Not cached (cannot happen with the snapshot's own searcher): load them now.
             None => SegmentSignals::load(reader, snapshot.ranker.as_ref())?,
         };
-        let mut allowed = Vec::with_capacity(filters.len());
-        for filter in &filters {
-            let mut set = BitSet::with_max_value(reader.max_doc());
-            filter.for_each_no_score(reader, &mut |docs| {
-                for &doc in docs {
-                    set.insert(doc);
-                }
-            })?;
-            allowed.push(set);
-        }
+        let allowed = allowed_docs(&filters, reader)?;
+        let alive = |doc: DocId| reader.alive_bitset().is_none_or(|a| a.is_alive(doc));
+        let numeric_ok = |doc: DocId| request.numeric.is_none_or(|f| f.matches(&signals, doc));
         let accept = |doc: DocId| {
-            reader
-                .alive_bitset()
-                .is_none_or(|alive| alive.is_alive(doc))
-                && allowed.iter().all(|set| set.contains(doc))
-                && request.numeric.is_none_or(|f| f.matches(&signals, doc))
+            alive(doc) && allowed.as_ref().is_none_or(|a| a.set.contains(doc)) && numeric_ok(doc)
         };
         let mut top = TopK::new(request.k, ord, &signals, keys(reader)?);
-        match &weights {
-            None => {
-                for doc in (0..reader.max_doc()).filter(|d| accept(*d)) {
+        match (&weights, &allowed) {
+            (None, None) => {
+                // Browse without term filters: the best are at the front of the precomputed
+                // order; the count is the live documents passing the numeric bounds.
+                top.count = match request.numeric {
+                    None => reader.num_docs() as usize,
+                    Some(_) => (0..reader.max_doc()).filter(|d| accept(*d)).count(),
+                };
+                let live = signals.browse_order.iter().copied().filter(|d| accept(*d));
+                for doc in live.take(request.k) {
+                    top.offer(doc, None);
+                }
+            }
+            (None, Some(allowed)) => {
+                for &doc in allowed.docs.iter().filter(|d| accept(**d)) {
                     top.push(doc, None);
                 }
             }
-            Some(weights) => SCRATCH.with(|scratch| -> tantivy::Result<()> {
+            (Some(weights), _) => SCRATCH.with(|scratch| -> tantivy::Result<()> {
                 let mut scratch = scratch.borrow_mut();
-                accumulate(&mut scratch, weights, reader)?;
+                // A selective term filter (a hub, a rare category) drives the scoring: each
+                // leaf seeks to the allowed documents instead of scanning its postings.
+                let only = allowed
+                    .as_ref()
+                    .filter(|a| a.docs.len().saturating_mul(SEEK_RATIO) < reader.max_doc() as usize)
+                    .map(|a| a.docs.as_slice());
+                accumulate(&mut scratch, weights, reader, only)?;
                 let Scratch { total, touched, .. } = &mut *scratch;
                 for &doc in touched.iter() {
                     let relevance = std::mem::take(&mut total[doc as usize]);
@@ -171,13 +183,14 @@ fn keys(reader: &SegmentReader) -> tantivy::Result<StrColumn> {
         .ok_or_else(|| tantivy::TantivyError::SchemaError(format!("fast field {KEY} missing")))
 }
 
-/// Scores every matching document of `reader` into `scratch.total`, listing them in
-/// `scratch.touched`. Relies on every leaf score being strictly positive (BM25 with a positive
-/// idf, positive boosts), so zero means "not matched yet".
+/// Scores every matching document of `reader` (or of `only`) into `scratch.total`, listing
+/// them in `scratch.touched`. Relies on every leaf score being strictly positive (BM25 with a
+/// positive idf, positive boosts), so zero means "not matched yet".
 fn accumulate(
     scratch: &mut Scratch,
     weights: &Weights,
     reader: &SegmentReader,
+    only: Option<&[DocId]>,
 ) -> tantivy::Result<()> {
     let max_doc = reader.max_doc() as usize;
     for array in [
@@ -198,15 +211,20 @@ fn accumulate(
     } = scratch;
     for group in &weights.groups {
         for (weight, boost) in group {
-            weight.for_each(reader, &mut |doc: DocId, score: Score| {
-                let i = doc as usize;
-                let score = score * boost;
-                if group_max[i] == 0.0 {
-                    group_touched.push(doc);
-                }
-                group_max[i] = group_max[i].max(score);
-                group_sum[i] += score;
-            })?;
+            visit(
+                weight.as_ref(),
+                reader,
+                only,
+                &mut |doc: DocId, score: Score| {
+                    let i = doc as usize;
+                    let score = score * boost;
+                    if group_max[i] == 0.0 {
+                        group_touched.push(doc);
+                    }
+                    group_max[i] = group_max[i].max(score);
+                    group_sum[i] += score;
+                },
+            )?;
         }
         for &doc in group_touched.iter() {
             let i = doc as usize;
@@ -221,14 +239,78 @@ fn accumulate(
     }
     for (weight, boost) in &weights.bonuses {
         // Bonus clauses (phrases) only match documents the groups already matched.
-        weight.for_each(reader, &mut |doc: DocId, score: Score| {
-            let i = doc as usize;
-            if total[i] > 0.0 {
-                total[i] += score * boost;
-            }
-        })?;
+        visit(
+            weight.as_ref(),
+            reader,
+            only,
+            &mut |doc: DocId, score: Score| {
+                let i = doc as usize;
+                if total[i] > 0.0 {
+                    total[i] += score * boost;
+                }
+            },
+        )?;
     }
     Ok(())
+}
+
+/// Calls `f` for every document the weight matches, or only for those of `only` (sorted).
+fn visit(
+    weight: &dyn Weight,
+    reader: &SegmentReader,
+    only: Option<&[DocId]>,
+    f: &mut dyn FnMut(DocId, Score),
+) -> tantivy::Result<()> {
+    let Some(docs) = only else {
+        return weight.for_each(reader, f);
+    };
+    let mut scorer = weight.scorer(reader, 1.0)?;
+    for &doc in docs {
+        let mut current = scorer.doc();
+        if current < doc {
+            current = scorer.seek(doc);
+        }
+        if current == TERMINATED {
+            break;
+        }
+        if current == doc {
+            f(doc, scorer.score());
+        }
+    }
+    Ok(())
+}
+
+/// Documents passing every term filter of one segment (live or not).
+struct Allowed {
+    set: BitSet,
+    /// The same documents, ascending.
+    docs: Vec<DocId>,
+}
+
+/// Intersects the term filters on one segment; `None` when there are none.
+fn allowed_docs(
+    filters: &[Box<dyn Weight>],
+    reader: &SegmentReader,
+) -> tantivy::Result<Option<Allowed>> {
+    let Some((first, rest)) = filters.split_first() else {
+        return Ok(None);
+    };
+    let mut docs = Vec::new();
+    first.for_each_no_score(reader, &mut |batch| docs.extend_from_slice(batch))?;
+    for filter in rest {
+        let mut set = BitSet::with_max_value(reader.max_doc());
+        filter.for_each_no_score(reader, &mut |batch| {
+            for &doc in batch {
+                set.insert(doc);
+            }
+        })?;
+        docs.retain(|doc| set.contains(*doc));
+    }
+    let mut set = BitSet::with_max_value(reader.max_doc());
+    for &doc in &docs {
+        set.insert(doc);
+    }
+    Ok(Some(Allowed { set, docs }))
 }
 
 #[derive(Clone, Copy)]
@@ -280,9 +362,14 @@ impl<'a> TopK<'a> {
         }
     }
 
-    /// Offers a match; `relevance` is `None` when browsing (score = quality).
+    /// Counts a match and offers it; `relevance` is `None` when browsing (score = quality).
     fn push(&mut self, doc: DocId, relevance: Option<f32>) {
         self.count += 1;
+        self.offer(doc, relevance);
+    }
+
+    /// Offers a candidate without counting it.
+    fn offer(&mut self, doc: DocId, relevance: Option<f32>) {
         if self.k == 0 {
             return;
         }

@@ -15,10 +15,10 @@ use std::sync::Arc;
 use tantivy::{DocId, SegmentReader};
 
 use crate::rank::{QualitySignals, Ranker};
-use crate::schema::{P50, ROUTED, SUCCESS, TRUST};
+use crate::schema::{KEY, P50, ROUTED, SUCCESS, TRUST};
 
 /// Signals of every document of one segment, by doc id, copied from the fast fields when the
-/// reader reloads (32 bytes per document).
+/// reader reloads (36 bytes per document).
 #[derive(Debug)]
 pub(crate) struct SegmentSignals {
     pub quality: Vec<f32>,
@@ -27,6 +27,9 @@ pub(crate) struct SegmentSignals {
     pub routed: Vec<f64>,
     pub p50: Vec<u64>,
     pub trust: Vec<f64>,
+    /// Doc ids by quality descending, then key ascending: an unfiltered browse reads its page
+    /// from the front instead of scanning the segment.
+    pub browse_order: Vec<DocId>,
 }
 
 impl SegmentSignals {
@@ -44,6 +47,7 @@ impl SegmentSignals {
             routed: Vec::with_capacity(n),
             p50: Vec::with_capacity(n),
             trust: Vec::with_capacity(n),
+            browse_order: Vec::new(),
         };
         for doc in 0..reader.max_doc() {
             let s = QualitySignals {
@@ -59,6 +63,17 @@ impl SegmentSignals {
             signals.p50.push(s.p50_latency_ms);
             signals.trust.push(s.trust_score);
         }
+        let keys = fast.str(KEY)?;
+        let key_ord = |doc: DocId| {
+            keys.as_ref()
+                .and_then(|k| k.ords().first(doc))
+                .unwrap_or(u64::MAX)
+        };
+        let mut order: Vec<(f32, u64, DocId)> = (0..reader.max_doc())
+            .map(|doc| (signals.quality[doc as usize], key_ord(doc), doc))
+            .collect();
+        order.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        signals.browse_order = order.into_iter().map(|(_, _, doc)| doc).collect();
         Ok(Arc::new(signals))
     }
 

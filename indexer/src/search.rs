@@ -83,12 +83,12 @@ impl Index {
         compact: bool,
     ) -> Result<SearchHit> {
         let doc: TantivyDocument = snapshot.searcher.doc(candidate.address)?;
-        let bytes = doc
+        let json = doc
             .get_first(self.fields.payload)
-            .and_then(|v| v.as_bytes())
+            .and_then(|v| v.as_str())
             .ok_or_else(|| IndexError::Stored(format!("no payload for {:?}", candidate.key)))?;
         let mut capability: IndexedCapability =
-            serde_json::from_slice(bytes).map_err(|e| IndexError::Stored(e.to_string()))?;
+            serde_json::from_str(json).map_err(|e| IndexError::Stored(e.to_string()))?;
         if compact {
             capability.input_schema = serde_json::Value::Null;
         }

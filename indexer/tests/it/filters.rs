@@ -377,3 +377,74 @@ fn compact_drops_the_schema_and_hubs_are_counted() {
     assert_eq!(index.search(&q("ocr")).unwrap().hubs, 1);
     assert_eq!(index.num_hubs(), 1);
 }
+
+#[test]
+fn selective_filters_score_like_unfiltered_search() {
+    // 64 capabilities on hub A and 3 on hub B: the hub filter is selective enough for the
+    // executor to seek its documents instead of scanning the postings. Scores, order and
+    // totals must be exactly those of the unfiltered search restricted to hub B.
+    let mut caps = Vec::new();
+    for i in 0..64 {
+        let words = ["text", "images", "receipts", "scanned pages"][i % 4];
+        caps.push(cap(
+            A,
+            &format!("ocr.a{i}@v1"),
+            "OCR reader",
+            &format!("Reads {words}"),
+        ));
+    }
+    for (i, words) in ["text from images", "receipts", "handwriting"]
+        .iter()
+        .enumerate()
+    {
+        let mut c = cap(
+            B,
+            &format!("ocr.b{i}@v1"),
+            "OCR engine",
+            &format!("Reads {words}"),
+        );
+        c.categories = vec!["rare".into()];
+        caps.push(c);
+    }
+    let index = index_of(caps);
+    for intent in [
+        "ocr reads text images",
+        "receipts",
+        "handwriting ocr",
+        "reader",
+    ] {
+        let all = index
+            .search(&SearchQuery {
+                limit: 100,
+                ..q(intent)
+            })
+            .unwrap();
+        let expected: Vec<(String, f64)> = all
+            .matches
+            .iter()
+            .filter(|m| m.capability.origin == B)
+            .map(|m| (m.capability.key.clone(), m.score))
+            .collect();
+        for filtered in [
+            SearchQuery {
+                hub: Some(B.into()),
+                limit: 100,
+                ..q(intent)
+            },
+            SearchQuery {
+                category: Some("rare".into()),
+                limit: 100,
+                ..q(intent)
+            },
+        ] {
+            let page = index.search(&filtered).unwrap();
+            let got: Vec<(String, f64)> = page
+                .matches
+                .iter()
+                .map(|m| (m.capability.key.clone(), m.score))
+                .collect();
+            assert_eq!(got, expected, "intent {intent:?}");
+            assert_eq!(page.total, expected.len());
+        }
+    }
+}

@@ -31,6 +31,16 @@ fn incremental_add_change_remove() {
     let page = index.search(&q("passports")).unwrap();
     assert!((page.matches[0].capability.trust_score - 0.9).abs() < 1e-12);
     assert_eq!(index.indexed_version(), Some(2));
+    // Browsing skips deleted documents too (its fast path reads a precomputed order).
+    let browse = index.search(&q("")).unwrap();
+    assert_eq!(browse.total, 2);
+    assert_eq!(browse.matches.len(), 2);
+    assert!(
+        browse
+            .matches
+            .iter()
+            .all(|m| m.capability.capability_id != "ocr.two@v1")
+    );
 
     // The same key twice in one batch: the last one wins.
     let first = cap(A, "ocr.dup@v1", "OCR", "Alpha");
