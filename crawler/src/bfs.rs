@@ -276,6 +276,11 @@ impl Crawler {
         &self.config
     }
 
+    /// The shared fetcher (for [`Fetcher::check_url`] on URLs about to be stored).
+    pub fn fetcher(&self) -> &Arc<Fetcher> {
+        &self.fetcher
+    }
+
     /// Crawls from `seeds` without progress reporting.
     pub async fn crawl(&self, seeds: Vec<SeedSpec>, known: &dyn KnownPeers) -> CrawlReport {
         self.crawl_with_progress(seeds, known, &|_| {}).await

@@ -18,6 +18,7 @@ mod crawl;
 mod invoke;
 mod payments;
 mod plugins;
+mod reputation;
 mod values;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -28,11 +29,12 @@ use figment::Figment;
 use figment::providers::{Format, Toml};
 use serde::Deserialize;
 
-use values::redact_password;
 pub use crawl::CrawlSettings;
 pub use invoke::{CredentialKind, InvokeSettings, PeerCredential, PeerCredentials};
 pub use payments::{EvmAddress, PaymentSettings, RpcUrl};
 pub use plugins::PluginChain;
+pub use reputation::{PeerBonds, ReputationSettings};
+use values::redact_password;
 pub use values::{DatabaseBackend, DatabaseUrl, PublicUrl, RedisUrl, Secret, Seed, parse_bool};
 
 /// Default listen address of `serve`.
@@ -103,6 +105,8 @@ pub struct Settings {
     pub payments: PaymentSettings,
     /// The plugin chain (`[[plugins]]` tables); default: `quality` alone.
     pub plugins: PluginChain,
+    /// Trust scores: recompute interval and operator-configured peer bonds (`[reputation]`).
+    pub reputation: ReputationSettings,
 }
 
 impl Default for Settings {
@@ -128,6 +132,7 @@ impl Default for Settings {
             invoke: InvokeSettings::default(),
             payments: PaymentSettings::default(),
             plugins: PluginChain::default(),
+            reputation: ReputationSettings::default(),
         }
     }
 }
@@ -483,6 +488,24 @@ const ENV_BINDINGS: &[EnvBinding] = &[
             crawl::check_freshness(s.crawl.manifest_max_future_s)
         },
     },
+    EnvBinding {
+        env: "AIMARKET_REPUTATION_INTERVAL_S",
+        setting: "reputation.recompute_interval_s",
+        shown: str::to_owned,
+        apply: |s, v| {
+            s.reputation.recompute_interval_s = parse(v)?;
+            reputation::check_recompute_interval(s.reputation.recompute_interval_s)
+        },
+    },
+    EnvBinding {
+        env: "AIMARKET_PEER_BONDS",
+        setting: "reputation.peer_bonds",
+        shown: str::to_owned,
+        apply: |s, v| {
+            s.reputation.peer_bonds = v.parse()?;
+            Ok(())
+        },
+    },
 ];
 
 /// The names of every environment variable the hub reads for its settings.
@@ -665,6 +688,9 @@ impl Settings {
             .check()
             .map_err(|(setting, value, reason)| invalid(setting, value, reason))?;
         self.payments
+            .check()
+            .map_err(|(setting, value, reason)| invalid(setting, value, reason))?;
+        self.reputation
             .check()
             .map_err(|(setting, value, reason)| invalid(setting, value, reason))?;
         Ok(())

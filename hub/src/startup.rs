@@ -251,6 +251,9 @@ impl Application {
         // served at once, a stale one keeps answering until its replacement is committed.
         state.catalog.spawn_sync(state.subscribe_catalog());
         crawl::spawn_scheduler(state.clone().into_inner());
+        // Admission workers and trust scores, off the request path.
+        crate::federation::spawn(state.clone().into_inner());
+        crate::reputation::spawn(state.clone().into_inner());
         state.ledger.spawn_hold_sweeper();
         Ok(Self {
             local_addr,

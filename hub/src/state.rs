@@ -89,6 +89,10 @@ pub struct AppState {
     pub catalog: Arc<Catalog>,
     /// The plugin chain (rank, route, invoke guards, extensions, routes), started once.
     pub plugins: Arc<Registry>,
+    /// Admission queues: the `X-AIMarket-Crawler` recorder and pending-peer previews.
+    pub federation: crate::federation::Federation,
+    /// The trust-score recompute schedule.
+    pub reputation: crate::reputation::Reputation,
     /// Bumped whenever the catalog or the peer set changes; caches of published documents
     /// compare it with the generation they were rendered at.
     catalog_generation: AtomicU64,
@@ -123,6 +127,8 @@ impl AppState {
             crawl,
             catalog,
             plugins,
+            federation: crate::federation::Federation::default(),
+            reputation: crate::reputation::Reputation::default(),
             catalog_generation: AtomicU64::new(0),
             catalog_updates: watch::Sender::new(CatalogUpdate::initial(catalog_version)),
         }

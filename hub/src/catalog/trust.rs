@@ -1,11 +1,14 @@
 //! How much this hub trusts a capability: THE one function search, the manifest and the
 //! plugins read it from.
 //!
-//! Until the reputation work lands, a capability's trust score is its listing peer's score
-//! (new peers start at 0.5, the store's default) and its success rate is the one its
-//! provider declares, clamped to `[0, 1]`; an undeclared (or non-finite) success rate counts
-//! as the neutral [`UNKNOWN_SUCCESS_RATE`]. The reputation work replaces the body of
-//! [`capability_trust`] with measured values; everything else keeps calling it.
+//! A capability's trust score is its listing peer's trust score (spec §5.1, computed by
+//! [`crate::reputation`] from measured inputs), adjusted by the capability's own observed
+//! success rate once it has [`crate::reputation::MIN_CAPABILITY_CALLS`] calls routed through
+//! this hub in 30 days: the reputation recompute then stores the capability's own score
+//! (the peer's score with its success component replaced by the capability's), which the
+//! store joins into every capability row. Its success rate is the observed one under the
+//! same condition, else the one its provider declares, clamped to `[0, 1]`; an undeclared
+//! (or non-finite) success rate counts as the neutral [`UNKNOWN_SUCCESS_RATE`].
 //!
 //! The values are computed when a capability is indexed and when the manifest is built, so
 //! whoever changes a peer's trust must publish a catalog update for its capabilities
@@ -40,10 +43,17 @@ impl<'a> PeerTrust<'a> {
 
 /// `(trust_score, success_rate)` of `capability` listed by `peer`, both in `[0, 1]`.
 pub fn capability_trust(peer: &PeerTrust<'_>, capability: &CapabilityRow) -> (f64, f64) {
-    let trust = unit(peer.trust_score).unwrap_or(0.0);
-    let success = capability
-        .success_rate
+    let measured = capability.observed_calls_30d >= crate::reputation::MIN_CAPABILITY_CALLS;
+    let peer_trust = unit(peer.trust_score).unwrap_or(0.0);
+    let trust = match capability.observed_trust.and_then(unit) {
+        Some(own) if measured => own,
+        _ => peer_trust,
+    };
+    let observed = measured
+        .then(|| capability.observed_successes_30d as f64 / capability.observed_calls_30d as f64);
+    let success = observed
         .and_then(unit)
+        .or_else(|| capability.success_rate.and_then(unit))
         .unwrap_or(UNKNOWN_SUCCESS_RATE);
     (trust, success)
 }
@@ -82,6 +92,9 @@ pub(crate) mod tests {
             peer_name: Some("P".into()),
             peer_categories: Vec::new(),
             peer_trust_score: trust,
+            observed_calls_30d: 0,
+            observed_successes_30d: 0,
+            observed_trust: None,
         }
     }
 
@@ -93,6 +106,19 @@ pub(crate) mod tests {
     fn peer_score_and_declared_success() {
         assert_eq!(trust_of(&row(0.5, Some(0.97))), (0.5, 0.97));
         assert_eq!(trust_of(&row(0.8, None)), (0.8, UNKNOWN_SUCCESS_RATE));
+    }
+
+    #[test]
+    fn measured_capabilities_use_their_own_trust_and_success() {
+        let mut r = row(0.6, Some(0.97));
+        r.observed_trust = Some(0.4);
+        r.observed_calls_30d = crate::reputation::MIN_CAPABILITY_CALLS - 1;
+        r.observed_successes_30d = 1;
+        // Too few calls: the peer's score and the declared rate.
+        assert_eq!(trust_of(&r), (0.6, 0.97));
+        r.observed_calls_30d = 20;
+        r.observed_successes_30d = 5;
+        assert_eq!(trust_of(&r), (0.4, 0.25));
     }
 
     #[test]

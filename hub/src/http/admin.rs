@@ -51,6 +51,22 @@ fn bearer(req: &HttpRequest) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
+/// For endpoints open to everyone that do more for the operator (announce): `None` when the
+/// request carries no `Authorization` header, else the admin check (401/403 as above), so a
+/// wrong token is never silently treated as anonymous.
+pub fn admin_if_presented(req: &HttpRequest) -> Result<Option<Admin>, ApiError> {
+    if !req.headers().contains_key(header::AUTHORIZATION) {
+        return Ok(None);
+    }
+    let Some(state) = req.app_data::<web::Data<AppState>>() else {
+        return Err(ApiError::internal(std::io::Error::other(
+            "AppState is not registered as app data",
+        )));
+    };
+    let configured = state.settings.admin_token.as_ref().map(|t| t.expose());
+    check_admin(configured, bearer(req)).map(Some)
+}
+
 impl FromRequest for Admin {
     type Error = ApiError;
     type Future = Ready<Result<Self, ApiError>>;

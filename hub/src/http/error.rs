@@ -28,8 +28,10 @@ use aimarket_protocol::error::ProtocolError;
 
 use crate::catalog::{CatalogError, ParamError};
 use crate::crawl::CrawlRunError;
+use crate::federation::FederationError;
 use crate::invoke::InvokeError;
 use crate::payments::PaymentError;
+use crate::reputation::ReputationError;
 use crate::store::StoreError;
 
 /// Stable wire codes (the body's `error` field). Clients switch on these; never rename one.
@@ -108,6 +110,16 @@ pub mod code {
     pub const RECEIPT_NOT_FOUND: &str = "receipt_not_found";
     /// A fail-closed plugin failed while ranking (search) or routing.
     pub const PLUGIN_UNAVAILABLE: &str = "plugin_unavailable";
+    /// A URL fails spec §7.4 (syntax, address range or resolution).
+    pub const UNSAFE_URL: &str = "unsafe_url";
+    /// Unauthenticated announcements are refused: open admission is off.
+    pub const ADMISSION_CLOSED: &str = "admission_closed";
+    /// The bound on pending peers is reached (spec §2.4 rule 3).
+    pub const PENDING_LIMIT: &str = "pending_peers_full";
+    /// The live stats stream has as many clients as it serves.
+    pub const TOO_MANY_STREAMS: &str = "too_many_streams";
+    /// No Pay-on-Verified verdict for this receipt nonce.
+    pub const VERIFICATION_NOT_FOUND: &str = "verification_not_found";
 }
 
 /// The restricted set of error classes; each maps to exactly one HTTP status.
@@ -535,6 +547,45 @@ impl From<std::sync::Arc<CrawlRunError>> for ApiError {
                 ),
                 _ => Self::internal(shared),
             },
+        }
+    }
+}
+
+impl From<FederationError> for ApiError {
+    /// Admission and operator actions: bad input 400 (`invalid_document` for a signature
+    /// that does not verify, `unsafe_url` for §7.4), closed admission 401, the pending bound
+    /// 429, an unknown peer 404; store errors as above.
+    fn from(error: FederationError) -> Self {
+        let detail = error.to_string();
+        match error {
+            FederationError::BadRequest(_) => Self::bad_request(detail),
+            FederationError::Announce(e) => Self::from(e),
+            FederationError::UnsafeUrl { url, .. } => {
+                Self::new(ErrorKind::BadRequest, code::UNSAFE_URL, detail).with_field("url", url)
+            }
+            FederationError::AdmissionClosed => {
+                Self::new(ErrorKind::Unauthorized, code::ADMISSION_CLOSED, detail)
+            }
+            FederationError::PendingLimit { limit } => {
+                Self::new(ErrorKind::TooManyRequests, code::PENDING_LIMIT, detail)
+                    .with_field("limit", limit)
+                    .with_retry_after(3600)
+            }
+            FederationError::PeerNotFound(url) => {
+                Self::not_found(code::PEER_NOT_FOUND, detail).with_field("url", url)
+            }
+            FederationError::Store(e) => Self::from(e),
+        }
+    }
+}
+
+impl From<ReputationError> for ApiError {
+    /// Reputation: a malformed batch or hub URL 400; store and ledger errors as above.
+    fn from(error: ReputationError) -> Self {
+        match error {
+            ReputationError::BadRequest(detail) => Self::bad_request(detail),
+            ReputationError::Store(e) => Self::from(e),
+            ReputationError::Ledger(e) => Self::from(e),
         }
     }
 }

@@ -5,7 +5,9 @@
 //!   it answers 202 `{status: "started", run_id, joined}` at once. A crawl already running is
 //!   joined, not duplicated (`joined: true`; see `crawl::scheduler`).
 //! - `GET /ai-market/v2/federation/peers`: `{peers: [active…], count, pending: […],
-//!   pending_count}`.
+//!   pending_count}`; a pending entry carries its catalog `preview` (spec §2.6, marked
+//!   `unapproved`) once one was fetched. `DELETE …/peers?url=` (admin) removes a peer
+//!   (`http::announce`).
 
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -26,7 +28,11 @@ pub const PEERS_PATH: &str = "/ai-market/v2/federation/peers";
 /// Registers the crawl trigger and the peers list.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource(CRAWL_PATH).route(web::post().to(crawl_now)))
-        .service(web::resource(PEERS_PATH).route(web::get().to(list_peers)));
+        .service(
+            web::resource(PEERS_PATH)
+                .route(web::get().to(list_peers))
+                .route(web::delete().to(crate::http::announce::remove_peer)),
+        );
 }
 
 /// Query of the crawl trigger.
@@ -129,11 +135,22 @@ async fn list_peers(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
             .map(|p| peer_json(p, context.last_confirmed(&p.url)))
             .collect()
     };
+    let previews = crate::federation::preview::previews(&state.store).await?;
+    let pending: Vec<Value> = pending
+        .into_iter()
+        .map(|p| {
+            let mut entry = peer_json(p, context.last_confirmed(&p.url));
+            if let Some(preview) = previews.get(&p.id) {
+                entry["preview"] = preview.clone();
+            }
+            entry
+        })
+        .collect();
     let (count, pending_count) = (active.len(), pending.len());
     Ok(HttpResponse::Ok().json(json!({
         "peers": render(active),
         "count": count,
-        "pending": render(pending),
+        "pending": pending,
         "pending_count": pending_count,
         "protocol_version": "v2",
     })))

@@ -11,6 +11,7 @@
 //! shape), while `cfg.route` falls through to the 404 fallback.
 
 pub mod admin;
+pub mod announce;
 pub mod channels;
 pub mod error;
 pub mod federation;
@@ -20,7 +21,9 @@ pub mod manifest;
 pub mod mcp;
 pub mod plugins;
 pub mod receipts;
+pub mod reputation;
 pub mod search;
+pub mod stats;
 pub mod v1;
 pub mod well_known;
 
@@ -39,13 +42,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     error::configure_extractors(cfg);
     channels::configure(cfg);
     receipts::configure(cfg);
+    reputation::configure(cfg);
     federation::configure(cfg);
+    announce::configure(cfg);
     health::configure(cfg);
     invoke::configure(cfg);
     manifest::configure(cfg);
     mcp::configure(cfg);
     plugins::configure(cfg);
     search::configure(cfg);
+    stats::configure(cfg);
     v1::configure(cfg);
     well_known::configure(cfg);
     cfg.default_service(web::to(error::not_found));
@@ -54,7 +60,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// The complete application for one worker: state, middleware and routes. Used by the real
 /// server and by in-process tests (`actix_web::test::init_service(http::app(state))`).
 ///
-/// Middleware order (outermost first): request log, then the bare-error renderer.
+/// Middleware order (outermost first): request log, the `X-AIMarket-Crawler` recorder (a
+/// queue push, spec §2.5), then the bare-error renderer.
 pub fn app(
     state: web::Data<AppState>,
 ) -> App<
@@ -69,6 +76,7 @@ pub fn app(
     App::new()
         .app_data(state)
         .wrap(error::error_handlers())
+        .wrap(from_fn(announce::record_crawler))
         .wrap(from_fn(log_request))
         .configure(configure)
 }

@@ -127,6 +127,8 @@ pub struct Ledger {
     store: Store,
     verifiers: Arc<Verifiers>,
     config: LedgerConfig,
+    /// Where each stored invocation record is announced (live stats).
+    live: crate::stats::LiveFeed,
 }
 
 impl Ledger {
@@ -136,6 +138,7 @@ impl Ledger {
             store,
             verifiers: Arc::new(verifiers),
             config,
+            live: crate::stats::LiveFeed::default(),
         }
     }
 
@@ -151,6 +154,11 @@ impl Ledger {
     /// The store the ledger writes to.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The live feed every stored invocation record is published to.
+    pub fn live(&self) -> &crate::stats::LiveFeed {
+        &self.live
     }
 
     /// The tunables in force.

@@ -20,7 +20,19 @@ macro_rules! capability_columns {
          CASE WHEN p.last_success IS NOT NULL AND p.last_success > c.last_seen \
          THEN p.last_success ELSE c.last_seen END AS last_seen, \
          p.url AS peer_url, p.name AS peer_name, p.categories AS peer_categories, \
-         p.trust_score AS peer_trust_score"
+         p.trust_score AS peer_trust_score, \
+         COALESCE(r.calls_30d, 0) AS observed_calls_30d, \
+         COALESCE(r.successes_30d, 0) AS observed_successes_30d, \
+         r.trust_score AS observed_trust"
+    };
+}
+
+/// Measured outcomes of the capability (`r`, reputation's `capability_reputation`), joined
+/// after the capability and its peer.
+macro_rules! reputation_join {
+    () => {
+        " LEFT JOIN capability_reputation r ON r.origin = c.origin \
+         AND r.product_id = c.product_id AND r.capability_id = c.capability_id"
     };
 }
 
@@ -29,7 +41,11 @@ macro_rules! capability_columns {
 /// and sort the whole catalog for every keyset page.
 macro_rules! capability_from {
     () => {
-        " FROM capabilities c CROSS JOIN peers p WHERE p.id = c.peer_id AND p.state = 'active'"
+        concat!(
+            " FROM capabilities c CROSS JOIN peers p",
+            reputation_join!(),
+            " WHERE p.id = c.peer_id AND p.state = 'active'"
+        )
     };
 }
 
@@ -99,6 +115,13 @@ pub struct CapabilityRow {
     pub peer_categories: Vec<String>,
     /// The listing peer's trust score.
     pub peer_trust_score: f64,
+    /// Calls to this capability routed through this hub in the last 30 days, as of the
+    /// last reputation recompute.
+    pub observed_calls_30d: i64,
+    /// Of those, the calls that delivered a result.
+    pub observed_successes_30d: i64,
+    /// The capability's own trust score once it has enough calls (reputation), else `None`.
+    pub observed_trust: Option<f64>,
 }
 
 /// Number of visible capabilities listed by one peer.
@@ -145,6 +168,9 @@ struct RawCapability {
     peer_name: Option<String>,
     peer_categories: String,
     peer_trust_score: f64,
+    observed_calls_30d: i64,
+    observed_successes_30d: i64,
+    observed_trust: Option<f64>,
 }
 
 impl TryFrom<RawCapability> for CapabilityRow {
@@ -173,6 +199,9 @@ impl TryFrom<RawCapability> for CapabilityRow {
             peer_url: r.peer_url,
             peer_name: r.peer_name,
             peer_trust_score: r.peer_trust_score,
+            observed_calls_30d: r.observed_calls_30d,
+            observed_successes_30d: r.observed_successes_30d,
+            observed_trust: r.observed_trust,
         })
     }
 }
@@ -245,12 +274,13 @@ impl Store {
                     query.push_bind(key.product_id.as_str()).push(", ");
                     query.push_bind(key.capability_id.as_str()).push(")");
                 }
-                query.push(
-                    ") AS k CROSS JOIN capabilities c CROSS JOIN peers p \
-                     WHERE c.origin = k.column1 AND c.product_id = k.column2 \
+                query.push(concat!(
+                    ") AS k CROSS JOIN capabilities c CROSS JOIN peers p",
+                    reputation_join!(),
+                    " WHERE c.origin = k.column1 AND c.product_id = k.column2 \
                      AND c.capability_id = k.column3 AND p.id = c.peer_id \
                      AND p.state = 'active' ORDER BY c.id",
-                );
+                ));
                 query.build_query_as().fetch_all(pool).await?
             });
             out.extend(convert(rows)?);

@@ -15,7 +15,7 @@ use super::{
 };
 
 /// Statement that bumps the catalog version and returns the new value.
-pub(super) const BUMP_VERSION: &str =
+pub(crate) const BUMP_VERSION: &str =
     "UPDATE catalog_state SET version = version + 1 WHERE id = 1 RETURNING version";
 /// Statement that reads the catalog version.
 pub(super) const CURRENT_VERSION: &str = "SELECT version FROM catalog_state WHERE id = 1";

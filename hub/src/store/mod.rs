@@ -31,6 +31,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use capabilities::{CapabilityKey, CapabilityRow, CountByOrigin, CountByPeer};
+pub(crate) use catalog::BUMP_VERSION;
 pub use catalog::{CatalogDiff, NewCapability};
 pub use crawl_runs::{CrawlRunRow, RunError, RunStatus, RunSummary};
 pub use error::StoreError;

@@ -1,0 +1,198 @@
+//! Federation admission (spec §2.3–2.6): who may knock, and who is trusted. Kept apart on
+//! purpose: nothing a stranger does here can make a peer `active` or trusted.
+//!
+//! - [`admission`]: `POST /ai-market/v2/federation/announce`. With the admin token it is an
+//!   operator action (the peer becomes active and is crawled now); without it, and only under
+//!   open admission, a verified announcement about a new, safe URL creates a `pending` peer,
+//!   bounded by `AIMARKET_MAX_PENDING_PEERS`; an announcement about a known peer changes
+//!   nothing.
+//! - [`operator`]: approve, remove, re-pin, runtime seeds (admin only).
+//! - [`preview`]: pending peers' manifests fetched and verified exactly as a crawl would,
+//!   stored in `peer_previews`, a table no serving query reads (spec §2.6).
+//! - [`inbound`]: the `X-AIMarket-Crawler` recorder (spec §2.5), off the request path.
+//!
+//! [`spawn`] starts the background workers (inbound recorder, preview worker and sweep).
+
+pub mod admission;
+pub mod inbound;
+pub mod operator;
+pub mod preview;
+mod store;
+
+use std::sync::{Arc, Mutex};
+
+use aimarket_crawler::{CrawlError, SafeUrl};
+use aimarket_protocol::ProtocolError;
+use tokio::sync::mpsc;
+
+use crate::crawl::{self, CatalogUpdate};
+use crate::state::AppState;
+use crate::store::{CatalogDiff, StoreError};
+
+/// Why a federation request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum FederationError {
+    /// Malformed request (missing or ill-typed field, bad key).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The announcement's signature does not verify (or is missing its parts).
+    #[error("announcement refused: {0}")]
+    Announce(#[from] ProtocolError),
+    /// A URL fails spec §7.4 (syntax, address range, resolution).
+    #[error("unsafe URL `{url}`: {reason}")]
+    UnsafeUrl {
+        /// The URL as given.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// No admin token and open admission is off.
+    #[error(
+        "unauthenticated announcements are not accepted (open admission is off): \
+         announce with Authorization: Bearer <admin token>"
+    )]
+    AdmissionClosed,
+    /// The pending-peer bound is reached.
+    #[error("this hub holds {limit} pending peers, its limit; try again later")]
+    PendingLimit {
+        /// `AIMARKET_MAX_PENDING_PEERS`.
+        limit: u32,
+    },
+    /// No peer with this URL.
+    #[error("no peer with URL {0}")]
+    PeerNotFound(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for FederationError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Store(StoreError::Database(e))
+    }
+}
+
+impl FederationError {
+    /// A §7.4 refusal from the crawler's check.
+    fn unsafe_url(url: &str, error: &CrawlError) -> Self {
+        Self::UnsafeUrl {
+            url: url.to_owned(),
+            reason: error.to_string(),
+        }
+    }
+}
+
+/// Queued background work, shared through `AppState`.
+#[derive(Debug)]
+pub struct Federation {
+    inbound: mpsc::Sender<String>,
+    previews: mpsc::Sender<i64>,
+    receivers: Mutex<Option<(mpsc::Receiver<String>, mpsc::Receiver<i64>)>>,
+    /// Serialises the count-then-insert of unauthenticated admissions in this process, so
+    /// concurrent announcements cannot overshoot the pending bound.
+    admission: tokio::sync::Mutex<()>,
+    inbound_stats: inbound::InboundStats,
+}
+
+impl Default for Federation {
+    fn default() -> Self {
+        let (inbound, inbound_rx) = mpsc::channel(inbound::QUEUE);
+        let (previews, previews_rx) = mpsc::channel(preview::QUEUE);
+        Self {
+            inbound,
+            previews,
+            receivers: Mutex::new(Some((inbound_rx, previews_rx))),
+            admission: tokio::sync::Mutex::new(()),
+            inbound_stats: inbound::InboundStats::default(),
+        }
+    }
+}
+
+impl Federation {
+    /// Queues a preview of pending peer `peer_id`; dropped when the queue is full (the
+    /// periodic sweep picks it up later).
+    pub fn queue_preview(&self, peer_id: i64) {
+        let _ = self.previews.try_send(peer_id);
+    }
+}
+
+/// Starts the inbound recorder and the preview worker. Call once per state.
+pub fn spawn(state: Arc<AppState>) {
+    let taken = state
+        .federation
+        .receivers
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    let Some((inbound_rx, previews_rx)) = taken else {
+        return;
+    };
+    tokio::spawn(inbound::run(Arc::clone(&state), inbound_rx));
+    tokio::spawn(preview::run(state, previews_rx));
+}
+
+/// Parses `raw` as a URL for a peer; with `check` the address rule (and DNS) of §7.4 are
+/// applied as for a stranger's URL.
+async fn peer_url(state: &AppState, raw: &str, check: bool) -> Result<SafeUrl, FederationError> {
+    let url = SafeUrl::parse(raw).map_err(|e| FederationError::UnsafeUrl {
+        url: raw.to_owned(),
+        reason: e.to_string(),
+    })?;
+    if check {
+        state
+            .crawl
+            .context()
+            .crawler()
+            .fetcher()
+            .check_url(&url)
+            .await
+            .map_err(|e| FederationError::unsafe_url(raw, &e))?;
+    }
+    Ok(url)
+}
+
+/// Tells subscribers that the set of peers changed without any capability moving (the
+/// well-known `peers` array, trust scores).
+async fn publish_peer_change(state: &AppState) -> Result<(), StoreError> {
+    let version = state.store.catalog_version().await?;
+    state.publish_catalog_update(CatalogUpdate {
+        version,
+        since: Some(version),
+        ..CatalogUpdate::default()
+    });
+    Ok(())
+}
+
+/// Publishes a store diff that bumped the catalog version once.
+fn publish_diff(state: &AppState, diff: CatalogDiff) {
+    state.publish_catalog_update(CatalogUpdate {
+        version: diff.version,
+        since: Some(diff.version - 1),
+        added: diff.added,
+        changed: diff.changed,
+        removed: diff.removed,
+    });
+}
+
+/// Crawls soon, in the background: joins a running crawl and, since that one may have
+/// started before the operator's change, starts another after it.
+pub fn crawl_soon(state: &Arc<AppState>) {
+    let state = Arc::clone(state);
+    tokio::spawn(async move {
+        for _ in 0..2 {
+            match crawl::trigger(&state).await {
+                Ok(ticket) => {
+                    let joined = ticket.joined;
+                    let _ = ticket.outcome().await;
+                    if !joined {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot start the crawl after an operator action");
+                    return;
+                }
+            }
+        }
+    });
+}

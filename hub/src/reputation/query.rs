@@ -1,0 +1,162 @@
+//! `GET /ai-market/v2/reputation/{hub_url}`: a hub's score, its components and inputs, and
+//! the latest events about it.
+//!
+//! For a peer the last recompute covered, the stored values are shown (exactly what search
+//! and the published documents use). For a hub this hub has not scored (unknown, or not yet
+//! recomputed) the components are computed on the spot from the same inputs; `known` tells
+//! which.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, SecondsFormat};
+use serde_json::{Value, json};
+
+use super::recompute::{
+    Inputs, PEER_REPUTATION_COLUMNS, PeerReputationRow, components, event_lines, fold_events,
+};
+use super::{ReputationError, WEIGHTS, WINDOW};
+use crate::payments::micros_to_usd;
+use crate::state::AppState;
+use crate::store::{PeerState, normalize_origin, now_ms, on_pool};
+
+/// Events listed in `recent_events`.
+const RECENT_EVENTS: i64 = 20;
+
+#[derive(Debug, sqlx::FromRow)]
+struct RecentEvent {
+    kind: String,
+    consumer_hub: String,
+    capability_id: Option<String>,
+    event_ts: i64,
+    price_usd: f64,
+    latency_ms: i64,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct OwnTotals {
+    calls: i64,
+    successes: i64,
+    volume_micros: i64,
+}
+
+fn iso(ms: i64) -> Option<String> {
+    DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+}
+
+/// The report for `hub_url` (any URL on the hub's origin).
+pub async fn report(state: &AppState, hub_url: &str) -> Result<Value, ReputationError> {
+    let origin =
+        normalize_origin(hub_url).map_err(|e| ReputationError::BadRequest(e.to_string()))?;
+    let store = &state.store;
+    let peer = store.get_peer_by_url(&origin).await?;
+    let stored: Option<PeerReputationRow> = on_pool!(store, |pool| {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {PEER_REPUTATION_COLUMNS} FROM peer_reputation WHERE peer_url = $1"
+        )))
+        .bind(&origin)
+        .fetch_optional(pool)
+        .await?
+    });
+    let bond_usd = state.settings.reputation.peer_bonds.get(&origin);
+    let (row, trust_score) = match (&peer, stored) {
+        (Some(peer), Some(row)) => (row, peer.trust_score),
+        (peer, _) => {
+            let row = live_row(state, &origin, peer.as_ref().and_then(|p| p.first_success)).await?;
+            let trust = row.components().trust();
+            (row, trust)
+        }
+    };
+    let events: Vec<RecentEvent> = on_pool!(store, |pool| {
+        sqlx::query_as(
+            "SELECT kind, consumer_hub, capability_id, event_ts, price_usd, latency_ms \
+             FROM reputation_events WHERE provider_hub = $1 ORDER BY event_ts DESC, id DESC \
+             LIMIT $2",
+        )
+        .bind(&origin)
+        .bind(RECENT_EVENTS)
+        .fetch_all(pool)
+        .await?
+    });
+    let recent: Vec<Value> = events
+        .into_iter()
+        .map(|e| {
+            json!({
+                "type": e.kind,
+                "consumer_hub": e.consumer_hub,
+                "capability_id": e.capability_id,
+                "timestamp": iso(e.event_ts),
+                "price_usd": e.price_usd,
+                "latency_ms": e.latency_ms,
+            })
+        })
+        .collect();
+    Ok(json!({
+        "hub_url": origin,
+        "known": peer.is_some(),
+        "state": peer.as_ref().map(|p| p.state.as_str()),
+        "trust_score": trust_score,
+        "components": {
+            "age": row.age,
+            "bond": row.bond,
+            "success_rate": row.success_rate,
+            "volume": row.volume,
+        },
+        "weights": WEIGHTS,
+        "bond_usd": bond_usd,
+        "first_success": peer.as_ref().and_then(|p| p.first_success).and_then(iso),
+        "observations_30d": {
+            "calls": row.calls_30d,
+            "successes": row.successes_30d,
+            "volume_usd": row.volume_usd_30d,
+            "events": row.events_30d,
+            "event_successes": row.event_successes_30d,
+        },
+        "computed_at": iso(row.computed_at),
+        "recent_events": recent,
+        "protocol_version": "v2",
+    }))
+}
+
+/// Components computed now for a hub without a stored row.
+async fn live_row(
+    state: &AppState,
+    origin: &str,
+    first_success: Option<i64>,
+) -> Result<PeerReputationRow, ReputationError> {
+    let now = now_ms();
+    let since = now.saturating_sub(i64::try_from(WINDOW.as_millis()).unwrap_or(i64::MAX));
+    let own: OwnTotals = on_pool!(&state.store, |pool| {
+        sqlx::query_as(
+            "SELECT COUNT(*) AS calls, \
+             CAST(COALESCE(SUM(CASE WHEN success THEN 1 ELSE 0 END), 0) AS BIGINT) AS successes, \
+             CAST(COALESCE(SUM(price), 0) AS BIGINT) AS volume_micros \
+             FROM invocations WHERE peer_url = $1 AND ts >= $2",
+        )
+        .bind(origin)
+        .bind(since)
+        .fetch_one(pool)
+        .await?
+    });
+    let lines = event_lines(&state.store, since, Some(origin)).await?;
+    let reporters: Vec<String> = state
+        .store
+        .list_peers(Some(PeerState::Active))
+        .await?
+        .into_iter()
+        .filter(|p| p.pinned_key.is_some())
+        .map(|p| p.url)
+        .collect();
+    let reporters: HashSet<&str> = reporters.iter().map(String::as_str).collect();
+    let events = fold_events(lines, &reporters)
+        .remove(origin)
+        .unwrap_or_default();
+    let inputs = Inputs {
+        calls: own.calls,
+        successes: own.successes,
+        volume_usd: micros_to_usd(own.volume_micros),
+        events,
+    };
+    let bond_usd = state.settings.reputation.peer_bonds.get(origin);
+    let c = components(first_success, bond_usd, &inputs, now);
+    Ok(PeerReputationRow::new(origin, &c, &inputs, now))
+}

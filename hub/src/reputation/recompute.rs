@@ -1,0 +1,549 @@
+//! One recomputation of every peer's trust score and every measured capability's trust
+//! (formula and inputs in the module docs of [`super`]).
+//!
+//! Reads: the peers, the ledger's per-peer totals over the window, the signed events per
+//! (provider, reporting hub), per-capability call totals, and the stored results of the last
+//! run. Writes, in one transaction and only what changed: `peers.trust_score` and
+//! `peers.bond_usd`, `peer_reputation`, `capability_reputation`; when a score visible to
+//! search changed it bumps the catalog version and publishes the affected keys.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use super::{
+    Components, EVENT_CAP_PER_CONSUMER, EVENT_WEIGHT, MIN_CAPABILITY_CALLS, ReputationError,
+    WINDOW, age_factor, bond_factor, round_score, success_rate, volume_factor,
+};
+use crate::crawl::CatalogUpdate;
+use crate::payments::{PeerStats, micros_to_usd};
+use crate::state::AppState;
+use crate::store::{
+    BUMP_VERSION, BeginWrite as _, CapabilityKey, PeerRow, PeerState, Store, now_ms, on_pool,
+    on_pool_write,
+};
+
+/// Event types that count as a success.
+pub(super) const SUCCESS_KINDS: &[&str] = &["invocation_success", "verify_passed"];
+/// Event types that count as a failure.
+pub(super) const FAILURE_KINDS: &[&str] = &[
+    "invocation_failure",
+    "invocation_failed",
+    "invocation_error",
+    "verify_failed",
+];
+/// Events are kept a day longer than the window (replay protection needs only 48 h).
+const EVENT_RETENTION_MS: i64 = 31 * 86_400_000;
+
+/// What one recompute changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecomputeOutcome {
+    /// Peers whose stored trust score or bond changed.
+    pub peers_changed: usize,
+    /// Capabilities whose visible trust or success rate changed.
+    pub capabilities_changed: usize,
+    /// The catalog version published, when something visible changed.
+    pub version: Option<i64>,
+}
+
+/// One (provider, reporting hub) line of the events aggregate.
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct EventLine {
+    pub provider_hub: String,
+    pub consumer_hub: String,
+    pub events: i64,
+    pub successes: i64,
+    pub failures: i64,
+    pub volume_usd: f64,
+}
+
+/// Events about one provider, after weighting and capping.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(super) struct EventTotals {
+    /// Weighted observations (successes plus failures).
+    pub observations: f64,
+    /// Weighted successes.
+    pub successes: f64,
+    /// Weighted USD volume.
+    pub volume_usd: f64,
+    /// Events received (all types, uncapped).
+    pub events: i64,
+    /// Success events received (uncapped).
+    pub event_successes: i64,
+}
+
+/// Folds event lines into per-provider totals, counting only reporting hubs in `reporters`.
+pub(super) fn fold_events(
+    lines: Vec<EventLine>,
+    reporters: &HashSet<&str>,
+) -> HashMap<String, EventTotals> {
+    let mut out: HashMap<String, EventTotals> = HashMap::new();
+    for line in lines {
+        if !reporters.contains(line.consumer_hub.as_str()) {
+            continue;
+        }
+        let counted = line.successes + line.failures;
+        let total = out.entry(line.provider_hub).or_default();
+        total.events += line.events;
+        total.event_successes += line.successes;
+        if counted <= 0 {
+            continue;
+        }
+        // A reporter beyond the cap keeps its success ratio but not its weight.
+        let scale = counted.min(EVENT_CAP_PER_CONSUMER) as f64 / counted as f64;
+        total.observations += EVENT_WEIGHT * counted as f64 * scale;
+        total.successes += EVENT_WEIGHT * line.successes as f64 * scale;
+        total.volume_usd += EVENT_WEIGHT * line.volume_usd.max(0.0) * scale;
+    }
+    out
+}
+
+/// The events aggregate over `[since, ∞)`, optionally for one provider.
+pub(super) async fn event_lines(
+    store: &Store,
+    since_ms: i64,
+    provider: Option<&str>,
+) -> Result<Vec<EventLine>, ReputationError> {
+    let sql = format!(
+        "SELECT provider_hub, consumer_hub, COUNT(*) AS events, \
+         CAST(SUM(CASE WHEN kind IN ({s}) THEN 1 ELSE 0 END) AS BIGINT) AS successes, \
+         CAST(SUM(CASE WHEN kind IN ({f}) THEN 1 ELSE 0 END) AS BIGINT) AS failures, \
+         CAST(SUM(price_usd) AS DOUBLE PRECISION) AS volume_usd \
+         FROM reputation_events WHERE event_ts >= $1 AND ($2 IS NULL OR provider_hub = $2) \
+         GROUP BY provider_hub, consumer_hub",
+        s = sql_list(SUCCESS_KINDS),
+        f = sql_list(FAILURE_KINDS),
+    );
+    Ok(on_pool!(store, |pool| {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(since_ms)
+            .bind(provider)
+            .fetch_all(pool)
+            .await?
+    }))
+}
+
+/// `'a', 'b'` for constant strings without quotes in them.
+fn sql_list(items: &[&str]) -> String {
+    items
+        .iter()
+        .map(|k| format!("'{k}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The inputs of one peer's score.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(super) struct Inputs {
+    pub calls: i64,
+    pub successes: i64,
+    pub volume_usd: f64,
+    pub events: EventTotals,
+}
+
+/// The components of a peer from its stored row and its inputs.
+pub(super) fn components(
+    first_success: Option<i64>,
+    bond_usd: f64,
+    inputs: &Inputs,
+    now: i64,
+) -> Components {
+    let observations = inputs.calls as f64 + inputs.events.observations;
+    let successes = inputs.successes as f64 + inputs.events.successes;
+    Components {
+        age: component(age_factor(first_success, now)),
+        bond: component(bond_factor(bond_usd)),
+        success_rate: component(success_rate(successes, observations)),
+        volume: component(volume_factor(inputs.volume_usd + inputs.events.volume_usd)),
+    }
+}
+
+/// Components are stored at the score's precision, so slow drift (age) is written rarely.
+fn component(x: f64) -> f64 {
+    round_score(x)
+}
+
+fn own_inputs(stats: Option<&PeerStats>, events: Option<&EventTotals>) -> Inputs {
+    Inputs {
+        calls: stats.map_or(0, |s| s.calls),
+        successes: stats.map_or(0, |s| s.successes),
+        volume_usd: stats.map_or(0.0, |s| micros_to_usd(s.volume_micros)),
+        events: events.copied().unwrap_or_default(),
+    }
+}
+
+/// A stored `peer_reputation` row.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub(super) struct PeerReputationRow {
+    pub peer_url: String,
+    pub age: f64,
+    pub bond: f64,
+    pub success_rate: f64,
+    pub volume: f64,
+    pub calls_30d: i64,
+    pub successes_30d: i64,
+    pub volume_usd_30d: f64,
+    pub events_30d: i64,
+    pub event_successes_30d: i64,
+    pub computed_at: i64,
+}
+
+impl PeerReputationRow {
+    pub(super) fn new(url: &str, c: &Components, inputs: &Inputs, now: i64) -> Self {
+        Self {
+            peer_url: url.to_owned(),
+            age: c.age,
+            bond: c.bond,
+            success_rate: c.success_rate,
+            volume: c.volume,
+            calls_30d: inputs.calls,
+            successes_30d: inputs.successes,
+            volume_usd_30d: inputs.volume_usd,
+            events_30d: inputs.events.events,
+            event_successes_30d: inputs.events.event_successes,
+            computed_at: now,
+        }
+    }
+
+    pub(super) fn components(&self) -> Components {
+        Components {
+            age: self.age,
+            bond: self.bond,
+            success_rate: self.success_rate,
+            volume: self.volume,
+        }
+    }
+
+    /// Equal apart from when it was computed.
+    fn same_values(&self, other: &Self) -> bool {
+        Self {
+            computed_at: 0,
+            ..self.clone()
+        } == Self {
+            computed_at: 0,
+            ..other.clone()
+        }
+    }
+}
+
+pub(super) const PEER_REPUTATION_COLUMNS: &str = "peer_url, age, bond, success_rate, volume, \
+     calls_30d, successes_30d, volume_usd_30d, events_30d, event_successes_30d, computed_at";
+
+/// A stored `capability_reputation` row (its key plus the measured values).
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+struct CapabilityReputationRow {
+    origin: String,
+    product_id: String,
+    capability_id: String,
+    calls_30d: i64,
+    successes_30d: i64,
+    trust_score: Option<f64>,
+}
+
+impl CapabilityReputationRow {
+    fn key(&self) -> CapabilityKey {
+        CapabilityKey {
+            origin: self.origin.clone(),
+            product_id: self.product_id.clone(),
+            capability_id: self.capability_id.clone(),
+        }
+    }
+
+    /// What the catalog's trust function shows for this row: `None` below the call
+    /// threshold, else the capability's trust and success ratio.
+    fn visible(&self) -> Option<(Option<f64>, f64)> {
+        (self.calls_30d >= MIN_CAPABILITY_CALLS).then(|| {
+            (
+                self.trust_score,
+                self.successes_30d as f64 / self.calls_30d as f64,
+            )
+        })
+    }
+}
+
+/// One (capability, listing peer) line of the invocation aggregate.
+#[derive(Debug, sqlx::FromRow)]
+struct CapabilityCalls {
+    origin: String,
+    product_id: String,
+    capability_id: String,
+    peer_url: String,
+    calls: i64,
+    successes: i64,
+}
+
+/// Everything to write, decided before the write transaction starts.
+#[derive(Debug, Default)]
+struct Plan {
+    peers: Vec<(i64, f64, f64)>,
+    changed_peer_ids: Vec<i64>,
+    peer_rows: Vec<PeerReputationRow>,
+    capability_rows: Vec<CapabilityReputationRow>,
+    stale_capabilities: Vec<CapabilityKey>,
+    visible_keys: BTreeSet<CapabilityKey>,
+}
+
+/// Recomputes every score (see the module docs) and publishes what changed.
+pub async fn recompute(state: &AppState) -> Result<RecomputeOutcome, ReputationError> {
+    let store = &state.store;
+    let now = now_ms();
+    let window_ms = i64::try_from(WINDOW.as_millis()).unwrap_or(i64::MAX);
+    let since = now.saturating_sub(window_ms);
+    let peers = store.list_peers(None).await?;
+    let own: HashMap<String, PeerStats> = state
+        .ledger
+        .peer_stats(since)
+        .await?
+        .into_iter()
+        .map(|s| (s.peer_url.clone(), s))
+        .collect();
+    let reporters: HashSet<&str> = peers
+        .iter()
+        .filter(|p| p.state == PeerState::Active && p.pinned_key.is_some())
+        .map(|p| p.url.as_str())
+        .collect();
+    let events = fold_events(event_lines(store, since, None).await?, &reporters);
+    let stored_rows: HashMap<String, PeerReputationRow> = on_pool!(store, |pool| {
+        sqlx::query_as::<_, PeerReputationRow>(sqlx::AssertSqlSafe(format!(
+            "SELECT {PEER_REPUTATION_COLUMNS} FROM peer_reputation"
+        )))
+        .fetch_all(pool)
+        .await?
+    })
+    .into_iter()
+    .map(|r| (r.peer_url.clone(), r))
+    .collect();
+
+    let mut plan = Plan::default();
+    let mut by_url: HashMap<&str, (Components, &PeerRow)> = HashMap::new();
+    for peer in &peers {
+        let bond_usd = state.settings.reputation.peer_bonds.get(&peer.url);
+        let inputs = own_inputs(own.get(&peer.url), events.get(&peer.url));
+        let c = components(peer.first_success, bond_usd, &inputs, now);
+        let trust = c.trust();
+        if (trust - peer.trust_score).abs() > 1e-9 || (bond_usd - peer.bond_usd).abs() > 1e-9 {
+            plan.peers.push((peer.id, trust, bond_usd));
+            if (trust - peer.trust_score).abs() > 1e-9 {
+                plan.changed_peer_ids.push(peer.id);
+            }
+        }
+        let row = PeerReputationRow::new(&peer.url, &c, &inputs, now);
+        if stored_rows
+            .get(&peer.url)
+            .is_none_or(|old| !old.same_values(&row))
+        {
+            plan.peer_rows.push(row);
+        }
+        by_url.insert(peer.url.as_str(), (c, peer));
+    }
+
+    plan_capabilities(store, since, &by_url, &mut plan).await?;
+    // Read outside the write: a crawl adding keys meanwhile publishes them itself.
+    plan.visible_keys
+        .extend(keys_of_peers(store, &plan.changed_peer_ids).await?);
+    let outcome = write(store, &plan, now).await?;
+    if let Some(version) = outcome.version {
+        state.reputation.remember_published(version);
+        state.publish_catalog_update(CatalogUpdate {
+            version,
+            since: Some(version - 1),
+            changed: plan.visible_keys.into_iter().collect(),
+            ..CatalogUpdate::default()
+        });
+    }
+    Ok(outcome)
+}
+
+/// Adds the capability rows to write (and the keys whose visible trust changed) to `plan`.
+async fn plan_capabilities(
+    store: &Store,
+    since: i64,
+    peers: &HashMap<&str, (Components, &PeerRow)>,
+    plan: &mut Plan,
+) -> Result<(), ReputationError> {
+    const CALLS: &str = "SELECT origin, product_id, capability_id, peer_url, \
+         COUNT(*) AS calls, \
+         CAST(SUM(CASE WHEN success THEN 1 ELSE 0 END) AS BIGINT) AS successes \
+         FROM invocations WHERE ts >= $1 \
+         GROUP BY origin, product_id, capability_id, peer_url";
+    const STORED: &str = "SELECT origin, product_id, capability_id, calls_30d, successes_30d, \
+         trust_score FROM capability_reputation";
+    let (lines, stored): (Vec<CapabilityCalls>, Vec<CapabilityReputationRow>) =
+        on_pool!(store, |pool| {
+            (
+                sqlx::query_as(CALLS).bind(since).fetch_all(pool).await?,
+                sqlx::query_as(STORED).fetch_all(pool).await?,
+            )
+        });
+    // Per key: totals, and the listing peer with the most calls (a capability re-listed
+    // by another peer within the window keeps one score).
+    let mut totals: HashMap<CapabilityKey, (i64, i64, String, i64)> = HashMap::new();
+    for line in lines {
+        let key = CapabilityKey {
+            origin: line.origin,
+            product_id: line.product_id,
+            capability_id: line.capability_id,
+        };
+        let entry = totals.entry(key).or_insert((0, 0, String::new(), 0));
+        entry.0 += line.calls;
+        entry.1 += line.successes;
+        if line.calls > entry.3 {
+            entry.2 = line.peer_url;
+            entry.3 = line.calls;
+        }
+    }
+    let mut stored: HashMap<CapabilityKey, CapabilityReputationRow> =
+        stored.into_iter().map(|r| (r.key(), r)).collect();
+    for (key, (calls, successes, peer_url, _)) in totals {
+        let trust = peers
+            .get(peer_url.as_str())
+            .filter(|_| calls >= MIN_CAPABILITY_CALLS)
+            .map(|(c, _)| {
+                Components {
+                    success_rate: component(success_rate(successes as f64, calls as f64)),
+                    ..*c
+                }
+                .trust()
+            });
+        let row = CapabilityReputationRow {
+            origin: key.origin.clone(),
+            product_id: key.product_id.clone(),
+            capability_id: key.capability_id.clone(),
+            calls_30d: calls,
+            successes_30d: successes,
+            trust_score: trust,
+        };
+        let old = stored.remove(&key);
+        if old.as_ref() == Some(&row) {
+            continue;
+        }
+        if old.as_ref().and_then(CapabilityReputationRow::visible) != row.visible() {
+            plan.visible_keys.insert(key);
+        }
+        plan.capability_rows.push(row);
+    }
+    // Keys without calls in the window any more.
+    for (key, old) in stored {
+        if old.visible().is_some() {
+            plan.visible_keys.insert(key.clone());
+        }
+        plan.stale_capabilities.push(key);
+    }
+    Ok(())
+}
+
+/// Writes `plan` in one transaction; bumps the catalog version when a visible score changed.
+async fn write(store: &Store, plan: &Plan, now: i64) -> Result<RecomputeOutcome, ReputationError> {
+    const PEER: &str =
+        "UPDATE peers SET trust_score = $2, bond_usd = $3, updated_at = $4 WHERE id = $1";
+    const PEER_ROW: &str = "INSERT INTO peer_reputation (peer_url, age, bond, success_rate, \
+         volume, calls_30d, successes_30d, volume_usd_30d, events_30d, event_successes_30d, \
+         computed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+         ON CONFLICT (peer_url) DO UPDATE SET age = excluded.age, bond = excluded.bond, \
+         success_rate = excluded.success_rate, volume = excluded.volume, \
+         calls_30d = excluded.calls_30d, successes_30d = excluded.successes_30d, \
+         volume_usd_30d = excluded.volume_usd_30d, events_30d = excluded.events_30d, \
+         event_successes_30d = excluded.event_successes_30d, computed_at = excluded.computed_at";
+    const FORGET_PEERS: &str =
+        "DELETE FROM peer_reputation WHERE peer_url NOT IN (SELECT url FROM peers)";
+    const CAP_ROW: &str = "INSERT INTO capability_reputation (origin, product_id, \
+         capability_id, calls_30d, successes_30d, trust_score, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (origin, product_id, capability_id) DO UPDATE SET \
+         calls_30d = excluded.calls_30d, successes_30d = excluded.successes_30d, \
+         trust_score = excluded.trust_score, updated_at = excluded.updated_at";
+    const CAP_STALE: &str = "DELETE FROM capability_reputation WHERE origin = $1 \
+         AND product_id = $2 AND capability_id = $3";
+    const PURGE_EVENTS: &str = "DELETE FROM reputation_events WHERE received_at < $1";
+
+    let mut outcome = RecomputeOutcome {
+        peers_changed: plan.peers.len(),
+        capabilities_changed: plan.visible_keys.len(),
+        version: None,
+    };
+    let nothing = plan.peers.is_empty()
+        && plan.peer_rows.is_empty()
+        && plan.capability_rows.is_empty()
+        && plan.stale_capabilities.is_empty();
+    let version = on_pool_write!(store, |pool| {
+        sqlx::query(PURGE_EVENTS)
+            .bind(now.saturating_sub(EVENT_RETENTION_MS))
+            .execute(pool)
+            .await?;
+        if nothing {
+            return Ok(outcome);
+        }
+        let mut tx = pool.begin_write().await?;
+        for (id, trust, bond) in &plan.peers {
+            sqlx::query(PEER)
+                .bind(id)
+                .bind(trust)
+                .bind(bond)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for r in &plan.peer_rows {
+            sqlx::query(PEER_ROW)
+                .bind(&r.peer_url)
+                .bind(r.age)
+                .bind(r.bond)
+                .bind(r.success_rate)
+                .bind(r.volume)
+                .bind(r.calls_30d)
+                .bind(r.successes_30d)
+                .bind(r.volume_usd_30d)
+                .bind(r.events_30d)
+                .bind(r.event_successes_30d)
+                .bind(r.computed_at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(FORGET_PEERS).execute(&mut *tx).await?;
+        for r in &plan.capability_rows {
+            sqlx::query(CAP_ROW)
+                .bind(&r.origin)
+                .bind(&r.product_id)
+                .bind(&r.capability_id)
+                .bind(r.calls_30d)
+                .bind(r.successes_30d)
+                .bind(r.trust_score)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for key in &plan.stale_capabilities {
+            sqlx::query(CAP_STALE)
+                .bind(&key.origin)
+                .bind(&key.product_id)
+                .bind(&key.capability_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let visible = !plan.changed_peer_ids.is_empty() || !plan.visible_keys.is_empty();
+        let version: Option<i64> = if visible {
+            Some(sqlx::query_scalar(BUMP_VERSION).fetch_one(&mut *tx).await?)
+        } else {
+            None
+        };
+        tx.commit().await?;
+        version
+    });
+    outcome.version = version;
+    Ok(outcome)
+}
+
+/// The keys of the capabilities listed by `peer_ids` (their trust follows the peer's).
+async fn keys_of_peers(
+    store: &Store,
+    peer_ids: &[i64],
+) -> Result<Vec<CapabilityKey>, ReputationError> {
+    const SQL: &str =
+        "SELECT origin, product_id, capability_id FROM capabilities WHERE peer_id = $1";
+    let mut keys = Vec::new();
+    for id in peer_ids {
+        let found: Vec<CapabilityKey> = on_pool!(store, |pool| {
+            sqlx::query_as(SQL).bind(id).fetch_all(pool).await?
+        });
+        keys.extend(found);
+    }
+    Ok(keys)
+}
