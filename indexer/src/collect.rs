@@ -133,9 +133,10 @@ pub(crate) fn execute(snapshot: &Snapshot, request: &Request<'_>) -> tantivy::Re
             (None, None) => {
                 // Browse without term filters: the best are at the front of the precomputed
                 // order; the count is the live documents passing the numeric bounds.
-                top.count = match request.numeric {
-                    None => reader.num_docs() as usize,
-                    Some(_) => (0..reader.max_doc()).filter(|d| accept(*d)).count(),
+                top.count = match (request.numeric, reader.alive_bitset()) {
+                    (None, _) => reader.num_docs() as usize,
+                    (Some(f), None) => f.count(&signals),
+                    (Some(_), Some(_)) => (0..reader.max_doc()).filter(|d| accept(*d)).count(),
                 };
                 let live = signals.browse_order.iter().copied().filter(|d| accept(*d));
                 for doc in live.take(request.k) {

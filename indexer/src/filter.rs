@@ -103,18 +103,40 @@ impl NumericFilter {
         (self != Self::default()).then_some(self)
     }
 
+    /// Bounds with absent ones replaced by neutral values (stored values are finite).
+    fn limits(&self) -> (f64, u64, f64) {
+        (
+            self.max_routed.unwrap_or(f64::INFINITY),
+            self.max_p50.unwrap_or(u64::MAX),
+            self.min_trust.unwrap_or(f64::NEG_INFINITY),
+        )
+    }
+
     /// Whether `doc` of the segment with `signals` satisfies every bound.
     #[inline]
     pub fn matches(&self, signals: &SegmentSignals, doc: DocId) -> bool {
         let i = doc as usize;
-        let within = |value: Option<&f64>, max: f64| value.is_some_and(|v| *v <= max);
-        self.max_routed
-            .is_none_or(|max| within(signals.routed.get(i), max))
-            && self
-                .max_p50
-                .is_none_or(|max| signals.p50.get(i).is_some_and(|v| *v <= max))
-            && self
-                .min_trust
-                .is_none_or(|min| signals.trust.get(i).is_some_and(|v| *v >= min))
+        let (max_routed, max_p50, min_trust) = self.limits();
+        match (
+            signals.routed.get(i),
+            signals.p50.get(i),
+            signals.trust.get(i),
+        ) {
+            (Some(r), Some(p), Some(t)) => *r <= max_routed && *p <= max_p50 && *t >= min_trust,
+            _ => false,
+        }
+    }
+
+    /// Number of documents of the segment satisfying every bound, ignoring deletions.
+    pub fn count(&self, signals: &SegmentSignals) -> usize {
+        let (max_routed, max_p50, min_trust) = self.limits();
+        // Branch-free over three slices: the compiler vectorises it.
+        signals
+            .routed
+            .iter()
+            .zip(&signals.p50)
+            .zip(&signals.trust)
+            .map(|((r, p), t)| usize::from(*r <= max_routed && *p <= max_p50 && *t >= min_trust))
+            .sum()
     }
 }

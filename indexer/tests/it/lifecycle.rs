@@ -1,6 +1,6 @@
 //! Incremental updates, versions, persistence and recovery.
 
-use aimarket_indexer::{Index, IndexError};
+use aimarket_indexer::{Index, IndexError, SearchQuery};
 
 use crate::support::{cap, ids, index_of, q};
 
@@ -41,6 +41,12 @@ fn incremental_add_change_remove() {
             .iter()
             .all(|m| m.capability.capability_id != "ocr.two@v1")
     );
+    // Browsing with a numeric bound after a delete takes the counting path with deletions.
+    let budget = SearchQuery {
+        budget: Some(1.0),
+        ..q("")
+    };
+    assert_eq!(index.search(&budget).unwrap().total, 2);
 
     // The same key twice in one batch: the last one wins.
     let first = cap(A, "ocr.dup@v1", "OCR", "Alpha");
@@ -162,4 +168,35 @@ fn recovery_never_wipes_a_directory_with_subdirectories() {
     );
     assert!(dir.path().join("precious").is_dir());
     assert!(dir.path().join("meta.json").is_file());
+}
+
+#[test]
+fn searches_run_while_updates_commit() {
+    let index = std::sync::Arc::new(index_of(vec![cap(A, "ocr.seed@v1", "OCR", "Reads text")]));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let index = index.clone();
+            std::thread::spawn(move || {
+                for _ in 0..200 {
+                    let page = index.search(&q("ocr")).unwrap();
+                    // Every snapshot is a committed state: the seed plus whole batches of 5.
+                    assert_eq!(
+                        (page.total - 1) % 5,
+                        0,
+                        "saw a partial batch: {}",
+                        page.total
+                    );
+                }
+            })
+        })
+        .collect();
+    for batch in 0..10 {
+        let caps = (0..5).map(|i| cap(A, &format!("ocr.b{batch}n{i}@v1"), "OCR", "Reads text"));
+        index.apply(caps.collect(), Vec::new(), batch + 2).unwrap();
+    }
+    for reader in readers {
+        reader.join().unwrap();
+    }
+    assert_eq!(index.search(&q("ocr")).unwrap().total, 51);
+    assert_eq!(index.indexed_version(), Some(11));
 }
