@@ -59,10 +59,10 @@ on_both_engines!(
 /// A hub on `database_url` (or SQLite) crawling `seeds` (`URL` or `URL=KEY`).
 pub(crate) async fn start_hub(
     database_url: Option<&str>,
-    seeds: &[String],
+    seeds: &[impl AsRef<str>],
     change: impl FnOnce(&mut Settings),
 ) -> TestHub {
-    let seeds: Vec<Seed> = seeds.iter().map(|s| s.parse().unwrap()).collect();
+    let seeds: Vec<Seed> = seeds.iter().map(|s| s.as_ref().parse().unwrap()).collect();
     let database_url = database_url.map(|u| u.parse().unwrap());
     TestHub::builder()
         .settings(|s| {
@@ -113,7 +113,7 @@ pub(crate) async fn assert_healthy(hub: &TestHub) {
 
 async fn good_catalog_stored_then_rechecked_for_free(database_url: Option<String>) {
     let a = CatalogServer::with_tools(tools("prod-a", 3)).await;
-    let hub = start_hub(database_url.as_deref(), &[a.url.clone()], |_| {}).await;
+    let hub = start_hub(database_url.as_deref(), &[&a.url], |_| {}).await;
     let store = &hub.state.store;
     let body = crawl(&hub).await;
     assert!(body["run_id"].is_i64(), "{body}");
@@ -212,7 +212,7 @@ async fn re_exports_via_peer_hub(database_url: Option<String>) {
         &[],
     );
     // Only the peer hub admitted: its re-exports arrive through it.
-    let hub = start_hub(database_url.as_deref(), &[peer_hub.url.clone()], |_| {}).await;
+    let hub = start_hub(database_url.as_deref(), &[&peer_hub.url], |_| {}).await;
     crawl(&hub).await;
     let store = &hub.state.store;
     let via = |rows: &[aimarket_hub::store::CapabilityRow]| -> Vec<Option<String>> {
@@ -281,7 +281,7 @@ async fn re_exports_via_peer_hub(database_url: Option<String>) {
 
 async fn key_change_is_rejected(database_url: Option<String>) {
     let a = CatalogServer::with_tools(tools("prod-k", 2)).await;
-    let hub = start_hub(database_url.as_deref(), &[a.url.clone()], |_| {}).await;
+    let hub = start_hub(database_url.as_deref(), &[&a.url], |_| {}).await;
     crawl(&hub).await;
     let store = &hub.state.store;
     let pinned = a.key.public_key().to_b64();
@@ -327,7 +327,7 @@ async fn discovered_peers_stay_pending(database_url: Option<String>) {
     near.publish(tools("prod-near", 2), &[&deep.url]);
     let seed = CatalogServer::start().await;
     seed.publish(tools("prod-seed", 3), &[&near.url]);
-    let hub = start_hub(database_url.as_deref(), &[seed.url.clone()], |_| {}).await;
+    let hub = start_hub(database_url.as_deref(), &[&seed.url], |_| {}).await;
     for _ in 0..2 {
         crawl(&hub).await;
         let listed = peers(&hub).await;
@@ -367,7 +367,7 @@ async fn discovered_peers_stay_pending(database_url: Option<String>) {
     assert_eq!(listed, [&json!(seed.url)], "{wk}");
 
     // The pending bound holds for discovery too.
-    let bounded = start_hub(None, &[seed.url.clone()], |s| s.max_pending_peers = 1).await;
+    let bounded = start_hub(None, &[&seed.url], |s| s.max_pending_peers = 1).await;
     let body = crawl(&bounded).await;
     let listed = peers(&bounded).await;
     assert_eq!(listed["pending_count"], 1, "{listed} {body}");

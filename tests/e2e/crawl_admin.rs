@@ -33,7 +33,7 @@ async fn the_crawl_trigger_is_for_the_operator_only() {
     }
 
     let a = CatalogServer::with_tools(tools("prod-a", 2)).await;
-    let hub = start_hub(None, &[a.url.clone()], |_| {}).await;
+    let hub = start_hub(None, &[&a.url], |_| {}).await;
     let (status, body) = post_crawl(&hub, "", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert_protocol_error(&body, "unauthorized");
@@ -99,10 +99,7 @@ async fn one_crawl_at_a_time_and_the_hub_serves_meanwhile() {
             }),
         },
     );
-    let hub = start_hub(None, &[held.url.clone()], |s| {
-        s.crawl.request_timeout_s = 120
-    })
-    .await;
+    let hub = start_hub(None, &[&held.url], |s| s.crawl.request_timeout_s = 120).await;
 
     let (status, first) = post_crawl(&hub, "?wait=false", Some(TEST_ADMIN_TOKEN)).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{first}");
@@ -158,7 +155,7 @@ async fn the_peers_endpoint_lists_active_and_pending_peers_apart() {
     let found = CatalogServer::with_tools(tools("prod-f", 1)).await;
     let seed = CatalogServer::start().await;
     seed.publish(tools("prod-s", 2), &[&found.url]);
-    let hub = start_hub(None, &[seed.url.clone()], |_| {}).await;
+    let hub = start_hub(None, &[&seed.url], |_| {}).await;
     crawl(&hub).await;
     let (status, body) = hub.get(PEERS).await;
     assert_eq!(status, StatusCode::OK, "{body}");

@@ -70,10 +70,17 @@ async fn crawl_loop(settings: &Settings, once: bool) -> Result<(), String> {
         );
     }
     let interval = Duration::from_secs(settings.crawl_interval_s);
+    // One listener for the whole loop, so a Ctrl-C between two waits is not missed.
+    let (interrupt_tx, mut interrupted) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            interrupt_tx.send_replace(true);
+        }
+    });
     let outcome = loop {
         let run = tokio::select! {
             run = crawl_with_progress(&context) => run,
-            _ = tokio::signal::ctrl_c() => {
+            _ = interrupted.wait_for(|yes| *yes) => {
                 print_line("interrupted");
                 break Ok(());
             }
@@ -92,7 +99,7 @@ async fn crawl_loop(settings: &Settings, once: bool) -> Result<(), String> {
         ));
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
-            _ = tokio::signal::ctrl_c() => break Ok(()),
+            _ = interrupted.wait_for(|yes| *yes) => break Ok(()),
         }
     };
     store.close().await;

@@ -144,3 +144,62 @@ fn crawl_refuses_bad_settings() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("ftp"), "{}", stderr(&out));
 }
+
+#[test]
+fn crawl_repeats_until_ctrl_c() {
+    use std::io::{BufRead as _, BufReader};
+    use std::process::Stdio;
+
+    let p = provider();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = crate::support::hub()
+        .args(["crawl", "--seed", &p.url, "--data-dir"])
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    let waited = loop {
+        match rx.recv_timeout(crate::support::WAIT) {
+            Ok(line) if line.starts_with("next crawl in ") => break true,
+            Ok(line) => lines.push(line),
+            Err(_) => break false,
+        }
+    };
+    if !waited {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("no 'next crawl in' line; output: {lines:?}");
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("2 capabilities indexed")),
+        "{lines:?}"
+    );
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let deadline = std::time::Instant::now() + crate::support::WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("crawl kept running after Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+}
