@@ -4,8 +4,9 @@
 //! (split into words), name, description and other text (product id, input-schema property
 //! names and descriptions, peer name, categories), analyzed for English, Russian and CJK
 //! ([`analysis`]); fast fields for price, routed price, p50 latency, trust, success rate and
-//! source hub. Filters run inside the index; ranking is BM25 with field boosts, phrase, prefix,
-//! synonym and typo clauses ([`query`]) times a quality factor ([`rank`]).
+//! source hub. Filters run inside the index scan; ranking is BM25 with field boosts, phrase,
+//! prefix, synonym and typo clauses (documented in `src/query.rs`) times a quality factor
+//! ([`rank`]).
 //!
 //! The hub owns the store and HTTP: it feeds [`Index::apply`] after each crawl (or
 //! [`Index::rebuild`] when [`Index::indexed_version`] is missing or stale) and maps
@@ -19,7 +20,7 @@ mod error;
 mod filter;
 mod index;
 mod model;
-pub mod query;
+mod query;
 pub mod rank;
 mod schema;
 mod search;

@@ -288,7 +288,7 @@ fn prefix_word(analyzed: &Analyzed) -> Option<(&str, &str)> {
         .then_some((stem.as_str(), surface.as_str()))
 }
 
-/// Term filter clauses (hub, category); numeric bounds are checked by the collector
+/// Term filter clauses (hub, category); numeric bounds are checked by the executor
 /// ([`crate::filter`]).
 pub(crate) fn term_filters(
     fields: &Fields,

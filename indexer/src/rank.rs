@@ -8,15 +8,16 @@
 //! final   = quality                                  (browse: empty intent)
 //! ```
 //!
-//! `relevance` is the tantivy BM25 score of the text query (field-boosted, plus phrase, prefix,
-//! synonym and typo clauses; see `query.rs`). Trust and success are clamped to [0, 1] and
+//! `relevance` is the text score: field-weighted BM25 of tantivy term queries combined per
+//! query word (best field plus a tie-breaker share), plus phrase, prefix, synonym and typo
+//! leaves (see `src/query.rs`). Trust and success are clamped to [0, 1] and
 //! non-finite inputs count as 0, so quality is always in [0, 1] and the factor in [0.6, 1.0]:
 //! quality reorders matches of similar relevance but cannot lift a weak text match above a
 //! strong one. Ties are broken by the capability key, ascending, so results are deterministic.
 //!
 //! The reputation/plugins work can replace the policy with another [`Ranker`] through
-//! [`crate::Index::set_ranker`]; quality is precomputed per document at each reader reload, so
-//! a ranker's `quality` must be a pure function of [`QualitySignals`].
+//! [`crate::Index::set_ranker`]; quality and the relevance factor are precomputed per document
+//! at each reader reload, so both must be pure functions of their inputs.
 
 /// The per-document inputs of the quality factor, read from fast fields.
 #[derive(Debug, Clone, Copy, PartialEq)]

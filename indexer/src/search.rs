@@ -14,7 +14,7 @@ use crate::schema::Fields;
 impl Index {
     /// Runs a search on the last committed snapshot. Never fails because of the query text.
     ///
-    /// Ranking is described in [`crate::rank`] and [`crate::query`]. With a non-empty
+    /// Ranking is described in [`crate::rank`] and `src/query.rs`. With a non-empty
     /// intent, the exact query runs first; when it matches fewer than `limit` documents (at
     /// least one) and some word is long enough, the typo-tolerant query runs instead and the
     /// hits are marked [`MatchType::Fuzzy`]. `total` counts every document matching the query

@@ -103,19 +103,18 @@ fn content_and_version_survive_reopen() {
     assert_eq!(ids(&index.search(&q("invoices")).unwrap()), ["ocr.one@v1"]);
 }
 
+/// A directory holding an index with one capability, committed as version 3 and closed.
+fn committed_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let index = Index::open_or_create(dir.path()).unwrap();
+    let one = cap(A, "ocr.one@v1", "OCR", "Reads invoices");
+    index.apply(vec![one], Vec::new(), 3).unwrap();
+    dir
+}
+
 #[test]
 fn garbage_meta_json_is_recovered_empty() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let index = Index::open_or_create(dir.path()).unwrap();
-        index
-            .apply(
-                vec![cap(A, "ocr.one@v1", "OCR", "Reads invoices")],
-                Vec::new(),
-                3,
-            )
-            .unwrap();
-    }
+    let dir = committed_dir();
     std::fs::write(dir.path().join("meta.json"), b"{ this is not json").unwrap();
     let index = Index::open_or_create(dir.path()).unwrap();
     assert_eq!(index.indexed_version(), None, "caller must rebuild");
@@ -131,17 +130,7 @@ fn garbage_meta_json_is_recovered_empty() {
 
 #[test]
 fn missing_segment_file_is_recovered_empty() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let index = Index::open_or_create(dir.path()).unwrap();
-        index
-            .apply(
-                vec![cap(A, "ocr.one@v1", "OCR", "Reads invoices")],
-                Vec::new(),
-                3,
-            )
-            .unwrap();
-    }
+    let dir = committed_dir();
     let mut removed = 0;
     for entry in std::fs::read_dir(dir.path()).unwrap() {
         let path = entry.unwrap().path();
