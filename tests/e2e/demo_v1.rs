@@ -2,11 +2,15 @@
 //! v1 aliases other areas serve (manifest, channel open/close, stored receipts), driven as a
 //! factory-era client would.
 
-use aimarket_protocol::signing::{PublicKey, verify_manifest};
+use aimarket_protocol::signing::verify_manifest;
 use reqwest::Client;
 use serde_json::{Value, json};
 
 use crate::demo::running_demo;
+
+async fn get_json(client: &Client, url: String) -> Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
 
 async fn post(client: &Client, url: String, body: Value) -> (u16, Value) {
     let response = client.post(url).json(&body).send().await.unwrap();
@@ -107,16 +111,11 @@ async fn discover_and_pricing() {
     }
 
     // Pricing: the quote is the routed price, by GET and POST.
-    let quote: Value = http
-        .get(format!(
-            "{hub}/ai-market/pricing/polyglot-translate/translate.morse@v1?input_size=10"
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let quote: Value = get_json(
+        &http,
+        format!("{hub}/ai-market/pricing/polyglot-translate/translate.morse@v1?input_size=10"),
+    )
+    .await;
     assert_eq!(
         quote,
         json!({"product_id": "polyglot-translate", "capability_id": "translate.morse@v1", "price_usd": 0.00202,
@@ -159,16 +158,8 @@ async fn v1_aliases_exist() {
     aimarket_hub::startup::install_crypto_provider();
     let http = Client::new();
 
-    let manifest: Value = http
-        .get(format!("{hub}/ai-market/manifest"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = PublicKey::from_b64(&demo.state().signing_key.public_key().to_b64()).unwrap();
-    verify_manifest(&manifest, &key).unwrap();
+    let manifest: Value = get_json(&http, format!("{hub}/ai-market/manifest")).await;
+    verify_manifest(&manifest, &demo.state().signing_key.public_key()).unwrap();
     assert_eq!(manifest["tools"].as_array().unwrap().len(), 77);
 
     let (status, opened) = post(
@@ -189,14 +180,7 @@ async fn v1_aliases_exist() {
         .send().await.unwrap().json().await.unwrap();
     assert_eq!(paid["success"], true, "{paid}");
     let nonce = paid["routing_receipt"]["nonce"].as_str().unwrap();
-    let stored: Value = http
-        .get(format!("{hub}/ai-market/receipt/{nonce}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stored: Value = get_json(&http, format!("{hub}/ai-market/receipt/{nonce}")).await;
     assert_eq!(stored["nonce"], nonce);
     let (status, closed) = post(
         &http,

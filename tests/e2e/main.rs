@@ -10,6 +10,7 @@ mod demo;
 mod demo_v1;
 mod mcp;
 mod channels;
+mod clients;
 mod invoke;
 mod invoke_payments;
 mod manifest;

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use crate::demo::run::{Demo, DemoOptions};
+use crate::demo::run::{Demo, DemoOptions, remove_data_dir};
 use crate::telemetry::print_line;
 
 /// `demo` flags.
@@ -41,8 +41,10 @@ pub fn run(args: &DemoArgs) -> ExitCode {
         listen: args.listen,
         data_dir: args.data_dir.clone(),
     };
+    let mut temp_dir = None;
     let outcome = runtime.block_on(async {
         let demo = Demo::start(options).await.map_err(|e| e.to_string())?;
+        temp_dir = demo.temp_dir().map(std::path::Path::to_path_buf);
         if let Err(e) = demo.wait_ready().await {
             demo.stop().await;
             return Err(e.to_string());
@@ -56,6 +58,12 @@ pub fn run(args: &DemoArgs) -> ExitCode {
             .await
             .map_err(|e| format!("server failed: {e}"))
     });
+    // Background threads (the search index's) end with the runtime; only then is the
+    // temporary data dir certainly free to remove.
+    drop(runtime);
+    if let Some(dir) = temp_dir {
+        remove_data_dir(&dir);
+    }
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {

@@ -1,4 +1,4 @@
-//! The command line: `aimarket-hub [serve] | keygen | verify | crawl`.
+//! The command line: `aimarket-hub [serve] | keygen | verify | crawl | demo | search | invoke`.
 //!
 //! Each subcommand lives in its own module and returns an [`ExitCode`]; errors are printed
 //! to stderr as `error: …`. `serve` is the default, so `aimarket-hub --listen ADDR` works.
@@ -7,7 +7,10 @@
 
 mod crawl;
 mod demo;
+mod invoke;
 mod keygen;
+mod remote;
+mod search;
 mod serve;
 mod verify;
 
@@ -17,7 +20,9 @@ use clap::{Parser, Subcommand};
 
 pub use crawl::CrawlArgs;
 pub use demo::DemoArgs;
+pub use invoke::InvokeArgs;
 pub use keygen::KeygenArgs;
+pub use search::SearchArgs;
 pub use serve::SettingsArgs;
 pub use verify::VerifyArgs;
 
@@ -58,6 +63,10 @@ pub enum Command {
     Crawl(CrawlArgs),
     /// Run a hub and three demo factories in one process, offline, and print a walkthrough.
     Demo(DemoArgs),
+    /// Search a hub's catalog (a client of any hub).
+    Search(SearchArgs),
+    /// Invoke a capability through a hub (a client of any hub).
+    Invoke(InvokeArgs),
 }
 
 /// Loads the settings and builds the multi-threaded runtime of a subcommand that needs
@@ -83,8 +92,10 @@ fn settings_and_runtime(
 pub fn run(cli: Cli) -> ExitCode {
     crate::startup::install_crypto_provider();
     // The client-style commands print for people; their logs stay quiet unless asked for.
-    let quiet = matches!(cli.command, Some(Command::Demo(_)))
-        && std::env::var_os("RUST_LOG").is_none();
+    let quiet = matches!(
+        cli.command,
+        Some(Command::Demo(_) | Command::Search(_) | Command::Invoke(_))
+    ) && std::env::var_os("RUST_LOG").is_none();
     if let Err(e) = telemetry::init(cli.log_format, quiet.then_some("warn")) {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
@@ -96,5 +107,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Some(Command::Verify(args)) => verify::run(&args),
         Some(Command::Crawl(args)) => crawl::run(&args),
         Some(Command::Demo(args)) => demo::run(&args),
+        Some(Command::Search(args)) => search::run(&args),
+        Some(Command::Invoke(args)) => invoke::run(&args),
     }
 }

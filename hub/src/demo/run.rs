@@ -158,8 +158,19 @@ impl Demo {
                 (dir.clone(), Some(dir))
             }
         };
-        let settings = demo_settings(options.listen, &data_dir, &factories)?;
-        let app = Application::build(settings).await?;
+        let built = match demo_settings(options.listen, &data_dir, &factories) {
+            Ok(settings) => Application::build(settings).await.map_err(DemoError::from),
+            Err(e) => Err(DemoError::from(e)),
+        };
+        let app = match built {
+            Ok(app) => app,
+            Err(e) => {
+                if let Some(dir) = &temp_dir {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+                return Err(e);
+            }
+        };
         let state = app.state();
         let handle = app.handle();
         let local_addr = app.local_addr();
@@ -245,9 +256,15 @@ impl Demo {
         result
     }
 
-    /// Stops the hub (draining in-flight requests) and the factories (tests).
+    /// Stops the hub (draining in-flight requests) and the factories: after [`Demo::spawn`]
+    /// (tests), or instead of serving when [`Demo::wait_ready`] failed.
     pub async fn stop(mut self) {
-        self.handle.stop(true).await;
+        match self.app.take() {
+            // Never polled: dropping the server future is what stops it (a stop command
+            // would wait for an answer that never comes).
+            Some(app) => drop(app),
+            None => self.handle.stop(true).await,
+        }
         self.state.crawl.shutdown();
         self.state.catalog.close();
         self.state.plugins.shutdown().await;
@@ -259,11 +276,14 @@ impl Demo {
         for factory in &self.factories {
             factory.stop().await;
         }
-        if let Some(dir) = self.temp_dir.take()
-            && let Err(e) = std::fs::remove_dir_all(&dir)
-        {
-            tracing::warn!(path = %dir.display(), error = %e, "cannot remove the demo data dir");
+        if let Some(dir) = self.temp_dir.take() {
+            remove_data_dir(&dir);
         }
+    }
+
+    /// The temporary data dir this demo made (removed when it stops), if any.
+    pub fn temp_dir(&self) -> Option<&Path> {
+        self.temp_dir.as_deref()
     }
 
     /// The hub's base URL.
@@ -294,6 +314,23 @@ impl Demo {
     /// The walkthrough the CLI prints.
     pub fn walkthrough(&self) -> String {
         walkthrough(&self.hub_url, &self.factories)
+    }
+}
+
+/// Removes a demo data dir. The search index's own threads may still be finishing a write
+/// when the hub has stopped (its files appear while the dir is being removed), so a dir that
+/// is not empty yet is tried again, a bounded number of times.
+pub fn remove_data_dir(dir: &Path) {
+    const ATTEMPTS: u32 = 40;
+    for attempt in 1..=ATTEMPTS {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) if attempt == ATTEMPTS => {
+                tracing::warn!(path = %dir.display(), error = %e, "cannot remove the demo data dir");
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
     }
 }
 

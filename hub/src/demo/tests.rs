@@ -127,16 +127,11 @@ async fn priced_calls_need_payment_and_demo_payments_work() {
         .as_str()
         .unwrap()
         .to_owned();
-    let paid = post(
-        &http,
-        invoke.clone(),
-        call.clone(),
-        &[
-            ("X-Payment-Channel", &id),
-            ("X-Payment-Channel-Secret", &secret),
-        ],
-    )
-    .await;
+    let pay = [
+        ("X-Payment-Channel", id.as_str()),
+        ("X-Payment-Channel-Secret", secret.as_str()),
+    ];
+    let paid = post(&http, invoke.clone(), call.clone(), &pay).await;
     assert_eq!(paid.status(), 200);
     let signature = paid.headers()["x-provider-signature"]
         .to_str()
@@ -168,29 +163,12 @@ async fn priced_calls_need_payment_and_demo_payments_work() {
 
     // 0.005 covers two calls at 0.002; the third is refused with a reason.
     assert_eq!(
-        post(
-            &http,
-            invoke.clone(),
-            call.clone(),
-            &[
-                ("X-Payment-Channel", &id),
-                ("X-Payment-Channel-Secret", &secret)
-            ]
-        )
-        .await
-        .status(),
+        post(&http, invoke.clone(), call.clone(), &pay)
+            .await
+            .status(),
         200
     );
-    let broke = post(
-        &http,
-        invoke.clone(),
-        call.clone(),
-        &[
-            ("X-Payment-Channel", &id),
-            ("X-Payment-Channel-Secret", &secret),
-        ],
-    )
-    .await;
+    let broke = post(&http, invoke.clone(), call.clone(), &pay).await;
     assert_eq!(broke.status(), 402);
     assert_eq!(
         broke.json::<Value>().await.unwrap()["error"],
