@@ -199,8 +199,18 @@ async fn main() {
     let invoke_url = format!("{hub_url}/ai-market/v2/invoke");
     let provider_invoke_url = format!("{provider_url}/invoke");
 
+    // Lets the background writer catch up, so one series does not pay for the last.
+    let drain = || async {
+        for _ in 0..600 {
+            if state.invoker.pending_records() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
     let direct = series(n, || client.post(&provider_invoke_url).json(&direct_body)).await;
     let routed = series(n, || client.post(&invoke_url).json(&hub_body)).await;
+    drain().await;
     let paid_direct = series(n, || {
         client
             .post(&provider_invoke_url)
@@ -216,6 +226,8 @@ async fn main() {
             .json(&paid_hub_body)
     })
     .await;
+
+    drain().await;
 
     // Throughput through the hub.
     let done = Arc::new(AtomicU64::new(0));

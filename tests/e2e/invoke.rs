@@ -19,6 +19,13 @@ fn call_body(tool: &FakeTool, input: Value) -> Value {
     json!({"product_id": tool.product_id, "capability_id": tool.capability_id, "input": input})
 }
 
+/// Invokes `tool` and asserts a 200; returns the body.
+async fn invoke_ok(hub: &TestHub, tool: &FakeTool, input: Value) -> Value {
+    let (status, body) = hub.post(PATH, &call_body(tool, input)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
 async fn provider_with(tool: FakeTool) -> FakeProvider {
     FakeProvider::builder().tool(tool).start().await
 }
@@ -404,15 +411,9 @@ async fn signatures_legacy_and_absent_are_accepted_and_flagged() {
         .start()
         .await;
     seed_provider(&hub, &provider).await;
-    let (status, body) = hub
-        .post(PATH, &call_body(&legacy, json!({"text": "x"})))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    let body = invoke_ok(&hub, &legacy, json!({"text": "x"})).await;
     assert_eq!(body["provider_signature"], "legacy");
-    let (status, body) = hub
-        .post(PATH, &call_body(&unsigned, json!({"text": "x"})))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    let body = invoke_ok(&hub, &unsigned, json!({"text": "x"})).await;
     assert_eq!(body["provider_signature"], "absent");
 }
 
@@ -438,10 +439,7 @@ async fn a_typed_failure_passes_through_uncharged() {
     let tool = FakeTool::echo("refuses@v1").behaving(Behaviour::TypedFailure);
     let provider = provider_with(tool.clone()).await;
     seed_provider(&hub, &provider).await;
-    let (status, body) = hub
-        .post(PATH, &call_body(&tool, json!({"text": "x"})))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    let body = invoke_ok(&hub, &tool, json!({"text": "x"})).await;
     assert_eq!(body["success"], false);
     assert_eq!(body["error"], "model_refused");
     assert_eq!(body["price_usd"], 0.0);
@@ -462,10 +460,7 @@ async fn targets_v2_hub_v1_factory_and_relay_hub() {
         .start()
         .await;
     seed_provider(&hub, &v2).await;
-    let (status, body) = hub
-        .post(PATH, &call_body(&tool, json!({"text": "a"})))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    invoke_ok(&hub, &tool, json!({"text": "a"})).await;
     let seen = v2.seen();
     assert_eq!(seen[0].path, "/ai-market/v2/invoke");
     assert_eq!(
@@ -482,10 +477,7 @@ async fn targets_v2_hub_v1_factory_and_relay_hub() {
         .start()
         .await;
     seed_provider(&hub, &v1).await;
-    let (status, body) = hub
-        .post(PATH, &call_body(&tool, json!({"text": "b"})))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    invoke_ok(&hub, &tool, json!({"text": "b"})).await;
     let seen = v1.seen();
     assert_eq!(seen[0].path, "/capabilities/prod-fake/factorycap@v1/invoke");
     assert_eq!(seen[0].json(), json!({"input": {"text": "b"}}));
@@ -501,10 +493,7 @@ async fn targets_v2_hub_v1_factory_and_relay_hub() {
     let origin = "https://origin.example";
     let listed = relay.new_capability(&tool, Some(origin));
     seed_catalog(&hub, &relay, vec![listed]).await;
-    let (status, body) = hub
-        .post(PATH, &call_body(&tool, json!({"text": "c"})))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    let body = invoke_ok(&hub, &tool, json!({"text": "c"})).await;
     assert_eq!(body["source_hub"], origin);
     let seen = relay.seen();
     assert_eq!(seen[0].path, "/ai-market/v2/invoke");
@@ -521,10 +510,7 @@ async fn the_rate_limit_answers_429_with_retry_after() {
     let provider = provider_with(tool.clone()).await;
     seed_provider(&hub, &provider).await;
     for _ in 0..2 {
-        let (status, body) = hub
-            .post(PATH, &call_body(&tool, json!({"text": "x"})))
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
+        invoke_ok(&hub, &tool, json!({"text": "x"})).await;
     }
     let (status, headers, body) = hub
         .send(

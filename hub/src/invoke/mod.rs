@@ -69,7 +69,7 @@ impl InvokeResult {
     pub fn from_error(error: InvokeError) -> Self {
         let api = ApiError::from(error);
         let status = api.kind().status();
-        if status.is_server_error() && status.as_u16() == 500 {
+        if status == actix_web::http::StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(error = ?api, "invoke failed with an internal error");
         }
         let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
@@ -166,6 +166,11 @@ impl Invoker {
     /// Forgets every cached catalog lookup (the next invokes read the store).
     pub fn invalidate_catalog(&self) {
         self.catalog.clear();
+    }
+
+    /// Background writes queued and not yet written.
+    pub fn pending_records(&self) -> usize {
+        self.recorder.pending()
     }
 
     /// Background writes dropped because the queue was full.

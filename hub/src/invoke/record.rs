@@ -46,6 +46,13 @@ impl Recorder {
         }
     }
 
+    /// Writes queued and not yet taken by the writer.
+    pub fn pending(&self) -> usize {
+        self.sender
+            .get()
+            .map_or(0, |s| s.max_capacity() - s.capacity())
+    }
+
     /// How many writes were dropped because the queue was full.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)

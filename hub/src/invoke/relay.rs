@@ -239,21 +239,8 @@ mod tests {
 
     fn offer(key: Option<&KeyPair>) -> Offer {
         Offer {
-            origin: "https://o".into(),
-            via: None,
-            peer_url: "https://o".into(),
-            peer_operator: false,
-            peer_well_known_url: String::new(),
-            product_id: "p".into(),
-            capability_id: "c@v1".into(),
-            price_usd: 0.0,
-            routed_price_usd: 0.0,
-            p50_latency_ms: 0,
-            trust_score: 0.5,
-            success_rate: 1.0,
-            invoke_url: None,
             provider_key: key.map(KeyPair::public_key),
-            schema: None,
+            ..crate::invoke::resolve::test_offer("https://o", None)
         }
     }
 

@@ -300,27 +300,37 @@ pub async fn not_found(
     }
 }
 
+/// An offer with neutral defaults, for unit tests of the modules that consume offers.
+#[cfg(test)]
+pub(crate) fn test_offer(origin: &str, via: Option<&str>) -> Offer {
+    Offer {
+        origin: origin.into(),
+        via: via.map(Into::into),
+        peer_url: via.unwrap_or(origin).into(),
+        peer_operator: false,
+        peer_well_known_url: String::new(),
+        product_id: "p".into(),
+        capability_id: "c@v1".into(),
+        price_usd: 0.0,
+        routed_price_usd: 0.0,
+        p50_latency_ms: 0,
+        trust_score: 0.5,
+        success_rate: 1.0,
+        invoke_url: None,
+        provider_key: None,
+        schema: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn offer(origin: &str, via: Option<&str>, trust: f64, routed: f64) -> Arc<Offer> {
         Arc::new(Offer {
-            origin: origin.into(),
-            via: via.map(Into::into),
-            peer_url: via.unwrap_or(origin).into(),
-            peer_operator: false,
-            peer_well_known_url: String::new(),
-            product_id: "p".into(),
-            capability_id: "c".into(),
-            price_usd: routed,
-            routed_price_usd: routed,
-            p50_latency_ms: 0,
             trust_score: trust,
-            success_rate: 1.0,
-            invoke_url: None,
-            provider_key: None,
-            schema: None,
+            routed_price_usd: routed,
+            ..test_offer(origin, via)
         })
     }
 

@@ -219,21 +219,10 @@ mod tests {
 
     fn offer(via: Option<&str>, invoke_url: Option<&str>) -> Offer {
         Offer {
-            origin: "https://origin.example".into(),
-            via: via.map(Into::into),
-            peer_url: via.unwrap_or("https://origin.example").into(),
-            peer_operator: false,
-            peer_well_known_url: String::new(),
             product_id: "prod/x".into(),
             capability_id: "translate.multi@v2".into(),
-            price_usd: 0.0,
-            routed_price_usd: 0.0,
-            p50_latency_ms: 0,
-            trust_score: 0.5,
-            success_rate: 1.0,
             invoke_url: invoke_url.map(|u| SafeUrl::parse(u).unwrap()),
-            provider_key: None,
-            schema: None,
+            ..crate::invoke::resolve::test_offer("https://origin.example", via)
         }
     }
 
