@@ -3,19 +3,23 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod channels;
+mod clients;
 mod crawl;
 mod crawl_admin;
 mod crawl_bad;
 mod demo;
 mod demo_v1;
-mod mcp;
-mod channels;
-mod clients;
+mod federation;
+mod federation_ops;
 mod invoke;
 mod invoke_payments;
 mod manifest;
+mod mcp;
+mod reputation;
 mod search;
 mod search_index;
 mod search_params;
 mod search_plugins;
 mod smoke;
+mod stats;

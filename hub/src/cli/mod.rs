@@ -1,4 +1,5 @@
-//! The command line: `aimarket-hub [serve] | keygen | verify | crawl | demo | search | invoke`.
+//! The command line: `aimarket-hub [serve] | keygen | verify | crawl | demo | search | invoke |
+//! peers`.
 //!
 //! Each subcommand lives in its own module and returns an [`ExitCode`]; errors are printed
 //! to stderr as `error: …`. `serve` is the default, so `aimarket-hub --listen ADDR` works.
@@ -9,6 +10,7 @@ mod crawl;
 mod demo;
 mod invoke;
 mod keygen;
+pub mod peers;
 mod remote;
 mod search;
 mod serve;
@@ -22,6 +24,7 @@ pub use crawl::CrawlArgs;
 pub use demo::DemoArgs;
 pub use invoke::InvokeArgs;
 pub use keygen::KeygenArgs;
+pub use peers::PeersArgs;
 pub use search::SearchArgs;
 pub use serve::SettingsArgs;
 pub use verify::VerifyArgs;
@@ -67,6 +70,8 @@ pub enum Command {
     Search(SearchArgs),
     /// Invoke a capability through a hub (a client of any hub).
     Invoke(InvokeArgs),
+    /// Manage a running hub's peers: list, approve, remove, repin, add-seed (admin token).
+    Peers(PeersArgs),
 }
 
 /// Loads the settings and builds the multi-threaded runtime of a subcommand that needs
@@ -94,7 +99,7 @@ pub fn run(cli: Cli) -> ExitCode {
     // The client-style commands print for people; their logs stay quiet unless asked for.
     let quiet = matches!(
         cli.command,
-        Some(Command::Demo(_) | Command::Search(_) | Command::Invoke(_))
+        Some(Command::Demo(_) | Command::Search(_) | Command::Invoke(_) | Command::Peers(_))
     ) && std::env::var_os("RUST_LOG").is_none();
     if let Err(e) = telemetry::init(cli.log_format, quiet.then_some("warn")) {
         eprintln!("error: {e}");
@@ -109,5 +114,6 @@ pub fn run(cli: Cli) -> ExitCode {
         Some(Command::Demo(args)) => demo::run(&args),
         Some(Command::Search(args)) => search::run(&args),
         Some(Command::Invoke(args)) => invoke::run(&args),
+        Some(Command::Peers(args)) => peers::run(&args),
     }
 }

@@ -162,8 +162,7 @@ pub async fn previews(store: &Store) -> Result<HashMap<i64, Value>, StoreError> 
     const SQL: &str = "SELECT v.peer_id, v.capabilities, v.capabilities_count, v.public_key, \
          v.verified_at, v.checked_at, v.error FROM peer_previews v \
          JOIN peers p ON p.id = v.peer_id WHERE p.state = 'pending'";
-    let rows: Vec<PreviewRow> =
-        on_pool!(store, |pool| { sqlx::query_as(SQL).fetch_all(pool).await? });
+    let rows: Vec<PreviewRow> = on_pool!(store, |pool| sqlx::query_as(SQL).fetch_all(pool).await?);
     Ok(rows
         .into_iter()
         .map(|r| {

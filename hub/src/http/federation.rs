@@ -140,6 +140,8 @@ async fn list_peers(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         .into_iter()
         .map(|p| {
             let mut entry = peer_json(p, context.last_confirmed(&p.url));
+            // Pending peers are not scored (admission comes first, spec §2.4).
+            entry["trust_score"] = Value::Null;
             if let Some(preview) = previews.get(&p.id) {
                 entry["preview"] = preview.clone();
             }

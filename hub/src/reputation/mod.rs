@@ -1,5 +1,6 @@
-//! Reputation (spec §5): a trust score per peer from measured inputs, per-capability
-//! adjustments, and signed reputation events from other hubs.
+//! Reputation (spec §5): a trust score per admitted (active) peer from measured inputs,
+//! per-capability adjustments, and signed reputation events from other hubs. Pending peers are
+//! not scored: admission comes before trust (§2.4).
 //!
 //! **The score** (§5.1) is `0.2·age + 0.3·bond + 0.35·success_rate + 0.15·volume`:
 //!

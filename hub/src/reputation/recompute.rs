@@ -314,7 +314,8 @@ pub async fn recompute(state: &AppState) -> Result<RecomputeOutcome, ReputationE
 
     let mut plan = Plan::default();
     let mut by_url: HashMap<&str, (Components, &PeerRow)> = HashMap::new();
-    for peer in &peers {
+    // Only admitted peers are scored: a pending peer is subject to no trust rule (§2.4).
+    for peer in peers.iter().filter(|p| p.state == PeerState::Active) {
         let bond_usd = state.settings.reputation.peer_bonds.get(&peer.url);
         let inputs = own_inputs(own.get(&peer.url), events.get(&peer.url));
         let c = components(peer.first_success, bond_usd, &inputs, now);
@@ -442,8 +443,8 @@ async fn write(store: &Store, plan: &Plan, now: i64) -> Result<RecomputeOutcome,
          calls_30d = excluded.calls_30d, successes_30d = excluded.successes_30d, \
          volume_usd_30d = excluded.volume_usd_30d, events_30d = excluded.events_30d, \
          event_successes_30d = excluded.event_successes_30d, computed_at = excluded.computed_at";
-    const FORGET_PEERS: &str =
-        "DELETE FROM peer_reputation WHERE peer_url NOT IN (SELECT url FROM peers)";
+    const FORGET_PEERS: &str = "DELETE FROM peer_reputation \
+         WHERE peer_url NOT IN (SELECT url FROM peers WHERE state = 'active')";
     const CAP_ROW: &str = "INSERT INTO capability_reputation (origin, product_id, \
          capability_id, calls_30d, successes_30d, trust_score, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) \
