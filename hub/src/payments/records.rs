@@ -195,6 +195,7 @@ impl Ledger {
         on_pool_write!(&self.store, |pool| {
             insert_invocation!(record, pool)?;
         });
+        self.live.publish_records(std::slice::from_ref(&record));
         Ok(())
     }
 
@@ -235,6 +236,7 @@ impl Ledger {
             }
             tx.commit().await?;
         });
+        self.live.publish_records(records);
         Ok(())
     }
 
