@@ -87,11 +87,9 @@ const INSERT_INVOCATION: &str = "INSERT INTO invocations (peer_url, origin, prod
      capability_id, status, success, latency_ms, price, channel_id, ts) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
-/// A receipt insert that skips a nonce already stored (batched writes must not abort the
-/// whole transaction over one duplicate).
-const INSERT_RECEIPT_IF_ABSENT: &str = "INSERT INTO receipts (nonce, receipt, signer, \
-     channel_id, hold_id, charged, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-     ON CONFLICT (nonce) DO NOTHING";
+/// Rows per multi-row insert of [`Ledger::record_batch`] (at most 10 parameters each, far
+/// below both engines' parameter limits).
+const BATCH_ROWS: usize = 200;
 
 /// Inserts an [`InvocationRecord`] through an executor of either engine; evaluates to
 /// `Result<_, sqlx::Error>` (a macro for the same reason as `insert_receipt!`).
@@ -200,10 +198,10 @@ impl Ledger {
     }
 
     /// Writes invocation records and receipts of calls that moved no money, all in one
-    /// transaction: the invoke path's background writer batches them so that a busy hub's
-    /// thousands of calls per second cost a few transactions, not thousands. A receipt whose
-    /// nonce is already stored is skipped; an invalid receipt fails the batch before
-    /// anything is written.
+    /// transaction of multi-row inserts: the invoke path's background writer batches them so
+    /// that a busy hub's thousands of calls per second cost a few statements, not thousands.
+    /// A receipt whose nonce is already stored is skipped; an invalid receipt fails the batch
+    /// before anything is written.
     pub async fn record_batch(
         &self,
         records: &[InvocationRecord],
@@ -219,20 +217,41 @@ impl Ledger {
         let now = now_ms();
         on_pool_write!(&self.store, |pool| {
             let mut tx = pool.begin_write().await?;
-            for record in records {
-                insert_invocation!(record, &mut *tx)?;
+            for chunk in records.chunks(BATCH_ROWS) {
+                let mut query = sqlx::QueryBuilder::new(
+                    "INSERT INTO invocations (peer_url, origin, product_id, capability_id, \
+                     status, success, latency_ms, price, channel_id, ts) ",
+                );
+                query.push_values(chunk, |mut row, r| {
+                    row.push_bind(r.peer_url.as_str())
+                        .push_bind(r.origin.as_str())
+                        .push_bind(r.product_id.as_str())
+                        .push_bind(r.capability_id.as_str())
+                        .push_bind(i64::from(r.status))
+                        .push_bind(r.success)
+                        .push_bind(i64::try_from(r.latency_ms).unwrap_or(i64::MAX))
+                        .push_bind(r.price_micros)
+                        .push_bind(r.channel_id.as_deref())
+                        .push_bind(r.ts);
+                });
+                query.build().execute(&mut *tx).await?;
             }
-            for row in &rows {
-                sqlx::query(INSERT_RECEIPT_IF_ABSENT)
-                    .bind(&row.nonce)
-                    .bind(&row.json)
-                    .bind(&row.signer)
-                    .bind(&row.channel_id)
-                    .bind(&row.hold_id)
-                    .bind(row.charged)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
+            for chunk in rows.chunks(BATCH_ROWS) {
+                let mut query = sqlx::QueryBuilder::new(
+                    "INSERT INTO receipts (nonce, receipt, signer, channel_id, hold_id, \
+                     charged, created_at) ",
+                );
+                query.push_values(chunk, |mut row, r| {
+                    row.push_bind(r.nonce.as_str())
+                        .push_bind(r.json.as_str())
+                        .push_bind(r.signer.as_str())
+                        .push_bind(r.channel_id.as_deref())
+                        .push_bind(r.hold_id.as_deref())
+                        .push_bind(r.charged)
+                        .push_bind(now);
+                });
+                query.push(" ON CONFLICT (nonce) DO NOTHING");
+                query.build().execute(&mut *tx).await?;
             }
             tx.commit().await?;
         });
