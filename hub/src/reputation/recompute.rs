@@ -548,3 +548,63 @@ async fn keys_of_peers(
     }
     Ok(keys)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(consumer: &str, successes: i64, failures: i64, volume_usd: f64) -> EventLine {
+        EventLine {
+            provider_hub: "https://p.example".into(),
+            consumer_hub: consumer.into(),
+            events: successes + failures + 1,
+            successes,
+            failures,
+            volume_usd,
+        }
+    }
+
+    #[test]
+    fn events_are_weighted_capped_and_only_from_reporters() {
+        let reporters = HashSet::from(["https://a.example", "https://b.example"]);
+        let totals = fold_events(
+            vec![
+                line("https://a.example", 3, 1, 8.0),
+                // Beyond the cap: its ratio counts, not its weight.
+                line("https://b.example", 150, 50, 400.0),
+                line("https://stranger.example", 1000, 0, 1e6),
+            ],
+            &reporters,
+        );
+        let t = totals["https://p.example"];
+        let b_scale = EVENT_CAP_PER_CONSUMER as f64 / 200.0;
+        assert!((t.observations - EVENT_WEIGHT * (4.0 + 200.0 * b_scale)).abs() < 1e-9);
+        assert!((t.successes - EVENT_WEIGHT * (3.0 + 150.0 * b_scale)).abs() < 1e-9);
+        assert!((t.volume_usd - EVENT_WEIGHT * (8.0 + 400.0 * b_scale)).abs() < 1e-9);
+        assert_eq!((t.events, t.event_successes), (5 + 201, 153));
+    }
+
+    #[test]
+    fn components_combine_own_calls_and_events() {
+        let day = 86_400_000;
+        let inputs = Inputs {
+            calls: 20,
+            successes: 15,
+            volume_usd: 900.0,
+            events: EventTotals {
+                observations: 4.0,
+                successes: 4.0,
+                volume_usd: 100.0,
+                events: 16,
+                event_successes: 16,
+            },
+        };
+        let c = components(Some(0), 100.0, &inputs, 73 * day);
+        assert_eq!(c.age, 0.2);
+        assert_eq!(c.bond, 0.5);
+        assert_eq!(c.success_rate, round_score(21.5 / 29.0));
+        assert_eq!(c.volume, 0.6);
+        let none = components(None, 0.0, &Inputs::default(), day);
+        assert_eq!(none.trust(), 0.175);
+    }
+}

@@ -117,10 +117,10 @@ impl Drop for Subscription {
 impl LiveFeed {
     /// Sends `event` to every open stream; never waits.
     pub fn publish(&self, event: LiveEvent) {
-        // An error only means nobody is listening.
+        // An error only means nobody is listening. The cached summary is left alone: it
+        // is at most `SUMMARY_TTL` old, and clearing it on every call would make a busy hub
+        // scan its records for every stats request.
         let _ = self.sender.send(Arc::new(event));
-        // The cached summary no longer counts this call.
-        *self.summary.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// Publishes freshly stored records, in order.
