@@ -28,7 +28,8 @@ use aimarket_protocol::types::FederationAnnounce;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{FederationError, crawl_soon, peer_url, publish_peer_change, store};
+use super::operator::admit_as_operator;
+use super::{FederationError, crawl_soon, peer_url, store};
 use crate::state::AppState;
 use crate::store::{KeySource, NewPeer, PeerState, normalize_origin};
 
@@ -135,12 +136,8 @@ async fn operator_announce(
     body: &Value,
 ) -> Result<AnnounceOutcome, FederationError> {
     let parsed = parse(state, body, false).await?;
-    let before = state.store.get_peer_by_url(&parsed.origin).await?;
     let key = parsed.key.as_ref().map(PublicKey::to_b64);
-    let row = state
-        .store
-        .upsert_seed_peer(&parsed.origin, key.as_deref())
-        .await?;
+    let (before, row) = admit_as_operator(state, &parsed.origin, key.as_deref()).await?;
     store::set_announced(
         &state.store,
         row.id,
@@ -148,14 +145,6 @@ async fn operator_announce(
         parsed.name.as_deref(),
     )
     .await?;
-    let key_changed = before
-        .as_ref()
-        .is_some_and(|b| b.pinned_key.is_some() && b.pinned_key != row.pinned_key);
-    if let (true, Some(key)) = (key_changed, key.as_deref()) {
-        store::repin(&state.store, row.id, key).await?;
-    }
-    store::delete_preview(&state.store, row.id).await?;
-    publish_peer_change(state).await?;
     crawl_soon(state);
     Ok(AnnounceOutcome {
         acknowledged: true,

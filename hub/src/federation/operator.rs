@@ -78,6 +78,35 @@ fn parse_key(key: &str) -> Result<String, FederationError> {
         .map_err(|e| FederationError::BadRequest(format!("public_key: {e}")))
 }
 
+/// Records `origin` as an operator peer (active, trusted, depth 0), with `key` pinned as the
+/// operator's when given; a changed key also forgets the validators (the next crawl verifies
+/// in full), any preview is dropped, and the peer-set change is published. Returns the row
+/// before (if any) and after.
+pub(super) async fn admit_as_operator(
+    state: &AppState,
+    origin: &str,
+    key: Option<&str>,
+) -> Result<(Option<PeerRow>, PeerRow), FederationError> {
+    let before = state.store.get_peer_by_url(origin).await?;
+    let row = state.store.upsert_seed_peer(origin, key).await?;
+    let key_changed = before
+        .as_ref()
+        .is_some_and(|b| b.pinned_key.is_some() && b.pinned_key != row.pinned_key);
+    if let (true, Some(key)) = (key_changed, key) {
+        store::repin(&state.store, row.id, key).await?;
+    }
+    store::delete_preview(&state.store, row.id).await?;
+    match &before {
+        // Stored rows of a formerly pending peer may have become visible without a diff.
+        Some(b) if b.state == PeerState::Pending && b.capability_count > 0 => {
+            let version = state.store.catalog_version().await?;
+            state.publish_catalog_update(crate::crawl::CatalogUpdate::initial(version));
+        }
+        _ => publish_peer_change(state).await?,
+    }
+    Ok((before, row))
+}
+
 /// Admits a pending peer: `active`, trusted, its preview dropped, a crawl started. An active
 /// peer is answered as it is.
 pub async fn approve(state: &Arc<AppState>, url: &str) -> Result<PeerAction, FederationError> {
@@ -166,26 +195,7 @@ pub async fn add_seed(
     let key = public_key.map(parse_key).transpose()?;
     let url = peer_url(state, url, false).await?;
     let origin = normalize_origin(url.as_str())?;
-    let before = state.store.get_peer_by_url(&origin).await?;
-    let row = state
-        .store
-        .upsert_seed_peer(&origin, key.as_deref())
-        .await?;
-    let key_changed = before
-        .as_ref()
-        .is_some_and(|b| b.pinned_key.is_some() && b.pinned_key != row.pinned_key);
-    if let (true, Some(key)) = (key_changed, key.as_deref()) {
-        store::repin(&state.store, row.id, key).await?;
-    }
-    store::delete_preview(&state.store, row.id).await?;
-    match &before {
-        // Stored rows of a formerly pending peer may have become visible.
-        Some(b) if b.state == PeerState::Pending && b.capability_count > 0 => {
-            let version = state.store.catalog_version().await?;
-            state.publish_catalog_update(crate::crawl::CatalogUpdate::initial(version));
-        }
-        _ => publish_peer_change(state).await?,
-    }
+    let (before, row) = admit_as_operator(state, &origin, key.as_deref()).await?;
     crawl_soon(state);
     let mut action = PeerAction::of(&row);
     action.created = before.is_none();
