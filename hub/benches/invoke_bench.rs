@@ -229,6 +229,38 @@ async fn main() {
 
     drain().await;
 
+    // The ledger's share of the paid path: hold + capture (with a signed receipt) alone.
+    let mut ledger_samples = Vec::with_capacity(n);
+    for i in 0..n {
+        let nonce = format!("rcpt_bench_{i}");
+        let started = Instant::now();
+        state
+            .ledger
+            .hold(&channel_id, Some(&channel_secret), 1010, &nonce)
+            .await
+            .expect("hold");
+        let mut receipt = json!({"nonce": nonce, "product_id": PRODUCT, "capability_id": PAID,
+            "price_usd": 0.00101, "timestamp": "2026-01-01T00:00:00.000Z", "success": true,
+            "latency_ms": 1});
+        aimarket_protocol::signing::sign_receipt(
+            &mut receipt,
+            &state.signing_key,
+            aimarket_protocol::signing::ReceiptVersion::V1,
+        )
+        .expect("sign");
+        state
+            .ledger
+            .capture(&nonce, &receipt)
+            .await
+            .expect("capture");
+        ledger_samples.push(started.elapsed());
+    }
+    ledger_samples.sort();
+    let ledger = Series {
+        p50: percentile(&ledger_samples, 0.50),
+        p99: percentile(&ledger_samples, 0.99),
+    };
+
     // Throughput through the hub.
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -290,10 +322,16 @@ async fn main() {
         micros(paid.p99) - micros(paid_direct.p99)
     );
     println!(
+        "  ledger alone: hold + sign + capture p50 {:>8.1} µs  p99 {:>8.1} µs",
+        micros(ledger.p50),
+        micros(ledger.p99)
+    );
+    println!(
         "  throughput via hub: {throughput:.0} invokes/s ({CONCURRENCY} concurrent clients, {secs} s)"
     );
     println!(
-        "  channel debited {used} µUSD for {} paid calls (+warm-up); background writes dropped: {}",
+        "  channel debited {used} µUSD for {} paid calls (+warm-up) and {n} ledger-only holds; \
+         background writes dropped: {}",
         n,
         state.invoker.dropped_records()
     );
