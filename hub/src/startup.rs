@@ -308,6 +308,7 @@ impl Application {
         watcher.abort();
         self.state.crawl.shutdown();
         self.state.catalog.close();
+        self.state.catalog.wait_released(SHUTDOWN_TIMEOUT).await;
         self.state.plugins.shutdown().await;
         // Lets SQLite checkpoint its WAL.
         self.state.store.close().await;

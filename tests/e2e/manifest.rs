@@ -57,6 +57,22 @@ async fn seed(hub: &TestHub, origin: &str, n: usize) {
     });
 }
 
+/// The trust of the tools of `origin` in `manifest` (all equal until calls are measured).
+fn tool_trust(manifest: &Value, origin: &str) -> f64 {
+    let trusts: Vec<f64> = manifest["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["source_hub"] == origin)
+        .map(|t| t["trust_score"].as_f64().unwrap())
+        .collect();
+    assert!(
+        trusts.windows(2).all(|w| w[0] == w[1]),
+        "one peer, one trust"
+    );
+    trusts[0]
+}
+
 /// The hub key from the well-known.
 async fn hub_key(hub: &TestHub) -> PublicKey {
     let (_, doc) = hub.get(WELL_KNOWN).await;
@@ -101,7 +117,8 @@ async fn manifest_lists_every_capability_signed_and_schema_valid() {
     assert!(manifest["generated_at"].as_str().unwrap().ends_with('Z'));
     let by_hub = &manifest["by_hub"]["https://bulk.example"];
     assert_eq!(by_hub["capabilities_count"], 1200);
-    assert_eq!(by_hub["trust_score"], 0.5);
+    let trust = tool_trust(&manifest, "https://bulk.example");
+    assert_eq!(by_hub["trust_score"], trust, "mean of its tools' trust");
     assert!(by_hub["last_crawl"].is_string());
     let invoke_url = hub.url("/ai-market/v2/invoke");
     let tool = manifest["tools"]
@@ -117,7 +134,8 @@ async fn manifest_lists_every_capability_signed_and_schema_valid() {
     assert_eq!(tool["price_per_call_usd"], 0.001);
     assert_eq!(tool["routed_price_usd"], 0.00101);
     assert_eq!(tool["routing_fee_bps"], 100);
-    assert_eq!(tool["trust_score"], 0.5);
+    assert_eq!(tool["trust_score"], trust);
+    assert!((0.0..=1.0).contains(&trust));
     assert_eq!(tool["success_rate_30d"], 0.99);
     assert_eq!(tool["p50_latency_ms"], 100);
     assert_eq!(tool["source_hub"], "https://bulk.example");
@@ -259,7 +277,10 @@ async fn well_known_lists_active_peers_only_with_real_counts() {
     assert_eq!(peers.len(), 1, "{doc}");
     assert_eq!(peers[0]["url"], provider.url.as_str());
     assert_eq!(peers[0]["capabilities_count"], 2);
-    assert_eq!(peers[0]["trust_score"], 0.5);
+    assert_eq!(
+        peers[0]["trust_score"],
+        crate::search::peer_trust(&hub, &provider.url).await
+    );
     assert!(peers[0]["last_crawl"].is_string());
     assert!(peers[0]["name"].is_string());
 }

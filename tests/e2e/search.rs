@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use aimarket_e2e::catalog_server::{CatalogServer, MANIFEST, signed_manifest, tool, tools};
 use aimarket_e2e::{TestHub, TestHubBuilder, wait_until};
-use aimarket_hub::crawl::CatalogUpdate;
 use aimarket_hub::settings::Seed;
-use aimarket_hub::store::{CapabilityKey, Store};
 use aimarket_protocol::signing::KeyPair;
 use chrono::Utc;
 use reqwest::StatusCode;
@@ -117,7 +115,27 @@ pub(crate) async fn crawled_hub(
     let hub = builder.settings(|s| s.seeds = seeds).start().await;
     crawl(&hub).await;
     wait_for_total(&hub, expected).await;
+    wait_trust_settled(&hub).await;
     hub
+}
+
+/// Waits until search reports every active peer's current trust score: the reputation
+/// recompute after a crawl publishes the new scores, and the index applies them.
+pub(crate) async fn wait_trust_settled(hub: &TestHub) {
+    let settled = wait_until(SYNC_WAIT, || async {
+        let (_, peers) = hub.get("/ai-market/v2/federation/peers").await;
+        for peer in peers["peers"].as_array().into_iter().flatten() {
+            let url = peer["url"].as_str().unwrap_or_default();
+            let page = search(hub, &format!("hub={}&limit=1", urlencode(url))).await;
+            let first = &page["matches"][0];
+            if !first.is_null() && first["trust_score"] != peer["trust_score"] {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    assert!(settled, "search never showed the peers' trust scores");
 }
 
 /// Runs a crawl through the admin endpoint (joining the startup crawl if it still runs).
@@ -221,7 +239,12 @@ async fn matches_carry_every_field_and_come_only_from_good_providers() {
             "{m}"
         );
         assert!(m["input_schema"].is_object(), "{m}");
-        assert_eq!(m["trust_score"], 0.5, "new peers start at 0.5");
+        let source = m["source_hub"].as_str().unwrap();
+        assert_eq!(
+            m["trust_score"],
+            peer_trust(&hub, source).await,
+            "the peer's trust: {m}"
+        );
         assert_eq!(m["success_rate_30d"], 0.97, "the declared rate: {m}");
         assert_eq!(m["routing_fee_bps"], 100);
     }
@@ -284,7 +307,10 @@ async fn matches_carry_every_field_and_come_only_from_good_providers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_filter_runs_in_the_index() {
     let p = Providers::start().await;
-    let hub = crawled_hub(TestHub::builder(), p.seeds(), 133).await;
+    let bond = format!("{}=10000", p.b.url);
+    let builder = TestHub::builder().settings(|s| s.reputation.peer_bonds = bond.parse().unwrap());
+    let hub = crawled_hub(builder, p.seeds(), 133).await;
+    // (crawled_hub waited for the bond to reach the index through the reputation update.)
     let q = |extra: &str| format!("intent=translate&{extra}");
 
     // budget is on the routed price: 0.01 lists at 0.0101 through this hub.
@@ -321,23 +347,36 @@ async fn each_filter_runs_in_the_index() {
     assert_eq!(search(&hub, &q("hub=any")).await["total"], 2);
     assert_eq!(search(&hub, &q("hub=local")).await["total"], 0);
 
-    // min_trust: raise B's trust (what the reputation work will do) and publish the change.
-    assert!(search(&hub, &q("min_trust=0.6")).await["total"] == 0);
-    let applies = metric(&hub, "aimarket_index_applies_total").await;
-    set_trust(&hub, &p.b.url, 0.9).await;
-    let reached = wait_until(SYNC_WAIT, || async {
-        ids(&search(&hub, &q("min_trust=0.6")).await) == ["translate.legal@v1"]
-    })
-    .await;
-    assert!(reached, "{}", search(&hub, &q("min_trust=0.6")).await);
-    assert!(metric(&hub, "aimarket_index_applies_total").await > applies);
-    assert_eq!(search(&hub, &q("min_trust=0.5")).await["total"], 2);
-    assert_eq!(search(&hub, &q("min_trust=0.91")).await["total"], 0);
+    // min_trust: B carries an operator-configured bond, so its trust is higher than A's.
+    let (trust_a, trust_b) = (
+        peer_trust(&hub, &p.a.url).await,
+        peer_trust(&hub, &p.b.url).await,
+    );
+    assert!(trust_b > trust_a, "{trust_a} vs {trust_b}");
+    let between = (trust_a + trust_b) / 2.0;
+    assert_eq!(
+        ids(&search(&hub, &q(&format!("min_trust={between}"))).await),
+        ["translate.legal@v1"]
+    );
+    assert_eq!(
+        search(&hub, &q(&format!("min_trust={trust_a}"))).await["total"],
+        2,
+        "inclusive"
+    );
+    let above = (trust_b + 0.001).min(1.0);
+    if above > trust_b {
+        assert_eq!(
+            search(&hub, &q(&format!("min_trust={above}"))).await["total"],
+            0
+        );
+    }
 
     // All filters at once still answer from the index.
     let all = search(
         &hub,
-        &q("budget=0.5&max_latency_ms=6000&min_trust=0.8&category=legal"),
+        &q(&format!(
+            "budget=0.5&max_latency_ms=6000&min_trust={between}&category=legal"
+        )),
     )
     .await;
     assert_eq!(ids(&all), ["translate.legal@v1"]);
@@ -356,39 +395,17 @@ pub(crate) fn urlencode(value: &str) -> String {
         .collect()
 }
 
-/// Sets a peer's trust in the store and publishes the change for its capabilities, the way
-/// a reputation update does.
-async fn set_trust(hub: &TestHub, peer_url: &str, trust: f64) {
-    let Store::Sqlite(db) = &hub.state.store else {
-        panic!("these tests run on SQLite");
-    };
-    sqlx::query("UPDATE peers SET trust_score = $1 WHERE url = $2")
-        .bind(trust)
-        .bind(peer_url)
-        .execute(db.pool())
-        .await
-        .unwrap();
-    let version = hub.state.store.catalog_version().await.unwrap();
-    let changed: Vec<CapabilityKey> = hub
-        .state
-        .store
-        .list_capabilities(0, 10_000)
-        .await
+/// A peer's trust score as `GET /ai-market/v2/federation/peers` reports it.
+pub(crate) async fn peer_trust(hub: &TestHub, url: &str) -> f64 {
+    let (status, body) = hub.get("/ai-market/v2/federation/peers").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["peers"]
+        .as_array()
         .unwrap()
-        .into_iter()
-        .filter(|row| row.peer_url == peer_url)
-        .map(|row| CapabilityKey {
-            origin: row.origin,
-            product_id: row.product_id,
-            capability_id: row.capability_id,
-        })
-        .collect();
-    hub.state.publish_catalog_update(CatalogUpdate {
-        version,
-        since: Some(version),
-        changed,
-        ..CatalogUpdate::default()
-    });
+        .iter()
+        .find(|p| p["url"] == url)
+        .and_then(|p| p["trust_score"].as_f64())
+        .unwrap_or_else(|| panic!("no active peer {url}: {body}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

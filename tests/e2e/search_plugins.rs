@@ -15,6 +15,8 @@ use aimarket_protocol::signing::{PublicKey, verify_document};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use aimarket_hub::catalog::RANK_BLOCK;
+
 use crate::search::{Providers, crawled_hub, ids, metric, search};
 
 /// Reverses whatever order the plugins before it produced.
@@ -78,14 +80,22 @@ async fn a_configured_rank_plugin_changes_the_order() {
     )
     .await;
 
-    // The chain reranks each block of 50 index results: the reversed hub's first page is the
-    // plain hub's first block, back to front.
-    let block = ids(&search(&plain, "intent=bulk&limit=50").await);
-    assert_eq!(block.len(), 50);
-    let page = ids(&search(&reversed, "intent=bulk&limit=20").await);
-    let expected: Vec<String> = block.iter().rev().take(20).cloned().collect();
-    assert_eq!(page, expected);
-    assert_ne!(page, block[..20].to_vec());
+    // The chain reranks each block of RANK_BLOCK index results on its own: the reversed
+    // hub's pages are the plain hub's blocks, back to front.
+    let size = RANK_BLOCK;
+    for offset in [0, size] {
+        let q = format!("intent=bulk&limit={size}&offset={offset}");
+        let block = ids(&search(&plain, &q).await);
+        assert_eq!(block.len(), size);
+        let page = ids(&search(&reversed, &q).await);
+        let expected: Vec<String> = block.iter().rev().cloned().collect();
+        assert_eq!(page, expected, "{q}");
+        assert_ne!(page, block);
+    }
+    // A page inside a block is a slice of the reranked block.
+    let block = ids(&search(&reversed, &format!("intent=bulk&limit={size}")).await);
+    let inner = ids(&search(&reversed, "intent=bulk&limit=5&offset=3").await);
+    assert_eq!(inner, block[3..8].to_vec());
 
     // The plugin list.
     let (status, listed) = reversed.get("/ai-market/v2/plugins").await;

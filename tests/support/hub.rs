@@ -199,6 +199,13 @@ impl TestHub {
         // Releases the search index (its writer lock), so a hub restarted on this data dir
         // can open it.
         self.state.catalog.close();
+        assert!(
+            self.state
+                .catalog
+                .wait_released(Duration::from_secs(30))
+                .await,
+            "the search index was not released"
+        );
     }
 }
 

@@ -134,7 +134,12 @@ fn document(
         .map(|(origin, t)| {
             let mut entry = json!({
                 "capabilities_count": t.count,
-                "trust_score": if t.count == 0 { 0.0 } else { t.trust_sum / t.count as f64 },
+                // Micro-rounded: a mean of equal scores must read as that score.
+                "trust_score": if t.count == 0 {
+                    0.0
+                } else {
+                    (t.trust_sum / t.count as f64 * 1e6).round() / 1e6
+                },
             });
             if let Some(at) = iso_ms(t.last_seen_ms).filter(|_| t.last_seen_ms > 0) {
                 entry["last_crawl"] = Value::from(at);

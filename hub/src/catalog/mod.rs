@@ -27,7 +27,8 @@ pub mod trust;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
 
 use aimarket_indexer::{Index, IndexError};
 use aimarket_plugins::{PluginError, Refusal};
@@ -131,6 +132,8 @@ pub struct Catalog {
     /// Counters.
     pub stats: CatalogStats,
     stop: watch::Sender<bool>,
+    /// The index after [`Catalog::close`], to wait for its release.
+    released: Mutex<Option<Weak<Index>>>,
 }
 
 /// What, besides the store and the key, the catalog is built with.
@@ -203,6 +206,7 @@ impl Catalog {
             manifest: ManifestCache::default(),
             stats: CatalogStats::default(),
             stop: watch::Sender::new(false),
+            released: Mutex::new(None),
         }
     }
 
@@ -225,11 +229,36 @@ impl Catalog {
         self.routing_fee_bps
     }
 
-    /// Stops the sync task and releases the index (its files and writer lock are freed once
-    /// a running rebuild, if any, ends). Searches then answer 503. Idempotent.
+    /// Stops the sync task and lets go of the index: its files and writer lock are freed
+    /// once an update still running (if any) ends; [`Catalog::wait_released`] waits for
+    /// that. Searches then answer 503. Idempotent.
     pub fn close(&self) {
         self.stop.send_replace(true);
-        self.index.write().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(index) = self.index.write().unwrap_or_else(|e| e.into_inner()).take() {
+            *self.released.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::downgrade(&index));
+        }
+    }
+
+    /// After [`Catalog::close`]: waits up to `timeout` until nothing holds the index any
+    /// more (so a hub restarted on the same data dir can take its writer lock). Returns
+    /// whether it was released.
+    pub async fn wait_released(&self, timeout: Duration) -> bool {
+        let weak = self
+            .released
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let Some(weak) = weak else {
+            return self.is_closed();
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        while weak.strong_count() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
     }
 
     /// True once [`Catalog::close`] was called.

@@ -280,7 +280,7 @@ mod tests {
         assert_eq!(parse("limit=1000").unwrap().limit, MAX_LIMIT);
         assert_eq!(parse("limit=0").unwrap().limit, 0);
         assert_eq!(parse("budget=&limit=").unwrap(), SearchParams::default());
-        assert_eq!(parse("fields=full").unwrap().compact, false);
+        assert!(!parse("fields=full").unwrap().compact);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use aimarket_plugins::{Candidate, PluginError, PluginSettings, RegistryConfig};
 use serde_json::Value;
 
 /// Candidates per rank block (see the module docs).
-pub const RANK_BLOCK: usize = 50;
+pub const RANK_BLOCK: usize = 20;
 
 /// The index's ranking policy, derived from the configured `quality` plugin.
 pub struct QualityRanker {

@@ -114,6 +114,9 @@ impl Catalog {
 
     async fn run_sync(&self, mut updates: watch::Receiver<CatalogUpdate>) {
         let mut stop = self.stop.subscribe();
+        // The manifest is rebuilt when the catalog changed or it is getting old, not when
+        // only an index sync is being retried.
+        let mut manifest_due = true;
         loop {
             if self.is_closed() {
                 return;
@@ -124,22 +127,23 @@ impl Catalog {
                 self.stats.sync_errors.incr();
                 tracing::warn!(error = %e, version = update.version, "search index sync failed; retrying");
             }
-            if let Err(e) = self.refresh_manifest().await {
-                tracing::warn!(error = %e, "cannot build the manifest");
+            if manifest_due {
+                match self.refresh_manifest().await {
+                    Ok(_) => manifest_due = false,
+                    Err(e) => tracing::warn!(error = %e, "cannot build the manifest; retrying"),
+                }
             }
-            let wait = if synced.is_ok() {
-                REFRESH_INTERVAL
-            } else {
-                RETRY_AFTER
-            };
+            let retry = synced.is_err() || manifest_due;
+            let wait = if retry { RETRY_AFTER } else { REFRESH_INTERVAL };
             tokio::select! {
                 changed = updates.changed() => {
                     if changed.is_err() {
                         return;
                     }
+                    manifest_due = true;
                 }
                 _ = stop.wait_for(|stopped| *stopped) => return,
-                () = tokio::time::sleep(wait) => {}
+                () = tokio::time::sleep(wait) => manifest_due |= !retry,
             }
         }
     }
