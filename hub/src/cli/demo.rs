@@ -49,11 +49,14 @@ pub fn run(args: &DemoArgs) -> ExitCode {
             demo.stop().await;
             return Err(e.to_string());
         }
-        print_line(&demo.walkthrough());
-        if let Some(path) = &args.port_file {
-            std::fs::write(path, format!("{}\n", demo.local_addr().port()))
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        // The port file first: whoever waits for the printed walkthrough may read it next.
+        if let Some(path) = &args.port_file
+            && let Err(e) = std::fs::write(path, format!("{}\n", demo.local_addr().port()))
+        {
+            demo.stop().await;
+            return Err(format!("cannot write {}: {e}", path.display()));
         }
+        print_line(&demo.walkthrough());
         demo.run_until_stopped()
             .await
             .map_err(|e| format!("server failed: {e}"))
