@@ -218,7 +218,7 @@ impl Catalog {
             }
         }
         let key = self.signing_key.clone();
-        let base_url = self.public_url.clone();
+        let base_url = self.public_url.to_string();
         let rendered = tokio::task::spawn_blocking(move || {
             render(
                 document(tools, by_hub, &base_url, Utc::now()),

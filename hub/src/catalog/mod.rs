@@ -123,7 +123,8 @@ pub struct Catalog {
     /// `<data dir>`, for the settings fingerprint next to the index; `None` in memory.
     data_dir: Option<PathBuf>,
     routing_fee_bps: u32,
-    public_url: String,
+    /// This hub's public URL; shared, as every search hands it to the plugin context.
+    public_url: Arc<str>,
     signing_key: KeyPair,
     /// Set when the index was built with other settings (or by another mapping version)
     /// and must be rebuilt whatever its version says.
@@ -200,7 +201,7 @@ impl Catalog {
             index: RwLock::new(Some(Arc::new(index))),
             data_dir,
             routing_fee_bps: config.routing_fee_bps,
-            public_url: config.public_url,
+            public_url: config.public_url.into(),
             signing_key,
             needs_rebuild: AtomicBool::new(needs_rebuild),
             manifest: ManifestCache::default(),
@@ -222,6 +223,11 @@ impl Catalog {
     /// The manifest cache.
     pub fn manifest(&self) -> &ManifestCache {
         &self.manifest
+    }
+
+    /// This hub's public URL, without trailing slash.
+    pub fn hub_url(&self) -> Arc<str> {
+        Arc::clone(&self.public_url)
     }
 
     /// The routing fee routed prices are computed with.

@@ -2,6 +2,8 @@
 //! are documented in [`crate::catalog::params`] and the README; ranking in
 //! [`crate::catalog::ranking`].
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use aimarket_plugins::PluginContext;
@@ -20,19 +22,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource(PATH).route(web::get().to(search)));
 }
 
-/// The caller's `X-Request-Id` when it is short and printable, else a fresh one.
+/// The caller's `X-Request-Id` when it is short and printable, else `search-<n>` from a
+/// process-wide counter (unique per process, and free: no random bytes on the hot path).
 pub fn request_id(req: &HttpRequest) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
     req.headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|id| !id.is_empty() && id.len() <= MAX_REQUEST_ID)
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+        .map_or_else(
+            || format!("search-{}", NEXT.fetch_add(1, Ordering::Relaxed)),
+            str::to_owned,
+        )
 }
 
 async fn search(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let params = SearchParams::parse(req.query_string(), state.public_url.as_str())?;
-    let mut ctx = PluginContext::new(request_id(&req), state.public_url.as_str());
+    let mut ctx = PluginContext::new(request_id(&req), state.catalog.hub_url());
     let outcome = state
         .catalog
         .search(&params, &state.plugins, &mut ctx)
