@@ -11,7 +11,7 @@
 //! 2. dedupes: each origin is written at most once per [`WRITE_EVERY`] (hits in between are
 //!    counted and flushed with the next write);
 //! 3. bounds the set at [`MAX_RECORDED`] origins: new origins beyond it are counted and
-//!    dropped;
+//!    dropped (hits of recorded ones are still counted);
 //! 4. on an origin's first record, under open admission only, applies §7.4 in full
 //!    (address ranges with DNS) and, if it passes and the pending bound allows, records the
 //!    crawler as a `pending` peer (never active, never trusted) and queues its preview.
@@ -114,7 +114,7 @@ pub(super) async fn run(state: Arc<AppState>, mut queue: mpsc::Receiver<String>)
                 entry
             }
             None => {
-                if seen.len() >= MAX_RECORDED || stored >= MAX_RECORDED {
+                if seen.len() >= MAX_RECORDED {
                     state
                         .federation
                         .inbound_stats
@@ -130,7 +130,7 @@ pub(super) async fn run(state: Arc<AppState>, mut queue: mpsc::Receiver<String>)
         };
         let hits = std::mem::take(&mut entry.unwritten_hits);
         entry.last_write = Instant::now();
-        match write(&state, &origin, hits).await {
+        match write(&state, &origin, hits, stored < MAX_RECORDED).await {
             Ok(true) => stored += 1,
             Ok(false) => {}
             Err(StoreError::Database(sqlx::Error::PoolClosed)) => return,
@@ -147,8 +147,9 @@ async fn count(store: &Store) -> Result<i64, StoreError> {
     }))
 }
 
-/// Records `hits` for `origin`; returns true when the origin is new.
-async fn write(state: &AppState, origin: &str, hits: i64) -> Result<bool, StoreError> {
+/// Records `hits` for `origin`; returns true when the origin was new and stored (only with
+/// `room`: a full set still counts hits of the origins it holds).
+async fn write(state: &AppState, origin: &str, hits: i64, room: bool) -> Result<bool, StoreError> {
     const BUMP: &str =
         "UPDATE inbound_crawlers SET hits = hits + $2, last_seen = $3 WHERE url = $1";
     const INSERT: &str = "INSERT INTO inbound_crawlers (url, first_seen, last_seen, hits, \
@@ -164,6 +165,14 @@ async fn write(state: &AppState, origin: &str, hits: i64) -> Result<bool, StoreE
             .rows_affected()
     });
     if updated > 0 {
+        return Ok(false);
+    }
+    if !room {
+        state
+            .federation
+            .inbound_stats
+            .set_full
+            .fetch_add(1, Ordering::Relaxed);
         return Ok(false);
     }
     let (status, detail) = admit(state, origin).await?;
