@@ -30,19 +30,19 @@ pub fn capabilities() -> Vec<Cap> {
 fn translation() -> Vec<Cap> {
     vec![
         Cap::new(TRANSLATE, "translate.morse@v1", "Text to Morse code", "translation",
-            "Translate text into International Morse code: letters separated by spaces, words by a slash.",
+            "Translate plain text into International Morse code: letters separated by spaces, words by a slash.",
             ops::to_morse)
             .input(text_only("Text to encode (letters, digits and common punctuation)"))
             .output(output(&[("morse", "string"), ("unknown_characters", "integer")]))
             .price(0.002).quality(12, 0.998)
             .example(json!({"text": "SOS help"})),
         Cap::new(TRANSLATE, "translate.from_morse@v1", "Morse decoder", "translation",
-            "Decode International Morse code (dots and dashes; spaces between letters, slashes between words) back into letters and digits.",
+            "Decode dots and dashes (International Morse) back into letters and digits; spaces separate letters, slashes separate words.",
             ops::from_morse)
-            .input(text_only("Morse code, e.g. `... --- ...`"))
+            .input(input(vec![("signal", prop_with("string", "Dots and dashes, e.g. `... --- ...`", json!({"maxLength": 20000})))], &["signal"]))
             .output(output(&[("text", "string"), ("unknown_codes", "integer")]))
             .quality(10, 0.999)
-            .example(json!({"text": "... --- ... / .... . .-.. .--."})),
+            .example(json!({"signal": "... --- ... / .... . .-.. .--."})),
         Cap::new(TRANSLATE, "translate.pig_latin@v1", "English to Pig Latin", "translation",
             "Translate English words into Pig Latin, keeping punctuation and capitalisation.",
             ops::pig_latin)
@@ -263,7 +263,7 @@ mod tests {
         assert_eq!(
             run(
                 "translate.from_morse@v1",
-                json!({"text": "... --- ... / .-"})
+                json!({"signal": "... --- ... / .-"})
             )["text"],
             "SOS A"
         );

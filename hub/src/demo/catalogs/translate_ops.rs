@@ -48,7 +48,7 @@ pub fn to_morse(args: &Args) -> Out {
 
 pub fn from_morse(args: &Args) -> Out {
     let mut unknown = 0;
-    let words: Vec<String> = text(args, "text")?
+    let words: Vec<String> = text(args, "signal")?
         .split('/')
         .map(|word| {
             word.split_whitespace()
