@@ -16,7 +16,7 @@ use reqwest::StatusCode;
 use reqwest::header::{ACCEPT_ENCODING, CONTENT_ENCODING, ETAG, IF_NONE_MATCH};
 use serde_json::Value;
 
-use crate::search::{SYNC_WAIT, crawl, described, search, wait_for_total};
+use crate::search::{SYNC_WAIT, crawl, hub_crawling, product_tools, search, wait_for_total};
 
 const MANIFEST: &str = "/ai-market/v2/manifest";
 const WELL_KNOWN: &str = "/.well-known/ai-market.json";
@@ -142,10 +142,20 @@ async fn manifest_lists_every_capability_signed_and_schema_valid() {
     assert_eq!(tool["invoke_url"], invoke_url.as_str());
     assert!(tool.get("via").is_none());
 
-    // The v1 path serves the same document.
-    let (status, v1) = hub.get("/ai-market/manifest").await;
+    // The v1 path serves the same document (compared back to back: a reputation update may
+    // rebuild it meanwhile).
+    let (status, _) = hub.get("/ai-market/manifest").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(v1, manifest);
+    let same = aimarket_e2e::wait_until(SYNC_WAIT, || async {
+        let (_, v2) = hub.get(MANIFEST).await;
+        let (_, v1) = hub.get("/ai-market/manifest").await;
+        v1 == v2
+    })
+    .await;
+    assert!(
+        same,
+        "/ai-market/manifest differs from /ai-market/v2/manifest"
+    );
 
     // The well-known counts the same catalog.
     let (_, well_known) = hub.get(WELL_KNOWN).await;
@@ -222,31 +232,15 @@ async fn unchanged_documents_answer_304_and_gzip_when_asked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn well_known_lists_active_peers_only_with_real_counts() {
-    let provider = CatalogServer::with_tools(vec![
-        described(
-            "doc",
-            "ocr.scan@v1",
-            0.01,
-            "Read text from scanned pages",
-            400,
-            None,
-        ),
-        described(
-            "doc",
-            "pdf.split@v1",
-            0.002,
-            "Split a PDF into pages",
-            150,
-            None,
-        ),
-    ])
+    let provider = CatalogServer::with_tools(product_tools(
+        "doc",
+        &[
+            ("ocr.scan@v1", 0.01, "Read text from scanned pages", 400),
+            ("pdf.split@v1", 0.002, "Split a PDF into pages", 150),
+        ],
+    ))
     .await;
-    let hub = TestHub::builder()
-        .settings(|s| s.seeds = vec![provider.pinned_seed().parse().unwrap()])
-        .start()
-        .await;
-    crawl(&hub).await;
-    wait_for_total(&hub, 2).await;
+    let hub = hub_crawling(&provider, 2).await;
     // A pending peer (as an announce would create) must not be published.
     hub.state
         .store
@@ -287,30 +281,20 @@ async fn well_known_lists_active_peers_only_with_real_counts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_hub_crawls_this_hubs_documents() {
-    let provider = CatalogServer::with_tools(vec![
-        described(
-            "wx",
-            "weather.now@v1",
-            0.005,
-            "Current weather for a city",
-            250,
-            None,
-        ),
-        described(
-            "wx",
-            "weather.forecast@v1",
-            0.01,
-            "Seven day weather forecast",
-            400,
-            None,
-        ),
-    ])
+    let provider = CatalogServer::with_tools(product_tools(
+        "wx",
+        &[
+            ("weather.now@v1", 0.005, "Current weather for a city", 250),
+            (
+                "weather.forecast@v1",
+                0.01,
+                "Seven day weather forecast",
+                400,
+            ),
+        ],
+    ))
     .await;
-    let hub_a = TestHub::builder()
-        .settings(|s| s.seeds = vec![provider.pinned_seed().parse().unwrap()])
-        .start()
-        .await;
-    crawl(&hub_a).await;
+    let hub_a = hub_crawling(&provider, 2).await;
     manifest_with(&hub_a, 2).await;
     let key_a = hub_key(&hub_a).await;
 

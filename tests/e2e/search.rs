@@ -38,6 +38,22 @@ pub(crate) fn described(
     t
 }
 
+/// Tools of one product: `(capability_id, price, description, p50)` each, no category.
+pub(crate) fn product_tools(product: &str, tools: &[(&str, f64, &str, u64)]) -> Vec<Value> {
+    tools
+        .iter()
+        .map(|(id, price, description, p50)| {
+            described(product, id, *price, description, *p50, None)
+        })
+        .collect()
+}
+
+/// A hub seeded with `provider` (key pinned), crawled, `expected` capabilities indexed.
+pub(crate) async fn hub_crawling(provider: &CatalogServer, expected: u64) -> TestHub {
+    let seeds = vec![provider.pinned_seed().parse().unwrap()];
+    crawled_hub(TestHub::builder(), seeds, expected).await
+}
+
 /// The providers most tests search: two good ones, one with a forged manifest, and a bulk
 /// one with 130 tools for paging.
 pub(crate) struct Providers {

@@ -6,35 +6,26 @@
 use aimarket_e2e::TestHub;
 use aimarket_e2e::catalog_server::{CatalogServer, tool};
 
-use crate::search::{SYNC_WAIT, crawl, described, ids, metric, search, wait_for_total};
+use crate::search::{
+    SYNC_WAIT, crawl, described, hub_crawling, ids, metric, product_tools, search, wait_for_total,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_catalog_change_is_applied_incrementally() {
-    let provider = CatalogServer::with_tools(vec![
-        described(
-            "geo",
-            "geocode@v1",
-            0.01,
-            "Geocode a street address",
-            200,
-            None,
-        ),
-        described(
-            "geo",
-            "reverse.geocode@v1",
-            0.01,
-            "Reverse geocode coordinates",
-            200,
-            None,
-        ),
-    ])
+    let provider = CatalogServer::with_tools(product_tools(
+        "geo",
+        &[
+            ("geocode@v1", 0.01, "Geocode a street address", 200),
+            (
+                "reverse.geocode@v1",
+                0.01,
+                "Reverse geocode coordinates",
+                200,
+            ),
+        ],
+    ))
     .await;
-    let hub = TestHub::builder()
-        .settings(|s| s.seeds = vec![provider.pinned_seed().parse().unwrap()])
-        .start()
-        .await;
-    crawl(&hub).await;
-    wait_for_total(&hub, 2).await;
+    let hub = hub_crawling(&provider, 2).await;
     let rebuilds = metric(&hub, "aimarket_index_rebuilds_total").await;
     let applies = metric(&hub, "aimarket_index_applies_total").await;
 

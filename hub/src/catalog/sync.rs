@@ -1,13 +1,13 @@
 //! Keeping the index in step with the store, and the manifest with both.
 //!
-//! One task per hub ([`Catalog::spawn_sync`]) follows `AppState::subscribe_catalog`:
+//! Two tasks per hub ([`Catalog::spawn_sync`]) follow `AppState::subscribe_catalog`:
 //!
-//! 1. index: apply the update's keys when its `since` is the indexed version (also when it
-//!    does not move the version: trust changes republish keys without a catalog change);
-//!    nothing to do when the index is already at the update's version; otherwise rebuild
-//!    from the store
-//!    (the version is read *before* the rows, so a change racing the rebuild is applied
-//!    again by the next update, which is idempotent, rather than lost);
+//! 1. index: apply the update's keys when the indexed version lies between its `since` and
+//!    its version (also when it does not move the version: trust changes republish keys
+//!    without a catalog change); nothing to do when the index is already at the update's
+//!    version; otherwise (an update was missed) rebuild from the store. The rebuild reads the
+//!    version *before* the rows, so a change racing it is applied again by the next update,
+//!    which is idempotent, rather than lost;
 //! 2. manifest: rebuilt after every update, and every `manifest::REFRESH_INTERVAL`.
 //!
 //! A failed sync is retried after [`RETRY_AFTER`]. Rebuilds stream the store in pages
@@ -96,6 +96,14 @@ fn to_u64(version: i64) -> u64 {
     u64::try_from(version).unwrap_or(0)
 }
 
+/// Sleeps for `wait`, or forever when `None`.
+async fn sleep_or_forever(wait: Option<Duration>) {
+    match wait {
+        Some(wait) => tokio::time::sleep(wait).await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, CatalogError> + Send + 'static,
 ) -> Result<T, CatalogError> {
@@ -105,45 +113,70 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl Catalog {
-    /// Starts the sync task on `updates`. It ends when the catalog is closed or the sender
-    /// (the `AppState`) is dropped.
+    /// Starts the two sync tasks on `updates`: one keeps the index current, the other the
+    /// manifest. They are separate so a manifest build (seconds on a large catalog) never
+    /// delays applying the next update: updates that pile up behind a busy task are folded by
+    /// the watch channel, and a folded update means a full rebuild. Both end when the catalog
+    /// is closed or the sender (the `AppState`) is dropped.
     pub fn spawn_sync(self: &Arc<Self>, updates: watch::Receiver<CatalogUpdate>) -> JoinHandle<()> {
-        let catalog = Arc::clone(self);
-        tokio::spawn(async move { catalog.run_sync(updates).await })
+        let manifest = Arc::clone(self);
+        let manifest_updates = updates.clone();
+        tokio::spawn(async move { manifest.run_manifest(manifest_updates).await });
+        let index = Arc::clone(self);
+        tokio::spawn(async move { index.run_index_sync(updates).await })
     }
 
-    async fn run_sync(&self, mut updates: watch::Receiver<CatalogUpdate>) {
+    async fn run_index_sync(&self, mut updates: watch::Receiver<CatalogUpdate>) {
         let mut stop = self.stop.subscribe();
-        // The manifest is rebuilt when the catalog changed or it is getting old, not when
-        // only an index sync is being retried.
-        let mut manifest_due = true;
         loop {
             if self.is_closed() {
                 return;
             }
             let update = updates.borrow_and_update().clone();
-            let synced = self.sync_index(&update).await;
-            if let Err(e) = &synced {
-                self.stats.sync_errors.incr();
-                tracing::warn!(error = %e, version = update.version, "search index sync failed; retrying");
-            }
-            if manifest_due {
-                match self.refresh_manifest().await {
-                    Ok(_) => manifest_due = false,
-                    Err(e) => tracing::warn!(error = %e, "cannot build the manifest; retrying"),
+            let wait = match self.sync_index(&update).await {
+                Ok(()) => None,
+                Err(e) => {
+                    self.stats.sync_errors.incr();
+                    tracing::warn!(error = %e, version = update.version, "search index sync failed; retrying");
+                    Some(RETRY_AFTER)
                 }
-            }
-            let retry = synced.is_err() || manifest_due;
-            let wait = if retry { RETRY_AFTER } else { REFRESH_INTERVAL };
+            };
             tokio::select! {
                 changed = updates.changed() => {
                     if changed.is_err() {
                         return;
                     }
-                    manifest_due = true;
                 }
                 _ = stop.wait_for(|stopped| *stopped) => return,
-                () = tokio::time::sleep(wait) => manifest_due |= !retry,
+                () = sleep_or_forever(wait) => {}
+            }
+        }
+    }
+
+    /// Rebuilds the manifest at startup, after each catalog change and every
+    /// [`REFRESH_INTERVAL`]; a failed build is retried after [`RETRY_AFTER`].
+    async fn run_manifest(&self, mut updates: watch::Receiver<CatalogUpdate>) {
+        let mut stop = self.stop.subscribe();
+        loop {
+            if self.is_closed() {
+                return;
+            }
+            updates.borrow_and_update();
+            let wait = match self.refresh_manifest().await {
+                Ok(_) => REFRESH_INTERVAL,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot build the manifest; retrying");
+                    RETRY_AFTER
+                }
+            };
+            tokio::select! {
+                changed = updates.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+                _ = stop.wait_for(|stopped| *stopped) => return,
+                () = tokio::time::sleep(wait) => {}
             }
         }
     }
@@ -155,10 +188,15 @@ impl Catalog {
         let target = to_u64(update.version);
         let indexed = index.indexed_version();
         if !self.needs_rebuild.load(Ordering::Acquire) {
-            let from_here = update.since.map(to_u64).is_some_and(|s| Some(s) == indexed);
-            // An update from exactly where the index is gets applied, even when it does not
-            // move the version: a trust change rewrites documents without a catalog change.
-            if from_here && !(update.is_empty() && indexed == Some(target)) {
+            // The update's keys cover every change since `since`; an index at or after
+            // `since` (and not past the update) is brought to `target` by applying them, as
+            // re-reading a key is idempotent. This includes updates that do not move the
+            // version (a trust change republishes keys without a catalog change).
+            let covered = matches!(
+                (update.since.map(to_u64), indexed),
+                (Some(since), Some(at)) if since <= at && at <= target
+            );
+            if covered && !(update.is_empty() && indexed == Some(target)) {
                 return self.apply_update(update, target).await;
             }
             if indexed == Some(target) {
