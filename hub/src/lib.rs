@@ -14,6 +14,7 @@ pub mod http;
 pub mod invoke;
 pub mod mcp;
 pub mod payments;
+pub mod replica;
 pub mod reputation;
 pub mod settings;
 pub mod startup;

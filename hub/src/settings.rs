@@ -18,6 +18,7 @@ mod crawl;
 mod invoke;
 mod payments;
 mod plugins;
+mod replica;
 mod reputation;
 mod values;
 
@@ -33,6 +34,7 @@ pub use crawl::CrawlSettings;
 pub use invoke::{CredentialKind, InvokeSettings, PeerCredential, PeerCredentials};
 pub use payments::{EvmAddress, PaymentSettings, RpcUrl};
 pub use plugins::PluginChain;
+pub use replica::ReplicaSettings;
 pub use reputation::{PeerBonds, ReputationSettings};
 use values::redact_password;
 pub use values::{DatabaseBackend, DatabaseUrl, PublicUrl, RedisUrl, Secret, Seed, parse_bool};
@@ -107,6 +109,8 @@ pub struct Settings {
     pub plugins: PluginChain,
     /// Trust scores: recompute interval and operator-configured peer bonds (`[reputation]`).
     pub reputation: ReputationSettings,
+    /// Several replicas: Redis key prefix, catalog poll, crawl lease lifetime (`[replica]`).
+    pub replica: ReplicaSettings,
 }
 
 impl Default for Settings {
@@ -133,6 +137,7 @@ impl Default for Settings {
             payments: PaymentSettings::default(),
             plugins: PluginChain::default(),
             reputation: ReputationSettings::default(),
+            replica: ReplicaSettings::default(),
         }
     }
 }
@@ -498,6 +503,33 @@ const ENV_BINDINGS: &[EnvBinding] = &[
         },
     },
     EnvBinding {
+        env: "AIMARKET_REDIS_KEY_PREFIX",
+        setting: "replica.key_prefix",
+        shown: str::to_owned,
+        apply: |s, v| {
+            s.replica.key_prefix = v.trim().to_owned();
+            replica::check_key_prefix(&s.replica.key_prefix)
+        },
+    },
+    EnvBinding {
+        env: "AIMARKET_CATALOG_POLL_MS",
+        setting: "replica.catalog_poll_ms",
+        shown: str::to_owned,
+        apply: |s, v| {
+            s.replica.catalog_poll_ms = parse(v)?;
+            replica::check_catalog_poll(s.replica.catalog_poll_ms)
+        },
+    },
+    EnvBinding {
+        env: "AIMARKET_CRAWL_LEASE_TTL_S",
+        setting: "replica.crawl_lease_ttl_s",
+        shown: str::to_owned,
+        apply: |s, v| {
+            s.replica.crawl_lease_ttl_s = parse(v)?;
+            replica::check_lease_ttl(s.replica.crawl_lease_ttl_s)
+        },
+    },
+    EnvBinding {
         env: "AIMARKET_PEER_BONDS",
         setting: "reputation.peer_bonds",
         shown: str::to_owned,
@@ -691,6 +723,9 @@ impl Settings {
             .check()
             .map_err(|(setting, value, reason)| invalid(setting, value, reason))?;
         self.reputation
+            .check()
+            .map_err(|(setting, value, reason)| invalid(setting, value, reason))?;
+        self.replica
             .check()
             .map_err(|(setting, value, reason)| invalid(setting, value, reason))?;
         Ok(())

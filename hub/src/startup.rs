@@ -20,6 +20,7 @@ use crate::catalog::{Catalog, CatalogConfig, CatalogError, QualityRanker};
 use crate::crawl::{self, CrawlContext, CrawlRunError, CrawlService};
 use crate::http;
 use crate::payments::{Ledger, PaymentError};
+use crate::replica::{ReplicaError, SharedState};
 use crate::settings::{DatabaseUrl, PublicUrl, Settings, SettingsError};
 use crate::state::{AppState, Components};
 use crate::store::{Store, StoreError};
@@ -75,6 +76,9 @@ pub enum StartupError {
     /// The search index could not be opened.
     #[error("cannot open the search index: {0}")]
     Catalog(#[from] CatalogError),
+    /// `REDIS_URL` is set and Redis cannot be reached.
+    #[error(transparent)]
+    Replica(#[from] ReplicaError),
 }
 
 /// Plugin factories registered next to the built-ins (`name`, factory), for embedders and
@@ -215,6 +219,8 @@ impl Application {
 
         let store = open_store(&settings).await?;
         let catalog_version = store.catalog_version().await?;
+        // Before anything else that needs other replicas: an unreachable Redis stops here.
+        let shared = SharedState::connect(&settings, &store).await?;
         let crawl = CrawlContext::new(store.clone(), &settings, public_url.as_str())?;
         // Holds a killed previous run left open are released before anything is served.
         let ledger = Ledger::from_settings(store.clone(), &settings)?;
@@ -235,6 +241,7 @@ impl Application {
             catalog_version,
             catalog,
             plugins,
+            shared,
         }));
         let server_state = state.clone();
         let server = HttpServer::new(move || http::app(server_state.clone()))
@@ -251,6 +258,8 @@ impl Application {
         // served at once, a stale one keeps answering until its replacement is committed.
         state.catalog.spawn_sync(state.subscribe_catalog());
         crawl::spawn_scheduler(state.clone().into_inner());
+        // Catalog changes of other replicas, and the catalog-version poll.
+        crate::replica::spawn(&state.clone().into_inner());
         // Admission workers and trust scores, off the request path.
         crate::federation::spawn(state.clone().into_inner());
         crate::reputation::spawn(state.clone().into_inner());
@@ -307,6 +316,7 @@ impl Application {
         let result = self.server.await;
         watcher.abort();
         self.state.crawl.shutdown();
+        self.state.shared.shutdown();
         self.state.catalog.close();
         self.state.catalog.wait_released(SHUTDOWN_TIMEOUT).await;
         self.state.plugins.shutdown().await;

@@ -23,6 +23,7 @@ use crate::http::error::ApiError;
 use crate::http::well_known::WellKnownCache;
 use crate::invoke::Invoker;
 use crate::payments::Ledger;
+use crate::replica::SharedState;
 use crate::settings::{PublicUrl, Settings};
 use crate::store::{PeerState, Store};
 
@@ -62,6 +63,9 @@ pub struct Components {
     pub catalog: Arc<Catalog>,
     /// The plugin chain, already started.
     pub plugins: Arc<Registry>,
+    /// What replicas share through Redis (lease, limits, catalog channel); see
+    /// [`crate::replica`].
+    pub shared: SharedState,
 }
 
 /// Shared, read-mostly state of a running hub.
@@ -93,6 +97,8 @@ pub struct AppState {
     pub federation: crate::federation::Federation,
     /// The trust-score recompute schedule.
     pub reputation: crate::reputation::Reputation,
+    /// What replicas share through Redis (crawl lease, rate limits, catalog changes).
+    pub shared: SharedState,
     /// Bumped whenever the catalog or the peer set changes; caches of published documents
     /// compare it with the generation they were rendered at.
     catalog_generation: AtomicU64,
@@ -113,6 +119,7 @@ impl AppState {
             catalog_version,
             catalog,
             plugins,
+            shared,
         } = components;
         let invoker = Invoker::new(&settings, public_url.as_str());
         Self {
@@ -129,6 +136,7 @@ impl AppState {
             plugins,
             federation: crate::federation::Federation::default(),
             reputation: crate::reputation::Reputation::default(),
+            shared,
             catalog_generation: AtomicU64::new(0),
             catalog_updates: watch::Sender::new(CatalogUpdate::initial(catalog_version)),
         }
@@ -161,8 +169,22 @@ impl AppState {
     /// Crawl runs call this when they changed something; so should operator actions that
     /// change the catalog or the set of active peers.
     pub fn publish_catalog_update(&self, update: CatalogUpdate) {
+        // The other replicas hear about it too (a no-op without Redis).
+        self.shared.announce(&update);
+        self.apply_catalog_update(update);
+    }
+
+    /// Hands a catalog change to this replica's subscribers without telling other replicas:
+    /// for changes another replica made (`crate::replica`). Crawls and operator actions call
+    /// [`AppState::publish_catalog_update`] instead.
+    pub fn apply_catalog_update(&self, update: CatalogUpdate) {
         self.catalog_changed();
         self.catalog_updates.send_replace(update);
+    }
+
+    /// The catalog version of the latest change handed to subscribers.
+    pub fn published_catalog_version(&self) -> i64 {
+        self.catalog_updates.borrow().version
     }
 
     /// The catalog as the published documents describe it: this hub serves no capabilities

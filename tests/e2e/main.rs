@@ -16,6 +16,7 @@ mod invoke;
 mod invoke_payments;
 mod manifest;
 mod mcp;
+mod replicas;
 mod reputation;
 mod search;
 mod search_index;

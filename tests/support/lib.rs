@@ -11,6 +11,7 @@ pub mod catalog_server;
 mod hub;
 pub mod postgres;
 pub mod provider;
+pub mod redis;
 
 use std::future::Future;
 use std::sync::OnceLock;

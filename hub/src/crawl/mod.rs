@@ -38,4 +38,8 @@ pub enum CrawlRunError {
     /// The hub is shutting down; the run was stopped or never started.
     #[error("the crawl was stopped: the hub is shutting down")]
     Aborted,
+    /// The crawl could not be coordinated with the other replicas (Redis unavailable), or
+    /// another replica's run that this trigger joined did not finish.
+    #[error("crawl across replicas: {0}")]
+    Replica(String),
 }

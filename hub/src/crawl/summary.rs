@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::changes::CatalogUpdate;
-use crate::store::{RunError, RunStatus, RunSummary};
+use crate::store::{CrawlRunRow, RunError, RunStatus, RunSummary};
 
 /// Most per-peer errors kept in a summary (and in the stored run row); the rest are counted
 /// in [`CrawlSummary::errors_omitted`].
@@ -107,6 +107,30 @@ impl CrawlSummary {
         } else {
             self.errors_omitted += 1;
         }
+    }
+
+    /// A finished run as stored (another replica's run, joined through the crawl lease):
+    /// the stored totals and errors; what is not stored (`peers`, `peers_updated`,
+    /// `rejected_tools`, pending counts) is zero or empty.
+    pub(crate) fn from_stored(row: &CrawlRunRow) -> Self {
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        let at = |ms: i64| DateTime::from_timestamp_millis(ms).unwrap_or_default();
+        let mut summary = Self::new(row.id, at(row.started_at));
+        summary.finished_at = at(row.finished_at.unwrap_or(row.started_at));
+        summary.peers_reached = count(row.summary.peers_reached);
+        summary.capabilities_indexed = count(row.summary.capabilities_indexed);
+        summary.not_modified = count(row.summary.not_modified);
+        summary.rejected = count(row.summary.rejected);
+        summary.errors = row
+            .summary
+            .errors
+            .iter()
+            .map(|e| PeerError {
+                url: e.peer.clone(),
+                error: e.error.clone(),
+            })
+            .collect();
+        summary
     }
 
     /// The row written to `crawl_runs`.

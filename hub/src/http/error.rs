@@ -517,12 +517,12 @@ impl From<PaymentError> for ApiError {
 }
 
 impl From<CrawlRunError> for ApiError {
-    /// A crawl run that could not run: store failures as above; a hub that is shutting down
-    /// is 503.
+    /// A crawl run that could not run: store failures as above; a hub that is shutting down,
+    /// or that cannot coordinate the crawl with the other replicas, is 503.
     fn from(error: CrawlRunError) -> Self {
         match error {
             CrawlRunError::Store(e) => Self::from(e),
-            CrawlRunError::Aborted => {
+            CrawlRunError::Aborted | CrawlRunError::Replica(_) => {
                 Self::new(ErrorKind::Unavailable, code::UNAVAILABLE, error.to_string())
             }
             CrawlRunError::Setup(_) => Self::internal(error),
@@ -538,6 +538,7 @@ impl From<std::sync::Arc<CrawlRunError>> for ApiError {
             Ok(owned) => Self::from(owned),
             Err(shared) => match shared.as_ref() {
                 CrawlRunError::Aborted
+                | CrawlRunError::Replica(_)
                 | CrawlRunError::Store(StoreError::Database(
                     sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_),
                 )) => Self::new(

@@ -11,12 +11,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 async fn health(state: web::Data<AppState>) -> HttpResponse {
+    // `redis`: "disabled" without REDIS_URL, else whether a PING answers now. The hub keeps
+    // serving without Redis (limits fall back per replica), so this stays a 200.
+    let redis = state.shared.redis_health().await;
     HttpResponse::Ok().json(json!({
         "status": "ok",
         "service": "aimarket-hub",
         "version": env!("CARGO_PKG_VERSION"),
         "database_backend": state.settings.database().backend().as_str(),
         "uptime_seconds": state.uptime_seconds(),
+        "mode": state.shared.mode(),
+        "redis": redis,
+        "replica_id": state.shared.replica_id(),
         "protocol_version": "v2",
     }))
 }

@@ -35,6 +35,7 @@ async fn state_with(settings: Settings) -> (web::Data<AppState>, tempfile::TempD
         catalog_version: 0,
         catalog,
         plugins: std::sync::Arc::new(aimarket_plugins::Registry::empty()),
+        shared: crate::replica::SharedState::disabled(),
     }));
     (state, dir)
 }

@@ -195,7 +195,13 @@ impl Invoker {
 /// still running, 409 `idempotency_in_flight`.
 pub async fn invoke(state: &AppState, call: InvokeCall) -> InvokeResult {
     let invoker = &state.invoker;
-    if let Err(retry_after_s) = invoker.rate.check(&call.client) {
+    // With Redis the limit is shared by every replica; without it (or when Redis fails) it
+    // is this process's own (`crate::replica::ratelimit`).
+    let admitted = match state.shared.check_rate(call.client.as_str()).await {
+        Some(decision) => decision,
+        None => invoker.rate.check(&call.client),
+    };
+    if let Err(retry_after_s) = admitted {
         return InvokeResult::from_error(InvokeError::RateLimited { retry_after_s });
     }
     if let Err(e) = call.headers.check() {

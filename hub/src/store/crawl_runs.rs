@@ -150,6 +150,20 @@ impl Store {
         Ok(())
     }
 
+    /// Run `run_id`, if it exists (another replica's run, when its lease is released).
+    pub async fn crawl_run(&self, run_id: i64) -> Result<Option<CrawlRunRow>, StoreError> {
+        const SQL: &str = "SELECT id, started_at, finished_at, peers_reached, \
+             capabilities_indexed, not_modified, rejected, errors, status \
+             FROM crawl_runs WHERE id = $1";
+        let row: Option<RawRun> = on_pool!(self, |pool| {
+            sqlx::query_as(SQL)
+                .bind(run_id)
+                .fetch_optional(pool)
+                .await?
+        });
+        row.map(CrawlRunRow::try_from).transpose()
+    }
+
     /// The `n` most recent runs, newest first.
     pub async fn last_runs(&self, n: u32) -> Result<Vec<CrawlRunRow>, StoreError> {
         const SQL: &str = "SELECT id, started_at, finished_at, peers_reached, \
