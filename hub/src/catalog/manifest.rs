@@ -3,9 +3,9 @@
 //!
 //! It is built off the request path (by the sync task, after each catalog change and every
 //! [`REFRESH_INTERVAL`]) and served from memory: the exact body, a gzip copy and their
-//! entity tags. Building streams the store in keyset pages and turns each page into tools on
-//! a blocking thread; the document is signed from its `serde_json::Value`
-//! (`sign_manifest`), then serialised once.
+//! entity tags. Building streams the store in keyset pages; on a blocking thread each page's
+//! tools are built as `Value`s, written to the body and fed to the `tools` digest, then
+//! dropped (see [`Builder`]), so a build holds the body and one page, not the catalog.
 //!
 //! Fields: `protocol_version: "v2"`, `generated_at`, `base_url`, `capabilities_count` (=
 //! `total_capabilities`, the signed count), `total_capabilities`, `local_capabilities` (0:
@@ -19,7 +19,8 @@ use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aimarket_protocol::signing::{KeyPair, sign_manifest};
+use aimarket_protocol::canonical::{Style, digest_hex, to_canonical_vec};
+use aimarket_protocol::signing::KeyPair;
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use flate2::Compression;
@@ -100,74 +101,135 @@ struct HubTotals {
     last_seen_ms: i64,
 }
 
-/// The tools of one page and what they add to `by_hub`.
-fn page_tools(
-    rows: &[CapabilityRow],
-    bps: u32,
-    invoke_url: &str,
-    by_hub: &mut BTreeMap<String, HubTotals>,
-) -> Vec<Value> {
-    rows.iter()
-        .map(|row| {
-            let totals = by_hub.entry(row.origin.clone()).or_default();
-            totals.count += 1;
-            totals.trust_sum += Effective::of(row, bps).trust_score;
-            totals.last_seen_ms = totals.last_seen_ms.max(row.last_seen);
-            manifest_tool(row, bps, invoke_url)
-        })
-        .collect()
-}
-
 fn iso_ms(ms: i64) -> Option<String> {
     DateTime::<Utc>::from_timestamp_millis(ms).map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
 }
 
-/// The unsigned document around `tools`.
-fn document(
-    tools: Vec<Value>,
+/// Streams the manifest: each tool is written to the body and fed to the `tools` digest as
+/// soon as it is built, so memory holds the body and one page, never a `Value` per tool of
+/// the whole catalog (that tree is many times the size of its JSON).
+///
+/// The signature is the five-field canonical of spec §7.3.2. `tools_hash` is SHA-256 of the
+/// Python-default canonical of the `tools` array, which is `[` + the canonicals of the tools
+/// (each from its parsed `Value`) joined by `", "` + `]`; a unit test pins the whole result
+/// against `aimarket_protocol::signing::manifest_canonical` and `verify_manifest`.
+struct Builder {
+    /// `{"tools":[` and the tools so far.
+    body: Vec<u8>,
+    tools_digest: Sha256,
+    count: usize,
     by_hub: BTreeMap<String, HubTotals>,
-    base_url: &str,
-    generated_at: DateTime<Utc>,
-) -> Value {
-    let by_hub: Map<String, Value> = by_hub
-        .into_iter()
-        .map(|(origin, t)| {
-            let mut entry = json!({
-                "capabilities_count": t.count,
-                // Micro-rounded: a mean of equal scores must read as that score.
-                "trust_score": if t.count == 0 {
-                    0.0
-                } else {
-                    (t.trust_sum / t.count as f64 * 1e6).round() / 1e6
-                },
-            });
-            if let Some(at) = iso_ms(t.last_seen_ms).filter(|_| t.last_seen_ms > 0) {
-                entry["last_crawl"] = Value::from(at);
-            }
-            (origin, entry)
-        })
-        .collect();
-    let total = tools.len();
-    json!({
-        "protocol_version": "v2",
-        "generated_at": generated_at.to_rfc3339_opts(SecondsFormat::Secs, true),
-        "base_url": base_url,
-        "capabilities_count": total,
-        "total_capabilities": total,
-        "local_capabilities": 0,
-        "federated_capabilities": total,
-        "hubs_indexed": by_hub.len(),
-        "tools": tools,
-        "by_hub": by_hub,
-    })
 }
 
-/// Signs, serialises and compresses `doc`.
-fn render(mut doc: Value, key: &KeyPair, version: i64) -> Result<RenderedManifest, CatalogError> {
-    let capabilities = doc["tools"].as_array().map_or(0, Vec::len);
-    sign_manifest(&mut doc, key)?;
-    let body = serde_json::to_vec(&doc).map_err(|e| CatalogError::Task(e.to_string()))?;
-    drop(doc);
+impl Builder {
+    fn new() -> Self {
+        let mut tools_digest = Sha256::new();
+        tools_digest.update(b"[");
+        Self {
+            body: b"{\"tools\":[".to_vec(),
+            tools_digest,
+            count: 0,
+            by_hub: BTreeMap::new(),
+        }
+    }
+
+    fn push(&mut self, tool: &Value) -> Result<(), CatalogError> {
+        if self.count > 0 {
+            self.body.push(b',');
+            self.tools_digest.update(b", ");
+        }
+        serde_json::to_writer(&mut self.body, tool)
+            .map_err(|e| CatalogError::Task(e.to_string()))?;
+        self.tools_digest
+            .update(to_canonical_vec(tool, Style::Python));
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Adds one store page.
+    fn push_rows(
+        &mut self,
+        rows: &[CapabilityRow],
+        bps: u32,
+        invoke_url: &str,
+    ) -> Result<(), CatalogError> {
+        for row in rows {
+            let totals = self.by_hub.entry(row.origin.clone()).or_default();
+            totals.count += 1;
+            totals.trust_sum += Effective::of(row, bps).trust_score;
+            totals.last_seen_ms = totals.last_seen_ms.max(row.last_seen);
+            self.push(&manifest_tool(row, bps, invoke_url))?;
+        }
+        Ok(())
+    }
+
+    /// Everything but `tools`, then signed; the body is closed with those fields.
+    fn finish(
+        mut self,
+        key: &KeyPair,
+        base_url: &str,
+        generated_at: DateTime<Utc>,
+        version: i64,
+    ) -> Result<RenderedManifest, CatalogError> {
+        self.tools_digest.update(b"]");
+        let tools_hash = hex::encode(self.tools_digest.finalize());
+        let by_hub: Map<String, Value> = std::mem::take(&mut self.by_hub)
+            .into_iter()
+            .map(|(origin, t)| {
+                let mut entry = json!({
+                    "capabilities_count": t.count,
+                    // Micro-rounded: a mean of equal scores must read as that score.
+                    "trust_score": if t.count == 0 {
+                        0.0
+                    } else {
+                        (t.trust_sum / t.count as f64 * 1e6).round() / 1e6
+                    },
+                });
+                if let Some(at) = iso_ms(t.last_seen_ms).filter(|_| t.last_seen_ms > 0) {
+                    entry["last_crawl"] = Value::from(at);
+                }
+                (origin, entry)
+            })
+            .collect();
+        let generated_at = generated_at.to_rfc3339_opts(SecondsFormat::Secs, true);
+        let by_hub = Value::Object(by_hub);
+        let canonical = format!(
+            "capabilities_count:{count}|generated_at:{generated_at}|protocol_version:v2\
+             |tools_hash:{tools_hash}|by_hub_hash:{}",
+            digest_hex(&by_hub, Style::Python),
+            count = self.count,
+        );
+        let mut rest = json!({
+            "protocol_version": "v2",
+            "generated_at": generated_at,
+            "base_url": base_url,
+            "capabilities_count": self.count,
+            "total_capabilities": self.count,
+            "local_capabilities": 0,
+            "federated_capabilities": self.count,
+            "hubs_indexed": by_hub.as_object().map_or(0, Map::len),
+            "by_hub": by_hub,
+        });
+        rest["signature"] = json!({
+            "algorithm": "ed25519",
+            "public_key": key.public_key().to_b64(),
+            "value": key.sign_b64(canonical.as_bytes()),
+        });
+        // `{"tools":[…],` + the other fields without their opening brace.
+        let rest = serde_json::to_vec(&rest).map_err(|e| CatalogError::Task(e.to_string()))?;
+        let mut body = self.body;
+        body.extend_from_slice(b"],");
+        body.extend_from_slice(&rest[1..]);
+        compress(body, self.count, version)
+    }
+}
+
+/// The gzip copy and the entity tags of a finished body.
+fn compress(
+    body: Vec<u8>,
+    capabilities: usize,
+    version: i64,
+) -> Result<RenderedManifest, CatalogError> {
     let mut gz = GzEncoder::new(Vec::with_capacity(body.len() / 6), Compression::default());
     let gzip = gz
         .write_all(&body)
@@ -195,23 +257,18 @@ impl Catalog {
         let version = self.store.catalog_version().await?;
         let invoke_url: Arc<str> = format!("{}{INVOKE_PATH}", self.public_url).into();
         let bps = self.routing_fee_bps;
-        let mut tools: Vec<Value> = Vec::new();
-        let mut by_hub: BTreeMap<String, HubTotals> = BTreeMap::new();
+        let mut builder = Builder::new();
         let mut after = 0;
         loop {
             let rows = self.store.list_capabilities(after, PAGE).await?;
             let last = rows.last().map(|r| r.id);
             let short = rows.len() < PAGE as usize;
             let url = Arc::clone(&invoke_url);
-            let (page, totals) = tokio::task::spawn_blocking(move || {
-                let mut totals = by_hub;
-                let page = page_tools(&rows, bps, &url, &mut totals);
-                (page, totals)
+            builder = tokio::task::spawn_blocking(move || {
+                builder.push_rows(&rows, bps, &url).map(|()| builder)
             })
             .await
-            .map_err(|e| CatalogError::Task(e.to_string()))?;
-            tools.extend(page);
-            by_hub = totals;
+            .map_err(|e| CatalogError::Task(e.to_string()))??;
             match last {
                 Some(id) if !short => after = id,
                 _ => break,
@@ -220,11 +277,7 @@ impl Catalog {
         let key = self.signing_key.clone();
         let base_url = self.public_url.to_string();
         let rendered = tokio::task::spawn_blocking(move || {
-            render(
-                document(tools, by_hub, &base_url, Utc::now()),
-                &key,
-                version,
-            )
+            builder.finish(&key, &base_url, Utc::now(), version)
         })
         .await
         .map_err(|e| CatalogError::Task(e.to_string()))??;
@@ -252,23 +305,53 @@ mod tests {
     use aimarket_protocol::signing::verify_manifest;
     use std::io::Read as _;
 
-    #[test]
-    fn rendered_manifest_verifies_validates_and_unzips() {
-        let key = KeyPair::generate();
-        let mut by_hub = BTreeMap::new();
+    /// Rows whose tools exercise the canonical: non-ASCII text, floats, nested schemas.
+    fn rows() -> Vec<CapabilityRow> {
         let mut a = row(0.5, Some(0.9));
         a.last_seen = 1_700_000_000_000;
+        a.description = "Перевод «текста» — 翻译 \"quoted\" \\ tab\t".into();
+        a.price_usd = 1e-5;
+        a.input_schema =
+            r#"{"type":"object","properties":{"q":{"type":"string","description":"é"}},"required":["q"]}"#
+                .into();
         let mut b = row(0.7, None);
         b.capability_id = "other@v1".into();
         b.origin = "https://q.example".into();
-        let tools = page_tools(
-            &[a, b],
-            100,
-            "https://hub.example/ai-market/v2/invoke",
-            &mut by_hub,
-        );
-        let doc = document(tools, by_hub, "https://hub.example", Utc::now());
-        let rendered = render(doc, &key, 9).unwrap();
+        b.price_usd = 0.1 + 0.2;
+        b.via = Some("https://relay.example".into());
+        vec![a, b]
+    }
+
+    fn build(rows: &[CapabilityRow], key: &KeyPair) -> RenderedManifest {
+        let mut builder = Builder::new();
+        builder
+            .push_rows(rows, 100, "https://hub.example/ai-market/v2/invoke")
+            .unwrap();
+        builder
+            .finish(key, "https://hub.example", Utc::now(), 9)
+            .unwrap()
+    }
+
+    #[test]
+    fn streamed_signature_is_the_protocol_canonical() {
+        let key = KeyPair::generate();
+        for rows in [rows(), Vec::new(), rows()[..1].to_vec()] {
+            let rendered = build(&rows, &key);
+            let parsed: Value = serde_json::from_slice(&rendered.body).unwrap();
+            verify_manifest(&parsed, &key.public_key()).unwrap();
+            // The same document signed by the protocol crate from its parsed Value.
+            let mut resigned = parsed.clone();
+            resigned.as_object_mut().unwrap().remove("signature");
+            aimarket_protocol::signing::sign_manifest(&mut resigned, &key).unwrap();
+            assert_eq!(resigned["signature"], parsed["signature"]);
+            assert_eq!(parsed["tools"].as_array().unwrap().len(), rows.len());
+        }
+    }
+
+    #[test]
+    fn rendered_manifest_verifies_validates_and_unzips() {
+        let key = KeyPair::generate();
+        let rendered = build(&rows(), &key);
         let parsed: Value = serde_json::from_slice(&rendered.body).unwrap();
         verify_manifest(&parsed, &key.public_key()).unwrap();
         validate(SchemaKind::Manifest, &parsed).unwrap();
