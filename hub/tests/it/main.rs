@@ -6,6 +6,7 @@
 mod crawl_cli;
 mod demo;
 mod keygen;
+mod replica;
 mod serve;
 mod support;
 mod verify;
