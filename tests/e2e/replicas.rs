@@ -228,6 +228,14 @@ async fn simultaneous_triggers_on_two_replicas_make_one_run() {
     assert_eq!(status_b, StatusCode::ACCEPTED, "{body_b}");
     let run_id = body_a["run_id"].as_i64().unwrap();
     assert_eq!(body_b["run_id"].as_i64(), Some(run_id), "{body_a} {body_b}");
+    // Both name the replica doing the crawl: the one that did not join.
+    let crawling = if body_a["joined"] == false {
+        health(&a).await["replica_id"].clone()
+    } else {
+        health(&b).await["replica_id"].clone()
+    };
+    assert_eq!(body_a["replica_id"], crawling, "{body_a}");
+    assert_eq!(body_b["replica_id"], crawling, "{body_b}");
     let joined = [&body_a, &body_b]
         .iter()
         .filter(|b| b["joined"] == true)

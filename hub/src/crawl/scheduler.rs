@@ -50,6 +50,8 @@ pub type RunOutcome = Result<Arc<CrawlSummary>, Arc<CrawlRunError>>;
 #[derive(Debug)]
 struct Running {
     run_id: i64,
+    /// The replica doing the crawl (this one, or the lease holder this process waits on).
+    replica_id: String,
     done: watch::Receiver<Option<RunOutcome>>,
     task: AbortHandle,
 }
@@ -61,6 +63,9 @@ pub struct CrawlTicket {
     pub run_id: i64,
     /// True when the run was already going and this trigger joined it.
     pub joined: bool,
+    /// The replica running it: this process's id for local runs, another replica's when
+    /// the crawl lease sent this trigger there (`crate::replica`).
+    pub replica_id: String,
     done: watch::Receiver<Option<RunOutcome>>,
 }
 
@@ -215,6 +220,7 @@ fn join_local(running: &Option<Running>) -> Option<CrawlTicket> {
     (run.done.borrow().is_none() && !run.task.is_finished()).then(|| CrawlTicket {
         run_id: run.run_id,
         joined: true,
+        replica_id: run.replica_id.clone(),
         done: run.done.clone(),
     })
 }
@@ -274,6 +280,7 @@ fn join_remote(
         "a crawl is running at another replica; joining it"
     );
     let (tx, done) = watch::channel(None);
+    let replica_id = holder.replica_id.clone();
     let (lease, store) = (lease.clone(), state.store.clone());
     let task = tokio::spawn(async move {
         let outcome = wait_remote(&lease, &store, &holder, run_id).await;
@@ -281,12 +288,14 @@ fn join_remote(
     });
     *running = Some(Running {
         run_id,
+        replica_id: replica_id.clone(),
         done: done.clone(),
         task: task.abort_handle(),
     });
     CrawlTicket {
         run_id,
         joined: true,
+        replica_id,
         done,
     }
 }
@@ -392,14 +401,17 @@ async fn start_local(
         }
         tx.send_replace(Some(outcome));
     });
+    let replica_id = state.shared.replica_id().to_owned();
     *running = Some(Running {
         run_id,
+        replica_id: replica_id.clone(),
         done: done.clone(),
         task: task.abort_handle(),
     });
     Ok(CrawlTicket {
         run_id,
         joined: false,
+        replica_id,
         done,
     })
 }

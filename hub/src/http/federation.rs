@@ -3,7 +3,8 @@
 //! - `POST /ai-market/v2/federation/crawl` (admin): runs a crawl now and answers with its
 //!   stats when it ends, `{status: "complete", run_id, joined, stats}`; with `?wait=false`
 //!   it answers 202 `{status: "started", run_id, joined}` at once. A crawl already running is
-//!   joined, not duplicated (`joined: true`; see `crawl::scheduler`).
+//!   joined, not duplicated (`joined: true`; see `crawl::scheduler`), also when another
+//!   replica runs it; `replica_id` names the replica doing the crawl.
 //! - `GET /ai-market/v2/federation/peers`: `{peers: [active…], count, pending: […],
 //!   pending_count}`; a pending entry carries its catalog `preview` (spec §2.6, marked
 //!   `unapproved`) once one was fetched. `DELETE …/peers?url=` (admin) removes a peer
@@ -55,11 +56,13 @@ async fn crawl_now(
 ) -> Result<HttpResponse, ApiError> {
     let ticket = crawl::trigger(&state.into_inner()).await?;
     let (run_id, joined) = (ticket.run_id, ticket.joined);
+    let replica_id = ticket.replica_id.clone();
     if !query.wait {
         return Ok(HttpResponse::Accepted().json(json!({
             "status": "started",
             "run_id": run_id,
             "joined": joined,
+            "replica_id": replica_id,
         })));
     }
     let summary = ticket.outcome().await?;
@@ -67,6 +70,7 @@ async fn crawl_now(
         "status": "complete",
         "run_id": run_id,
         "joined": joined,
+        "replica_id": replica_id,
         "stats": stats(&summary),
     })))
 }
