@@ -42,6 +42,7 @@ pub use payment::{ChallengeShape, RequestedAmount};
 pub use plugin::{DynPlugin, Hook, HookResult, Hooks, Plugin};
 pub use registry::{
     MOUNT_PREFIX, MountedRoute, PluginFactory, PluginServices, Registry, RegistryBuilder,
+    RouteEmptied,
 };
 pub use reputation::{LogReputationSink, PriceMismatch, ReputationSink};
 pub use retry::{AttemptFailure, RetryPolicy};

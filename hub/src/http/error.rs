@@ -110,6 +110,10 @@ pub mod code {
     pub const RECEIPT_NOT_FOUND: &str = "receipt_not_found";
     /// A fail-closed plugin failed while ranking (search) or routing.
     pub const PLUGIN_UNAVAILABLE: &str = "plugin_unavailable";
+    /// 403: a plugin blocked the invoke (before the call, or its answer after it).
+    pub const BLOCKED: &str = "blocked";
+    /// 403: route plugins left no provider that may serve the call.
+    pub const NO_PROVIDER: &str = "no_provider";
     /// A URL fails spec §7.4 (syntax, address range or resolution).
     pub const UNSAFE_URL: &str = "unsafe_url";
     /// Unauthenticated announcements are refused: open admission is off.
@@ -405,6 +409,25 @@ impl From<InvokeError> for ApiError {
                 Self::new(K::BadGateway, code::PROVIDER_PAYMENT_FAILED, detail)
                     .with_field("source_hub", peer)
             }
+            InvokeError::NoProvider { plugin, .. } => {
+                Self::new(K::Forbidden, code::NO_PROVIDER, detail).with_field("plugin", plugin)
+            }
+            InvokeError::Blocked(refusal) => blocked(refusal),
+            InvokeError::Rejected { refusal, receipt } => {
+                let refunded = receipt
+                    .get("refunded")
+                    .cloned()
+                    .unwrap_or(Value::Bool(false));
+                blocked(refusal)
+                    .with_field("refunded", refunded)
+                    .with_field("receipt", receipt)
+            }
+            InvokeError::PluginUnavailable(refusal) => {
+                Self::new(K::Unavailable, code::PLUGIN_UNAVAILABLE, detail)
+                    .with_field("plugin", refusal.plugin)
+                    .with_field("category", refusal.category)
+                    .with_retry_after(1)
+            }
             InvokeError::Store(e) => Self::from(e),
             InvokeError::Internal(message) => Self::internal(std::io::Error::other(message)),
         }
@@ -618,6 +641,15 @@ impl From<CatalogError> for ApiError {
             other => Self::internal(other),
         }
     }
+}
+
+/// 403 `blocked` for a plugin's block decision: `{category, reason, plugin, hook}`.
+fn blocked(refusal: aimarket_plugins::Refusal) -> ApiError {
+    ApiError::new(ErrorKind::Forbidden, code::BLOCKED, refusal.reason.clone())
+        .with_field("category", refusal.category)
+        .with_field("reason", refusal.reason)
+        .with_field("plugin", refusal.plugin)
+        .with_field("hook", refusal.hook.as_str())
 }
 
 impl From<aimarket_plugins::RouteError> for ApiError {

@@ -1,7 +1,9 @@
 //! Why an invoke failed before or instead of relaying a provider answer. Mapped to HTTP in
 //! `http/error.rs` (the one place statuses are chosen).
 
+use aimarket_plugins::Refusal;
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::payments::PaymentError;
 use crate::store::StoreError;
@@ -107,6 +109,29 @@ pub enum InvokeError {
         /// What the provider said.
         detail: String,
     },
+    /// Route plugins removed every provider of the capability.
+    #[error("no provider may serve this call: {detail}")]
+    NoProvider {
+        /// The route plugin that removed the last provider, when known.
+        plugin: Option<String>,
+        /// Why.
+        detail: String,
+    },
+    /// A `before_invoke` plugin blocked the call: nothing was charged or forwarded.
+    #[error("{}", .0.reason)]
+    Blocked(Refusal),
+    /// An `after_invoke` plugin blocked the provider's answer: the buyer's hold was released
+    /// and `receipt` is the hub-signed v2 rejection receipt (spec §7.3.4).
+    #[error("{}", refusal.reason)]
+    Rejected {
+        /// Who blocked and why.
+        refusal: Refusal,
+        /// The signed rejection receipt (stored under its nonce).
+        receipt: Value,
+    },
+    /// A fail-closed plugin failed (error, panic or budget exceeded).
+    #[error("{0}")]
+    PluginUnavailable(Refusal),
     /// The catalog could not be read.
     #[error("catalog unavailable: {0}")]
     Store(#[from] StoreError),

@@ -13,7 +13,9 @@
 //! in order).
 
 pub mod error;
+mod failover;
 pub mod forward;
+mod hooks;
 mod pipeline;
 pub mod provider_pay;
 pub mod ratelimit;

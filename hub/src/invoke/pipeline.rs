@@ -1,27 +1,33 @@
 //! The steps of one invoke, in order:
 //!
-//! 1. resolve the offers and [`choose_providers`];
+//! 1. resolve the offers, [`choose_providers`], then the plugins' `route` hooks;
 //! 2. validate `input` against the chosen capability's schema (before any charge);
 //! 3. compare `max_price_usd` with the routed price;
-//! 4. (plugin `before_invoke` hooks run here, issue 7: after validation, before any charge);
+//! 4. plugin `before_invoke` hooks (after validation, before any charge: a block is 403);
 //! 5. hold the routed price on the buyer's channel, if the call is channel-funded;
 //! 6. forward with the hub's own credential (channel-funded) or the buyer's payment headers;
-//! 7. (plugin `after_invoke` hooks run here, on the classified answer, before settlement);
-//! 8. settle: capture with the signed routing receipt on success, release on anything else;
+//!    on a connect failure, timeout or 5xx the failover rule may retry the next routed
+//!    provider once (`before_invoke` runs again for it);
+//! 7. plugin `after_invoke` hooks on the classified answer, before settlement (a block
+//!    releases the hold and answers 403 with a signed v2 rejection receipt);
+//! 8. settle: capture with the signed routing receipt (plugin receipt extensions under
+//!    `plugin_extensions`) on success, release on anything else;
 //! 9. record the outcome off the hot path.
 
 use std::time::Instant;
 
+use aimarket_plugins::UpstreamPayment;
 use serde_json::{Map, Value};
 
 use super::error::InvokeError;
-use super::forward::{self, ForwardError, OutgoingHeaders, names};
-use super::provider_pay::ChosenCredential;
+use super::failover::{Attempt, Run};
+use super::forward::{self, ForwardError};
+use super::hooks::{self, PluginRun};
 use super::receipt::{RoutingReceipt, new_nonce};
 use super::record::Write;
 use super::relay::{self, Answer};
 use super::resolve::{LookupContext, Offer, choose_providers, not_found};
-use super::target::{self, FAILED_PROBE_TTL, KIND_TTL, PeerKind};
+use super::target::{self, FAILED_PROBE_TTL, KIND_TTL, PeerKind, Target};
 use super::{InvokeCall, InvokeResult, Invoker};
 use crate::payments::{InvocationRecord, usd_to_micros};
 use crate::state::AppState;
@@ -29,14 +35,25 @@ use crate::state::AppState;
 /// Bound on the well-known probe that tells a v2 hub from a v1 factory.
 const KIND_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// The trace headers of one invoke (the same for every attempt).
+pub(super) struct Trace {
+    /// The upstream `traceparent`.
+    pub traceparent: String,
+    /// The upstream `X-Request-Id`.
+    pub request_id: String,
+}
+
 /// How the provider is paid for this call.
-enum Funding {
+pub(super) enum Funding {
     /// Nothing is charged by this hub; the buyer's own payment headers (if any) go upstream.
     Buyer,
     /// The buyer's channel holds `micros` under `hold_id`; the hub pays the provider.
     Channel {
+        /// The buyer's channel.
         channel_id: String,
+        /// The hold (and the receipt nonce).
         hold_id: String,
+        /// The held amount.
         micros: i64,
     },
 }
@@ -55,7 +72,7 @@ async fn run_inner(state: &AppState, call: &InvokeCall) -> Result<InvokeResult, 
     let request = &call.request;
     let store = &state.store;
 
-    // 1. Resolve.
+    // 1. Resolve, then route.
     let ctx = LookupContext {
         store,
         schemas: &invoker.schemas,
@@ -67,7 +84,7 @@ async fn run_inner(state: &AppState, call: &InvokeCall) -> Result<InvokeResult, 
         .offers(&ctx, &request.product_id, &request.capability_id)
         .await?;
     let providers = choose_providers(&offers, request.source_hub.as_deref());
-    let Some(offer) = providers.first() else {
+    if providers.is_empty() {
         return Err(not_found(
             store,
             &request.product_id,
@@ -75,14 +92,24 @@ async fn run_inner(state: &AppState, call: &InvokeCall) -> Result<InvokeResult, 
             request.source_hub.as_deref(),
         )
         .await);
+    }
+    let trace = Trace {
+        traceparent: forward::traceparent(call.headers.traceparent.as_deref()),
+        request_id: forward::request_id(call.headers.request_id.as_deref()),
     };
+    let mut plugins = PluginRun::new(
+        &state.plugins,
+        call,
+        &trace.request_id,
+        state.public_url.as_str(),
+    );
+    let providers = plugins
+        .route(call, providers, |o| known_target_url(invoker, o))
+        .await?;
+    let offer = &providers[0];
 
     // 2. Validate the input.
-    if let Some(schema) = &offer.schema {
-        schema
-            .check(&request.input)
-            .map_err(|violations| InvokeError::InputInvalid { violations })?;
-    }
+    check_input(offer, &request.input)?;
 
     // 3. Price limit, compared in whole micro-dollars.
     let routed_micros = usd_to_micros(offer.routed_price_usd)?;
@@ -96,9 +123,18 @@ async fn run_inner(state: &AppState, call: &InvokeCall) -> Result<InvokeResult, 
         });
     }
 
+    // 4. Plugins before the call: a block charges nothing.
+    let channel_funded = call.headers.channel_id.is_some() && routed_micros > 0;
+    let payment = upstream_payment(call, channel_funded);
+    let target = resolve_target(invoker, offer).await?;
+    let view = plugins
+        .wants_view()
+        .then(|| hooks::invoke_view(call, offer, target.url.as_str(), 0, payment));
+    plugins.before_invoke(view.as_ref()).await?;
+
     // 5. Hold.
     let funding = match &call.headers.channel_id {
-        Some(channel_id) if routed_micros > 0 => {
+        Some(channel_id) if channel_funded => {
             let hold_id = new_nonce();
             state
                 .ledger
@@ -118,42 +154,126 @@ async fn run_inner(state: &AppState, call: &InvokeCall) -> Result<InvokeResult, 
         _ => Funding::Buyer,
     };
 
-    // 6–8. Forward and settle; every path out of here settles the hold.
-    let (result, success, charged_micros) =
-        match forward_and_settle(state, call, offer, &funding, started).await {
-            Ok(settled) => (settled.result, settled.success, settled.charged_micros),
-            Err(e) => {
-                if let Funding::Channel { hold_id, .. } = &funding {
-                    release(state, hold_id).await;
-                }
-                (InvokeResult::from_error(e), false, 0)
+    // 6–8. Forward (with failover) and settle; every path out of here settles the hold.
+    let mut run = Run {
+        state,
+        call,
+        funding: &funding,
+        payment,
+        trace: &trace,
+        started,
+        plugins,
+    };
+    let first = Attempt {
+        offer: offer.clone(),
+        target,
+        view,
+        index: 0,
+    };
+    let (used, outcome) = run.forward_with_failover(&providers, first).await;
+    let (result, success, charged_micros) = match outcome {
+        Ok(settled) => (settled.result, settled.success, settled.charged_micros),
+        Err(e) => {
+            if let Funding::Channel { hold_id, .. } = &funding {
+                release(state, hold_id).await;
             }
-        };
+            (InvokeResult::from_error(e), false, 0)
+        }
+    };
 
     // 9. Record.
+    record(
+        state,
+        &used,
+        &funding,
+        result.status,
+        success,
+        charged_micros,
+        started,
+    );
+    Ok(result)
+}
+
+/// Checks `input` against the offer's schema (an offer whose schema does not compile
+/// accepts any object).
+pub(super) fn check_input(offer: &Offer, input: &Value) -> Result<(), InvokeError> {
+    match &offer.schema {
+        Some(schema) => schema
+            .check(input)
+            .map_err(|violations| InvokeError::InputInvalid { violations }),
+        None => Ok(()),
+    }
+}
+
+/// What payment credential goes upstream (it decides whether a failed attempt may be
+/// retried elsewhere).
+fn upstream_payment(call: &InvokeCall, channel_funded: bool) -> UpstreamPayment {
+    if channel_funded {
+        UpstreamPayment::HubCredential
+    } else if call.headers.pays_provider() {
+        UpstreamPayment::BuyerCredential
+    } else {
+        UpstreamPayment::None
+    }
+}
+
+/// The target of `offer` (probing the peer's kind when needed).
+pub(super) async fn resolve_target(
+    invoker: &Invoker,
+    offer: &Offer,
+) -> Result<Target, InvokeError> {
+    let kind = peer_kind(invoker, offer).await?;
+    target::target_for(offer, kind).map_err(InvokeError::Internal)
+}
+
+/// The URL the hub would post to as far as it knows without probing (for `route` views).
+fn known_target_url(invoker: &Invoker, offer: &Offer) -> String {
+    let kind = if target::needs_kind(offer) {
+        invoker
+            .kinds
+            .get(&offer.peer_url)
+            .unwrap_or(PeerKind::V2Hub)
+    } else {
+        PeerKind::V2Hub
+    };
+    target::target_for(offer, kind)
+        .map(|t| t.url.to_string())
+        .unwrap_or_else(|_| offer.peer_url.clone())
+}
+
+/// Queues the invocation record of a call to `offer`.
+pub(super) fn record(
+    state: &AppState,
+    offer: &Offer,
+    funding: &Funding,
+    status: u16,
+    success: bool,
+    charged_micros: i64,
+    started: Instant,
+) {
     let record = InvocationRecord {
         peer_url: offer.peer_url.clone(),
         origin: offer.origin.clone(),
         product_id: offer.product_id.clone(),
         capability_id: offer.capability_id.clone(),
-        status: result.status,
+        status,
         success,
         latency_ms: elapsed_ms(started),
         price_micros: charged_micros,
-        channel_id: match &funding {
+        channel_id: match funding {
             Funding::Channel { channel_id, .. } => Some(channel_id.clone()),
             Funding::Buyer => None,
         },
         ts: crate::store::now_ms(),
     };
-    invoker
+    state
+        .invoker
         .recorder
         .send(&state.ledger, Write::Invocation(record));
-    Ok(result)
 }
 
 /// What a forwarded call ended as.
-struct Settled {
+pub(super) struct Settled {
     result: InvokeResult,
     /// The capability ran and succeeded.
     success: bool,
@@ -171,102 +291,42 @@ impl Settled {
     }
 }
 
-fn elapsed_ms(started: Instant) -> u64 {
+pub(super) fn elapsed_ms(started: Instant) -> u64 {
     u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
-async fn release(state: &AppState, hold_id: &str) {
+pub(super) async fn release(state: &AppState, hold_id: &str) {
     if let Err(e) = state.ledger.release(hold_id).await {
         // The hold sweeper releases it when its lease ends; the buyer is never charged.
         tracing::error!(hold_id, error = %e, "cannot release a hold; the sweeper will");
     }
 }
 
-/// Forwards and turns the answer into the buyer's result. On `Err` the caller releases the
-/// hold; on `Ok` it is settled already (captured on success, released otherwise).
-async fn forward_and_settle(
+/// Step 8: what the classified answer becomes for the buyer, with the hold settled
+/// (captured on success, released otherwise; on `Err` the caller releases it).
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn settle(
     state: &AppState,
     call: &InvokeCall,
     offer: &Offer,
     funding: &Funding,
+    answer: Answer,
+    paid: bool,
+    plugin_extensions: Option<Value>,
     started: Instant,
 ) -> Result<Settled, InvokeError> {
     let invoker = &state.invoker;
-    let forwarder = invoker.forwarder()?;
-    let kind = peer_kind(invoker, offer).await?;
-    let target = target::target_for(offer, kind).map_err(InvokeError::Internal)?;
-    let traceparent = forward::traceparent(call.headers.traceparent.as_deref());
-    let request_id = forward::request_id(call.headers.request_id.as_deref());
-
-    // A channel-funded call may retry once when a cached demo channel turned out spent.
-    let mut attempts = 0;
-    let answer = loop {
-        attempts += 1;
-        let mut headers = OutgoingHeaders::new(
-            invoker.routing_fee_bps,
-            state.public_url.as_str(),
-            &traceparent,
-            &request_id,
-        );
-        let credential: Option<ChosenCredential> = match funding {
-            Funding::Channel { .. } => {
-                let chosen = invoker
-                    .pay
-                    .credential_for(
-                        forwarder,
-                        &offer.peer_url,
-                        offer.peer_operator,
-                        offer.price_usd,
-                    )
-                    .await;
-                if let Some(chosen) = &chosen {
-                    chosen.credential.apply(&mut headers);
-                }
-                chosen
-            }
-            Funding::Buyer => {
-                for (name, value) in [
-                    (names::X_PAYMENT, &call.headers.x_payment),
-                    (names::PAYMENT_SIGNATURE, &call.headers.payment_signature),
-                    (names::X_PAYMENT_NONCE, &call.headers.x_payment_nonce),
-                ] {
-                    if let Some(value) = value {
-                        headers.set(name, value);
-                    }
-                }
-                None
-            }
-        };
-        let body = target::body_for(&target.shape, offer, &call.request.input);
-        let upstream = forwarder
-            .post(&target.url, offer.peer_operator, headers, body)
-            .await
-            .map_err(|e| upstream_error(e, offer, invoker))?;
-        let answer = relay::classify(upstream, offer, &call.request.input)?;
-        match (&answer, funding, &credential) {
-            (Answer::PaymentRequired(_), Funding::Channel { .. }, Some(chosen))
-                if attempts < 2 && invoker.pay.refused(&offer.peer_url, chosen).await =>
-            {
-                continue;
-            }
-            (Answer::Success { .. }, _, Some(chosen)) => invoker.pay.spent(chosen, offer.price_usd),
-            _ => {}
-        }
-        break (answer, credential);
-    };
-    let (answer, paid_with) = answer;
-
-    // (plugin `after_invoke` hooks run here, issue 7.)
     let latency_ms = elapsed_ms(started);
     match answer {
         Answer::PaymentRequired(upstream) => match funding {
             Funding::Channel { .. } => Err(InvokeError::ProviderPaymentFailed {
                 peer: offer.peer_url.clone(),
-                detail: match paid_with {
-                    Some(_) => "the provider answered 402 to this hub's credential".into(),
-                    None => "the provider answered 402 and this hub has no credential for it \
+                detail: if paid {
+                    "the provider answered 402 to this hub's credential".into()
+                } else {
+                    "the provider answered 402 and this hub has no credential for it \
                              (configure AIMARKET_PEER_CREDENTIALS)"
-                        .into(),
+                        .into()
                 },
             }),
             Funding::Buyer => Ok(Settled::unbilled(relay::payment_required(
@@ -311,7 +371,7 @@ async fn forward_and_settle(
                 source_hub: &offer.origin,
                 routing_hub: state.public_url.as_str(),
             }
-            .sign(&state.signing_key)
+            .sign_with_extensions(&state.signing_key, plugin_extensions)
             .map_err(|e| InvokeError::Internal(format!("cannot sign the routing receipt: {e}")))?;
             match funding {
                 Funding::Channel { hold_id, .. } => {
@@ -369,7 +429,7 @@ fn failed_body(mut body: Map<String, Value>, offer: &Offer, latency_ms: u64) -> 
     Value::Object(body)
 }
 
-fn upstream_error(e: ForwardError, offer: &Offer, invoker: &Invoker) -> InvokeError {
+pub(super) fn upstream_error(e: ForwardError, offer: &Offer, invoker: &Invoker) -> InvokeError {
     match e {
         ForwardError::Timeout => InvokeError::ProviderTimeout {
             peer: offer.peer_url.clone(),
@@ -384,7 +444,7 @@ fn upstream_error(e: ForwardError, offer: &Offer, invoker: &Invoker) -> InvokeEr
 
 /// The kind of the called peer, from the cache or a well-known probe (only needed when the
 /// offer has neither a relay hub nor its own endpoint).
-async fn peer_kind(invoker: &Invoker, offer: &Offer) -> Result<PeerKind, InvokeError> {
+pub(super) async fn peer_kind(invoker: &Invoker, offer: &Offer) -> Result<PeerKind, InvokeError> {
     if !target::needs_kind(offer) {
         return Ok(PeerKind::V2Hub);
     }

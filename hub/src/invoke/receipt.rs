@@ -44,6 +44,18 @@ impl RoutingReceipt<'_> {
     /// Builds and signs the receipt (always a successful call: failed calls are not billed
     /// and get no routing receipt).
     pub fn sign(&self, key: &KeyPair) -> Result<Value, ProtocolError> {
+        self.sign_with_extensions(key, None)
+    }
+
+    /// [`RoutingReceipt::sign`] with the plugins' receipt extensions placed under
+    /// `plugin_extensions` before signing. The v1 canonical binds a fixed set of fields, so
+    /// the extensions travel with the signed receipt (and are stored with it) without being
+    /// covered by the signature.
+    pub fn sign_with_extensions(
+        &self,
+        key: &KeyPair,
+        plugin_extensions: Option<Value>,
+    ) -> Result<Value, ProtocolError> {
         let mut receipt = json!({
             "nonce": self.nonce,
             "product_id": self.product_id,
@@ -57,6 +69,9 @@ impl RoutingReceipt<'_> {
             "source_hub": self.source_hub,
             "routing_hub": self.routing_hub,
         });
+        if let (Some(extensions), Some(obj)) = (plugin_extensions, receipt.as_object_mut()) {
+            obj.insert("plugin_extensions".into(), extensions);
+        }
         sign_receipt(&mut receipt, key, ReceiptVersion::V1)?;
         Ok(receipt)
     }

@@ -3,6 +3,8 @@
 
 mod run;
 
+pub use run::RouteEmptied;
+
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;

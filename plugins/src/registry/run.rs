@@ -22,6 +22,15 @@ use crate::view::{
 /// Category of a refusal caused by a failing fail-closed plugin.
 pub const PLUGIN_UNAVAILABLE: &str = "plugin_unavailable";
 
+/// Left in the request's [`PluginContext::extensions`] by [`Registry::route`] when a plugin's
+/// `route` hook removed the last provider: the hub names that plugin in its `no_provider`
+/// answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteEmptied {
+    /// The plugin whose hook left the list empty.
+    pub plugin: String,
+}
+
 /// How one guarded call ended.
 enum Outcome<T> {
     Done(T),
@@ -157,6 +166,12 @@ impl Registry {
                 .is_some()
             {
                 e.counters.record(Hook::Route, CallResult::Ok, elapsed);
+                if work.is_empty() && !providers.is_empty() {
+                    // The hub names this plugin when it answers that no provider may serve.
+                    ctx.extensions_mut().insert(RouteEmptied {
+                        plugin: e.name().to_owned(),
+                    });
+                }
                 *providers = work;
             }
         }

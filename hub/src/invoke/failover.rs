@@ -1,0 +1,307 @@
+//! Step 6 of an invoke with failover: one upstream attempt, the `after_invoke` hooks on its
+//! answer, and — when the attempt failed with a connect error, a timeout or a 5xx and the
+//! chain's [`aimarket_plugins::RetryPolicy`] allows it — one retry on the next routed
+//! provider (after `before_invoke` ran again for it).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use aimarket_plugins::{AttemptFailure, InvokeView, Refusal, RefusalKind, UpstreamPayment};
+
+use super::error::InvokeError;
+use super::forward::{ForwardError, OutgoingHeaders, names};
+use super::hooks::{self, PluginRun};
+use super::pipeline::{
+    Funding, Settled, Trace, check_input, elapsed_ms, record, resolve_target, settle,
+    upstream_error,
+};
+use super::provider_pay::ChosenCredential;
+use super::receipt::new_nonce;
+use super::relay::{self, Answer};
+use super::resolve::Offer;
+use super::target::{self, Target};
+use super::{InvokeCall, InvokeResult};
+use crate::payments::usd_to_micros;
+use crate::state::AppState;
+
+/// One upstream attempt: the provider, where it is called, and the plugins' view of it.
+pub(super) struct Attempt {
+    pub(super) offer: Arc<Offer>,
+    pub(super) target: Target,
+    pub(super) view: Option<InvokeView>,
+    pub(super) index: u32,
+}
+
+/// How an attempt ended.
+pub(super) enum Tried {
+    /// Final (relayed, settled, or an error that is not retried).
+    Done(Result<Settled, InvokeError>),
+    /// No usable answer; the failover rule decides whether the next provider is tried.
+    Failed {
+        failure: AttemptFailure,
+        error: InvokeError,
+    },
+}
+
+/// The state of one invoke between the hold and the answer.
+pub(super) struct Run<'a> {
+    pub(super) state: &'a AppState,
+    pub(super) call: &'a InvokeCall,
+    pub(super) funding: &'a Funding,
+    pub(super) payment: UpstreamPayment,
+    pub(super) trace: &'a Trace,
+    pub(super) started: Instant,
+    pub(super) plugins: PluginRun<'a>,
+}
+
+impl Run<'_> {
+    /// Tries `first`, then, when the failover rule allows it, the next routed provider once.
+    /// Returns the provider the outcome belongs to.
+    pub(super) async fn forward_with_failover(
+        &mut self,
+        providers: &[Arc<Offer>],
+        first: Attempt,
+    ) -> (Arc<Offer>, Result<Settled, InvokeError>) {
+        let policy = self.state.plugins.retry_policy();
+        let mut attempt = first;
+        loop {
+            let (failure, error) = match self.try_once(&attempt).await {
+                Tried::Done(outcome) => return (attempt.offer, outcome),
+                Tried::Failed { failure, error } => (failure, error),
+            };
+            let next_index = attempt.index as usize + 1;
+            let next = providers
+                .get(next_index)
+                .filter(|next| self.can_fail_over(next));
+            let retry = policy.should_retry(attempt.index, failure, self.payment, next.is_some());
+            let Some(next) = next.filter(|_| retry) else {
+                return (attempt.offer, Err(error));
+            };
+            tracing::info!(
+                failed = %attempt.offer.peer_url, next = %next.peer_url, ?failure,
+                "invoke failed over to the next provider"
+            );
+            // The failed provider's call counts against it.
+            record(
+                self.state,
+                &attempt.offer,
+                &Funding::Buyer,
+                InvokeResult::from_error(error).status,
+                false,
+                0,
+                self.started,
+            );
+            let target = match resolve_target(&self.state.invoker, next).await {
+                Ok(target) => target,
+                Err(e) => return (next.clone(), Err(e)),
+            };
+            let index = attempt.index + 1;
+            let view = self.plugins.wants_view().then(|| {
+                hooks::invoke_view(self.call, next, target.url.as_str(), index, self.payment)
+            });
+            if let Err(e) = self.plugins.before_invoke(view.as_ref()).await {
+                return (next.clone(), Err(e));
+            }
+            attempt = Attempt {
+                offer: next.clone(),
+                target,
+                view,
+                index,
+            };
+        }
+    }
+
+    /// Whether `next` may take over the call: its schema accepts the input, and it costs the
+    /// buyer what was agreed (the same held amount for a channel-funded call, within
+    /// `max_price_usd` otherwise).
+    fn can_fail_over(&self, next: &Offer) -> bool {
+        if check_input(next, &self.call.request.input).is_err() {
+            return false;
+        }
+        let Ok(micros) = usd_to_micros(next.routed_price_usd) else {
+            return false;
+        };
+        match self.funding {
+            Funding::Channel { micros: held, .. } => micros == *held,
+            Funding::Buyer => self
+                .call
+                .request
+                .max_price_usd
+                .is_none_or(|max| usd_to_micros(max).is_ok_and(|m| m >= micros)),
+        }
+    }
+
+    /// One upstream call and what it becomes for the buyer.
+    async fn try_once(&mut self, attempt: &Attempt) -> Tried {
+        let (state, call, funding) = (self.state, self.call, self.funding);
+        let invoker = &state.invoker;
+        let offer = &*attempt.offer;
+        let forwarder = match invoker.forwarder() {
+            Ok(f) => f,
+            Err(e) => return Tried::Done(Err(e)),
+        };
+        // A channel-funded call may retry once when a cached demo channel turned out spent.
+        let mut tries = 0;
+        let (upstream, paid_with) = loop {
+            tries += 1;
+            let mut headers = OutgoingHeaders::new(
+                invoker.routing_fee_bps,
+                state.public_url.as_str(),
+                &self.trace.traceparent,
+                &self.trace.request_id,
+            );
+            let credential: Option<ChosenCredential> = match funding {
+                Funding::Channel { .. } => {
+                    let chosen = invoker
+                        .pay
+                        .credential_for(
+                            forwarder,
+                            &offer.peer_url,
+                            offer.peer_operator,
+                            offer.price_usd,
+                        )
+                        .await;
+                    if let Some(chosen) = &chosen {
+                        chosen.credential.apply(&mut headers);
+                    }
+                    chosen
+                }
+                Funding::Buyer => {
+                    for (name, value) in [
+                        (names::X_PAYMENT, &call.headers.x_payment),
+                        (names::PAYMENT_SIGNATURE, &call.headers.payment_signature),
+                        (names::X_PAYMENT_NONCE, &call.headers.x_payment_nonce),
+                    ] {
+                        if let Some(value) = value {
+                            headers.set(name, value);
+                        }
+                    }
+                    None
+                }
+            };
+            let body = target::body_for(&attempt.target.shape, offer, &call.request.input);
+            let upstream = match forwarder
+                .post(&attempt.target.url, offer.peer_operator, headers, body)
+                .await
+            {
+                Ok(upstream) => upstream,
+                Err(e) => {
+                    let failure = match &e {
+                        ForwardError::Timeout => Some(AttemptFailure::Timeout),
+                        ForwardError::Connect(_) => Some(AttemptFailure::Connect),
+                        _ => None,
+                    };
+                    let error = upstream_error(e, offer, invoker);
+                    return match failure {
+                        Some(failure) => Tried::Failed { failure, error },
+                        None => Tried::Done(Err(error)),
+                    };
+                }
+            };
+            if upstream.status == 402
+                && tries < 2
+                && let (Funding::Channel { .. }, Some(chosen)) = (funding, &credential)
+                && invoker.pay.refused(&offer.peer_url, chosen).await
+            {
+                continue;
+            }
+            break (upstream, credential);
+        };
+        let status = upstream.status;
+        let outcome = self
+            .plugins
+            .wants_outcome()
+            .then(|| hooks::outcome_view(&upstream, elapsed_ms(self.started)));
+        let answer = match relay::classify(upstream, offer, &call.request.input) {
+            Ok(answer) => answer,
+            Err(error) if (500..600).contains(&status) => {
+                return Tried::Failed {
+                    failure: AttemptFailure::Status(status),
+                    error,
+                };
+            }
+            Err(error) => return Tried::Done(Err(error)),
+        };
+        if let (Answer::Success { .. }, Some(chosen)) = (&answer, &paid_with) {
+            invoker.pay.spent(chosen, offer.price_usd);
+        }
+
+        // 7. Plugins on the answer, before settlement.
+        if let Err(refusal) = self
+            .plugins
+            .after_invoke(attempt.view.as_ref(), outcome.as_ref())
+            .await
+        {
+            return Tried::Done(Err(self.reject(offer, refusal).await));
+        }
+        let extensions = match &answer {
+            Answer::Success { .. } => self
+                .plugins
+                .receipt_extensions(attempt.view.as_ref(), outcome.as_ref()),
+            _ => None,
+        };
+        Tried::Done(
+            settle(
+                state,
+                call,
+                offer,
+                funding,
+                answer,
+                paid_with.is_some(),
+                extensions,
+                self.started,
+            )
+            .await,
+        )
+    }
+
+    /// An `after_invoke` refusal: the hold is released, and a blocked answer gets a signed,
+    /// stored v2 rejection receipt. A failing fail-closed plugin is 503 (hold released by the
+    /// caller).
+    async fn reject(&self, offer: &Offer, refusal: Refusal) -> InvokeError {
+        if refusal.kind == RefusalKind::PluginFailed {
+            return InvokeError::PluginUnavailable(refusal);
+        }
+        let state = self.state;
+        let (nonce, channel_id, refunded) = match self.funding {
+            Funding::Channel {
+                channel_id,
+                hold_id,
+                ..
+            } => {
+                let refunded = match state.ledger.release(hold_id).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        // The sweeper releases it when its lease ends.
+                        tracing::error!(hold_id, error = %e, "cannot release a blocked call's hold");
+                        false
+                    }
+                };
+                (hold_id.clone(), Some(channel_id.as_str()), refunded)
+            }
+            Funding::Buyer => (new_nonce(), None, false),
+        };
+        let rejection = hooks::Rejection {
+            nonce: &nonce,
+            offer,
+            channel_id,
+            refunded,
+            trace_id: hooks::trace_id(&self.trace.traceparent),
+            latency_ms: elapsed_ms(self.started),
+            routing_hub: state.public_url.as_str(),
+        };
+        let receipt = match rejection.sign(&refusal, &state.signing_key) {
+            Ok(receipt) => receipt,
+            Err(e) => return e,
+        };
+        // Stored before answering, so the buyer can fetch it at once.
+        if let Err(e) = state.ledger.store_receipt(&receipt).await {
+            tracing::error!(nonce, error = %e, "cannot store a rejection receipt");
+        }
+        tracing::info!(
+            plugin = %refusal.plugin, category = %refusal.category, peer = %offer.peer_url,
+            "provider answer blocked by a plugin"
+        );
+        InvokeError::Rejected { refusal, receipt }
+    }
+}
