@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{HttpServer, web};
-use aimarket_plugins::{PluginError, PluginFactory, Registry, RegistryBuilder};
+use aimarket_plugins::{PluginError, PluginFactory, PluginServices, Registry, RegistryBuilder};
 use aimarket_protocol::ProtocolError;
 use aimarket_protocol::signing::KeyPair;
 
@@ -89,8 +89,9 @@ pub type ExtraPlugins = Vec<(String, PluginFactory)>;
 pub async fn start_plugins(
     settings: &Settings,
     extra: ExtraPlugins,
+    services: PluginServices,
 ) -> Result<Arc<Registry>, PluginError> {
-    let mut builder = RegistryBuilder::new();
+    let mut builder = RegistryBuilder::new().with_services(services);
     for (name, factory) in extra {
         builder.register_factory(&name, move |s, services| factory(s, services))?;
     }
@@ -228,7 +229,13 @@ impl Application {
         if !ledger.payments_available() {
             tracing::info!("payment channels are off (no demo payments, no EVM verifier)");
         }
-        let plugins = start_plugins(&settings, extra_plugins).await?;
+        // price-guard's mismatches become reputation events (stored off the request path).
+        let (mismatch_sink, mismatches) = crate::reputation::mismatch_channel();
+        let services = PluginServices {
+            reputation: mismatch_sink,
+            http: None,
+        };
+        let plugins = start_plugins(&settings, extra_plugins, services).await?;
         let catalog =
             open_catalog(&settings, store.clone(), signing_key.clone(), &public_url).await?;
         let state = web::Data::new(AppState::new(Components {
@@ -263,6 +270,7 @@ impl Application {
         // Admission workers and trust scores, off the request path.
         crate::federation::spawn(state.clone().into_inner());
         crate::reputation::spawn(state.clone().into_inner());
+        crate::reputation::spawn_recorder(state.clone().into_inner(), mismatches);
         state.ledger.spawn_hold_sweeper();
         Ok(Self {
             local_addr,

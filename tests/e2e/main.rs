@@ -16,6 +16,7 @@ mod invoke;
 mod invoke_payments;
 mod manifest;
 mod mcp;
+mod plugins_invoke;
 mod replicas;
 mod reputation;
 mod search;

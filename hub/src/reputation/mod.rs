@@ -17,7 +17,9 @@
 //! plus signed events from other admitted hubs, each counting [`EVENT_WEIGHT`] of an own
 //! observation (`invocation_success`/`verify_passed` as a success,
 //! `invocation_failure`/`invocation_failed`/`invocation_error`/`verify_failed` as a failure,
-//! other types recorded but neutral; event prices add to volume with the same weight). A
+//! `price_mismatch` (this hub's own `price-guard` findings, or another hub's) as a failure,
+//! other types recorded but neutral; event prices, except a mismatch's asked amount, add to
+//! volume with the same weight). This hub's own events count like an admitted peer's. A
 //! single reporting hub counts for at most [`EVENT_CAP_PER_CONSUMER`] events per provider in
 //! the window, so one peer cannot flood the score.
 //!
@@ -33,6 +35,7 @@
 //! `min_trust`), the manifest's `by_hub` and the well-known `peers` follow.
 
 pub mod events;
+pub mod mismatch;
 mod query;
 mod recompute;
 
@@ -44,6 +47,7 @@ use serde::Serialize;
 use tokio::sync::Notify;
 
 pub use events::{EventBatchOutcome, MAX_EVENTS, MAX_SKEW, ingest_events};
+pub use mismatch::{MismatchQueue, MismatchSink, mismatch_channel, spawn_recorder};
 pub use query::report;
 pub use recompute::{RecomputeOutcome, recompute};
 

@@ -146,7 +146,9 @@ async fn live_row(
         .filter(|p| p.pinned_key.is_some())
         .map(|p| p.url)
         .collect();
-    let reporters: HashSet<&str> = reporters.iter().map(String::as_str).collect();
+    let own_origin = super::recompute::own_origin(state);
+    let mut reporters: HashSet<&str> = reporters.iter().map(String::as_str).collect();
+    reporters.insert(own_origin.as_str());
     let events = fold_events(lines, &reporters)
         .remove(origin)
         .unwrap_or_default();

@@ -29,6 +29,7 @@ pub(super) const FAILURE_KINDS: &[&str] = &[
     "invocation_failed",
     "invocation_error",
     "verify_failed",
+    super::mismatch::PRICE_MISMATCH,
 ];
 /// Events are kept a day longer than the window (replay protection needs only 48 h).
 const EVENT_RETENTION_MS: i64 = 31 * 86_400_000;
@@ -106,11 +107,14 @@ pub(super) async fn event_lines(
         "SELECT provider_hub, consumer_hub, COUNT(*) AS events, \
          CAST(SUM(CASE WHEN kind IN ({s}) THEN 1 ELSE 0 END) AS BIGINT) AS successes, \
          CAST(SUM(CASE WHEN kind IN ({f}) THEN 1 ELSE 0 END) AS BIGINT) AS failures, \
-         CAST(SUM(price_usd) AS DOUBLE PRECISION) AS volume_usd \
+         CAST(SUM(CASE WHEN kind = '{m}' THEN 0 ELSE price_usd END) AS DOUBLE PRECISION) \
+         AS volume_usd \
          FROM reputation_events WHERE event_ts >= $1 AND ($2 IS NULL OR provider_hub = $2) \
          GROUP BY provider_hub, consumer_hub",
         s = sql_list(SUCCESS_KINDS),
         f = sql_list(FAILURE_KINDS),
+        // A mismatch's amount is what the provider asked, not money that moved.
+        m = super::mismatch::PRICE_MISMATCH,
     );
     Ok(on_pool!(store, |pool| {
         sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
@@ -119,6 +123,12 @@ pub(super) async fn event_lines(
             .fetch_all(pool)
             .await?
     }))
+}
+
+/// This hub's origin, as it appears as `consumer_hub` of its own events.
+pub(super) fn own_origin(state: &AppState) -> String {
+    crate::store::normalize_origin(state.public_url.as_str())
+        .unwrap_or_else(|_| state.public_url.as_str().to_owned())
 }
 
 /// `'a', 'b'` for constant strings without quotes in them.
@@ -295,11 +305,14 @@ pub async fn recompute(state: &AppState) -> Result<RecomputeOutcome, ReputationE
         .into_iter()
         .map(|s| (s.peer_url.clone(), s))
         .collect();
-    let reporters: HashSet<&str> = peers
+    let own_origin = own_origin(state);
+    let mut reporters: HashSet<&str> = peers
         .iter()
         .filter(|p| p.state == PeerState::Active && p.pinned_key.is_some())
         .map(|p| p.url.as_str())
         .collect();
+    // This hub's own events (price-guard mismatches) count like an admitted peer's.
+    reporters.insert(own_origin.as_str());
     let events = fold_events(event_lines(store, since, None).await?, &reporters);
     let stored_rows: HashMap<String, PeerReputationRow> = on_pool!(store, |pool| {
         sqlx::query_as::<_, PeerReputationRow>(sqlx::AssertSqlSafe(format!(
