@@ -6,7 +6,8 @@ use sha2::{Digest, Sha256};
 
 use super::verifier::DepositClaim;
 use super::{
-    Ledger, MAX_DEPOSIT_USD, PaymentError, duration_ms, error::is_unique_violation, usd_to_micros,
+    Ledger, MAX_DEPOSIT_USD, PaymentError, duration_ms, error::is_unique_violation, is_lookup_key,
+    usd_to_micros,
 };
 use crate::store::{now_ms, on_pool, on_pool_write};
 
@@ -19,7 +20,7 @@ const MAX_TX_HASH_CHARS: usize = 200;
 /// Longest token or chain label accepted.
 const MAX_LABEL_CHARS: usize = 64;
 /// Longest channel id looked up; anything longer cannot be one of ours.
-const MAX_CHANNEL_ID_CHARS: usize = 128;
+pub(super) const MAX_CHANNEL_ID_CHARS: usize = 128;
 
 /// What a depositor asks for (`POST /ai-market/v2/channel/open`).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -408,7 +409,7 @@ impl Ledger {
     }
 
     pub(super) async fn find_channel(&self, id: &str) -> Result<Option<Channel>, PaymentError> {
-        if id.is_empty() || id.len() > MAX_CHANNEL_ID_CHARS {
+        if !is_lookup_key(id, MAX_CHANNEL_ID_CHARS) {
             return Ok(None);
         }
         const SQL: &str = concat!(
@@ -440,7 +441,7 @@ impl Ledger {
              WHERE id = $1 AND status = 'open' AND held = 0 RETURNING ",
             channel_columns!()
         );
-        let closed: Option<RawChannel> = if id.is_empty() || id.len() > MAX_CHANNEL_ID_CHARS {
+        let closed: Option<RawChannel> = if !is_lookup_key(id, MAX_CHANNEL_ID_CHARS) {
             None
         } else {
             on_pool_write!(&self.store, |pool| {

@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 use subtle::ConstantTimeEq;
 
-use super::channels::{ChannelStatus, secret_digest};
+use super::channels::{ChannelStatus, MAX_CHANNEL_ID_CHARS, secret_digest};
 use super::error::{SecretProblem, is_unique_violation};
 use super::records::{ReceiptRow, insert_receipt};
-use super::{Ledger, PaymentError, duration_ms};
+use super::{Ledger, PaymentError, duration_ms, is_lookup_key};
 use crate::store::{BeginWrite as _, Store, now_ms, on_pool, on_pool_write};
 
 /// Longest hold id accepted.
@@ -102,9 +102,9 @@ fn check_secret(auth: &RawAuth, secret: Option<&str>) -> Result<(), PaymentError
 }
 
 fn check_hold_id(hold_id: &str) -> Result<(), PaymentError> {
-    if hold_id.is_empty() || hold_id.chars().count() > MAX_HOLD_ID_CHARS {
+    if hold_id.is_empty() || hold_id.chars().count() > MAX_HOLD_ID_CHARS || hold_id.contains('\0') {
         return Err(PaymentError::InvalidRequest(format!(
-            "hold id must be 1 to {MAX_HOLD_ID_CHARS} characters"
+            "hold id must be 1 to {MAX_HOLD_ID_CHARS} characters, none of them NUL"
         )));
     }
     Ok(())
@@ -142,7 +142,7 @@ impl Ledger {
         let not_found = || PaymentError::ChannelNotFound {
             channel_id: channel_id.to_owned(),
         };
-        if channel_id.is_empty() || channel_id.len() > 128 {
+        if !is_lookup_key(channel_id, MAX_CHANNEL_ID_CHARS) {
             return Err(not_found());
         }
 
@@ -318,6 +318,9 @@ impl Ledger {
     /// The state of hold `hold_id`, if it exists.
     pub async fn hold_state(&self, hold_id: &str) -> Result<Option<HoldState>, PaymentError> {
         const SQL: &str = "SELECT state FROM holds WHERE id = $1";
+        if !is_lookup_key(hold_id, 4 * MAX_HOLD_ID_CHARS) {
+            return Ok(None);
+        }
         let state: Option<String> = on_pool!(&self.store, |pool| {
             sqlx::query_scalar(SQL)
                 .bind(hold_id)

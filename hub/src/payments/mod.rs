@@ -196,6 +196,13 @@ impl Ledger {
     }
 }
 
+/// True when `id` (a channel id, hold id or nonce from a request) can name a stored row:
+/// 1 to `max` bytes and no NUL. PostgreSQL refuses text containing U+0000 outright, so a
+/// lookup with one would fail as a database error (a 500) instead of finding nothing.
+fn is_lookup_key(id: &str, max: usize) -> bool {
+    !id.is_empty() && id.len() <= max && !id.contains('\0')
+}
+
 /// Milliseconds of a duration as stored (saturating; durations here are small).
 fn duration_ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)

@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use super::error::is_unique_violation;
-use super::{Ledger, PaymentError};
+use super::{Ledger, PaymentError, is_lookup_key};
 use crate::store::{BeginWrite as _, now_ms, on_pool, on_pool_write};
 
 /// Longest receipt nonce accepted.
@@ -172,7 +172,7 @@ impl Ledger {
     /// The stored receipt with this nonce, as issued.
     pub async fn get_receipt(&self, nonce: &str) -> Result<Option<Value>, PaymentError> {
         const SQL: &str = "SELECT receipt FROM receipts WHERE nonce = $1";
-        if nonce.is_empty() || nonce.chars().count() > MAX_NONCE_CHARS {
+        if !is_lookup_key(nonce, 4 * MAX_NONCE_CHARS) || nonce.chars().count() > MAX_NONCE_CHARS {
             return Ok(None);
         }
         let text: Option<String> = on_pool!(&self.store, |pool| {

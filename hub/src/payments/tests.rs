@@ -215,6 +215,7 @@ ledger_cases!(
     channels::hold_capture_release_errors,
     channels::duplicate_hold_id_changes_nothing,
     channels::without_verifiers_payments_are_unavailable,
+    channels::nul_in_ids_is_not_found,
     amounts::bad_amounts_are_refused,
     idempotency::begin_replay_conflict,
     idempotency::abandoned_and_expired_records_are_taken_over,

@@ -424,3 +424,28 @@ pub async fn without_verifiers_payments_are_unavailable(ctx: Ctx) {
     assert!(matches!(err, PaymentError::TxHashRequired), "{err:?}");
     assert_eq!(ctx.scalar("SELECT COUNT(*) FROM channels").await, 0);
 }
+
+/// Ids and nonces come straight from request paths and bodies; PostgreSQL refuses text with
+/// a NUL byte, so one must be answered "not found", not surface as a database error (500).
+pub async fn nul_in_ids_is_not_found(ctx: Ctx) {
+    let ledger = ctx.demo_ledger();
+    let channel = open_demo(&ledger, 1.0).await;
+    let bad = format!("{}\0", channel.id);
+    let err = ledger.get_channel(&bad).await.unwrap_err();
+    assert!(
+        matches!(err, PaymentError::ChannelNotFound { .. }),
+        "{err:?}"
+    );
+    let err = ledger.close_channel(&bad, None).await.unwrap_err();
+    assert!(
+        matches!(err, PaymentError::ChannelNotFound { .. }),
+        "{err:?}"
+    );
+    let err = ledger.hold(&bad, None, 1, "h1").await.unwrap_err();
+    assert!(
+        matches!(err, PaymentError::ChannelNotFound { .. }),
+        "{err:?}"
+    );
+    assert_eq!(ledger.get_receipt("n\0").await.unwrap(), None);
+    assert_eq!(ledger.hold_state("h\0").await.unwrap(), None);
+}
