@@ -90,7 +90,8 @@ fn word_amount(data: &str) -> Option<u128> {
 /// lower-case, without `0x`.
 fn topic_address(topic: &str) -> Option<String> {
     let hex = topic.strip_prefix("0x")?;
-    if hex.len() != 64 || !hex[..24].bytes().all(|b| b == b'0') {
+    // ASCII first: the byte slices below must not cut a character (the node's JSON is input).
+    if hex.len() != 64 || !hex.is_ascii() || !hex[..24].bytes().all(|b| b == b'0') {
         return None;
     }
     Some(hex[24..].to_ascii_lowercase())
@@ -260,5 +261,25 @@ impl PaymentVerifier for EvmVerifier {
 
     fn describe(&self) -> &'static str {
         "on-chain deposits need a 0x-prefixed 32-byte transaction hash"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::topic_address;
+
+    /// Topics come from the RPC node's JSON; a 64-byte value that is not ASCII must be
+    /// refused, not sliced inside a character (a panic).
+    #[test]
+    fn topic_address_refuses_non_ascii_topics() {
+        let address = "ab".repeat(20);
+        assert_eq!(
+            topic_address(&format!("0x{}{address}", "0".repeat(24))).as_deref(),
+            Some(address.as_str())
+        );
+        let crossing = format!("0x{}é{}", "0".repeat(23), "a".repeat(39));
+        assert_eq!(crossing.len(), 66);
+        assert_eq!(topic_address(&crossing), None);
+        assert_eq!(topic_address(&format!("0x{}", "0".repeat(63))), None);
     }
 }
