@@ -421,8 +421,17 @@ impl CrawlContext {
         outcome: Result<&VerifiedCatalog, &CrawlError>,
     ) -> Result<(), StoreError> {
         // Failed §7.4 at connection time, or never resolved: not a URL to keep (§7.4: the
-        // check applies before a URL is stored).
-        if let Err(CrawlError::UnsafeUrl { .. } | CrawlError::Dns { .. }) = outcome {
+        // check applies before a URL is stored). A timeout, a backoff refusal or a setup
+        // failure may have happened before the address check ran (a slow DNS answer ends
+        // as a timeout), so those are not stored either.
+        if let Err(
+            CrawlError::UnsafeUrl { .. }
+            | CrawlError::Dns { .. }
+            | CrawlError::Timeout { .. }
+            | CrawlError::Backoff { .. }
+            | CrawlError::Setup { .. },
+        ) = outcome
+        {
             return Ok(());
         }
         let row = match run.rows.get(origin) {

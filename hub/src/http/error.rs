@@ -455,6 +455,16 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(error = %error, "database unavailable");
                 api
             }
+            // PostgreSQL refuses text it cannot store (a NUL byte: 22021; an untranslatable
+            // character: 22P05). Such a value can only come from the request, so it is the
+            // client's error, whichever handler forgot to screen it.
+            StoreError::Database(sqlx::Error::Database(ref db))
+                if matches!(db.code().as_deref(), Some("22021" | "22P05")) =>
+            {
+                Self::bad_request(
+                    "the request contains text the database cannot store (e.g. a NUL byte)",
+                )
+            }
             other => Self::internal(other),
         }
     }
@@ -889,5 +899,33 @@ mod tests {
             hold_id: "h".into(),
         });
         assert_eq!(api.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    /// A NUL byte reaching PostgreSQL is the request's fault: 400, never a 500.
+    #[tokio::test]
+    async fn text_postgres_cannot_store_is_a_bad_request() {
+        let url = std::env::var("AIMARKET_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+        let pool = match sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .connect(&url)
+            .await
+        {
+            Ok(pool) => pool,
+            Err(e) if std::env::var_os("CI").is_none() => {
+                eprintln!("SKIP: PostgreSQL error-mapping test, {url} unreachable: {e}");
+                return;
+            }
+            Err(e) => panic!("PostgreSQL at {url} unreachable and CI is set: {e}"),
+        };
+        let error = sqlx::query("SELECT $1::text")
+            .bind("ch_\u{0}x")
+            .execute(&pool)
+            .await
+            .expect_err("PostgreSQL refuses a NUL byte in text");
+        let api = ApiError::from(StoreError::Database(error));
+        assert_eq!(api.status_code(), StatusCode::BAD_REQUEST);
+        assert_eq!(api.code(), code::BAD_REQUEST);
     }
 }
