@@ -29,6 +29,8 @@ use serde_json::{Value, json};
 
 const FREE: &str = "echo.free@v1";
 const PAID: &str = "echo.paid@v1";
+/// Answers without `X-Provider-Signature` (isolates the cost of verifying it).
+const UNSIGNED: &str = "echo.unsigned@v1";
 const PRODUCT: &str = "bench";
 const API_KEY: &str = "bench-hub-key";
 const CONCURRENCY: usize = 32;
@@ -57,10 +59,12 @@ async fn provider_invoke(
     }
     let input = body["input"].clone();
     let result = json!({"echo": input});
-    let signature = sign_provider_response(&cid, PRODUCT, &input, &result, &key);
-    HttpResponse::Ok()
-        .insert_header(("X-Provider-Signature", signature))
-        .json(json!({"success": true, "result": result}))
+    let mut response = HttpResponse::Ok();
+    if cid != UNSIGNED {
+        let signature = sign_provider_response(&cid, PRODUCT, &input, &result, &key);
+        response.insert_header(("X-Provider-Signature", signature));
+    }
+    response.json(json!({"success": true, "result": result}))
 }
 
 fn tool(origin: &str, cid: &str, price: f64) -> NewCapability {
@@ -169,6 +173,7 @@ async fn main() {
             vec![
                 tool(&provider_url, FREE, 0.0),
                 tool(&provider_url, PAID, 0.001),
+                tool(&provider_url, UNSIGNED, 0.0),
             ],
         )
         .await
@@ -210,6 +215,10 @@ async fn main() {
     };
     let direct = series(n, || client.post(&provider_invoke_url).json(&direct_body)).await;
     let routed = series(n, || client.post(&invoke_url).json(&hub_body)).await;
+    let unsigned_body = json!({"input": input, "product_id": PRODUCT, "capability_id": UNSIGNED});
+    let unsigned_direct =
+        series(n, || client.post(&provider_invoke_url).json(&unsigned_body)).await;
+    let unsigned = series(n, || client.post(&invoke_url).json(&unsigned_body)).await;
     drain().await;
     let paid_direct = series(n, || {
         client
@@ -308,6 +317,11 @@ async fn main() {
         micros(routed.p99),
         micros(routed.p50) - micros(direct.p50),
         micros(routed.p99) - micros(direct.p99)
+    );
+    println!(
+        "  free, unsigned answer (no signature to verify): added p50 {:>7.1} µs  p99 {:>7.1} µs",
+        micros(unsigned.p50) - micros(unsigned_direct.p50),
+        micros(unsigned.p99) - micros(unsigned_direct.p99)
     );
     println!(
         "  paid   direct  p50 {:>8.1} µs  p99 {:>8.1} µs",
