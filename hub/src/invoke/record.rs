@@ -61,6 +61,8 @@ impl Recorder {
 
 /// Most writes committed in one transaction.
 const BATCH: usize = 512;
+/// How long a small batch waits for more writes before it is committed.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(20);
 
 fn spawn_writer(ledger: Ledger) -> mpsc::Sender<Write> {
     let (sender, mut receiver) = mpsc::channel::<Write>(QUEUE);
@@ -68,6 +70,17 @@ fn spawn_writer(ledger: Ledger) -> mpsc::Sender<Write> {
         let mut batch = Vec::with_capacity(BATCH);
         // Whatever queued while the previous batch was written goes out in one transaction.
         while receiver.recv_many(&mut batch, BATCH).await > 0 {
+            // At low rates, wait a moment for company: one transaction per call would take
+            // SQLite's single write slot as often as the channel holds and captures do.
+            if batch.len() < BATCH {
+                tokio::time::sleep(LINGER).await;
+                while batch.len() < BATCH {
+                    match receiver.try_recv() {
+                        Ok(write) => batch.push(write),
+                        Err(_) => break,
+                    }
+                }
+            }
             let mut records = Vec::with_capacity(batch.len());
             let mut receipts = Vec::new();
             for write in batch.drain(..) {
