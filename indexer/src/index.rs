@@ -22,6 +22,12 @@ use crate::synonyms::Synonyms;
 
 /// Arena of the long-lived writer used for incremental updates (one thread).
 const INCREMENTAL_WRITER_BYTES: usize = 48 * 1024 * 1024;
+/// An apply changing at least this many documents and at least 1/[`COMPACT_FRACTION`] of
+/// the index merges all segments afterwards (see [`compact`]); smaller ones leave merging
+/// to the log merge policy.
+const COMPACT_MIN_CHANGES: u64 = 1_000;
+/// See [`COMPACT_MIN_CHANGES`].
+const COMPACT_FRACTION: u64 = 10;
 /// Arena per thread of the bulk writer used by [`Index::rebuild`].
 const BULK_WRITER_BYTES_PER_THREAD: usize = 192 * 1024 * 1024;
 /// Most indexing threads a rebuild uses.
@@ -296,6 +302,9 @@ impl Index {
             }
             commit(writer, catalog_version)
         })();
+        if result.is_ok() && compaction_due(upserts.len() + removes.len(), self.num_docs()) {
+            compact(&self.index, writer);
+        }
         if let Err(e) = result {
             // Drop queued operations so a later commit cannot publish half of this batch.
             writer.rollback()?;
@@ -357,6 +366,34 @@ impl Index {
         guard
             .as_mut()
             .ok_or_else(|| IndexError::Stored("writer unavailable".into()))
+    }
+}
+
+/// Whether an apply of `changed` documents to an index of `docs` documents is large enough to
+/// merge every segment afterwards (see [`compact`]).
+fn compaction_due(changed: usize, docs: u64) -> bool {
+    changed as u64 >= COMPACT_MIN_CHANGES && changed as u64 * COMPACT_FRACTION >= docs
+}
+
+/// Merges every searchable segment into one, waiting for it.
+///
+/// A large apply (the startup reputation recompute rewrites every key) leaves its documents in
+/// several segments of the one-thread writer, which the log merge policy never merges (fewer
+/// than 8 per level): every search then pays each leaf's setup and postings walk once per
+/// segment, and the term statistics keep counting the replaced documents. One segment is what a
+/// rebuild produces. Failure only costs speed (the commit already happened), so it is logged.
+fn compact(index: &tantivy::Index, writer: &mut IndexWriter) {
+    let merged = index
+        .searchable_segment_ids()
+        .map_err(IndexError::from)
+        .and_then(|segments| {
+            if segments.len() > 1 {
+                writer.merge(&segments).wait()?;
+            }
+            Ok(())
+        });
+    if let Err(e) = merged {
+        tracing::warn!(error = %e, "index: merging segments after a large apply failed");
     }
 }
 
@@ -429,4 +466,20 @@ fn wipe(dir: &Path) -> Result<()> {
         std::fs::remove_file(&file).map_err(io_error(&file))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compaction_due;
+
+    #[test]
+    fn only_large_applies_merge_every_segment() {
+        // The startup reputation recompute rewrites every key: merge.
+        assert!(compaction_due(100_000, 100_000));
+        assert!(compaction_due(1_000, 10_000));
+        // Under a tenth of the index, or a small batch on a small index: the log policy.
+        assert!(!compaction_due(1_000, 10_001));
+        assert!(!compaction_due(999, 5_000));
+        assert!(!compaction_due(100, 100));
+    }
 }
