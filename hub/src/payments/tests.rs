@@ -15,76 +15,31 @@ mod idempotency;
 mod records;
 mod rpc;
 
-use std::future::Future;
-use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use aimarket_protocol::signing::{KeyPair, ReceiptVersion, sign_receipt};
 use serde_json::{Value, json};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use super::verifier::{DemoVerifier, PaymentVerifier, Verifiers};
 use super::{Channel, Ledger, LedgerConfig, OpenChannel};
-use crate::store::{Store, on_pool};
+pub(super) use crate::store::tests::Ctx;
+use crate::store::tests::{run_postgres, run_sqlite};
 
-const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
-
-/// What a case gets: a migrated store, and the means to reconnect to the same database.
-pub(super) struct Ctx {
-    pub store: Store,
-    target: Target,
-    _dir: Option<tempfile::TempDir>,
-}
-
-enum Target {
-    Sqlite(PathBuf),
-    Postgres(Box<PgConnectOptions>),
-}
-
-impl Ctx {
+/// The ledger on a case's store: the suite runs on the store suite's two-engine harness.
+pub(super) trait LedgerCtx {
     /// A ledger on this store with demo payments and the default config.
-    pub fn demo_ledger(&self) -> Ledger {
+    fn demo_ledger(&self) -> Ledger;
+    /// A ledger on this store.
+    fn ledger(&self, verifiers: Verifiers, config: LedgerConfig) -> Ledger;
+}
+
+impl LedgerCtx for Ctx {
+    fn demo_ledger(&self) -> Ledger {
         self.ledger(demo(), LedgerConfig::default())
     }
 
-    /// A ledger on this store.
-    pub fn ledger(&self, verifiers: Verifiers, config: LedgerConfig) -> Ledger {
+    fn ledger(&self, verifiers: Verifiers, config: LedgerConfig) -> Ledger {
         Ledger::new(self.store.clone(), verifiers, config)
-    }
-
-    /// A new pool on the same database, migrated again on connect (as at a restart).
-    pub async fn reconnect(&self) -> Store {
-        match &self.target {
-            Target::Sqlite(dir) => Store::connect(None, dir).await.unwrap(),
-            Target::Postgres(options) => {
-                Store::connect_postgres((**options).clone()).await.unwrap()
-            }
-        }
-    }
-
-    pub fn is_postgres(&self) -> bool {
-        matches!(self.target, Target::Postgres(_))
-    }
-
-    /// Runs a scalar query (white-box checks the public API cannot see).
-    pub async fn scalar(&self, sql: &'static str) -> i64 {
-        on_pool!(&self.store, |pool| {
-            sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
-        })
-    }
-
-    /// Executes a statement with one text parameter (to age rows in tests).
-    pub async fn exec(&self, sql: &'static str, param: &str) -> u64 {
-        on_pool!(&self.store, |pool| {
-            sqlx::query(sql)
-                .bind(param)
-                .execute(pool)
-                .await
-                .unwrap()
-                .rows_affected()
-        })
     }
 }
 
@@ -118,67 +73,6 @@ pub(super) fn signed_receipt(key: &KeyPair, nonce: &str, price_usd: f64, channel
     });
     sign_receipt(&mut receipt, key, ReceiptVersion::V1).unwrap();
     receipt
-}
-
-async fn run_sqlite<F, Fut>(case: F)
-where
-    F: FnOnce(Ctx) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().join("data");
-    let store = Store::connect(None, &data_dir).await.unwrap();
-    case(Ctx {
-        store,
-        target: Target::Sqlite(data_dir),
-        _dir: Some(dir),
-    })
-    .await;
-}
-
-async fn run_postgres<F, Fut>(case: F)
-where
-    F: FnOnce(Ctx) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let url = std::env::var("AIMARKET_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned());
-    let base = PgConnectOptions::from_str(&url).expect("AIMARKET_TEST_POSTGRES_URL parses");
-    let admin = match PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_with(base.clone())
-        .await
-    {
-        Ok(pool) => pool,
-        Err(e) if std::env::var_os("CI").is_none() => {
-            eprintln!("SKIP: PostgreSQL ledger test, {url} unreachable: {e}");
-            return;
-        }
-        Err(e) => panic!("PostgreSQL at {url} unreachable and CI is set: {e}"),
-    };
-    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .execute(&admin)
-        .await
-        .unwrap();
-    let options = base.options([("search_path", schema.as_str())]);
-    let store = Store::connect_postgres(options.clone()).await.unwrap();
-    let ctx = Ctx {
-        store: store.clone(),
-        target: Target::Postgres(Box::new(options)),
-        _dir: None,
-    };
-    // In its own task so that a failing assertion still lets us drop the schema.
-    let outcome = tokio::spawn(case(ctx)).await;
-    store.close().await;
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-        .execute(&admin)
-        .await
-        .unwrap();
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
 }
 
 macro_rules! ledger_cases {

@@ -19,7 +19,7 @@ mod error;
 mod peer_types;
 mod peers;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::path::Path;
 use std::str::FromStr;

@@ -1,6 +1,6 @@
 //! Money conversion and the refusal of bad amounts.
 
-use super::{Ctx, open_demo};
+use super::{Ctx, LedgerCtx, open_demo};
 use crate::payments::{MAX_AMOUNT_USD, OpenChannel, PaymentError, micros_to_usd, usd_to_micros};
 
 #[test]
@@ -79,5 +79,5 @@ pub async fn bad_amounts_are_refused(ctx: Ctx) {
             "{field}: {err:?}"
         );
     }
-    assert_eq!(ctx.scalar("SELECT COUNT(*) FROM channels").await, 1);
+    assert_eq!(ctx.count("SELECT COUNT(*) FROM channels").await, 1);
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use aimarket_protocol::signing::KeyPair;
 
 use super::rpc::{FakeRpc, RECIPIENT, TOKEN, receipt, transfer_log, tx};
-use super::{Ctx, demo, open_demo, signed_receipt};
+use super::{Ctx, LedgerCtx, demo, open_demo, signed_receipt};
 use crate::payments::verifier::{DemoVerifier, EvmVerifier, PaymentVerifier, Verifiers};
 use crate::payments::{ChannelStatus, LedgerConfig, OpenChannel, PaymentError, SecretProblem};
 use crate::store::now_ms;
@@ -422,7 +422,7 @@ pub async fn without_verifiers_payments_are_unavailable(ctx: Ctx) {
         .await
         .unwrap_err();
     assert!(matches!(err, PaymentError::TxHashRequired), "{err:?}");
-    assert_eq!(ctx.scalar("SELECT COUNT(*) FROM channels").await, 0);
+    assert_eq!(ctx.count("SELECT COUNT(*) FROM channels").await, 0);
 }
 
 /// Ids and nonces come straight from request paths and bodies; PostgreSQL refuses text with

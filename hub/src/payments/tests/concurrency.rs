@@ -5,7 +5,7 @@ use std::time::Duration;
 use aimarket_protocol::signing::KeyPair;
 use futures_util::future::join_all;
 
-use super::{Ctx, open_demo, signed_receipt};
+use super::{Ctx, LedgerCtx, open_demo, signed_receipt};
 use crate::payments::{HoldState, Ledger, LedgerConfig, OpenChannel, PaymentError, usd_to_micros};
 
 /// $0.001 per call: a $0.50 channel pays for exactly 500.
@@ -81,7 +81,7 @@ pub async fn thousand_concurrent_holds_pay_exactly_five_hundred(ctx: Ctx) {
     }
     assert_eq!(receipts_total, c.used_micros);
     let charged = ctx
-        .scalar("SELECT CAST(SUM(charged) AS BIGINT) FROM receipts")
+        .count("SELECT CAST(SUM(charged) AS BIGINT) FROM receipts")
         .await;
     assert_eq!(charged, c.used_micros);
 
@@ -239,7 +239,7 @@ pub async fn concurrent_opens_with_one_tx_hash_fund_one_channel(ctx: Ctx) {
         }
     }
     assert_eq!(opened, 1);
-    assert_eq!(ctx.scalar("SELECT COUNT(*) FROM channels").await, 1);
+    assert_eq!(ctx.count("SELECT COUNT(*) FROM channels").await, 1);
 }
 
 async fn on_count(ledger: &Ledger, sql: &'static str) -> i64 {

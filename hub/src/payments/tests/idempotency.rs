@@ -1,6 +1,6 @@
 //! Idempotency records.
 
-use super::Ctx;
+use super::{Ctx, LedgerCtx};
 use crate::payments::{IdemState, Ledger, PaymentError, StoredResponse};
 
 async fn begin(ledger: &Ledger, key: &str, client: &str, body_sha256: &str) -> IdemState {
@@ -111,5 +111,5 @@ pub async fn abandoned_and_expired_records_are_taken_over(ctx: Ctx) {
     )
     .await;
     assert_eq!(ledger.purge_idempotency().await.unwrap(), 1);
-    assert_eq!(ctx.scalar("SELECT COUNT(*) FROM idempotency_keys").await, 1);
+    assert_eq!(ctx.count("SELECT COUNT(*) FROM idempotency_keys").await, 1);
 }

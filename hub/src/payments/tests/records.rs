@@ -3,7 +3,7 @@
 use aimarket_protocol::signing::{KeyPair, verify_receipt};
 use serde_json::json;
 
-use super::{Ctx, signed_receipt};
+use super::{Ctx, LedgerCtx, signed_receipt};
 use crate::payments::{InvocationRecord, PaymentError, PeerStats};
 
 pub async fn receipts_are_stored_once_and_read_back(ctx: Ctx) {
@@ -86,5 +86,5 @@ pub async fn invocations_are_recorded_and_summed(ctx: Ctx) {
             },
         ]
     );
-    assert_eq!(ctx.scalar("SELECT COUNT(*) FROM invocations").await, 4);
+    assert_eq!(ctx.count("SELECT COUNT(*) FROM invocations").await, 4);
 }

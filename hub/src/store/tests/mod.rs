@@ -23,7 +23,10 @@ use super::{CapabilityKey, NewCapability, Store, on_pool};
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 /// What a case gets: the store, plus the means to open a second store on the same database.
-pub(super) struct Ctx {
+///
+/// Shared with the other suites that need a real database on both engines (the payments
+/// ledger's): they take a `Ctx` and run through [`run_sqlite`] / [`run_postgres`].
+pub(crate) struct Ctx {
     pub store: Store,
     target: Target,
     _dir: Option<tempfile::TempDir>,
@@ -51,9 +54,26 @@ impl Ctx {
             sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
         })
     }
+
+    /// Whether this case runs on PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.target, Target::Postgres(_))
+    }
+
+    /// Executes a statement with one text parameter (to age rows in tests).
+    pub async fn exec(&self, sql: &'static str, param: &str) -> u64 {
+        on_pool!(&self.store, |pool| {
+            sqlx::query(sql)
+                .bind(param)
+                .execute(pool)
+                .await
+                .unwrap()
+                .rows_affected()
+        })
+    }
 }
 
-async fn run_sqlite<F, Fut>(case: F)
+pub(crate) async fn run_sqlite<F, Fut>(case: F)
 where
     F: FnOnce(Ctx) -> Fut,
     Fut: Future<Output = ()>,
@@ -69,7 +89,7 @@ where
     .await;
 }
 
-async fn run_postgres<F, Fut>(case: F)
+pub(crate) async fn run_postgres<F, Fut>(case: F)
 where
     F: FnOnce(Ctx) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
@@ -85,7 +105,7 @@ where
     {
         Ok(pool) => pool,
         Err(e) if std::env::var_os("CI").is_none() => {
-            eprintln!("SKIP: PostgreSQL store test, {url} unreachable: {e}");
+            eprintln!("SKIP: PostgreSQL test, {url} unreachable: {e}");
             return;
         }
         Err(e) => panic!("PostgreSQL at {url} unreachable and CI is set: {e}"),
