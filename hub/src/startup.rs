@@ -272,6 +272,7 @@ impl Application {
         crate::reputation::spawn(state.clone().into_inner());
         crate::reputation::spawn_recorder(state.clone().into_inner(), mismatches);
         state.ledger.spawn_hold_sweeper();
+        state.store.spawn_checkpointer();
         Ok(Self {
             local_addr,
             state,

@@ -14,6 +14,7 @@
 
 mod capabilities;
 mod catalog;
+mod checkpoint;
 mod crawl_runs;
 mod error;
 mod peer_types;
@@ -33,6 +34,7 @@ use sqlx::{PgPool, SqlitePool};
 pub use capabilities::{CapabilityKey, CapabilityRow, CountByOrigin, CountByPeer};
 pub(crate) use catalog::BUMP_VERSION;
 pub use catalog::{CatalogDiff, NewCapability};
+pub use checkpoint::CHECKPOINT_INTERVAL;
 pub use crawl_runs::{CrawlRunRow, RunError, RunStatus, RunSummary};
 pub use error::StoreError;
 pub use peer_types::{CrawlSuccess, KeySource, NewPeer, PeerRow, PeerState, Validators};
@@ -160,6 +162,10 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(SQLITE_BUSY_TIMEOUT)
+            .pragma(
+                "wal_autocheckpoint",
+                checkpoint::SQLITE_AUTOCHECKPOINT_PAGES.to_string(),
+            )
             .row_buffer_size(SQLITE_ROW_BUFFER);
         let pool = SqlitePoolOptions::new()
             .max_connections(SQLITE_MAX_CONNECTIONS)

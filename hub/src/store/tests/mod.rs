@@ -284,6 +284,42 @@ async fn sqlite_file_is_created_with_wal_and_foreign_keys() {
     );
 }
 
+/// Commits must not checkpoint by themselves (their fsync was the paid invoke's p99): the
+/// automatic threshold is raised and the hub's checkpointer copies the WAL back instead.
+#[tokio::test]
+async fn sqlite_wal_is_checkpointed_off_the_commit_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(None, dir.path()).await.unwrap();
+    let Store::Sqlite(db) = &store else {
+        panic!("expected SQLite");
+    };
+    let pages: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        pages,
+        i64::from(super::checkpoint::SQLITE_AUTOCHECKPOINT_PAGES)
+    );
+    // An empty WAL (migrations already checkpointed or not) then a write: the next
+    // checkpoint copies at least the pages of that write.
+    store.checkpoint().await.unwrap();
+    store
+        .upsert_seed_peer("https://checkpoint.example", None)
+        .await
+        .unwrap();
+    assert!(store.checkpoint().await.unwrap() > 0);
+
+    let task = store
+        .spawn_checkpointer()
+        .expect("SQLite runs a checkpointer");
+    store.close().await;
+    tokio::time::timeout(std::time::Duration::from_secs(5), task)
+        .await
+        .expect("the checkpointer ends when the pool closes")
+        .unwrap();
+}
+
 #[test]
 fn origins_are_normalised_or_refused() {
     use super::normalize_origin;
