@@ -240,6 +240,8 @@ async fn main() {
 
     // The ledger's share of the paid path: hold + capture (with a signed receipt) alone.
     let mut ledger_samples = Vec::with_capacity(n);
+    let mut hold_samples = Vec::with_capacity(n);
+    let mut capture_samples = Vec::with_capacity(n);
     for i in 0..n {
         let nonce = format!("rcpt_bench_{i}");
         let started = Instant::now();
@@ -248,6 +250,7 @@ async fn main() {
             .hold(&channel_id, Some(&channel_secret), 1010, &nonce)
             .await
             .expect("hold");
+        hold_samples.push(started.elapsed());
         let mut receipt = json!({"nonce": nonce, "product_id": PRODUCT, "capability_id": PAID,
             "price_usd": 0.00101, "timestamp": "2026-01-01T00:00:00.000Z", "success": true,
             "latency_ms": 1});
@@ -257,18 +260,25 @@ async fn main() {
             aimarket_protocol::signing::ReceiptVersion::V1,
         )
         .expect("sign");
+        let capture_started = Instant::now();
         state
             .ledger
             .capture(&nonce, &receipt)
             .await
             .expect("capture");
+        capture_samples.push(capture_started.elapsed());
         ledger_samples.push(started.elapsed());
     }
-    ledger_samples.sort();
-    let ledger = Series {
-        p50: percentile(&ledger_samples, 0.50),
-        p99: percentile(&ledger_samples, 0.99),
+    let summarize = |mut samples: Vec<Duration>| {
+        samples.sort();
+        Series {
+            p50: percentile(&samples, 0.50),
+            p99: percentile(&samples, 0.99),
+        }
     };
+    let ledger = summarize(ledger_samples);
+    let hold = summarize(hold_samples);
+    let capture = summarize(capture_samples);
 
     // Throughput through the hub.
     let done = Arc::new(AtomicU64::new(0));
@@ -339,6 +349,13 @@ async fn main() {
         "  ledger alone: hold + sign + capture p50 {:>8.1} µs  p99 {:>8.1} µs",
         micros(ledger.p50),
         micros(ledger.p99)
+    );
+    println!(
+        "    hold p50 {:>8.1} µs  p99 {:>8.1} µs; capture (with the receipt row) p50 {:>8.1} µs  p99 {:>8.1} µs",
+        micros(hold.p50),
+        micros(hold.p99),
+        micros(capture.p50),
+        micros(capture.p99)
     );
     println!(
         "  throughput via hub: {throughput:.0} invokes/s ({CONCURRENCY} concurrent clients, {secs} s)"

@@ -15,6 +15,17 @@ use crate::store::{BeginWrite as _, Store, now_ms, on_pool, on_pool_write};
 const MAX_HOLD_ID_CHARS: usize = 200;
 /// Returns a released hold's amount to its channel.
 const GIVE_BACK: &str = "UPDATE channels SET held = held - $2 WHERE id = $1";
+/// SQLite's hold: the row is inserted only when the channel can pay, and the
+/// `holds_reserve` trigger reserves the amount in the same statement.
+const SQLITE_HOLD: &str = "INSERT INTO holds (id, channel_id, amount, state, created_at, \
+     lease_until) SELECT $1, id, $3, 'held', $4, $5 FROM channels \
+     WHERE id = $2 AND status = 'open' AND expires_at > $4 AND deposit - used - held >= $3";
+/// SQLite's capture: the receipt row is inserted only for a hold still `held`, and the
+/// `receipts_capture` trigger marks the hold captured and debits the channel in the same
+/// statement.
+const SQLITE_CAPTURE: &str = "INSERT INTO receipts (nonce, receipt, signer, channel_id, \
+     hold_id, charged, created_at) SELECT $1, $2, $3, channel_id, id, amount, $4 \
+     FROM holds WHERE id = $5 AND state = 'held'";
 
 /// Lifecycle of a hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,8 +69,6 @@ pub struct Hold {
     pub channel_id: String,
     /// Reserved micro-dollars.
     pub amount_micros: i64,
-    /// The channel's available balance right after this hold.
-    pub balance_micros: i64,
     /// When the hold counts as abandoned (unix ms).
     pub lease_until: i64,
 }
@@ -129,7 +138,7 @@ impl Ledger {
              deposit - used - held AS balance FROM channels WHERE id = $1";
         const RESERVE: &str = "UPDATE channels SET held = held + $2 \
              WHERE id = $1 AND status = 'open' AND expires_at > $3 \
-             AND deposit - used - held >= $2 RETURNING deposit - used - held";
+             AND deposit - used - held >= $2 RETURNING 1";
         const INSERT: &str = "INSERT INTO holds (id, channel_id, amount, state, created_at, \
              lease_until) VALUES ($1, $2, $3, 'held', $4, $5)";
         if amount_micros < 0 {
@@ -174,40 +183,55 @@ impl Ledger {
         }
 
         let lease_until = now.saturating_add(duration_ms(self.config.hold_lease));
-        let reserved: Result<Option<i64>, sqlx::Error> = on_pool_write!(&self.store, |pool| {
-            async {
-                let mut tx = pool.begin_write().await?;
-                let balance: Option<i64> = sqlx::query_scalar(RESERVE)
+        let reserved: Result<bool, sqlx::Error> = match &self.store {
+            // One guarded INSERT; the `holds_reserve` trigger (migration 0004) reserves the
+            // amount in the same statement.
+            Store::Sqlite(db) => {
+                let _slot = db.write_slot().await;
+                sqlx::query(SQLITE_HOLD)
+                    .bind(hold_id)
                     .bind(channel_id)
                     .bind(amount_micros)
                     .bind(now)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                if balance.is_some() {
-                    sqlx::query(INSERT)
-                        .bind(hold_id)
+                    .bind(lease_until)
+                    .execute(db.pool())
+                    .await
+                    .map(|done| done.rows_affected() == 1)
+            }
+            Store::Postgres(pool) => {
+                async {
+                    let mut tx = pool.begin_write().await?;
+                    let reserved: Option<i32> = sqlx::query_scalar(RESERVE)
                         .bind(channel_id)
                         .bind(amount_micros)
                         .bind(now)
-                        .bind(lease_until)
-                        .execute(&mut *tx)
+                        .fetch_optional(&mut *tx)
                         .await?;
-                    tx.commit().await?;
+                    if reserved.is_some() {
+                        sqlx::query(INSERT)
+                            .bind(hold_id)
+                            .bind(channel_id)
+                            .bind(amount_micros)
+                            .bind(now)
+                            .bind(lease_until)
+                            .execute(&mut *tx)
+                            .await?;
+                        tx.commit().await?;
+                    }
+                    Ok(reserved.is_some())
                 }
-                Ok(balance)
+                .await
             }
-            .await
-        });
+        };
         match reserved {
-            Ok(Some(balance_micros)) => Ok(Hold {
+            Ok(true) => Ok(Hold {
                 id: hold_id.to_owned(),
                 channel_id: channel_id.to_owned(),
                 amount_micros,
-                balance_micros,
                 lease_until,
             }),
             // The guard failed between the read and the write: say why, from a fresh read.
-            Ok(None) => {
+            Ok(false) => {
                 let channel = self.get_channel(channel_id).await?;
                 Err(if channel.status == ChannelStatus::Closed {
                     PaymentError::Closed {
@@ -242,31 +266,45 @@ impl Ledger {
              invocations = invocations + 1 WHERE id = $1";
         let mut row = ReceiptRow::from_receipt(receipt)?;
         let now = now_ms();
-        let outcome: Result<bool, sqlx::Error> = on_pool_write!(&self.store, |pool| {
-            async {
-                let mut tx = pool.begin_write().await?;
-                let taken: Option<Taken> = sqlx::query_as(TAKE)
-                    .bind(hold_id)
+        let outcome: Result<bool, sqlx::Error> = match &self.store {
+            Store::Sqlite(db) => {
+                let _slot = db.write_slot().await;
+                sqlx::query(SQLITE_CAPTURE)
+                    .bind(&row.nonce)
+                    .bind(&row.json)
+                    .bind(&row.signer)
                     .bind(now)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let Some(taken) = taken else {
-                    return Ok(false);
-                };
-                sqlx::query(DEBIT)
-                    .bind(&taken.channel_id)
-                    .bind(taken.amount)
-                    .execute(&mut *tx)
-                    .await?;
-                row.channel_id = Some(taken.channel_id);
-                row.hold_id = Some(hold_id.to_owned());
-                row.charged = Some(taken.amount);
-                insert_receipt!(row, &mut *tx, now)?;
-                tx.commit().await?;
-                Ok(true)
+                    .bind(hold_id)
+                    .execute(db.pool())
+                    .await
+                    .map(|done| done.rows_affected() == 1)
             }
-            .await
-        });
+            Store::Postgres(pool) => {
+                async {
+                    let mut tx = pool.begin_write().await?;
+                    let taken: Option<Taken> = sqlx::query_as(TAKE)
+                        .bind(hold_id)
+                        .bind(now)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    let Some(taken) = taken else {
+                        return Ok(false);
+                    };
+                    sqlx::query(DEBIT)
+                        .bind(&taken.channel_id)
+                        .bind(taken.amount)
+                        .execute(&mut *tx)
+                        .await?;
+                    row.channel_id = Some(taken.channel_id);
+                    row.hold_id = Some(hold_id.to_owned());
+                    row.charged = Some(taken.amount);
+                    insert_receipt!(row, &mut *tx, now)?;
+                    tx.commit().await?;
+                    Ok(true)
+                }
+                .await
+            }
+        };
         match outcome {
             Ok(true) => Ok(()),
             Ok(false) => Err(self.hold_not_held(hold_id).await?),

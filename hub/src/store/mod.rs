@@ -169,6 +169,10 @@ impl Store {
             .row_buffer_size(SQLITE_ROW_BUFFER);
         let pool = SqlitePoolOptions::new()
             .max_connections(SQLITE_MAX_CONNECTIONS)
+            // sqlx pings every connection it hands out by default; for a local file that is
+            // one more hop to the connection's worker thread per query and never finds a
+            // dead connection (a paid invoke acquires three times).
+            .test_before_acquire(false)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await?;

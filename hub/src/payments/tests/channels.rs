@@ -49,7 +49,12 @@ pub async fn open_get_close_round_trip(ctx: Ctx) {
         .hold(&opened.id, Some(secret.expose()), 400_000, "n1")
         .await
         .unwrap();
-    assert_eq!(hold.balance_micros, 2_100_000);
+    assert_eq!(hold.amount_micros, 400_000);
+    let held = ledger.get_channel(&opened.id).await.unwrap();
+    assert_eq!(
+        (held.balance_micros(), held.held_micros, held.used_micros),
+        (2_100_000, 400_000, 0)
+    );
     let key = KeyPair::from_seed(&[3; 32]);
     ledger
         .capture("n1", &signed_receipt(&key, "n1", 0.4, &opened.id))
