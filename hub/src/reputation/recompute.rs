@@ -350,10 +350,9 @@ pub async fn recompute(state: &AppState) -> Result<RecomputeOutcome, ReputationE
     }
 
     plan_capabilities(store, since, &by_url, &mut plan).await?;
-    // Read outside the write: a crawl adding keys meanwhile publishes them itself.
-    plan.visible_keys
-        .extend(keys_of_peers(store, &plan.changed_peer_ids).await?);
-    let outcome = write(store, &plan, now).await?;
+    let (mut outcome, peer_keys) = write(store, &plan, now).await?;
+    plan.visible_keys.extend(peer_keys);
+    outcome.capabilities_changed = plan.visible_keys.len();
     if let Some(version) = outcome.version {
         state.reputation.remember_published(version);
         state.publish_catalog_update(CatalogUpdate {
@@ -445,7 +444,15 @@ async fn plan_capabilities(
 }
 
 /// Writes `plan` in one transaction; bumps the catalog version when a visible score changed.
-async fn write(store: &Store, plan: &Plan, now: i64) -> Result<RecomputeOutcome, ReputationError> {
+/// Writes `plan` in one transaction; returns the outcome and the keys of the capabilities
+/// whose trust follows a changed peer.
+async fn write(
+    store: &Store,
+    plan: &Plan,
+    now: i64,
+) -> Result<(RecomputeOutcome, Vec<CapabilityKey>), ReputationError> {
+    const KEYS_OF_PEER: &str =
+        "SELECT origin, product_id, capability_id FROM capabilities WHERE peer_id = $1";
     const PEER: &str =
         "UPDATE peers SET trust_score = $2, bond_usd = $3, updated_at = $4 WHERE id = $1";
     const PEER_ROW: &str = "INSERT INTO peer_reputation (peer_url, age, bond, success_rate, \
@@ -477,13 +484,13 @@ async fn write(store: &Store, plan: &Plan, now: i64) -> Result<RecomputeOutcome,
         && plan.peer_rows.is_empty()
         && plan.capability_rows.is_empty()
         && plan.stale_capabilities.is_empty();
-    let version = on_pool_write!(store, |pool| {
+    let (version, peer_keys) = on_pool_write!(store, |pool| {
         sqlx::query(PURGE_EVENTS)
             .bind(now.saturating_sub(EVENT_RETENTION_MS))
             .execute(pool)
             .await?;
         if nothing {
-            return Ok(outcome);
+            return Ok((outcome, Vec::new()));
         }
         let mut tx = pool.begin_write().await?;
         for (id, trust, bond) in &plan.peers {
@@ -494,6 +501,21 @@ async fn write(store: &Store, plan: &Plan, now: i64) -> Result<RecomputeOutcome,
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
+        }
+        // The keys whose trust follows a changed peer, read after the peer rows are written
+        // and inside the same transaction. Read before it, a crawl committing that peer's
+        // capabilities in between was missed: its own update could be applied before this
+        // commit (old score) and this update did not name its keys, so search kept the old
+        // trust until the next change. Now a crawl that commits first is read here, and one
+        // that commits later (the peer row it updates waits for this transaction) is applied
+        // with the new score.
+        let mut peer_keys: Vec<CapabilityKey> = Vec::new();
+        for id in &plan.changed_peer_ids {
+            let found: Vec<CapabilityKey> = sqlx::query_as(KEYS_OF_PEER)
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+            peer_keys.extend(found);
         }
         for r in &plan.peer_rows {
             sqlx::query(PEER_ROW)
@@ -539,27 +561,10 @@ async fn write(store: &Store, plan: &Plan, now: i64) -> Result<RecomputeOutcome,
             None
         };
         tx.commit().await?;
-        version
+        (version, peer_keys)
     });
     outcome.version = version;
-    Ok(outcome)
-}
-
-/// The keys of the capabilities listed by `peer_ids` (their trust follows the peer's).
-async fn keys_of_peers(
-    store: &Store,
-    peer_ids: &[i64],
-) -> Result<Vec<CapabilityKey>, ReputationError> {
-    const SQL: &str =
-        "SELECT origin, product_id, capability_id FROM capabilities WHERE peer_id = $1";
-    let mut keys = Vec::new();
-    for id in peer_ids {
-        let found: Vec<CapabilityKey> = on_pool!(store, |pool| {
-            sqlx::query_as(SQL).bind(id).fetch_all(pool).await?
-        });
-        keys.extend(found);
-    }
-    Ok(keys)
+    Ok((outcome, peer_keys))
 }
 
 #[cfg(test)]
