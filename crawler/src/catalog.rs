@@ -7,7 +7,8 @@
 //!   `"<product_id>.<capability_id>"` (v1 style, split at the first dot);
 //! - price: `price_per_call_usd`, else `price_usd`; missing, non-numeric or outside
 //!   `[0, 1000]` rejects the tool (no invented default price);
-//! - `p50_latency_ms`: `0` when not declared (meaning *unknown*), capped at one day;
+//! - `p50_latency_ms`: `0` when not declared (meaning *unknown*), capped at one day; a float
+//!   (real oracles declare `5.52`) is that latency rounded to whole milliseconds, at least 1;
 //! - `success_rate_30d` (or `success_rate`): clamped to `[0, 1]`, `None` when not declared;
 //! - origin: `source_hub` when it is a URL (reduced to its origin), else the peer itself; a
 //!   `source_hub` URL that fails the URL policy rejects the tool; a tool whose origin is this
@@ -190,7 +191,7 @@ fn extract_one(
     peer_origin: &str,
     ctx: &ToolContext<'_>,
 ) -> Result<CatalogTool, String> {
-    validate(SchemaKind::Tool, &tool).map_err(|e| e.to_string())?;
+    validate_tolerantly(&tool)?;
     let str_field = |k: &str| {
         tool.get(k)
             .and_then(Value::as_str)
@@ -223,7 +224,7 @@ fn extract_one(
         None | Some(Value::Null) => 0,
         Some(v) => v
             .as_u64()
-            .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|_| MAX_LATENCY_MS))
+            .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(float_latency_ms))
             .ok_or("p50_latency_ms is not a non-negative number")?
             .min(MAX_LATENCY_MS),
     };
@@ -301,6 +302,49 @@ fn ids(name: &str, pid: Option<&str>, cid: Option<&str>) -> Result<(String, Stri
     Ok((pid.to_owned(), cid.to_owned()))
 }
 
+/// Validates a tool against the schema, reading a fractional `p50_latency_ms` (which the
+/// schema types as an integer, and real oracles send as `5.52`) as the latency it is. The
+/// stored tool keeps the value as sent.
+fn validate_tolerantly(tool: &Value) -> Result<(), String> {
+    let fractional = tool
+        .get("p50_latency_ms")
+        .and_then(Value::as_f64)
+        .filter(|f| *f >= 0.0 && f.fract() != 0.0);
+    match fractional {
+        None => validate(SchemaKind::Tool, tool),
+        Some(ms) => {
+            let mut copy = tool.clone();
+            copy["p50_latency_ms"] = Value::from(float_latency_ms(ms));
+            validate(SchemaKind::Tool, &copy)
+        }
+    }
+    .map_err(|e| e.to_string())
+}
+
+/// A declared float latency in whole milliseconds: rounded, and never `0` (which means
+/// "not declared") for a positive value; huge values saturate and are capped by the caller.
+fn float_latency_ms(ms: f64) -> u64 {
+    if ms <= 0.0 {
+        return 0;
+    }
+    // `as` saturates at u64::MAX for values beyond it.
+    (ms.round() as u64).max(1)
+}
+
+#[cfg(test)]
+mod float_latency_tests {
+    use super::float_latency_ms;
+
+    #[test]
+    fn floats_are_latencies() {
+        assert_eq!(float_latency_ms(5.52), 6);
+        assert_eq!(float_latency_ms(0.2), 1);
+        assert_eq!(float_latency_ms(0.0), 0);
+        assert_eq!(float_latency_ms(120.0), 120);
+        assert_eq!(float_latency_ms(1e30), u64::MAX);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -361,7 +405,7 @@ mod tests {
                 json!({"name": "p5.c", "source_hub": "local", "invoke_url": "https://evil.example.com/x",
                 "success_rate": 7.0, "p50_latency_ms": 120}),
             ), // 7 local; invoke dropped
-            tool(json!({"description": "second"})),                         // 8 duplicate of 0
+            tool(json!({"description": "second", "p50_latency_ms": 5.52})), // 8 duplicate of 0
             json!("not an object"),                                         // 9 schema
         ];
         let (kept, rejected) = extract_tools(tools, &ctx_for(&peer));
@@ -390,7 +434,7 @@ mod tests {
         assert_eq!(local.success_rate, Some(1.0));
         assert_eq!(local.p50_latency_ms, 120);
         assert_eq!(kept[2].description, "second");
-        assert_eq!(kept[2].p50_latency_ms, 0);
+        assert_eq!(kept[2].p50_latency_ms, 6, "a float latency is that latency");
         assert_eq!(kept[2].success_rate, None);
         assert_eq!(kept[2].tool_json["description"], "second");
     }

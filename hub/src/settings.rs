@@ -31,7 +31,9 @@ use figment::providers::{Format, Toml};
 use serde::Deserialize;
 
 pub use crawl::CrawlSettings;
-pub use invoke::{CredentialKind, InvokeSettings, PeerCredential, PeerCredentials};
+pub use invoke::{
+    CredentialKind, InvokeSettings, PeerCredential, PeerCredentials, SellerDirectFee, SellsFor,
+};
 pub use payments::{EvmAddress, PaymentSettings, RpcUrl};
 pub use plugins::PluginChain;
 pub use replica::ReplicaSettings;
@@ -409,6 +411,33 @@ const ENV_BINDINGS: &[EnvBinding] = &[
         shown: redact,
         apply: |s, v| {
             s.invoke.peer_credentials = v.parse()?;
+            Ok(())
+        },
+    },
+    EnvBinding {
+        env: "AIMARKET_SELLS_FOR",
+        setting: "invoke.sells_for",
+        shown: str::to_owned,
+        apply: |s, v| {
+            s.invoke.sells_for = v.parse()?;
+            Ok(())
+        },
+    },
+    EnvBinding {
+        env: "AIMARKET_SIGN_ALL_PEERS",
+        setting: "invoke.sign_all_peers",
+        shown: str::to_owned,
+        apply: |s, v| {
+            s.invoke.sign_all_peers = parse_bool(v)?;
+            Ok(())
+        },
+    },
+    EnvBinding {
+        env: "AIMARKET_SELLER_DIRECT_FEE",
+        setting: "invoke.seller_direct_fee",
+        shown: str::to_owned,
+        apply: |s, v| {
+            s.invoke.seller_direct_fee = v.parse()?;
             Ok(())
         },
     },

@@ -69,6 +69,7 @@ fn buyer_headers(req: &HttpRequest) -> Result<BuyerHeaders, ApiError> {
         x_payment: header(req, "x-payment")?,
         payment_signature: header(req, "payment-signature")?,
         x_payment_nonce: header(req, "x-payment-nonce")?,
+        x_payment_secret: header(req, "x-payment-secret")?,
         idempotency_key: header(req, "idempotency-key")?,
         traceparent: header(req, "traceparent").ok().flatten(),
         request_id: header(req, "x-request-id").ok().flatten(),

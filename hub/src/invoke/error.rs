@@ -37,6 +37,23 @@ pub enum InvokeError {
         /// The origin asked for.
         source_hub: Option<String>,
     },
+    /// No `product_id` was given and several products list this capability id.
+    #[error("capability {capability_id} is listed by {} products; name one with product_id", candidates.len())]
+    AmbiguousCapability {
+        /// Capability id asked for.
+        capability_id: String,
+        /// `(product_id, source_hub)` of each listing (bounded).
+        candidates: Vec<(String, String)>,
+    },
+    /// A seller-direct call (`X-Payment`) when this hub charges its routing fee on the
+    /// buyer's channel (`seller_direct_fee = channel`) and no `X-Payment-Channel` was sent.
+    #[error(
+        "this hub charges its routing fee of {fee_usd} USD on seller-direct calls: send X-Payment-Channel with the payment"
+    )]
+    RoutingFeeRequired {
+        /// The fee, USD.
+        fee_usd: f64,
+    },
     /// `source_hub` names a peer that has not been admitted (spec §2.4).
     #[error("peer {peer} is pending admission; its capabilities cannot be invoked")]
     PeerPending {

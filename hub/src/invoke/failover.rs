@@ -12,10 +12,11 @@ use super::error::InvokeError;
 use super::forward::{ForwardError, OutgoingHeaders, names};
 use super::hooks::{self, PluginRun};
 use super::pipeline::{
-    Funding, Settled, Trace, check_input, elapsed_ms, record, resolve_target, settle,
+    Funding, Sent, Settled, Trace, check_input, elapsed_ms, record, resolve_target, settle,
     upstream_error,
 };
 use super::provider_pay::ChosenCredential;
+use super::rails::{self, Rail};
 use super::receipt::new_nonce;
 use super::relay::{self, Answer};
 use super::resolve::Offer;
@@ -47,9 +48,12 @@ pub(super) enum Tried {
 pub(super) struct Run<'a> {
     pub(super) state: &'a AppState,
     pub(super) call: &'a InvokeCall,
+    pub(super) rail: Rail,
     pub(super) funding: &'a Funding,
     pub(super) payment: UpstreamPayment,
     pub(super) trace: &'a Trace,
+    /// The buyer's opaque id toward providers (`X-AIMarket-Buyer`).
+    pub(super) buyer_id: String,
     pub(super) started: Instant,
     pub(super) plugins: PluginRun<'a>,
 }
@@ -140,9 +144,14 @@ impl Run<'_> {
             Ok(f) => f,
             Err(e) => return Tried::Done(Err(e)),
         };
-        // A channel-funded call may retry once when a cached demo channel turned out spent.
+        let rail = self.rail;
+        let target_url = attempt.target.url.as_str();
+        let signs = invoker
+            .rails
+            .signs(rail, offer.price_usd == 0.0, &offer.peer_url, target_url);
+        // A hub-paid call may retry once when a cached demo channel turned out spent.
         let mut tries = 0;
-        let (upstream, paid_with) = loop {
+        let (upstream, paid_with, signed) = loop {
             tries += 1;
             let mut headers = OutgoingHeaders::new(
                 invoker.routing_fee_bps,
@@ -150,8 +159,9 @@ impl Run<'_> {
                 &self.trace.traceparent,
                 &self.trace.request_id,
             );
-            let credential: Option<ChosenCredential> = match funding {
-                Funding::Channel { .. } => {
+            headers.set(names::X_AIMARKET_BUYER, &self.buyer_id);
+            let credential: Option<ChosenCredential> = match rail {
+                Rail::HubPays => {
                     let chosen = invoker
                         .pay
                         .credential_for(
@@ -164,21 +174,29 @@ impl Run<'_> {
                     if let Some(chosen) = &chosen {
                         chosen.credential.apply(&mut headers);
                     }
+                    if let Funding::Channel { micros, .. } = funding {
+                        headers.set(
+                            names::X_AIMARKET_HUB_CHARGED,
+                            &format!("{:.6}", crate::payments::micros_to_usd(*micros)),
+                        );
+                    }
                     chosen
                 }
-                Funding::Buyer => {
-                    for (name, value) in [
-                        (names::X_PAYMENT, &call.headers.x_payment),
-                        (names::PAYMENT_SIGNATURE, &call.headers.payment_signature),
-                        (names::X_PAYMENT_NONCE, &call.headers.x_payment_nonce),
-                    ] {
-                        if let Some(value) = value {
-                            headers.set(name, value);
-                        }
-                    }
+                Rail::SellerDirect => {
+                    rails::apply_buyer_payment(&mut headers, &call.headers);
                     None
                 }
+                Rail::Unpaid => None,
             };
+            let signed = signs
+                && rails::apply_signature(
+                    &mut headers,
+                    &state.signing_key,
+                    state.public_url.as_str(),
+                    target_url,
+                    &offer.capability_id,
+                    &call.request.input,
+                );
             let body = target::body_for(&attempt.target.shape, offer, &call.request.input);
             let upstream = match forwarder
                 .post(&attempt.target.url, offer.peer_operator, headers, body)
@@ -200,12 +218,13 @@ impl Run<'_> {
             };
             if upstream.status == 402
                 && tries < 2
-                && let (Funding::Channel { .. }, Some(chosen)) = (funding, &credential)
+                && rail == Rail::HubPays
+                && let Some(chosen) = &credential
                 && invoker.pay.refused(&offer.peer_url, chosen).await
             {
                 continue;
             }
-            break (upstream, credential);
+            break (upstream, credential, signed);
         };
         let status = upstream.status;
         let outcome = self
@@ -240,14 +259,22 @@ impl Run<'_> {
                 .receipt_extensions(attempt.view.as_ref(), outcome.as_ref()),
             _ => None,
         };
+        let sent = Sent {
+            rail,
+            credential: paid_with.is_some(),
+            signed,
+            hub_can_pay: invoker.pay.can_pay(&offer.peer_url)
+                || invoker
+                    .rails
+                    .signs(Rail::HubPays, false, &offer.peer_url, target_url),
+        };
         Tried::Done(
             settle(
                 state,
-                call,
                 offer,
                 funding,
                 answer,
-                paid_with.is_some(),
+                sent,
                 extensions,
                 self.started,
             )

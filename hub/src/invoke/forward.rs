@@ -48,6 +48,16 @@ pub mod names {
     pub const PAYMENT_SIGNATURE: &str = "payment-signature";
     /// Payment nonce.
     pub const X_PAYMENT_NONCE: &str = "x-payment-nonce";
+    /// The secret an x402 challenge handed the buyer.
+    pub const X_PAYMENT_SECRET: &str = "x-payment-secret";
+    /// x402 settlement answer (v2 spelling).
+    pub const PAYMENT_RESPONSE: &str = "payment-response";
+    /// x402 settlement answer (v1 spelling).
+    pub const X_PAYMENT_RESPONSE: &str = "x-payment-response";
+    /// The opaque, stable id of the buyer toward providers.
+    pub const X_AIMARKET_BUYER: &str = "x-aimarket-buyer";
+    /// What the buyer paid this hub for the call (6 decimals), on the hub-pays rail.
+    pub const X_AIMARKET_HUB_CHARGED: &str = "x-aimarket-hub-charged";
     /// v1 402 challenge.
     pub const X_PAYMENT_REQUIRED: &str = "x-payment-required";
     /// x402 v2 402 challenge.

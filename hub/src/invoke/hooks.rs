@@ -73,7 +73,12 @@ impl<'a> PluginRun<'a> {
             return Ok(offers);
         };
         let capability = CapabilityRef {
-            product_id: call.request.product_id.as_str().into(),
+            product_id: call
+                .request
+                .product_id
+                .as_deref()
+                .unwrap_or_default()
+                .into(),
             capability_id: call.request.capability_id.as_str().into(),
             source_hub: call.request.source_hub.as_deref().map(Into::into),
         };
@@ -188,7 +193,7 @@ pub(super) fn invoke_view(
 ) -> InvokeView {
     let request = &call.request;
     InvokeView {
-        product_id: request.product_id.as_str().into(),
+        product_id: request.product_id.as_deref().unwrap_or_default().into(),
         capability_id: request.capability_id.as_str().into(),
         source_hub: request.source_hub.as_deref().map(Into::into),
         input: Arc::new(request.input.clone()),

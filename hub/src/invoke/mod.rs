@@ -9,8 +9,8 @@
 //! [`validate`] (input schemas), [`target`] (where and in which shape to forward),
 //! [`forward`] (pooled clients, header hygiene), [`relay`] (what the provider's answer
 //! becomes), [`provider_pay`] (the hub's own credentials at peers), [`receipt`] (the
-//! routing receipt), [`ratelimit`], [`record`] (off-path writes) and `pipeline` (the steps
-//! in order).
+//! routing receipt), [`rails`] (which payment rail a call takes and the headers it adds),
+//! [`ratelimit`], [`record`] (off-path writes) and `pipeline` (the steps in order).
 
 pub mod error;
 mod failover;
@@ -18,6 +18,7 @@ pub mod forward;
 mod hooks;
 mod pipeline;
 pub mod provider_pay;
+pub mod rails;
 pub mod ratelimit;
 pub mod receipt;
 pub mod record;
@@ -125,6 +126,7 @@ pub struct Invoker {
     kinds: target::KindCache,
     forwarder: OnceLock<Result<forward::Forwarder, String>>,
     pay: provider_pay::ProviderPay,
+    rails: rails::RailPolicy,
     rate: ratelimit::InvokeRateLimit,
     recorder: record::Recorder,
     policy: UrlPolicy,
@@ -148,6 +150,11 @@ impl Invoker {
                 invoke.peer_credentials.clone(),
                 settings.demo_payments,
             ),
+            rails: rails::RailPolicy {
+                sells_for: invoke.sells_for.clone(),
+                sign_all_peers: invoke.sign_all_peers,
+                seller_direct_fee: invoke.seller_direct_fee,
+            },
             rate: ratelimit::InvokeRateLimit::new(invoke.rate_per_min),
             recorder: record::Recorder::default(),
             policy: UrlPolicy {

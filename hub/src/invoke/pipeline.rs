@@ -23,6 +23,7 @@ use super::error::InvokeError;
 use super::failover::{Attempt, Run};
 use super::forward::{self, ForwardError};
 use super::hooks::{self, PluginRun};
+use super::rails::{self, Rail};
 use super::receipt::{RoutingReceipt, new_nonce};
 use super::record::Write;
 use super::relay::{self, Answer};
@@ -30,6 +31,7 @@ use super::resolve::{LookupContext, Offer, choose_providers, not_found};
 use super::target::{self, FAILED_PROBE_TTL, KIND_TTL, PeerKind, Target};
 use super::{InvokeCall, InvokeResult, Invoker};
 use crate::payments::{InvocationRecord, usd_to_micros};
+use crate::settings::SellerDirectFee;
 use crate::state::AppState;
 
 /// Bound on the well-known probe that tells a v2 hub from a v1 factory.
@@ -69,10 +71,28 @@ pub(super) async fn run(state: &AppState, call: &InvokeCall) -> InvokeResult {
 async fn run_inner(state: &AppState, call: &InvokeCall) -> Result<InvokeResult, InvokeError> {
     let started = Instant::now();
     let invoker = &state.invoker;
-    let request = &call.request;
     let store = &state.store;
 
-    // 1. Resolve, then route.
+    // 1. Resolve (naming the product when the buyer left it out), then route.
+    let named;
+    let call = match &call.request.product_id {
+        Some(_) => call,
+        None => {
+            let mut with_product = call.clone();
+            with_product.request.product_id = Some(
+                resolve_product(
+                    store,
+                    &call.request.capability_id,
+                    call.request.source_hub.as_deref(),
+                )
+                .await?,
+            );
+            named = with_product;
+            &named
+        }
+    };
+    let request = &call.request;
+    let product_id = request.product_id.as_deref().unwrap_or_default();
     let ctx = LookupContext {
         store,
         schemas: &invoker.schemas,
@@ -81,13 +101,13 @@ async fn run_inner(state: &AppState, call: &InvokeCall) -> Result<InvokeResult, 
     };
     let offers = invoker
         .catalog
-        .offers(&ctx, &request.product_id, &request.capability_id)
+        .offers(&ctx, product_id, &request.capability_id)
         .await?;
     let providers = choose_providers(&offers, request.source_hub.as_deref());
     if providers.is_empty() {
         return Err(not_found(
             store,
-            &request.product_id,
+            product_id,
             &request.capability_id,
             request.source_hub.as_deref(),
         )
@@ -124,31 +144,33 @@ async fn run_inner(state: &AppState, call: &InvokeCall) -> Result<InvokeResult, 
     }
 
     // 4. Plugins before the call: a block charges nothing.
-    let channel_funded = call.headers.channel_id.is_some() && routed_micros > 0;
-    let payment = upstream_payment(call, channel_funded);
+    let rail = Rail::choose(&call.headers, routed_micros);
+    let held_micros = held_micros(invoker, rail, offer, routed_micros)?;
+    let payment = upstream_payment(rail);
     let target = resolve_target(invoker, offer).await?;
     let view = plugins
         .wants_view()
         .then(|| hooks::invoke_view(call, offer, target.url.as_str(), 0, payment));
     plugins.before_invoke(view.as_ref()).await?;
 
-    // 5. Hold.
-    let funding = match &call.headers.channel_id {
-        Some(channel_id) if channel_funded => {
+    // 5. Hold: the routed price (hub pays), or the routing fee on a seller-direct call when
+    // the operator charges it.
+    let funding = match (&call.headers.channel_id, held_micros) {
+        (Some(channel_id), micros) if micros > 0 => {
             let hold_id = new_nonce();
             state
                 .ledger
                 .hold(
                     channel_id,
                     call.headers.channel_secret.as_deref(),
-                    routed_micros,
+                    micros,
                     &hold_id,
                 )
                 .await?;
             Funding::Channel {
                 channel_id: channel_id.clone(),
                 hold_id,
-                micros: routed_micros,
+                micros,
             }
         }
         _ => Funding::Buyer,
@@ -158,9 +180,11 @@ async fn run_inner(state: &AppState, call: &InvokeCall) -> Result<InvokeResult, 
     let mut run = Run {
         state,
         call,
+        rail,
         funding: &funding,
         payment,
         trace: &trace,
+        buyer_id: rails::buyer_id(&state.signing_key, &call.client),
         started,
         plugins,
     };
@@ -207,13 +231,58 @@ pub(super) fn check_input(offer: &Offer, input: &Value) -> Result<(), InvokeErro
 
 /// What payment credential goes upstream (it decides whether a failed attempt may be
 /// retried elsewhere).
-fn upstream_payment(call: &InvokeCall, channel_funded: bool) -> UpstreamPayment {
-    if channel_funded {
-        UpstreamPayment::HubCredential
-    } else if call.headers.pays_provider() {
-        UpstreamPayment::BuyerCredential
-    } else {
-        UpstreamPayment::None
+fn upstream_payment(rail: Rail) -> UpstreamPayment {
+    match rail {
+        Rail::HubPays => UpstreamPayment::HubCredential,
+        Rail::SellerDirect => UpstreamPayment::BuyerCredential,
+        Rail::Unpaid => UpstreamPayment::None,
+    }
+}
+
+/// What the buyer's hub channel holds for this call: the routed price when the hub pays,
+/// the routing fee on a seller-direct call when the operator charges it (refused with 402
+/// when the buyer sent no channel), nothing otherwise.
+fn held_micros(
+    invoker: &Invoker,
+    rail: Rail,
+    offer: &Offer,
+    routed_micros: i64,
+) -> Result<i64, InvokeError> {
+    match rail {
+        Rail::HubPays => Ok(routed_micros),
+        Rail::Unpaid => Ok(0),
+        Rail::SellerDirect => {
+            if invoker.rails.seller_direct_fee == SellerDirectFee::Waived {
+                return Ok(0);
+            }
+            let fee = routed_micros - usd_to_micros(offer.price_usd)?;
+            Ok(fee.max(0))
+        }
+    }
+}
+
+/// The product of a capability id named without one: the only product listing it (from
+/// `source_hub` when given); several are 409 `ambiguous_capability` listing them.
+async fn resolve_product(
+    store: &crate::store::Store,
+    capability_id: &str,
+    source_hub: Option<&str>,
+) -> Result<String, InvokeError> {
+    /// Candidates listed in a 409 (one more is read to know there are more).
+    const MAX_CANDIDATES: u32 = 20;
+    let mut listed = store
+        .products_of_capability(capability_id, MAX_CANDIDATES + 1)
+        .await?;
+    listed.retain(|(_, origin)| source_hub.is_none_or(|hub| hub == origin));
+    let mut products: Vec<&str> = listed.iter().map(|(p, _)| p.as_str()).collect();
+    products.dedup();
+    match products.as_slice() {
+        [] => Err(not_found(store, "", capability_id, source_hub).await),
+        [only] => Ok((*only).to_owned()),
+        _ => Err(InvokeError::AmbiguousCapability {
+            capability_id: capability_id.to_owned(),
+            candidates: listed.into_iter().take(MAX_CANDIDATES as usize).collect(),
+        }),
     }
 }
 
@@ -272,6 +341,37 @@ pub(super) fn record(
         .send(&state.ledger, Write::Invocation(record));
 }
 
+/// What went upstream with one attempt: the rail, and whether the hub's credential and its
+/// admission signature were on it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Sent {
+    /// The call's rail.
+    pub rail: Rail,
+    /// The hub's own credential at the provider was sent.
+    pub credential: bool,
+    /// The hub's `aimarket-hub-request/v1` signature was sent.
+    pub signed: bool,
+    /// This hub could pay the provider for the call (a credential, demo channels, or its
+    /// admission signature), were the buyer to pay the hub.
+    pub hub_can_pay: bool,
+}
+
+impl Sent {
+    /// Why a provider's 402 to a hub-paid call means this hub could not pay it.
+    fn unpaid_detail(self) -> String {
+        match (self.credential, self.signed) {
+            (true, _) => "the provider answered 402 to this hub's credential".into(),
+            (false, true) => "the provider answered 402 to this hub's signed admission \
+                              (aimarket-hub-request/v1): it does not trust this hub's key"
+                .into(),
+            (false, false) => "the provider answered 402 and this hub has no way to pay it \
+                               (configure AIMARKET_PEER_CREDENTIALS, or AIMARKET_SELLS_FOR for \
+                               a provider that trusts this hub's signature)"
+                .into(),
+        }
+    }
+}
+
 /// What a forwarded call ended as.
 pub(super) struct Settled {
     result: InvokeResult,
@@ -307,51 +407,62 @@ pub(super) async fn release(state: &AppState, hold_id: &str) {
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn settle(
     state: &AppState,
-    call: &InvokeCall,
     offer: &Offer,
     funding: &Funding,
     answer: Answer,
-    paid: bool,
+    sent: Sent,
     plugin_extensions: Option<Value>,
     started: Instant,
 ) -> Result<Settled, InvokeError> {
     let invoker = &state.invoker;
     let latency_ms = elapsed_ms(started);
+    let release_hold = || async {
+        if let Funding::Channel { hold_id, .. } = funding {
+            release(state, hold_id).await;
+        }
+    };
     match answer {
-        Answer::PaymentRequired(upstream) => match funding {
-            Funding::Channel { .. } => Err(InvokeError::ProviderPaymentFailed {
-                peer: offer.peer_url.clone(),
-                detail: if paid {
-                    "the provider answered 402 to this hub's credential".into()
-                } else {
-                    "the provider answered 402 and this hub has no credential for it \
-                             (configure AIMARKET_PEER_CREDENTIALS)"
-                        .into()
-                },
-            }),
-            Funding::Buyer => Ok(Settled::unbilled(relay::payment_required(
+        Answer::PaymentRequired(upstream) => {
+            if sent.rail == Rail::HubPays {
+                return Err(InvokeError::ProviderPaymentFailed {
+                    peer: offer.peer_url.clone(),
+                    detail: sent.unpaid_detail(),
+                });
+            }
+            // The buyer has not paid the provider (yet): its challenge goes back verbatim.
+            release_hold().await;
+            let ways = relay::payment_ways(&upstream, sent.hub_can_pay);
+            Ok(Settled::unbilled(relay::payment_required(
                 upstream,
                 invoker.routing_fee_bps,
-            ))),
-        },
+                &ways,
+            )))
+        }
+        Answer::ClientError(upstream) if upstream.status == 401 && sent.signed => {
+            Err(InvokeError::ProviderPaymentFailed {
+                peer: offer.peer_url.clone(),
+                detail: format!(
+                    "the provider refused this hub's admission signature \
+                     (aimarket-hub-request/v1) with HTTP 401: {}",
+                    relay::error_text(&upstream)
+                ),
+            })
+        }
         Answer::ClientError(upstream) => {
-            if let Funding::Channel { hold_id, .. } = funding {
-                release(state, hold_id).await;
-            }
+            release_hold().await;
             Ok(Settled::unbilled(relay::client_error(upstream)))
         }
-        Answer::Failed { body } => {
-            if let Funding::Channel { hold_id, .. } = funding {
-                release(state, hold_id).await;
-            }
-            Ok(Settled::unbilled(relay::json_ok(&failed_body(
-                body, offer, latency_ms,
-            ))))
+        Answer::Failed { body, relayed } => {
+            release_hold().await;
+            let mut result = relay::json_ok(&failed_body(body, offer, latency_ms));
+            result.headers.extend(relayed);
+            Ok(Settled::unbilled(result))
         }
         Answer::Success {
-            mut body,
+            body,
             result,
             signature,
+            relayed,
         } => {
             let (charged_micros, nonce) = match funding {
                 Funding::Channel {
@@ -360,16 +471,26 @@ pub(super) async fn settle(
                 Funding::Buyer => (0, new_nonce()),
             };
             let charged_usd = crate::payments::micros_to_usd(charged_micros);
+            let fee_waived = sent.rail == Rail::SellerDirect
+                && invoker.rails.seller_direct_fee == SellerDirectFee::Waived;
+            let routing_fee_bps = if fee_waived {
+                0
+            } else {
+                invoker.routing_fee_bps
+            };
             let routing_receipt = RoutingReceipt {
                 nonce: &nonce,
                 product_id: &offer.product_id,
                 capability_id: &offer.capability_id,
                 price_usd: charged_usd,
                 list_price_usd: offer.price_usd,
-                routing_fee_bps: invoker.routing_fee_bps,
+                routing_fee_bps,
                 latency_ms,
                 source_hub: &offer.origin,
                 routing_hub: state.public_url.as_str(),
+                payment_rail: sent.rail.as_str(),
+                routing_fee_policy: (sent.rail == Rail::SellerDirect)
+                    .then(|| invoker.rails.seller_direct_fee.as_str()),
             }
             .sign_with_extensions(&state.signing_key, plugin_extensions)
             .map_err(|e| InvokeError::Internal(format!("cannot sign the routing receipt: {e}")))?;
@@ -381,40 +502,59 @@ pub(super) async fn settle(
                     .recorder
                     .send(&state.ledger, Write::Receipt(routing_receipt.clone())),
             }
-            let price_usd = match funding {
-                Funding::Channel { .. } => charged_usd,
-                Funding::Buyer if call.headers.pays_provider() => body
-                    .get("receipt")
-                    .and_then(|r| r.get("price_usd"))
-                    .and_then(Value::as_f64)
-                    .unwrap_or(offer.price_usd),
-                Funding::Buyer => 0.0,
+            let price_usd = match sent.rail {
+                Rail::HubPays => charged_usd,
+                // What the buyer paid the provider (its receipt says), plus any fee here.
+                Rail::SellerDirect => {
+                    body.get("receipt")
+                        .and_then(|r| r.get("price_usd"))
+                        .and_then(Value::as_f64)
+                        .unwrap_or(offer.price_usd)
+                        + charged_usd
+                }
+                Rail::Unpaid => 0.0,
             };
-            let mut out = Map::new();
+            // The provider's fields pass through untouched (`receipt`, `signature`,
+            // `provider_pubkey`, `provenance`, `hub_billing`, anything new); the hub's own
+            // answer fields are set on top.
+            let mut out = body;
             out.insert("success".into(), Value::Bool(true));
             out.insert("result".into(), result);
-            if let Some(receipt) = body.remove("receipt").filter(Value::is_object) {
-                out.insert("receipt".into(), receipt);
-            }
-            if let Some(next) = body.remove("continuation").filter(Value::is_object) {
-                out.insert("continuation".into(), next);
-            }
             out.insert("routing_receipt".into(), routing_receipt);
             out.insert("price_usd".into(), price_usd.into());
             out.insert("list_price_usd".into(), offer.price_usd.into());
             out.insert("routed_price_usd".into(), offer.routed_price_usd.into());
-            out.insert("routing_fee_bps".into(), invoker.routing_fee_bps.into());
+            out.insert("routing_fee_bps".into(), routing_fee_bps.into());
+            out.insert(
+                "routing_fee_usd".into(),
+                routing_fee_usd(sent, charged_usd, offer).into(),
+            );
+            out.insert("payment_rail".into(), sent.rail.as_str().into());
             out.insert("latency_ms".into(), latency_ms.into());
             out.insert("source_hub".into(), offer.origin.clone().into());
             out.insert("routed_via".into(), state.public_url.as_str().into());
             out.insert("provider_signature".into(), signature.as_str().into());
+            if let Some(tenant) = relay::body_signature(&out) {
+                out.insert("provider_body_signature".into(), tenant);
+            }
             out.insert("protocol_version".into(), "v2".into());
+            let mut answer = relay::json_ok(&Value::Object(out));
+            answer.headers.extend(relayed);
             Ok(Settled {
-                result: relay::json_ok(&Value::Object(out)),
+                result: answer,
                 success: true,
                 charged_micros,
             })
         }
+    }
+}
+
+/// The routing fee this hub kept for the call, USD.
+fn routing_fee_usd(sent: Sent, charged_usd: f64, offer: &Offer) -> f64 {
+    match sent.rail {
+        Rail::HubPays => ((charged_usd - offer.price_usd) * 1e6).round().max(0.0) / 1e6,
+        Rail::SellerDirect => charged_usd,
+        Rail::Unpaid => 0.0,
     }
 }
 

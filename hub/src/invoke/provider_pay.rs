@@ -97,6 +97,12 @@ impl ProviderPay {
         }
     }
 
+    /// Whether this hub has a way to pay `peer_url`: a configured credential, or demo
+    /// channels it may open itself.
+    pub fn can_pay(&self, peer_url: &str) -> bool {
+        self.demo || self.configured.get(peer_url).is_some()
+    }
+
     /// The credential to pay `peer_url` for a call of `price_usd`, opening a demo channel
     /// when allowed and needed. `None`: the hub has no way to pay this peer.
     pub async fn credential_for(

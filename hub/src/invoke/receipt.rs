@@ -3,7 +3,9 @@
 //! untouched `receipt`.
 //!
 //! It is signed with the v1 canonical (§7.3.3), so it carries none of the nine v2 field
-//! names (a v1 signature would leave them unsigned). `price_usd` is what the buyer paid this
+//! names (a v1 signature would leave them unsigned). `payment_rail` and
+//! `routing_fee_policy` state how the call was paid and whether the fee was waived; like
+//! `list_price_usd` they travel outside the v1 canonical. `price_usd` is what the buyer paid this
 //! hub for the call: the routed price for a channel-funded call, 0 when the buyer paid the
 //! provider directly or the capability is free.
 
@@ -38,6 +40,10 @@ pub struct RoutingReceipt<'a> {
     pub source_hub: &'a str,
     /// This hub's public URL.
     pub routing_hub: &'a str,
+    /// How the call was paid (`hub_channel`, `seller_direct`, `none`).
+    pub payment_rail: &'a str,
+    /// The routing-fee policy applied on the seller-direct rail (`waived`, `channel`).
+    pub routing_fee_policy: Option<&'a str>,
 }
 
 impl RoutingReceipt<'_> {
@@ -68,7 +74,11 @@ impl RoutingReceipt<'_> {
             "latency_ms": self.latency_ms,
             "source_hub": self.source_hub,
             "routing_hub": self.routing_hub,
+            "payment_rail": self.payment_rail,
         });
+        if let (Some(policy), Some(obj)) = (self.routing_fee_policy, receipt.as_object_mut()) {
+            obj.insert("routing_fee_policy".into(), policy.into());
+        }
         if let (Some(extensions), Some(obj)) = (plugin_extensions, receipt.as_object_mut()) {
             obj.insert("plugin_extensions".into(), extensions);
         }
@@ -97,6 +107,8 @@ mod tests {
             latency_ms: 12,
             source_hub: "https://origin.example",
             routing_hub: "https://hub.example",
+            payment_rail: "hub_channel",
+            routing_fee_policy: None,
         }
         .sign(&key)
         .unwrap();

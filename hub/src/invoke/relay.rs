@@ -3,7 +3,7 @@
 //! | provider answers            | buyer gets                                               |
 //! |-----------------------------|----------------------------------------------------------|
 //! | 2xx JSON object             | 200 with `result`, the provider `receipt` unchanged and a `routing_receipt` |
-//! | 2xx with `success: false`   | 200 passed through, nothing charged                      |
+//! | 2xx with `success`/`ok` false or 0 | 200 passed through, nothing charged               |
 //! | 402                         | 402 with status, body and payment headers verbatim + `X-AIMarket-Routing-Fee` |
 //! | other 4xx                   | same status and body + `X-AIMarket-Upstream-Status`      |
 //! | 3xx, 5xx, non-JSON 2xx      | 502 `provider_error`                                     |
@@ -67,11 +67,16 @@ pub enum Answer {
         result: Value,
         /// The signature check.
         signature: SignatureStatus,
+        /// Provider headers relayed to the buyer (x402 settlement answers).
+        relayed: Vec<(String, String)>,
     },
-    /// A 2xx whose body says `success: false` (a typed failure: nothing is charged).
+    /// A 2xx whose body says `success: false` or `ok: false` (also `0`): a typed failure,
+    /// nothing is charged.
     Failed {
         /// The provider's JSON object.
         body: Map<String, Value>,
+        /// Provider headers relayed to the buyer (x402 settlement answers).
+        relayed: Vec<(String, String)>,
     },
     /// 402 to relay.
     PaymentRequired(Upstream),
@@ -110,8 +115,12 @@ pub fn classify(upstream: Upstream, offer: &Offer, input: &Value) -> Result<Answ
             detail: "answer is not a JSON object".into(),
         });
     };
-    if body.get("success") == Some(&Value::Bool(false)) {
-        return Ok(Answer::Failed { body });
+    let relayed = relayed_headers(&upstream);
+    if ["success", "ok"]
+        .iter()
+        .any(|k| body.get(*k).is_some_and(is_false))
+    {
+        return Ok(Answer::Failed { body, relayed });
     }
     let envelope = body.remove("result").or_else(|| body.remove("output"));
     let result = match envelope {
@@ -127,7 +136,79 @@ pub fn classify(upstream: Upstream, offer: &Offer, input: &Value) -> Result<Answ
         body,
         result,
         signature,
+        relayed,
     })
+}
+
+/// `false` or `0` (real providers send `success: 1` / `0`).
+fn is_false(v: &Value) -> bool {
+    match v {
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        _ => false,
+    }
+}
+
+/// The provider's x402 settlement headers, each value as received.
+fn relayed_headers(upstream: &Upstream) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for name in [names::PAYMENT_RESPONSE, names::X_PAYMENT_RESPONSE] {
+        for value in upstream.headers.get_all(name) {
+            if let Ok(text) = value.to_str() {
+                out.push((name.to_owned(), text.to_owned()));
+            }
+        }
+    }
+    out
+}
+
+/// Longest provider error text quoted in an answer, in characters.
+const MAX_ERROR_TEXT_CHARS: usize = 300;
+
+/// A short, printable account of why a provider refused: its `detail`/`error`/`message`
+/// field when the body is JSON, else the start of the body.
+pub fn error_text(upstream: &Upstream) -> String {
+    let parsed: Option<Value> = serde_json::from_slice(&upstream.body).ok();
+    let text = parsed
+        .as_ref()
+        .and_then(|v| {
+            ["detail", "error", "message"]
+                .iter()
+                .find_map(|k| v.get(*k).and_then(Value::as_str))
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| String::from_utf8_lossy(&upstream.body).into_owned());
+    // Cut on characters, never inside one.
+    let cut: String = text
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_ERROR_TEXT_CHARS)
+        .collect();
+    if cut.is_empty() {
+        format!("HTTP {}", upstream.status)
+    } else {
+        cut
+    }
+}
+
+/// How the provider's own in-body signature reads: hosted tenants (HESTIA) sign their answer
+/// with their own key and send `{signature, provider_pubkey}` in the body. Those fields
+/// pass through untouched; this names whose signature it is, so a buyer does not take it
+/// for this hub's or for the §7.1 `X-Provider-Signature`.
+pub fn body_signature(body: &Map<String, Value>) -> Option<Value> {
+    let signature = body.get("signature")?;
+    let key = body.get("provider_pubkey").and_then(Value::as_str);
+    let signer = match (signature, key) {
+        (Value::String(_), Some(_)) => "provider_key",
+        (Value::Object(_), _) => "embedded",
+        _ => "unknown",
+    };
+    Some(serde_json::json!({
+        "present": true,
+        "signed_by": signer,
+        "provider_pubkey": key,
+        "checked_by_hub": false,
+    }))
 }
 
 fn check_signature(
@@ -176,13 +257,64 @@ fn content_type(upstream: &Upstream) -> String {
         .to_owned()
 }
 
-/// A provider 402, relayed: status, body and payment headers verbatim, plus the routing fee.
-pub fn payment_required(upstream: Upstream, routing_fee_bps: u32) -> InvokeResult {
+/// The ways a buyer can pay for a call that answered 402, through this hub: `hub_channel`
+/// when this hub can pay the provider for it (a credential, demo channels, or a provider
+/// that takes this hub's admission signature), `seller_direct` when the provider's own
+/// challenge offers a payment the buyer can make and send through the hub (`X-Payment`).
+pub fn payment_ways(upstream: &Upstream, hub_can_pay: bool) -> Vec<&'static str> {
+    let mut ways = Vec::with_capacity(2);
+    if hub_can_pay {
+        ways.push("hub_channel");
+    }
+    if offers_seller_direct(upstream) {
+        ways.push("seller_direct");
+    }
+    ways
+}
+
+/// Whether a 402 asks for a payment the buyer makes to the provider itself: an x402 or v1
+/// challenge header, an x402 body (`accepts`), or a `payment_ways` entry on the
+/// seller-direct or x402 rail. A v2 "open a channel at this factory" way is not one: a
+/// channel at the provider cannot be presented through this hub.
+pub fn offers_seller_direct(upstream: &Upstream) -> bool {
+    if upstream.headers.contains_key(names::X_PAYMENT_REQUIRED)
+        || upstream.headers.contains_key(names::PAYMENT_REQUIRED)
+    {
+        return true;
+    }
+    let Ok(body) = serde_json::from_slice::<Value>(&upstream.body) else {
+        return false;
+    };
+    let accepts = body
+        .get("accepts")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty());
+    let way = body
+        .get("payment_ways")
+        .and_then(Value::as_array)
+        .is_some_and(|ways| {
+            ways.iter().any(|w| {
+                w.get("rail")
+                    .and_then(Value::as_str)
+                    .is_some_and(|r| matches!(r, "seller_direct" | "x402"))
+            })
+        });
+    accepts || way
+}
+
+/// Header naming the ways a relayed 402 can be paid through this hub (comma-separated;
+/// see [`payment_ways`]).
+pub const PAYMENT_WAYS_HEADER: &str = "x-aimarket-payment-ways";
+
+/// A provider 402, relayed: status, body and payment headers verbatim, plus the routing fee
+/// and the ways that can succeed through this hub (`X-AIMarket-Payment-Ways`).
+pub fn payment_required(upstream: Upstream, routing_fee_bps: u32, ways: &[&str]) -> InvokeResult {
     let mut headers = vec![
         ("content-type".to_owned(), content_type(&upstream)),
         (names::ROUTING_FEE.to_owned(), routing_fee_bps.to_string()),
+        (PAYMENT_WAYS_HEADER.to_owned(), ways.join(", ")),
     ];
-    let mut exposed = vec![names::ROUTING_FEE];
+    let mut exposed = vec![names::ROUTING_FEE, PAYMENT_WAYS_HEADER];
     for name in PAYMENT_HEADERS {
         // Every value of the header, each exactly as received.
         for value in upstream.headers.get_all(name) {
@@ -336,7 +468,7 @@ mod tests {
                 ("set-cookie", "a=b"),
             ],
         );
-        let r = payment_required(up, 100);
+        let r = payment_required(up, 100, &["seller_direct"]);
         assert_eq!(r.status, 402);
         let get = |n: &str| {
             r.headers

@@ -1,6 +1,10 @@
 //! The invoke request, parsed at the edge into typed values: the body
-//! `{product_id, capability_id, source_hub?, input, max_price_usd?}` (other keys such as
+//! `{product_id?, capability_id, source_hub?, input, max_price_usd?}` (other keys such as
 //! `verify` or `subcontract` are tolerated and ignored) and the headers that matter.
+//!
+//! Read tolerantly, as real clients send it: a `product_id` may be left out when the
+//! capability id alone names one listing, and a `source_hub` that is not a URL (real
+//! gateways send `"mcp-oracle-gateway"`) means "unspecified".
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -21,8 +25,8 @@ pub const MAX_PAYMENT_HEADER_BYTES: usize = 16 * 1024;
 /// A validated invoke body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InvokeRequest {
-    /// Product id.
-    pub product_id: String,
+    /// Product id; `None` when the buyer left it out (resolved from the capability id).
+    pub product_id: Option<String>,
     /// Capability id.
     pub capability_id: String,
     /// The owning origin asked for; `None` for absent, `"local"` or this hub itself
@@ -97,7 +101,11 @@ impl InvokeRequest {
         }
         let wire: Wire = serde_json::from_value(value)
             .map_err(|e| InvokeError::BadRequest(format!("invalid request body: {e}")))?;
-        let product_id = id_field(wire.product_id, "product_id")?;
+        let product_id = match wire.product_id {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.trim().is_empty() => None,
+            other => Some(id_field(other, "product_id")?),
+        };
         let capability_id = id_field(wire.capability_id, "capability_id")?;
         let source_hub = parse_source_hub(wire.source_hub, own_origin)?;
         let input = match wire.input {
@@ -137,7 +145,7 @@ impl InvokeRequest {
     pub fn fingerprint(&self) -> String {
         let mut hasher = Sha256::new();
         for part in [
-            self.product_id.as_str(),
+            self.product_id.as_deref().unwrap_or(""),
             self.capability_id.as_str(),
             self.source_hub.as_deref().unwrap_or("local"),
         ] {
@@ -154,8 +162,9 @@ impl InvokeRequest {
     }
 }
 
-/// `source_hub`: absent, `"local"`, empty or this hub's own origin mean "anywhere"; anything
-/// else must be an http(s) URL and is reduced to its origin.
+/// `source_hub`: absent, `"local"`, empty, this hub's own origin or any string that is not
+/// an http(s) URL (a client's own name, such as `"mcp-oracle-gateway"`) mean "anywhere"; a
+/// URL is reduced to its origin. Only a wrong JSON type is refused.
 fn parse_source_hub(value: Option<Value>, own_origin: &str) -> Result<Option<String>, InvokeError> {
     let text = match value {
         None | Some(Value::Null) => return Ok(None),
@@ -170,8 +179,17 @@ fn parse_source_hub(value: Option<Value>, own_origin: &str) -> Result<Option<Str
     if text.is_empty() || text.eq_ignore_ascii_case("local") {
         return Ok(None);
     }
+    let looks_like_url = text
+        .get(..8)
+        .is_some_and(|p| p.to_ascii_lowercase().starts_with("https://"))
+        || text
+            .get(..7)
+            .is_some_and(|p| p.eq_ignore_ascii_case("http://"));
+    if !looks_like_url {
+        return Ok(None);
+    }
     let origin = normalize_origin(text).map_err(|e| {
-        InvokeError::BadRequest(format!("`source_hub` must be \"local\" or a hub URL: {e}"))
+        InvokeError::BadRequest(format!("`source_hub` is not a valid hub URL: {e}"))
     })?;
     if origin == own_origin {
         return Ok(None);
@@ -193,6 +211,8 @@ pub struct BuyerHeaders {
     pub payment_signature: Option<String>,
     /// `X-Payment-Nonce`.
     pub x_payment_nonce: Option<String>,
+    /// `X-Payment-Secret` (x402 challenges hand the buyer a secret to return).
+    pub x_payment_secret: Option<String>,
     /// `Idempotency-Key` (hub-level, never forwarded).
     pub idempotency_key: Option<String>,
     /// W3C `traceparent`, when valid.
@@ -222,6 +242,7 @@ impl BuyerHeaders {
             ("X-Payment", &self.x_payment),
             ("PAYMENT-SIGNATURE", &self.payment_signature),
             ("X-Payment-Nonce", &self.x_payment_nonce),
+            ("X-Payment-Secret", &self.x_payment_secret),
             ("X-Payment-Channel", &self.channel_id),
             ("X-Payment-Channel-Secret", &self.channel_secret),
         ] {
@@ -289,7 +310,7 @@ mod tests {
             "source_hub": "https://Hub2.example.com/x", "input": {"a": 1},
             "max_price_usd": 0.5, "verify": {"requested": true}, "subcontract": 1}))
         .unwrap();
-        assert_eq!(r.product_id, "p");
+        assert_eq!(r.product_id.as_deref(), Some("p"));
         assert_eq!(r.source_hub.as_deref(), Some("https://hub2.example.com"));
         assert_eq!(r.max_price_usd, Some(0.5));
     }
@@ -313,13 +334,12 @@ mod tests {
     #[test]
     fn refuses_bad_values() {
         let bad = [
-            json!({"capability_id": "c"}),
+            json!({"product_id": "p"}),
             json!({"product_id": 5, "capability_id": "c"}),
-            json!({"product_id": "", "capability_id": "c"}),
             json!({"product_id": "p\n", "capability_id": "c\u{0}"}),
             json!({"product_id": "p", "capability_id": "c", "max_price_usd": -1}),
             json!({"product_id": "p", "capability_id": "c", "max_price_usd": "1"}),
-            json!({"product_id": "p", "capability_id": "c", "source_hub": "ftp://x"}),
+            json!({"product_id": "p", "capability_id": "c", "source_hub": "http://"}),
             json!({"product_id": "p", "capability_id": "c", "source_hub": 3}),
             json!([1]),
         ];
@@ -337,6 +357,20 @@ mod tests {
             InvokeRequest::from_slice(b"{nope", OWN),
             Err(InvokeError::InvalidJson(_))
         ));
+    }
+
+    #[test]
+    fn real_clients_forms_are_read_tolerantly() {
+        // aimarket-oracle-gateway names itself; the reference reads that as "unspecified".
+        for hub in ["mcp-oracle-gateway", "local-dev", "ftp://x", "☃"] {
+            let r =
+                parse(json!({"product_id": "p", "capability_id": "c", "source_hub": hub})).unwrap();
+            assert_eq!(r.source_hub, None, "{hub}");
+        }
+        let r = parse(json!({"capability_id": "c@v1"})).unwrap();
+        assert_eq!(r.product_id, None);
+        let r = parse(json!({"product_id": " ", "capability_id": "c@v1"})).unwrap();
+        assert_eq!(r.product_id, None);
     }
 
     #[test]

@@ -234,7 +234,7 @@ async fn invoke(
         return Ok(payment_required(
             state,
             &result,
-            &product_id,
+            product_id.as_deref().unwrap_or_default(),
             &capability_id,
             source_hub.as_deref(),
         )

@@ -259,14 +259,16 @@ impl Ledger {
         Ok(())
     }
 
-    /// Per-peer call totals recorded at or after `since_ms`, ordered by peer URL.
+    /// Per-peer call totals recorded at or after `since_ms`, ordered by peer URL. A relayed
+    /// 402 (the buyer has not paid yet) is neither a success nor a provider fault, so it is
+    /// not counted.
     pub async fn peer_stats(&self, since_ms: i64) -> Result<Vec<PeerStats>, PaymentError> {
         // SUM of BIGINT is NUMERIC on PostgreSQL: cast back so both engines decode i64.
         const SQL: &str = "SELECT peer_url, COUNT(*) AS calls, \
              CAST(COALESCE(SUM(CASE WHEN success THEN 1 ELSE 0 END), 0) AS BIGINT) AS successes, \
              CAST(COALESCE(SUM(latency_ms), 0) AS BIGINT) AS total_latency_ms, \
              CAST(COALESCE(SUM(price), 0) AS BIGINT) AS volume_micros \
-             FROM invocations WHERE ts >= $1 GROUP BY peer_url ORDER BY peer_url";
+             FROM invocations WHERE ts >= $1 AND status <> 402 GROUP BY peer_url ORDER BY peer_url";
         Ok(on_pool!(&self.store, |pool| {
             sqlx::query_as(SQL).bind(since_ms).fetch_all(pool).await?
         }))

@@ -130,7 +130,7 @@ async fn live_row(
             "SELECT COUNT(*) AS calls, \
              CAST(COALESCE(SUM(CASE WHEN success THEN 1 ELSE 0 END), 0) AS BIGINT) AS successes, \
              CAST(COALESCE(SUM(price), 0) AS BIGINT) AS volume_micros \
-             FROM invocations WHERE peer_url = $1 AND ts >= $2",
+             FROM invocations WHERE peer_url = $1 AND ts >= $2 AND status <> 402",
         )
         .bind(origin)
         .bind(since)

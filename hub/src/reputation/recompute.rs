@@ -375,7 +375,7 @@ async fn plan_capabilities(
     const CALLS: &str = "SELECT origin, product_id, capability_id, peer_url, \
          COUNT(*) AS calls, \
          CAST(SUM(CASE WHEN success THEN 1 ELSE 0 END) AS BIGINT) AS successes \
-         FROM invocations WHERE ts >= $1 \
+         FROM invocations WHERE ts >= $1 AND status <> 402 \
          GROUP BY origin, product_id, capability_id, peer_url";
     const STORED: &str = "SELECT origin, product_id, capability_id, calls_30d, successes_30d, \
          trust_score FROM capability_reputation";

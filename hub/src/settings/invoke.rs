@@ -6,6 +6,15 @@
 //! | `max_provider_body_bytes` | `AIMARKET_MAX_PROVIDER_BODY_BYTES` | 16 MiB   |
 //! | `rate_per_min`            | `AIMARKET_INVOKE_RATE_PER_MIN`     | 600 (0 = off) |
 //! | `peer_credentials`        | `AIMARKET_PEER_CREDENTIALS`        | none     |
+//! | `sells_for`               | `AIMARKET_SELLS_FOR`               | none     |
+//! | `sign_all_peers`          | `AIMARKET_SIGN_ALL_PEERS`          | false    |
+//! | `seller_direct_fee`       | `AIMARKET_SELLER_DIRECT_FEE`       | `waived` |
+//!
+//! `sells_for` lists the peers this hub is the seller of record for (comma-separated URLs,
+//! prefix match on scheme, host, port and path): admitted calls to them carry the hub's
+//! `aimarket-hub-request/v1` signature; `sign_all_peers` signs admitted calls to every peer.
+//! `seller_direct_fee` is the routing-fee policy when the buyer pays the provider directly
+//! (`X-Payment`): `waived`, or `channel` (the fee is held on the buyer's `X-Payment-Channel`).
 //!
 //! Peer credentials are the hub's own means of paying a provider for channel-funded calls
 //! (spec §6.3). Env form: comma-separated `URL=channel:ID[:SECRET]` or `URL=apikey:KEY`;
@@ -46,6 +55,12 @@ pub struct InvokeSettings {
     pub rate_per_min: u32,
     /// The hub's own credentials at peers (`AIMARKET_PEER_CREDENTIALS`).
     pub peer_credentials: PeerCredentials,
+    /// Peers this hub sells for: admitted calls are signed (`AIMARKET_SELLS_FOR`).
+    pub sells_for: SellsFor,
+    /// Sign admitted calls to every peer (`AIMARKET_SIGN_ALL_PEERS`).
+    pub sign_all_peers: bool,
+    /// Routing-fee policy on the seller-direct rail (`AIMARKET_SELLER_DIRECT_FEE`).
+    pub seller_direct_fee: SellerDirectFee,
 }
 
 impl Default for InvokeSettings {
@@ -55,6 +70,9 @@ impl Default for InvokeSettings {
             max_provider_body_bytes: DEFAULT_MAX_PROVIDER_BODY_BYTES,
             rate_per_min: DEFAULT_INVOKE_RATE_PER_MIN,
             peer_credentials: PeerCredentials::default(),
+            sells_for: SellsFor::default(),
+            sign_all_peers: false,
+            seller_direct_fee: SellerDirectFee::Waived,
         }
     }
 }
@@ -98,6 +116,78 @@ pub fn check_max_body(bytes: u64) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The routing-fee policy when the buyer pays the provider directly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SellerDirectFee {
+    /// No fee: the hub only routes (the reference hub's behaviour).
+    Waived,
+    /// The routing fee is held on the buyer's hub channel (`X-Payment-Channel`) and captured
+    /// when the call succeeds; without a channel the call is refused with 402.
+    Channel,
+}
+
+impl SellerDirectFee {
+    /// Wire spelling (routing receipts, README).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Waived => "waived",
+            Self::Channel => "channel",
+        }
+    }
+}
+
+impl FromStr for SellerDirectFee {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "waived" => Ok(Self::Waived),
+            "channel" => Ok(Self::Channel),
+            _ => Err("expected `waived` or `channel`".into()),
+        }
+    }
+}
+
+/// Peers this hub is the seller of record for, as normalised URL prefixes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SellsFor(pub Vec<String>);
+
+impl SellsFor {
+    /// Whether `url` (a peer or invoke URL) falls under one of the prefixes: same scheme,
+    /// host and port, and a path equal to the prefix's or below it.
+    pub fn covers(&self, url: &str) -> bool {
+        let Ok(url) = aimarket_protocol::signing::normalize_url(url) else {
+            return false;
+        };
+        self.0.iter().any(|prefix| {
+            url.strip_prefix(prefix.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+    }
+}
+
+impl FromStr for SellsFor {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                aimarket_protocol::signing::normalize_url(p)
+                    .map_err(|_| format!("`{p}` is not an http(s) URL"))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Self)
+    }
+}
+
+impl<'de> Deserialize<'de> for SellsFor {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let list = Vec::<String>::deserialize(d)?;
+        list.join(",").parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// How the hub pays one peer.
@@ -313,6 +403,9 @@ mod tests {
             "AIMARKET_MAX_PROVIDER_BODY_BYTES",
             "AIMARKET_INVOKE_RATE_PER_MIN",
             "AIMARKET_PEER_CREDENTIALS",
+            "AIMARKET_SELLS_FOR",
+            "AIMARKET_SIGN_ALL_PEERS",
+            "AIMARKET_SELLER_DIRECT_FEE",
         ] {
             assert!(env.contains(&name), "{name}");
         }
@@ -326,6 +419,32 @@ mod tests {
                 .to_string()
                 .contains("AIMARKET_PROVIDER_TIMEOUT_S")
         );
+    }
+
+    #[test]
+    fn sells_for_is_a_path_prefix_on_one_origin() {
+        let s: SellsFor = "https://Oracles.example/chronos/, http://127.0.0.1:9301"
+            .parse()
+            .unwrap();
+        assert!(s.covers("https://oracles.example/chronos"));
+        assert!(s.covers("https://oracles.example:443/chronos/ai-market/v2/invoke"));
+        assert!(!s.covers("https://oracles.example/chronos2"));
+        assert!(!s.covers("https://oracles.example/lumen"));
+        assert!(!s.covers("http://oracles.example/chronos"));
+        assert!(s.covers("http://127.0.0.1:9301/ai-market/v2/invoke"));
+        assert!(!s.covers("http://127.0.0.1:9302/ai-market/v2/invoke"));
+        assert!("ftp://x".parse::<SellsFor>().is_err());
+        assert_eq!("".parse::<SellsFor>().unwrap(), SellsFor::default());
+        let t = crate::settings::Settings::from_toml_str(
+            "[invoke]\nsells_for = [\"https://a.example/x\"]\nsign_all_peers = true\n\
+             seller_direct_fee = \"channel\"\n",
+        )
+        .unwrap();
+        assert!(t.invoke.sells_for.covers("https://a.example/x/y"));
+        assert!(t.invoke.sign_all_peers);
+        assert_eq!(t.invoke.seller_direct_fee, SellerDirectFee::Channel);
+        assert_eq!("Waived".parse(), Ok(SellerDirectFee::Waived));
+        assert!("half".parse::<SellerDirectFee>().is_err());
     }
 
     #[test]

@@ -51,7 +51,8 @@ pub struct LiveEvent {
     pub status: u16,
     /// Whether the provider delivered a result.
     pub success: bool,
-    /// `"success"` or `"failure"`.
+    /// `"success"`, `"payment_required"` (a relayed 402: the buyer has not paid yet) or
+    /// `"failure"`.
     pub outcome: &'static str,
     /// Provider round trip.
     pub latency_ms: u64,
@@ -59,6 +60,17 @@ pub struct LiveEvent {
     pub price_usd: f64,
     /// When the call finished (RFC 3339).
     pub timestamp: String,
+}
+
+/// The outcome of a recorded call, as live stats and the summary name it.
+pub fn outcome(record: &InvocationRecord) -> &'static str {
+    if record.success {
+        "success"
+    } else if record.status == 402 {
+        "payment_required"
+    } else {
+        "failure"
+    }
 }
 
 impl LiveEvent {
@@ -72,7 +84,7 @@ impl LiveEvent {
             capability_id: record.capability_id.clone(),
             status: record.status,
             success: record.success,
-            outcome: if record.success { "success" } else { "failure" },
+            outcome: outcome(record),
             latency_ms: record.latency_ms,
             price_usd: micros_to_usd(record.price_micros),
             timestamp: DateTime::from_timestamp_millis(record.ts)

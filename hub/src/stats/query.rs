@@ -16,9 +16,12 @@ pub struct Summary {
     pub total_invocations: i64,
     /// Calls that delivered a result.
     pub successful: i64,
-    /// Calls that did not.
+    /// Calls answered with the provider's 402 (the buyer had not paid yet): neither a
+    /// success nor a failure.
+    pub payment_required: i64,
+    /// Calls that failed (neither delivered nor a 402).
     pub failed: i64,
-    /// `successful / total_invocations`, 0 with no calls.
+    /// `successful / (total_invocations - payment_required)`, 0 with no such calls.
     pub success_rate: f64,
     /// Mean charge per call through this hub, USD.
     pub avg_price_usd: f64,
@@ -36,6 +39,7 @@ pub struct Summary {
 struct Totals {
     total: i64,
     successful: i64,
+    payment_required: i64,
     price_sum: i64,
     latency_sum: i64,
     volume_1h: i64,
@@ -60,6 +64,8 @@ struct Row {
 pub async fn summary(store: &Store, feed: &LiveFeed) -> Result<Summary, StoreError> {
     const SQL: &str = "SELECT COUNT(*) AS total, \
          CAST(COALESCE(SUM(CASE WHEN success THEN 1 ELSE 0 END), 0) AS BIGINT) AS successful, \
+         CAST(COALESCE(SUM(CASE WHEN NOT success AND status = 402 THEN 1 ELSE 0 END), 0) \
+              AS BIGINT) AS payment_required, \
          CAST(COALESCE(SUM(price), 0) AS BIGINT) AS price_sum, \
          CAST(COALESCE(SUM(latency_ms), 0) AS BIGINT) AS latency_sum, \
          CAST(COALESCE(SUM(CASE WHEN ts >= $1 THEN price ELSE 0 END), 0) AS BIGINT) AS volume_1h, \
@@ -86,8 +92,13 @@ pub async fn summary(store: &Store, feed: &LiveFeed) -> Result<Summary, StoreErr
     let summary = Summary {
         total_invocations: t.total,
         successful: t.successful,
-        failed: t.total - t.successful,
-        success_rate: per_call(t.successful as f64),
+        payment_required: t.payment_required,
+        failed: t.total - t.successful - t.payment_required,
+        // A 402 is not an attempt that could have succeeded.
+        success_rate: match t.total - t.payment_required {
+            0 => 0.0,
+            attempts => t.successful as f64 / attempts as f64,
+        },
         avg_price_usd: per_call(micros_to_usd(t.price_sum)),
         avg_latency_ms: per_call(t.latency_sum as f64),
         volume_1h_usd: micros_to_usd(t.volume_1h),

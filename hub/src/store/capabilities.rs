@@ -254,6 +254,27 @@ impl Store {
         convert(rows)
     }
 
+    /// The distinct `(product_id, origin)` pairs that list `capability_id` in the visible
+    /// catalog, ordered, at most `limit` (for an invoke that named no product).
+    pub async fn products_of_capability(
+        &self,
+        capability_id: &str,
+        limit: u32,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        const SQL: &str = concat!(
+            "SELECT DISTINCT c.product_id, c.origin",
+            capability_from!(),
+            " AND c.capability_id = $1 ORDER BY c.product_id, c.origin LIMIT $2"
+        );
+        Ok(on_pool!(self, |pool| {
+            sqlx::query_as(SQL)
+                .bind(capability_id)
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?
+        }))
+    }
+
     /// The visible rows for these keys (keys not in the visible catalog are skipped), for
     /// applying a [`CatalogDiff`](super::CatalogDiff)'s `added` and `changed` keys.
     pub async fn get_capabilities_by_keys(

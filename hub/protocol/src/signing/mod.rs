@@ -10,10 +10,12 @@
 //! | receipt v2 (§7.3.4) | `{v1}|v:2|fields:{sha256 of compact sorted JSON of the nine v2 keys, absent = null}` |
 //! | announce (§7.3.5) | `hub_url:..|well_known_url:..|capabilities_count:..` |
 //! | provider response (§7.1) | compact sorted JSON of `{capability_id, input_sha256, product_id, result}` |
+//! | hub request (extension) | `aimarket-hub-request/v1\n` + compact sorted JSON of `{aud, capability_id, hub, input_sha256, nonce, ts}` |
 //! | whole document (well-known) | compact sorted JSON of the document without `signature` |
 
 mod announce;
 mod document;
+mod hub_request;
 mod keys;
 mod manifest;
 mod receipt;
@@ -24,6 +26,10 @@ pub use announce::{announce_canonical, sign_announce, verify_announce};
 pub use document::{
     document_canonical, provider_response_canonical, sign_document, sign_provider_response,
     verify_document, verify_provider_response,
+};
+pub use hub_request::{
+    HUB_REQUEST_MAX_SKEW_S, HUB_REQUEST_PREFIX, HubRequestClaims, headers as hub_request_headers,
+    hub_request_input_sha256, hub_request_nonce, normalize_url, verify_hub_request,
 };
 pub use keys::{KeyPair, PublicKey};
 pub use manifest::{legacy_manifest_canonical, manifest_canonical, sign_manifest, verify_manifest};

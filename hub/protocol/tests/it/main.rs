@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod canonical_vectors;
+mod hub_request_vectors;
 mod python;
 mod python_canonicals;
 mod python_json;

@@ -40,6 +40,24 @@ impl From<InvokeError> for ApiError {
                     None => e,
                 }
             }
+            InvokeError::AmbiguousCapability {
+                capability_id,
+                candidates,
+            } => {
+                let list: Vec<Value> = candidates
+                    .into_iter()
+                    .map(|(product_id, source_hub)| {
+                        serde_json::json!({"product_id": product_id, "source_hub": source_hub})
+                    })
+                    .collect();
+                Self::new(K::Conflict, code::AMBIGUOUS_CAPABILITY, detail)
+                    .with_field("capability_id", capability_id)
+                    .with_field("candidates", list)
+            }
+            InvokeError::RoutingFeeRequired { fee_usd } => {
+                Self::new(K::PaymentRequired, code::ROUTING_FEE_REQUIRED, detail)
+                    .with_field("routing_fee_usd", fee_usd)
+            }
             InvokeError::PeerPending { peer } => {
                 Self::new(K::Forbidden, code::PEER_PENDING, detail)
                     .with_field("reason", "peer_pending")

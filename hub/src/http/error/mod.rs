@@ -56,6 +56,11 @@ pub mod code {
     pub const PEER_NOT_FOUND: &str = "peer_not_found";
     /// No active peer offers the invoked capability.
     pub const CAPABILITY_NOT_FOUND: &str = "capability_not_found";
+    /// An invoke without `product_id` whose capability id several products list.
+    pub const AMBIGUOUS_CAPABILITY: &str = "ambiguous_capability";
+    /// A seller-direct call when this hub charges its routing fee on a channel and none was
+    /// presented.
+    pub const ROUTING_FEE_REQUIRED: &str = "routing_fee_required";
     /// The invoke's `source_hub` is a peer that has not been admitted.
     pub const PEER_PENDING: &str = "peer_pending";
     /// The invoke's `input` does not match the capability's input schema.
