@@ -88,6 +88,12 @@ pub struct VerifyReport {
     pub unsigned_fields: Vec<String>,
     /// The canonical string the signature covers, when it could be built.
     pub canonical: Option<String>,
+    /// Whether the signature verifies (`None` when there is none, or no key to check it).
+    /// Reported apart from the schema: a receipt with `latency_ms: 5.52` or `success: 1`
+    /// deviates from the schema yet verifies, because the canonical renders them as sent.
+    pub signature_valid: Option<bool>,
+    /// Where the document deviates from its JSON Schema (empty when it conforms).
+    pub schema_deviations: Vec<String>,
 }
 
 impl VerifyReport {
@@ -155,13 +161,29 @@ pub fn verify_any(doc: &Value, key: Option<&PublicKey>) -> VerifyReport {
         }
         _ => schema::validate(kind.schema(), doc),
     };
-    if let Err(e) = schema_result {
-        return report.invalid(e.to_string());
-    }
+    // Receipts are read tolerantly (real providers sign float latencies and `success: 1`):
+    // a deviation is reported, and validity rests on the signature. Every other kind must
+    // also conform, as a hub crawling it will insist; its signature is still checked and
+    // reported on its own.
+    let schema_error = match schema_result {
+        Ok(()) => None,
+        Err(e) => {
+            report.schema_deviations = match &e {
+                crate::error::ProtocolError::SchemaInvalid { errors, .. } => errors.clone(),
+                other => vec![other.to_string()],
+            };
+            (kind != DocumentKind::Receipt).then(|| e.to_string())
+        }
+    };
     if !report.signed {
         // Discovery documents need no signature; reported with `signed: false`.
-        report.valid = true;
-        return report;
+        return match schema_error {
+            Some(reason) => report.invalid(reason),
+            None => {
+                report.valid = true;
+                report
+            }
+        };
     }
 
     let key = match key {
@@ -190,12 +212,14 @@ pub fn verify_any(doc: &Value, key: Option<&PublicKey>) -> VerifyReport {
             }
         }),
     };
-    match result {
-        Ok(()) => {
+    report.signature_valid = Some(result.is_ok());
+    match (result, schema_error) {
+        (Ok(()), None) => {
             report.valid = true;
             report
         }
-        Err(e) => report.invalid(e.to_string()),
+        (Ok(()), Some(reason)) => report.invalid(reason),
+        (Err(e), _) => report.invalid(e.to_string()),
     }
 }
 

@@ -30,6 +30,16 @@ pub struct InvokeArgs {
     /// The channel's secret.
     #[arg(long, value_name = "SECRET", requires = "channel")]
     pub secret: Option<String>,
+    /// Pay the provider directly: the proof it asked for in its 402 (a transaction hash or
+    /// an x402 payload), sent as `X-Payment` through the hub (seller-direct rail).
+    #[arg(long, value_name = "PROOF", conflicts_with = "channel")]
+    pub payment: Option<String>,
+    /// The `X-Payment-Nonce` the provider's 402 handed out, with `--payment`.
+    #[arg(long, value_name = "NONCE", requires = "payment")]
+    pub payment_nonce: Option<String>,
+    /// The `X-Payment-Secret` the provider's 402 handed out, with `--payment`.
+    #[arg(long, value_name = "SECRET", requires = "payment")]
+    pub payment_secret: Option<String>,
     /// The owning hub (a match's `source_hub`); default: wherever the hub finds it.
     #[arg(long, value_name = "URL")]
     pub source_hub: Option<String>,
@@ -77,6 +87,15 @@ async fn invoke(client: reqwest::Client, args: &InvokeArgs) -> Result<ExitCode, 
         request = request
             .header("X-Payment-Channel", channel)
             .header("X-Payment-Channel-Secret", secret);
+    }
+    for (name, value) in [
+        ("X-Payment", &args.payment),
+        ("X-Payment-Nonce", &args.payment_nonce),
+        ("X-Payment-Secret", &args.payment_secret),
+    ] {
+        if let Some(value) = value {
+            request = request.header(name, value);
+        }
     }
     let answer = remote::send(request, &hub).await?;
     let ok = (200..300).contains(&answer.status)
@@ -141,13 +160,42 @@ pub fn payment_help(answer: &Answer, hub: &str) -> String {
     if let Some(header) = &answer.payment_required {
         let _ = write!(out, "\n  X-Payment-Required: {header}");
     }
-    let _ = write!(
-        out,
-        "\nTo pay through the hub, open a channel and call again with it:\n  \
-         curl -s -X POST {hub}/ai-market/v2/channel/open -H 'Content-Type: application/json' \
-         -d '{{\"deposit_usd\": 1.0, \"tx_hash\": \"<deposit transaction hash>\"}}'\n  \
-         aimarket-hub invoke ... --channel <channel_id> --secret <channel_secret> --hub {hub}"
-    );
+    // Only the ways the hub says can succeed for this capability (all of them when an older
+    // hub does not say).
+    let offered = |way: &str| {
+        answer
+            .payment_ways
+            .as_ref()
+            .is_none_or(|ways| ways.iter().any(|w| w == way))
+    };
+    let mut ways = 0;
+    if offered("hub_channel") {
+        ways += 1;
+        let _ = write!(
+            out,
+            "\nTo pay through the hub, open a channel and call again with it:\n  \
+             curl -s -X POST {hub}/ai-market/v2/channel/open -H 'Content-Type: application/json' \
+             -d '{{\"deposit_usd\": 1.0, \"tx_hash\": \"<deposit transaction hash>\"}}'\n  \
+             aimarket-hub invoke ... --channel <channel_id> --secret <channel_secret> --hub {hub}"
+        );
+    }
+    if offered("seller_direct") {
+        ways += 1;
+        let _ = write!(
+            out,
+            "\nTo pay the provider directly, make the payment its challenge above asks for and \
+             call again with the proof (the hub forwards it and charges no routing fee unless \
+             it says otherwise):\n  \
+             aimarket-hub invoke ... --payment <proof> [--payment-nonce <nonce>] --hub {hub}"
+        );
+    }
+    if ways == 0 {
+        let _ = write!(
+            out,
+            "\nThis hub cannot pay this provider for you, and the provider offers no payment \
+             a buyer can send through the hub: call the provider directly."
+        );
+    }
     out
 }
 
@@ -170,6 +218,7 @@ mod tests {
             status: 402,
             body: json!({"needed": 0.002, "detail": "pay up"}),
             payment_required: Some("{\"amount\":\"0.002\"}".into()),
+            payment_ways: None,
         };
         let help = payment_help(&answer, "http://hub");
         assert!(
@@ -178,5 +227,19 @@ mod tests {
                 && help.contains("X-Payment-Required")
         );
         assert!(help.contains("http://hub/ai-market/v2/channel/open"));
+        // Only the ways the hub names.
+        let only_direct = Answer {
+            payment_ways: Some(vec!["seller_direct".into()]),
+            ..answer
+        };
+        let help = payment_help(&only_direct, "http://hub");
+        assert!(!help.contains("channel/open") && help.contains("--payment <proof>"));
+        let none = Answer {
+            payment_ways: Some(Vec::new()),
+            ..only_direct
+        };
+        let help = payment_help(&none, "http://hub");
+        assert!(!help.contains("channel/open") && !help.contains("--payment <proof>"));
+        assert!(help.contains("cannot pay this provider"));
     }
 }

@@ -48,6 +48,9 @@ pub struct Answer {
     pub body: Value,
     /// `X-Payment-Required`, if any.
     pub payment_required: Option<String>,
+    /// `X-AIMarket-Payment-Ways` of a relayed 402: the ways that can succeed through the
+    /// hub (`hub_channel`, `seller_direct`); `None` when the hub did not say.
+    pub payment_ways: Option<Vec<String>>,
 }
 
 /// Sends `request` and reads the answer.
@@ -62,6 +65,17 @@ pub async fn send(request: reqwest::RequestBuilder, hub: &str) -> Result<Answer,
         .get("x-payment-required")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let payment_ways = response
+        .headers()
+        .get(crate::invoke::relay::PAYMENT_WAYS_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|w| !w.is_empty())
+                .map(str::to_owned)
+                .collect()
+        });
     let bytes = response
         .bytes()
         .await
@@ -72,6 +86,7 @@ pub async fn send(request: reqwest::RequestBuilder, hub: &str) -> Result<Answer,
         status,
         body,
         payment_required,
+        payment_ways,
     })
 }
 

@@ -67,8 +67,13 @@ pub fn check_bytes(bytes: &[u8], key: Option<&PublicKey>) -> FileOutcome {
 fn summarise(report: &VerifyReport) -> String {
     if !report.valid {
         let reason = report.reason.as_deref().unwrap_or("invalid");
+        // The signature and the schema are separate findings: say when one of them holds.
+        let signature = match report.signature_valid {
+            Some(true) => " (the signature itself verifies)",
+            _ => "",
+        };
         return match report.kind {
-            Some(kind) => format!("INVALID: {kind}: {reason}"),
+            Some(kind) => format!("INVALID: {kind}: {reason}{signature}"),
             None => format!("INVALID: {reason}"),
         };
     }
@@ -87,6 +92,12 @@ fn summarise(report: &VerifyReport) -> String {
         details.push(format!(
             "unsigned fields: {}",
             report.unsigned_fields.join(", ")
+        ));
+    }
+    if !report.schema_deviations.is_empty() {
+        details.push(format!(
+            "schema deviations: {}",
+            report.schema_deviations.join("; ")
         ));
     }
     format!("VALID ({})", details.join(", "))

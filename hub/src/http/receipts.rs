@@ -5,10 +5,13 @@
 //! - `POST /ai-market/v2/receipts/verify {receipt}` (the bare receipt is accepted too) →
 //!   `{valid, signer, signer_public_key, signature_version, unsigned_fields,
 //!   classical_valid, signer_matches_live_key, pq_present, pq_valid, algorithm,
-//!   policy_requires_pq, reason?, detail?}`. Receipts signed by this hub or by an active peer
+//!   policy_requires_pq, signature_valid, schema_deviations, reason?, detail?}`. The schema
+//!   is reported apart from the signature: `valid` rests on the signature alone. Receipts signed by this hub or by an active peer
 //!   whose key is pinned verify; anything else is `valid: false` with a reason (status 200).
 
 use actix_web::{HttpResponse, web};
+use aimarket_protocol::ProtocolError;
+use aimarket_protocol::schema::SchemaKind;
 use serde_json::{Value, json};
 
 use crate::http::error::{ApiError, code};
@@ -60,9 +63,19 @@ async fn verify(
         receipt,
     )
     .await?;
+    // Reported apart from the signature: real receipts (float `latency_ms`, `success: 1`)
+    // deviate from the schema and still verify.
+    let schema_deviations: Vec<String> =
+        match aimarket_protocol::schema::validate(SchemaKind::Receipt, receipt) {
+            Ok(()) => Vec::new(),
+            Err(ProtocolError::SchemaInvalid { errors, .. }) => errors,
+            Err(other) => vec![other.to_string()],
+        };
     let mut answer = json!({
         "success": true,
         "valid": verdict.valid,
+        "signature_valid": verdict.valid,
+        "schema_deviations": schema_deviations,
         "classical_valid": verdict.valid,
         "signer": verdict.signer.as_ref().map(|s| s.url.clone()),
         "signer_public_key": verdict.signer.as_ref().map(|s| s.public_key.clone()),

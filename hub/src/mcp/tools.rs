@@ -288,6 +288,30 @@ async fn payment_required(
     let x_payment_required = result
         .header("x-payment-required")
         .map(|v| serde_json::from_str::<Value>(v).unwrap_or_else(|_| Value::from(v)));
+    // Only the ways that can succeed for this capability (the invoke named them).
+    let ways: Vec<&str> = result
+        .header(crate::invoke::relay::PAYMENT_WAYS_HEADER)
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|w| !w.is_empty())
+                .collect()
+        })
+        .unwrap_or_else(|| vec!["hub_channel", "seller_direct"]);
+    let mut next_steps = Vec::new();
+    if ways.contains(&"hub_channel") {
+        next_steps.extend([
+            format!("Open a payment channel at this hub: POST {open_url} with JSON body {{\"deposit_usd\": {deposit}, \"tx_hash\": \"<deposit transaction hash>\"}} ({tx_hint})."),
+            "The answer holds channel.channel_id and channel.channel_secret.".to_owned(),
+            "Call market_invoke again with the same arguments plus payment_channel = channel_id and payment_channel_secret = channel_secret; each call is debited the routed price.".to_owned(),
+        ]);
+    }
+    if ways.contains(&"seller_direct") {
+        next_steps.push("Pay the provider directly as its challenge (payment_requirements) asks, and call market_invoke again with the proof as x_payment (with x_payment_nonce when the challenge gave one); this hub forwards it.".to_owned());
+    }
+    if next_steps.is_empty() {
+        next_steps.push("This hub cannot pay this provider on your behalf and the provider offers no payment that can be sent through the hub: call the provider directly.".to_owned());
+    }
     let structured = json!({
         "success": false,
         "error": answer.get("error").and_then(Value::as_str).unwrap_or("payment_required"),
@@ -301,17 +325,13 @@ async fn payment_required(
             "x_payment_nonce": result.header("x-payment-nonce"),
             "body": answer,
         },
-        "next_steps": [
-            format!("Open a payment channel at this hub: POST {open_url} with JSON body {{\"deposit_usd\": {deposit}, \"tx_hash\": \"<deposit transaction hash>\"}} ({tx_hint})."),
-            "The answer holds channel.channel_id and channel.channel_secret.".to_owned(),
-            "Call market_invoke again with the same arguments plus payment_channel = channel_id and payment_channel_secret = channel_secret; each call is debited the routed price.".to_owned(),
-            "Alternatively pay the provider directly and pass the proof as x_payment (with x_payment_nonce).".to_owned(),
-        ],
-        "open_channel": {
+        "payment_ways": ways,
+        "next_steps": next_steps,
+        "open_channel": ways.contains(&"hub_channel").then(|| json!({
             "method": "POST",
             "url": open_url,
             "body": {"deposit_usd": deposit, "tx_hash": "<deposit transaction hash>"},
-        },
+        })),
         "protocol_version": "v2",
     });
     tool_result(structured, true)
