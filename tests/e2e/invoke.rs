@@ -243,15 +243,26 @@ async fn malformed_requests_are_400() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_protocol_error(&body, "invalid_json");
     for bad in [
-        json!({"capability_id": "c"}),
+        json!({"product_id": "p"}),
+        json!({"product_id": 5, "capability_id": "c"}),
         json!({"product_id": "p", "capability_id": "c", "max_price_usd": -1}),
         json!({"product_id": "p", "capability_id": "c", "max_price_usd": 1e300}),
-        json!({"product_id": "p", "capability_id": "c", "source_hub": "gopher://x"}),
+        json!({"product_id": "p", "capability_id": "c", "source_hub": 7}),
         json!("just a string"),
     ] {
         let (status, body) = hub.post(PATH, &bad).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad} → {body}");
         assert_protocol_error(&body, "bad_request");
+    }
+    // Read tolerantly, as real clients send them: no product (the capability id alone), and
+    // a source_hub that is a client's own name rather than a URL. Here: nothing indexed.
+    for lenient in [
+        json!({"capability_id": "c"}),
+        json!({"product_id": "p", "capability_id": "c", "source_hub": "mcp-oracle-gateway"}),
+    ] {
+        let (status, body) = hub.post(PATH, &lenient).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{lenient} → {body}");
+        assert_protocol_error(&body, "capability_not_found");
     }
 }
 

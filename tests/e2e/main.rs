@@ -17,6 +17,7 @@ mod invoke_payments;
 mod manifest;
 mod mcp;
 mod plugins_invoke;
+mod rails;
 mod replicas;
 mod reputation;
 mod search;

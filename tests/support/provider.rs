@@ -362,7 +362,16 @@ async fn invoke(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -
         Behaviour::BadSignature => signed_echo(&shared.key, &tool, &input, Sign::WrongKey),
         Behaviour::Priced { price_usd, api_key } => {
             if paid(api_key) {
-                signed_echo(&shared.key, &tool, &input, Sign::RequestBound)
+                let mut answer = signed_echo(&shared.key, &tool, &input, Sign::RequestBound);
+                // A seller-direct payment is answered with its settlement, as x402 sellers do.
+                if let Some(proof) = header(&req, "x-payment") {
+                    answer.headers_mut().insert(
+                        actix_web::http::header::HeaderName::from_static("payment-response"),
+                        actix_web::http::header::HeaderValue::from_str(&format!("settled:{proof}"))
+                            .expect("visible ASCII"),
+                    );
+                }
+                answer
             } else {
                 payment_required(*price_usd)
             }

@@ -27,7 +27,8 @@ pub enum InvokeError {
     #[error("{0}")]
     BadRequest(String),
     /// No active peer offers this capability (from this `source_hub`, when given).
-    #[error("capability {product_id}/{capability_id} is not in this hub's catalog{}",
+    #[error("capability {}{capability_id} is not in this hub's catalog{}",
+        if product_id.is_empty() { String::new() } else { format!("{product_id}/") },
         source_hub.as_deref().map(|h| format!(" for source_hub {h}")).unwrap_or_default())]
     CapabilityNotFound {
         /// Product id asked for.

@@ -146,6 +146,11 @@ async fn run_inner(state: &AppState, call: &InvokeCall) -> Result<InvokeResult, 
     // 4. Plugins before the call: a block charges nothing.
     let rail = Rail::choose(&call.headers, routed_micros);
     let held_micros = held_micros(invoker, rail, offer, routed_micros)?;
+    if held_micros > 0 && call.headers.channel_id.is_none() {
+        return Err(InvokeError::RoutingFeeRequired {
+            fee_usd: crate::payments::micros_to_usd(held_micros),
+        });
+    }
     let payment = upstream_payment(rail);
     let target = resolve_target(invoker, offer).await?;
     let view = plugins
