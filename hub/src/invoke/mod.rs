@@ -9,8 +9,8 @@
 //! [`validate`] (input schemas), [`target`] (where and in which shape to forward),
 //! [`forward`] (pooled clients, header hygiene), [`relay`] (what the provider's answer
 //! becomes), [`provider_pay`] (the hub's own credentials at peers), [`receipt`] (the
-//! routing receipt), [`ratelimit`], [`record`] (off-path writes) and `pipeline` (the steps
-//! in order).
+//! routing receipt), [`record`] (off-path writes) and `pipeline` (the steps in order). The
+//! client and provider limits live in [`crate::limits`].
 
 pub mod error;
 mod failover;
@@ -18,7 +18,6 @@ pub mod forward;
 mod hooks;
 mod pipeline;
 pub mod provider_pay;
-pub mod ratelimit;
 pub mod receipt;
 pub mod record;
 pub mod relay;
@@ -34,10 +33,12 @@ use aimarket_crawler::UrlPolicy;
 use bytes::Bytes;
 
 pub use error::{InputViolation, InvokeError};
-pub use request::{BuyerHeaders, ClientId, InvokeRequest};
+pub use crate::limits::{Caller, ClientId};
+pub use request::{BuyerHeaders, InvokeRequest};
 pub use resolve::{Offer, choose_providers};
 
 use crate::http::error::ApiError;
+use crate::limits::LimitKind;
 use crate::payments::{IdemState, StoredResponse};
 use crate::settings::Settings;
 use crate::state::AppState;
@@ -50,8 +51,24 @@ pub struct InvokeCall {
     pub request: InvokeRequest,
     /// Payment, idempotency and tracing headers.
     pub headers: BuyerHeaders,
-    /// Who is calling (rate limit and idempotency scope).
-    pub client: ClientId,
+    /// What the caller presented (address, API key), not yet verified.
+    pub caller: Caller,
+    /// Who is calling once verified (rate limit, idempotency scope, plugin context): set by
+    /// [`invoke`] from `caller` and the channel headers, never by the transport.
+    client: ClientId,
+}
+
+impl InvokeCall {
+    /// A call as the transport parsed it; its identity is decided by [`invoke`].
+    pub fn new(request: InvokeRequest, headers: BuyerHeaders, caller: Caller) -> Self {
+        let client = caller.address_id();
+        Self {
+            request,
+            headers,
+            caller,
+            client,
+        }
+    }
 }
 
 /// The answer to an invoke, ready to be written as HTTP (or read by an MCP tool).
@@ -125,7 +142,6 @@ pub struct Invoker {
     kinds: target::KindCache,
     forwarder: OnceLock<Result<forward::Forwarder, String>>,
     pay: provider_pay::ProviderPay,
-    rate: ratelimit::InvokeRateLimit,
     recorder: record::Recorder,
     policy: UrlPolicy,
     timeout: Duration,
@@ -148,7 +164,6 @@ impl Invoker {
                 invoke.peer_credentials.clone(),
                 settings.demo_payments,
             ),
-            rate: ratelimit::InvokeRateLimit::new(invoke.rate_per_min),
             recorder: record::Recorder::default(),
             policy: UrlPolicy {
                 allow_private: settings.allow_private_peers,
@@ -191,20 +206,37 @@ impl Invoker {
 /// Runs one invoke end to end (see the module docs). Never panics on bad input; every
 /// outcome, including errors, comes back as an [`InvokeResult`].
 ///
+/// The caller is first identified (a configured API key, else a verified channel, else its
+/// address; `crate::limits::identity`) and charged to that identity's invoke budget; a real
+/// channel presented with a wrong secret is charged to the address and refused.
+///
 /// With an `Idempotency-Key`, the first 2xx answer for `(key, client)` is stored for 24 h
 /// and a retry with the same request gets it back without running (or charging) again; the
 /// same key with a different request is 409 `idempotency_conflict`, and while the first is
 /// still running, 409 `idempotency_in_flight`.
-pub async fn invoke(state: &AppState, call: InvokeCall) -> InvokeResult {
-    let invoker = &state.invoker;
+pub async fn invoke(state: &AppState, mut call: InvokeCall) -> InvokeResult {
+    let identified = state
+        .limits
+        .identities()
+        .identify(
+            &state.ledger,
+            &call.caller,
+            call.headers.channel_id.as_deref(),
+            call.headers.channel_secret.as_deref(),
+        )
+        .await;
+    call.client = identified.client;
     // With Redis the limit is shared by every replica; without it (or when Redis fails) it
-    // is this process's own (`crate::replica::ratelimit`).
-    let admitted = match state.shared.check_rate(call.client.as_str()).await {
-        Some(decision) => decision,
-        None => invoker.rate.check(&call.client),
-    };
-    if let Err(retry_after_s) = admitted {
-        return InvokeResult::from_error(InvokeError::RateLimited { retry_after_s });
+    // is this process's own.
+    if let Err(refusal) = state
+        .limits
+        .check_client(&state.shared, LimitKind::InvokeClient, &call.client)
+        .await
+    {
+        return InvokeResult::from_error(InvokeError::Limited(refusal));
+    }
+    if let Some(refusal) = identified.refusal {
+        return InvokeResult::from_error(InvokeError::Payment(refusal));
     }
     if let Err(e) = call.headers.check() {
         return InvokeResult::from_error(e);
