@@ -179,7 +179,10 @@ mod tests {
             ip("198.51.100.17")
         );
         let h = headers(&[("forwarded", "for=198.51.100.17, for=_hidden")]);
-        assert_eq!(client_address(ip("127.0.0.1"), &h, &trusted), ip("127.0.0.1"));
+        assert_eq!(
+            client_address(ip("127.0.0.1"), &h, &trusted),
+            ip("127.0.0.1")
+        );
     }
 
     #[test]

@@ -32,8 +32,8 @@ use std::time::Duration;
 use aimarket_crawler::UrlPolicy;
 use bytes::Bytes;
 
-pub use error::{InputViolation, InvokeError};
 pub use crate::limits::{Caller, ClientId};
+pub use error::{InputViolation, InvokeError};
 pub use request::{BuyerHeaders, InvokeRequest};
 pub use resolve::{Offer, choose_providers};
 

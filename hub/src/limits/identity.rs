@@ -241,7 +241,10 @@ mod tests {
         let good = ids.identify_key(&caller(Some("good-key")));
         assert!(good.as_str().starts_with("key:"), "{good:?}");
         assert!(!good.as_str().contains("good-key"));
-        assert_eq!(ids.identify_key(&caller(Some("made-up"))).as_str(), "ip:192.0.2.7");
+        assert_eq!(
+            ids.identify_key(&caller(Some("made-up"))).as_str(),
+            "ip:192.0.2.7"
+        );
         assert_eq!(ids.identify_key(&caller(None)).as_str(), "ip:192.0.2.7");
         assert_eq!(Caller::default().address_id().as_str(), "id:unknown");
         // IPv4-mapped IPv6 peers share the IPv4 bucket.

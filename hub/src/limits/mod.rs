@@ -213,7 +213,11 @@ impl Limits {
     ) -> LimitRefusal {
         self.providers.back_off(origin, wait);
         shared.back_off_provider(origin, wait).await;
-        tracing::info!(provider = origin, wait_s = wait.as_secs(), "provider answered 429; backing off");
+        tracing::info!(
+            provider = origin,
+            wait_s = wait.as_secs(),
+            "provider answered 429; backing off"
+        );
         self.refuse(
             LimitKind::ProviderBackoff,
             provider::whole_seconds(wait),
@@ -283,20 +287,32 @@ mod tests {
             s.limits.provider_rate_per_min = 2;
         });
         let first = limits.admit_provider(&shared, "https://a").await.unwrap();
-        let busy = limits.admit_provider(&shared, "https://a").await.unwrap_err();
+        let busy = limits
+            .admit_provider(&shared, "https://a")
+            .await
+            .unwrap_err();
         assert_eq!(busy.limit, LimitKind::ProviderInflight);
         drop(first);
         // The refused attempt took no rate: the second call is still admitted.
         drop(limits.admit_provider(&shared, "https://a").await.unwrap());
-        let over = limits.admit_provider(&shared, "https://a").await.unwrap_err();
+        let over = limits
+            .admit_provider(&shared, "https://a")
+            .await
+            .unwrap_err();
         assert_eq!(over.limit, LimitKind::ProviderRate);
         assert_eq!(over.provider.as_deref(), Some("https://a"));
 
         let refusal = limits
             .provider_refused(&shared, "https://b", Duration::from_secs(9))
             .await;
-        assert_eq!((refusal.limit, refusal.retry_after_s), (LimitKind::ProviderBackoff, 9));
-        let backed = limits.admit_provider(&shared, "https://b").await.unwrap_err();
+        assert_eq!(
+            (refusal.limit, refusal.retry_after_s),
+            (LimitKind::ProviderBackoff, 9)
+        );
+        let backed = limits
+            .admit_provider(&shared, "https://b")
+            .await
+            .unwrap_err();
         assert_eq!(backed.limit, LimitKind::ProviderBackoff);
         assert!((8..=9).contains(&backed.retry_after_s));
         assert!(limits.admit_provider(&shared, "https://c").await.is_ok());

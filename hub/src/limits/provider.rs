@@ -66,9 +66,10 @@ impl ProviderLimits {
                 .or_insert_with(|| Arc::new(Semaphore::new(self.max_in_flight)))
                 .clone()
         };
-        semaphore.try_acquire_owned().ok().map(|slot| ProviderPermit {
-            _slot: Some(slot),
-        })
+        semaphore
+            .try_acquire_owned()
+            .ok()
+            .map(|slot| ProviderPermit { _slot: Some(slot) })
     }
 
     /// Seconds `origin` is still backed off for, as this replica learned it.

@@ -565,9 +565,10 @@ mod tests {
                 Some(Redis {
                     client: client.clone(),
                     conn: conn.clone(),
+                    providers: SharedProviderLimits::new(conn.clone(), keys.clone(), 0),
                     keys,
                     lease,
-                    rate: None,
+                    rates: Vec::new(),
                     catalog_channel: true,
                     outbox,
                 }),

@@ -124,14 +124,14 @@ impl SharedRateLimit {
 /// Logs "shared limit unavailable" at most once per [`WARN_EVERY`] per `last` slot.
 pub(super) fn warn_throttled(last_warning_ms: &AtomicI64, failure: &str) {
     let now = chrono::Utc::now().timestamp_millis();
-        let last = last_warning_ms.load(Ordering::Relaxed);
-        let every = i64::try_from(WARN_EVERY.as_millis()).unwrap_or(i64::MAX);
-        if now.saturating_sub(last) >= every
-            && last_warning_ms
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            tracing::warn!(
+    let last = last_warning_ms.load(Ordering::Relaxed);
+    let every = i64::try_from(WARN_EVERY.as_millis()).unwrap_or(i64::MAX);
+    if now.saturating_sub(last) >= every
+        && last_warning_ms
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(
                 error = %failure,
             "shared rate limit unavailable (Redis); using this replica's own limit"
         );
@@ -151,20 +151,21 @@ mod tests {
         };
         let keys = Keys::new(&testing::unique_prefix());
         // Two handles with their own connections: two replicas.
-        let a = SharedRateLimit::new(conn.clone(), keys.clone(), LimitKind::InvokeClient, 4).unwrap();
+        let a =
+            SharedRateLimit::new(conn.clone(), keys.clone(), LimitKind::InvokeClient, 4).unwrap();
         let client = redis::Client::open(
             std::env::var("AIMARKET_TEST_REDIS_URL")
                 .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
                 .as_str(),
         )
         .unwrap();
-        let b =
-            SharedRateLimit::new(
+        let b = SharedRateLimit::new(
             connect_manager(&client).await.unwrap(),
             keys.clone(),
             LimitKind::InvokeClient,
             4,
-        ).unwrap();
+        )
+        .unwrap();
         let mut admitted = 0;
         let mut refused = Vec::new();
         for i in 0..7 {
@@ -189,7 +190,8 @@ mod tests {
             return;
         };
         let keys = Keys::new(&testing::unique_prefix());
-        let limit = SharedRateLimit::new(conn.clone(), keys.clone(), LimitKind::InvokeClient, 4).unwrap();
+        let limit =
+            SharedRateLimit::new(conn.clone(), keys.clone(), LimitKind::InvokeClient, 4).unwrap();
         // A key of the wrong type makes the script fail: the caller must decide.
         let mut raw = conn.clone();
         let _: i64 = redis::cmd("LPUSH")
