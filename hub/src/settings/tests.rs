@@ -204,7 +204,10 @@ fn limit_settings_from_env_and_toml() {
     )
     .unwrap_err()
     .to_string();
-    assert!(bad.contains("AIMARKET_API_KEYS") && !bad.contains("ok-key"), "{bad}");
+    assert!(
+        bad.contains("AIMARKET_API_KEYS") && !bad.contains("ok-key"),
+        "{bad}"
+    );
 }
 
 #[test]
