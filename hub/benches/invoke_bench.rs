@@ -149,10 +149,12 @@ async fn main() {
     let provider_url = format!("http://{}", server.addrs()[0]);
     tokio::spawn(server.run());
 
-    // Hub: SQLite in a temp dir, rate limit off, the hub's key at the provider.
+    // Hub: SQLite in a temp dir, rate limit and provider cap off (the bench measures the
+    // hub's overhead, not its limits), the hub's key at the provider.
     let dir = tempfile::tempdir().expect("temp dir");
     let mut settings = Settings::for_test(dir.path());
     settings.invoke.rate_per_min = 0;
+    settings.limits.provider_max_in_flight = 0;
     settings.demo_payments = true;
     settings.invoke.peer_credentials = format!("{provider_url}=apikey:{API_KEY}")
         .parse()

@@ -12,6 +12,7 @@ pub mod demo;
 pub mod federation;
 pub mod http;
 pub mod invoke;
+pub mod limits;
 pub mod mcp;
 pub mod payments;
 pub mod replica;

@@ -16,6 +16,7 @@
 
 mod crawl;
 mod invoke;
+mod limits;
 mod payments;
 mod plugins;
 mod replica;
@@ -34,6 +35,7 @@ pub use crawl::CrawlSettings;
 pub use invoke::{
     CredentialKind, InvokeSettings, PeerCredential, PeerCredentials, SellerDirectFee, SellsFor,
 };
+pub use limits::{ApiKeys, LimitSettings, TrustedProxies};
 pub use payments::{EvmAddress, PaymentSettings, RpcUrl};
 pub use plugins::PluginChain;
 pub use replica::ReplicaSettings;
@@ -113,6 +115,11 @@ pub struct Settings {
     pub reputation: ReputationSettings,
     /// Several replicas: Redis key prefix, catalog poll, crawl lease lifetime (`[replica]`).
     pub replica: ReplicaSettings,
+    /// Proxies whose `X-Forwarded-For` / `Forwarded` headers name the client
+    /// (`AIMARKET_TRUSTED_PROXIES`); none by default, so those headers are ignored.
+    pub trusted_proxies: TrustedProxies,
+    /// Abuse limits: buyer API keys, search/MCP rates, per-provider caps (`[limits]`).
+    pub limits: LimitSettings,
 }
 
 impl Default for Settings {
@@ -140,6 +147,8 @@ impl Default for Settings {
             plugins: PluginChain::default(),
             reputation: ReputationSettings::default(),
             replica: ReplicaSettings::default(),
+            trusted_proxies: TrustedProxies::default(),
+            limits: LimitSettings::default(),
         }
     }
 }
@@ -571,7 +580,12 @@ const ENV_BINDINGS: &[EnvBinding] = &[
 
 /// The names of every environment variable the hub reads for its settings.
 pub fn env_names() -> impl Iterator<Item = &'static str> {
-    ENV_BINDINGS.iter().map(|b| b.env)
+    all_env_bindings().map(|b| b.env)
+}
+
+/// Every binding, core areas first.
+fn all_env_bindings() -> impl Iterator<Item = &'static EnvBinding> {
+    ENV_BINDINGS.iter().chain(limits::ENV_BINDINGS)
 }
 
 fn check_routing_fee(bps: u32) -> Result<(), String> {
@@ -683,7 +697,7 @@ impl Settings {
     }
 
     fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), SettingsError> {
-        for binding in ENV_BINDINGS {
+        for binding in all_env_bindings() {
             let Some(value) = env(binding.env).filter(|v| !v.is_empty()) else {
                 continue;
             };

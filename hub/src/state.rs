@@ -85,8 +85,10 @@ pub struct AppState {
     pub store: Store,
     /// Runs crawls: single flight, the startup and periodic schedule, the admin trigger.
     pub crawl: CrawlService,
-    /// The routed invoke: catalog snapshot, schema cache, provider clients, rate limit.
+    /// The routed invoke: catalog snapshot, schema cache, provider clients.
     pub invoker: Invoker,
+    /// Client identities and the client and provider limits (`crate::limits`).
+    pub limits: crate::limits::Limits,
     /// Payment channels, holds, receipts, invocation records, idempotency records.
     pub ledger: Ledger,
     /// The search index and the signed manifest, kept in step with the store.
@@ -122,8 +124,10 @@ impl AppState {
             shared,
         } = components;
         let invoker = Invoker::new(&settings, public_url.as_str());
+        let limits = crate::limits::Limits::new(&settings);
         Self {
             invoker,
+            limits,
             ledger,
             settings,
             public_url,

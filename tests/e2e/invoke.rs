@@ -514,7 +514,10 @@ async fn targets_v2_hub_v1_factory_and_relay_hub() {
 #[tokio::test]
 async fn the_rate_limit_answers_429_with_retry_after() {
     let hub = TestHub::builder()
-        .settings(|s| s.invoke.rate_per_min = 2)
+        .settings(|s| {
+            s.invoke.rate_per_min = 2;
+            s.limits.api_keys = "someone-else".parse().unwrap();
+        })
         .start()
         .await;
     let tool = FakeTool::echo("echo@v1");
@@ -531,6 +534,7 @@ async fn the_rate_limit_answers_429_with_retry_after() {
         .await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
     assert_protocol_error(&body, "rate_limited");
+    assert_eq!(body["limit"], "invoke_client", "{body}");
     let retry: u64 = headers
         .get("retry-after")
         .unwrap()
@@ -539,7 +543,7 @@ async fn the_rate_limit_answers_429_with_retry_after() {
         .parse()
         .unwrap();
     assert!((1..=60).contains(&retry), "{retry}");
-    // Another client (another API key) is not affected.
+    // Another client (a configured API key) is not affected.
     let (status, _, _) = hub
         .send(
             hub.request(Method::POST, PATH)

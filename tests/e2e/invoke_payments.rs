@@ -342,7 +342,12 @@ async fn burst_setup() -> (FakeProvider, FakeTool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_calls_spend_a_channel_exactly_sqlite() {
     let (provider, tool) = burst_setup().await;
-    let hub = hub_paying(&provider.url, |s| s.invoke.rate_per_min = 0).await;
+    // The burst is about the ledger: no client or provider limit may refuse part of it.
+    let hub = hub_paying(&provider.url, |s| {
+        s.invoke.rate_per_min = 0;
+        s.limits.provider_max_in_flight = 0;
+    })
+    .await;
     seed_provider(&hub, &provider).await;
     burst(hub, &provider, &tool).await;
 }
@@ -355,6 +360,7 @@ async fn a_thousand_concurrent_calls_spend_a_channel_exactly_postgres() {
     let (provider, tool) = burst_setup().await;
     let hub = hub_paying(&provider.url, |s| {
         s.invoke.rate_per_min = 0;
+        s.limits.provider_max_in_flight = 0;
         s.database_url = Some(database_url.parse().unwrap());
     })
     .await;

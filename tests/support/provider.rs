@@ -50,6 +50,8 @@ pub enum Behaviour {
     Slow(Duration),
     /// 200 `{success: false, error: "model_refused"}`.
     TypedFailure,
+    /// 429 with this `Retry-After` value (the provider is over its own capacity).
+    TooBusy(String),
 }
 
 /// One capability the provider serves.
@@ -396,6 +398,9 @@ async fn invoke(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -
         Behaviour::TypedFailure => {
             HttpResponse::Ok().json(json!({"success": false, "error": "model_refused"}))
         }
+        Behaviour::TooBusy(retry_after) => HttpResponse::TooManyRequests()
+            .insert_header(("Retry-After", retry_after.as_str()))
+            .json(json!({"success": false, "error": "rate_limited"})),
     }
 }
 

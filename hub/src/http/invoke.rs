@@ -7,7 +7,7 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::http::error::ApiError;
-use crate::invoke::{BuyerHeaders, ClientId, InvokeCall, InvokeError, InvokeRequest, InvokeResult};
+use crate::invoke::{BuyerHeaders, InvokeCall, InvokeError, InvokeRequest, InvokeResult};
 use crate::state::AppState;
 
 /// Largest invoke body accepted (the provider scaffold itself refuses more than 1 MiB).
@@ -29,12 +29,8 @@ async fn invoke(
 ) -> Result<HttpResponse, ApiError> {
     let request = InvokeRequest::from_slice(&body, state.invoker.own_origin())?;
     let headers = buyer_headers(&req)?;
-    let client = client_id(&req, &headers);
-    let call = InvokeCall {
-        request,
-        headers,
-        client,
-    };
+    let caller = crate::http::client::caller(&req, &state.settings.trusted_proxies);
+    let call = InvokeCall::new(request, headers, caller);
     // Run on a task of its own: if the buyer disconnects, the call still settles (capture or
     // release) instead of leaving a hold for the sweeper, and the hub is never left having
     // paid a provider for a call it did not bill.
@@ -74,20 +70,6 @@ fn buyer_headers(req: &HttpRequest) -> Result<BuyerHeaders, ApiError> {
         traceparent: header(req, "traceparent").ok().flatten(),
         request_id: header(req, "x-request-id").ok().flatten(),
     })
-}
-
-/// The API key's digest, else the channel, else the peer address.
-fn client_id(req: &HttpRequest, headers: &BuyerHeaders) -> ClientId {
-    if let Some(key) = req.headers().get("x-api-key").and_then(|v| v.to_str().ok()) {
-        return ClientId::api_key(key);
-    }
-    if let Some(channel) = &headers.channel_id {
-        return ClientId::channel(channel);
-    }
-    match req.peer_addr() {
-        Some(addr) => ClientId::ip(addr.ip()),
-        None => ClientId::named("unknown"),
-    }
 }
 
 fn into_response(result: InvokeResult) -> HttpResponse {

@@ -11,14 +11,16 @@
 //! - plain `GET` → the v1 JSON tools list `{protocol: "mcp", version: "1.0", tools}`.
 //! - `DELETE` (session end) → 204.
 //! - An `MCP-Protocol-Version` header naming a version this server does not speak → 400.
+//! - Over `limits.mcp_rate_per_min` POSTs per client → 429 with the protocol error body
+//!   (`limit: "mcp_client"`) and `Retry-After`.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde_json::Value;
 
 use crate::http::error::{ApiError, ErrorKind, code};
-use crate::invoke::ClientId;
+use crate::limits::LimitKind;
 use crate::mcp::{self, McpContext, PROTOCOL_VERSIONS, Reply};
 use crate::state::AppState;
 
@@ -105,12 +107,19 @@ async fn post(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) ->
         );
         return json_rpc_response(StatusCode::BAD_REQUEST, &answer, sse);
     }
-    let client = match req.peer_addr() {
-        Some(addr) => ClientId::ip(addr.ip()),
-        None => ClientId::named("mcp"),
-    };
+    let caller = crate::http::client::caller(&req, &state.settings.trusted_proxies);
+    // One charge per POST, before any work: a batch is bounded (`jsonrpc::MAX_BATCH`), and
+    // a `market_invoke` inside it is charged to the invoke limit as well.
+    let client = state.limits.identities().identify_key(&caller);
+    if let Err(refusal) = state
+        .limits
+        .check_client(&state.shared, LimitKind::McpClient, &client)
+        .await
+    {
+        return ApiError::from(refusal).error_response();
+    }
     let ctx = McpContext {
-        client,
+        caller,
         request_id: crate::http::search::request_id(&req),
     };
     // Its own task, like the invoke endpoint: a client that disconnects mid-call must not

@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod announce;
 pub mod channels;
+pub mod client;
 pub mod error;
 pub mod federation;
 pub mod health;

@@ -1,6 +1,6 @@
 //! The plugin surface: `GET /ai-market/v2/plugins` (the loaded chain, secrets redacted),
 //! plugin routes under `/ai-market/v2/p/<name>/…`, and `GET /metrics` (Prometheus text:
-//! per-plugin hook counters plus the hub's catalog counters).
+//! per-plugin hook counters, the hub's catalog counters and limit refusals by limit).
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -142,6 +142,18 @@ fn hub_metrics(state: &AppState) -> String {
     for (name, kind, help, value) in lines {
         out.push_str(&format!(
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        ));
+    }
+    // One labelled series per limit, zeros included, so dashboards see every limit.
+    let name = "aimarket_limit_refusals_total";
+    out.push_str(&format!(
+        "# HELP {name} Requests refused with 429 by a client or provider limit.\n# TYPE {name} counter\n"
+    ));
+    for kind in crate::limits::LimitKind::ALL {
+        out.push_str(&format!(
+            "{name}{{limit=\"{}\"}} {}\n",
+            kind.as_str(),
+            state.limits.refused(kind)
         ));
     }
     out

@@ -10,6 +10,7 @@ use aimarket_plugins::PluginContext;
 
 use crate::catalog::SearchParams;
 use crate::http::error::ApiError;
+use crate::limits::LimitKind;
 use crate::state::AppState;
 
 /// Path of the search endpoint.
@@ -37,7 +38,20 @@ pub fn request_id(req: &HttpRequest) -> String {
         )
 }
 
+/// Charges one search of the caller of `req` to its search budget (a configured API key,
+/// else its address): 429 with `limit: "search_client"` when it is spent.
+pub async fn check_search_limit(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
+    let caller = crate::http::client::caller(req, &state.settings.trusted_proxies);
+    let client = state.limits.identities().identify_key(&caller);
+    state
+        .limits
+        .check_client(&state.shared, LimitKind::SearchClient, &client)
+        .await
+        .map_err(ApiError::from)
+}
+
 async fn search(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    check_search_limit(&req, &state).await?;
     let params = SearchParams::parse(req.query_string(), state.public_url.as_str())?;
     let mut ctx = PluginContext::new(request_id(&req), state.catalog.hub_url());
     let outcome = state

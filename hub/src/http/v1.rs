@@ -141,6 +141,8 @@ async fn discover(
     state: web::Data<AppState>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
+    // A v1 discovery is a search: same budget.
+    crate::http::search::check_search_limit(&req, &state).await?;
     let request = Discover::parse(&body)?;
     let params = request.search_params(state.public_url.as_str())?;
     let mut ctx = PluginContext::new(

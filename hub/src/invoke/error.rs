@@ -5,6 +5,7 @@ use aimarket_plugins::Refusal;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::limits::LimitRefusal;
 use crate::payments::PaymentError;
 use crate::store::StoreError;
 
@@ -80,12 +81,9 @@ pub enum InvokeError {
         /// The buyer's limit.
         max_price_usd: f64,
     },
-    /// Too many invokes from this client.
-    #[error("too many invokes; retry in {retry_after_s} s")]
-    RateLimited {
-        /// Seconds until a call would be admitted.
-        retry_after_s: u64,
-    },
+    /// A client or provider limit refused the call (nothing was charged or forwarded).
+    #[error(transparent)]
+    Limited(#[from] LimitRefusal),
     /// The `Idempotency-Key` was used before with a different request.
     #[error("Idempotency-Key was already used with a different request body")]
     IdempotencyConflict,

@@ -22,6 +22,7 @@ use super::relay::{self, Answer};
 use super::resolve::Offer;
 use super::target::{self, Target};
 use super::{InvokeCall, InvokeResult};
+use crate::limits::ProviderPermit;
 use crate::payments::usd_to_micros;
 use crate::state::AppState;
 
@@ -31,6 +32,8 @@ pub(super) struct Attempt {
     pub(super) target: Target,
     pub(super) view: Option<InvokeView>,
     pub(super) index: u32,
+    /// The provider's in-flight slot, freed when the attempt ends.
+    pub(super) _permit: ProviderPermit,
 }
 
 /// How an attempt ended.
@@ -106,11 +109,21 @@ impl Run<'_> {
             if let Err(e) = self.plugins.before_invoke(view.as_ref()).await {
                 return (next.clone(), Err(e));
             }
+            let permit = match self
+                .state
+                .limits
+                .admit_provider(&self.state.shared, &next.peer_url)
+                .await
+            {
+                Ok(permit) => permit,
+                Err(refusal) => return (next.clone(), Err(refusal.into())),
+            };
             attempt = Attempt {
                 offer: next.clone(),
                 target,
                 view,
                 index,
+                _permit: permit,
             };
         }
     }
@@ -227,6 +240,19 @@ impl Run<'_> {
             break (upstream, credential, signed);
         };
         let status = upstream.status;
+        if status == 429 {
+            // The provider is over its own capacity: every replica leaves it alone for as long
+            // as it asks (other providers are unaffected), and this buyer is told which limit.
+            let wait = crate::limits::provider::retry_after(
+                upstream.header("retry-after"),
+                chrono::Utc::now(),
+            );
+            let refusal = state
+                .limits
+                .provider_refused(&state.shared, &offer.peer_url, wait)
+                .await;
+            return Tried::Done(Err(refusal.into()));
+        }
         let outcome = self
             .plugins
             .wants_outcome()

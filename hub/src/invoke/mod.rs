@@ -10,7 +10,8 @@
 //! [`forward`] (pooled clients, header hygiene), [`relay`] (what the provider's answer
 //! becomes), [`provider_pay`] (the hub's own credentials at peers), [`receipt`] (the
 //! routing receipt), [`rails`] (which payment rail a call takes and the headers it adds),
-//! [`ratelimit`], [`record`] (off-path writes) and `pipeline` (the steps in order).
+//! [`record`] (off-path writes) and `pipeline` (the steps in order). The client and
+//! provider limits live in [`crate::limits`].
 
 pub mod error;
 mod failover;
@@ -19,7 +20,6 @@ mod hooks;
 mod pipeline;
 pub mod provider_pay;
 pub mod rails;
-pub mod ratelimit;
 pub mod receipt;
 pub mod record;
 pub mod relay;
@@ -34,11 +34,13 @@ use std::time::Duration;
 use aimarket_crawler::UrlPolicy;
 use bytes::Bytes;
 
+pub use crate::limits::{Caller, ClientId};
 pub use error::{InputViolation, InvokeError};
-pub use request::{BuyerHeaders, ClientId, InvokeRequest};
+pub use request::{BuyerHeaders, InvokeRequest};
 pub use resolve::{Offer, choose_providers};
 
 use crate::http::error::ApiError;
+use crate::limits::LimitKind;
 use crate::payments::{IdemState, StoredResponse};
 use crate::settings::Settings;
 use crate::state::AppState;
@@ -51,8 +53,24 @@ pub struct InvokeCall {
     pub request: InvokeRequest,
     /// Payment, idempotency and tracing headers.
     pub headers: BuyerHeaders,
-    /// Who is calling (rate limit and idempotency scope).
-    pub client: ClientId,
+    /// What the caller presented (address, API key), not yet verified.
+    pub caller: Caller,
+    /// Who is calling once verified (rate limit, idempotency scope, plugin context): set by
+    /// [`invoke`] from `caller` and the channel headers, never by the transport.
+    client: ClientId,
+}
+
+impl InvokeCall {
+    /// A call as the transport parsed it; its identity is decided by [`invoke`].
+    pub fn new(request: InvokeRequest, headers: BuyerHeaders, caller: Caller) -> Self {
+        let client = caller.address_id();
+        Self {
+            request,
+            headers,
+            caller,
+            client,
+        }
+    }
 }
 
 /// The answer to an invoke, ready to be written as HTTP (or read by an MCP tool).
@@ -127,7 +145,6 @@ pub struct Invoker {
     forwarder: OnceLock<Result<forward::Forwarder, String>>,
     pay: provider_pay::ProviderPay,
     rails: rails::RailPolicy,
-    rate: ratelimit::InvokeRateLimit,
     recorder: record::Recorder,
     policy: UrlPolicy,
     timeout: Duration,
@@ -155,7 +172,6 @@ impl Invoker {
                 sign_all_peers: invoke.sign_all_peers,
                 seller_direct_fee: invoke.seller_direct_fee,
             },
-            rate: ratelimit::InvokeRateLimit::new(invoke.rate_per_min),
             recorder: record::Recorder::default(),
             policy: UrlPolicy {
                 allow_private: settings.allow_private_peers,
@@ -198,20 +214,37 @@ impl Invoker {
 /// Runs one invoke end to end (see the module docs). Never panics on bad input; every
 /// outcome, including errors, comes back as an [`InvokeResult`].
 ///
+/// The caller is first identified (a configured API key, else a verified channel, else its
+/// address; `crate::limits::identity`) and charged to that identity's invoke budget; a real
+/// channel presented with a wrong secret is charged to the address and refused.
+///
 /// With an `Idempotency-Key`, the first 2xx answer for `(key, client)` is stored for 24 h
 /// and a retry with the same request gets it back without running (or charging) again; the
 /// same key with a different request is 409 `idempotency_conflict`, and while the first is
 /// still running, 409 `idempotency_in_flight`.
-pub async fn invoke(state: &AppState, call: InvokeCall) -> InvokeResult {
-    let invoker = &state.invoker;
+pub async fn invoke(state: &AppState, mut call: InvokeCall) -> InvokeResult {
+    let identified = state
+        .limits
+        .identities()
+        .identify(
+            &state.ledger,
+            &call.caller,
+            call.headers.channel_id.as_deref(),
+            call.headers.channel_secret.as_deref(),
+        )
+        .await;
+    call.client = identified.client;
     // With Redis the limit is shared by every replica; without it (or when Redis fails) it
-    // is this process's own (`crate::replica::ratelimit`).
-    let admitted = match state.shared.check_rate(call.client.as_str()).await {
-        Some(decision) => decision,
-        None => invoker.rate.check(&call.client),
-    };
-    if let Err(retry_after_s) = admitted {
-        return InvokeResult::from_error(InvokeError::RateLimited { retry_after_s });
+    // is this process's own.
+    if let Err(refusal) = state
+        .limits
+        .check_client(&state.shared, LimitKind::InvokeClient, &call.client)
+        .await
+    {
+        return InvokeResult::from_error(InvokeError::Limited(refusal));
+    }
+    if let Some(refusal) = identified.refusal {
+        return InvokeResult::from_error(InvokeError::Payment(refusal));
     }
     if let Err(e) = call.headers.check() {
         return InvokeResult::from_error(e);

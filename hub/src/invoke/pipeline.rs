@@ -3,7 +3,9 @@
 //! 1. resolve the offers, [`choose_providers`], then the plugins' `route` hooks;
 //! 2. validate `input` against the chosen capability's schema (before any charge);
 //! 3. compare `max_price_usd` with the routed price;
-//! 4. plugin `before_invoke` hooks (after validation, before any charge: a block is 403);
+//! 4. plugin `before_invoke` hooks (after validation, before any charge: a block is 403),
+//!    then the provider limits (an in-flight slot, the back-off, the provider rate; a
+//!    refusal is 429 and charges nothing);
 //! 5. hold the routed price on the buyer's channel, if the call is channel-funded;
 //! 6. forward with the hub's own credential (channel-funded) or the buyer's payment headers;
 //!    on a connect failure, timeout or 5xx the failover rule may retry the next routed
@@ -157,6 +159,11 @@ async fn run_inner(state: &AppState, call: &InvokeCall) -> Result<InvokeResult, 
         .wants_view()
         .then(|| hooks::invoke_view(call, offer, target.url.as_str(), 0, payment));
     plugins.before_invoke(view.as_ref()).await?;
+    // The slot is held until the provider's answer is read (it lives in the attempt).
+    let permit = state
+        .limits
+        .admit_provider(&state.shared, &offer.peer_url)
+        .await?;
 
     // 5. Hold: the routed price (hub pays), or the routing fee on a seller-direct call when
     // the operator charges it.
@@ -198,6 +205,7 @@ async fn run_inner(state: &AppState, call: &InvokeCall) -> Result<InvokeResult, 
         target,
         view,
         index: 0,
+        _permit: permit,
     };
     let (used, outcome) = run.forward_with_failover(&providers, first).await;
     let (result, success, charged_micros) = match outcome {

@@ -14,7 +14,8 @@ use aimarket_protocol::signing::{HubRequestClaims, KeyPair, hub_request_nonce};
 use sha2::{Digest, Sha256};
 
 use super::forward::{OutgoingHeaders, names};
-use super::request::{BuyerHeaders, ClientId};
+use super::request::BuyerHeaders;
+use crate::limits::ClientId;
 use crate::settings::{SellerDirectFee, SellsFor};
 
 /// How one routed call is paid.
@@ -201,10 +202,10 @@ mod tests {
     fn buyer_ids_are_stable_opaque_and_keyed() {
         let key = KeyPair::from_seed(&[1u8; 32]);
         let other = KeyPair::from_seed(&[2u8; 32]);
-        let a = ClientId::channel("ch_secretless");
+        let a = ClientId::named("ch_secretless");
         let id = buyer_id(&key, &a);
         assert_eq!(id, buyer_id(&key, &a));
-        assert_ne!(id, buyer_id(&key, &ClientId::channel("ch_other")));
+        assert_ne!(id, buyer_id(&key, &ClientId::named("ch_other")));
         assert_ne!(id, buyer_id(&other, &a));
         assert!(!id.contains("ch_secretless"));
         assert_eq!(id.len(), 34);

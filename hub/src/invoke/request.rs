@@ -259,39 +259,6 @@ impl BuyerHeaders {
     }
 }
 
-/// Who is calling, for the rate limit and the idempotency scope: a hash of the API key, the
-/// channel id, or the peer address (in that order of preference).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ClientId(String);
-
-impl ClientId {
-    /// A client identified by an `X-API-Key` (only a digest is kept).
-    pub fn api_key(key: &str) -> Self {
-        let digest = Sha256::digest(key.as_bytes());
-        Self(format!("key:{}", hex::encode(&digest[..12])))
-    }
-
-    /// A client identified by its payment channel at this hub.
-    pub fn channel(id: &str) -> Self {
-        Self(format!("ch:{id}"))
-    }
-
-    /// A client identified by its IP address.
-    pub fn ip(addr: std::net::IpAddr) -> Self {
-        Self(format!("ip:{addr}"))
-    }
-
-    /// Any other caller (in-process tools name themselves).
-    pub fn named(name: &str) -> Self {
-        Self(format!("id:{name}"))
-    }
-
-    /// The key string.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -22,7 +22,7 @@ pub mod tools;
 
 use serde_json::{Value, json};
 
-use crate::invoke::ClientId;
+use crate::limits::Caller;
 use crate::state::AppState;
 use jsonrpc::{Body, BodyError, Message};
 
@@ -40,8 +40,9 @@ capabilities need no payment; priced ones are paid from a payment channel opened
 /// Who is calling, as the transport saw it.
 #[derive(Debug, Clone)]
 pub struct McpContext {
-    /// Rate-limit and idempotency identity of the caller (its address).
-    pub client: ClientId,
+    /// What the caller presented (address, API key); `market_invoke` identifies it like
+    /// the HTTP invoke does.
+    pub caller: Caller,
     /// Request id for logs and plugins.
     pub request_id: String,
 }

@@ -15,7 +15,7 @@ use super::draft::draft_input;
 use super::lookup::describe;
 use crate::catalog::SearchParams;
 use crate::http::error::ApiError;
-use crate::invoke::{BuyerHeaders, ClientId, InvokeCall, InvokeRequest, InvokeResult};
+use crate::invoke::{BuyerHeaders, InvokeCall, InvokeRequest, InvokeResult};
 use crate::state::AppState;
 
 /// Default number of matches of `market_search`.
@@ -199,7 +199,7 @@ async fn invoke(
         x_payment: string_arg(&args, "x_payment")?.map(str::to_owned),
         x_payment_nonce: string_arg(&args, "x_payment_nonce")?.map(str::to_owned),
         request_id: Some(ctx.request_id.clone()),
-        channel_id: channel_id.clone(),
+        channel_id,
         ..BuyerHeaders::default()
     };
     let mut body = Map::new();
@@ -215,21 +215,11 @@ async fn invoke(
         }
     }
     let request = InvokeRequest::from_value(Value::Object(body), state.invoker.own_origin())?;
-    let client = match &channel_id {
-        Some(id) => ClientId::channel(id),
-        None => ctx.client.clone(),
-    };
     let (product_id, capability_id) = (request.product_id.clone(), request.capability_id.clone());
     let source_hub = request.source_hub.clone();
-    let result = crate::invoke::invoke(
-        state,
-        InvokeCall {
-            request,
-            headers,
-            client,
-        },
-    )
-    .await;
+    // Identified and limited like the HTTP invoke: a channel counts only when it verifies.
+    let call = InvokeCall::new(request, headers, ctx.caller.clone());
+    let result = crate::invoke::invoke(state, call).await;
     if result.status == 402 {
         return Ok(payment_required(
             state,

@@ -120,6 +120,36 @@ fn check_hold_id(hold_id: &str) -> Result<(), PaymentError> {
 }
 
 impl Ledger {
+    /// Whether channel `channel_id` authenticates with `secret` the way a hold would (same
+    /// secret rule, constant-time), without reserving anything: `Ok(true)` when it is also
+    /// open and unexpired, `Ok(false)` when it is closed or expired. Unknown channels are
+    /// [`PaymentError::ChannelNotFound`], a missing or wrong secret
+    /// [`PaymentError::BadSecret`]. One indexed read; used to decide whether the channel may
+    /// be a rate-limit identity (`crate::limits`).
+    pub async fn authenticate_channel(
+        &self,
+        channel_id: &str,
+        secret: Option<&str>,
+    ) -> Result<bool, PaymentError> {
+        const AUTH: &str = "SELECT secret_sha256, secret_required, status, expires_at, \
+             deposit - used - held AS balance FROM channels WHERE id = $1";
+        let not_found = || PaymentError::ChannelNotFound {
+            channel_id: channel_id.to_owned(),
+        };
+        if !is_lookup_key(channel_id, MAX_CHANNEL_ID_CHARS) {
+            return Err(not_found());
+        }
+        let auth: Option<RawAuth> = on_pool!(&self.store, |pool| {
+            sqlx::query_as(AUTH)
+                .bind(channel_id)
+                .fetch_optional(pool)
+                .await?
+        });
+        let auth = auth.ok_or_else(not_found)?;
+        check_secret(&auth, secret)?;
+        Ok(auth.status != ChannelStatus::Closed.as_str() && auth.expires_at > now_ms())
+    }
+
     /// Reserves `amount_micros` on channel `channel_id` for the call `hold_id` (a unique id
     /// the caller chooses, e.g. the receipt nonce).
     ///

@@ -15,14 +15,17 @@
 //!     channel `<prefix>catalog`; the other replicas hand it to their index (which applies
 //!     the keys when it is at the change's `since`, else rebuilds from the store). The
 //!     periodic poll of `store.catalog_version()` heals a missed message.
-//!   - [`ratelimit`]: the invoke per-client limit is one GCRA shared by all replicas (a Lua
-//!     script, one round trip). On a Redis error it falls back to the replica's own limiter
-//!     (fail open to per-replica limits) and logs a warning.
+//!   - [`ratelimit`]: the per-client limits (invoke, search, MCP) are each one GCRA shared by
+//!     all replicas (a Lua script, one round trip). On a Redis error they fall back to the
+//!     replica's own limiter (fail open to per-replica limits) and log a warning.
+//!   - [`provider`]: the per-provider rate and the back-off learned from a provider's 429,
+//!     one script per routed call, with the same fallback.
 //!
 //! The key prefix (`replica.key_prefix`, default `aimarket:`) lets several hubs, or tests,
 //! share one Redis.
 
 pub mod lease;
+pub mod provider;
 pub mod ratelimit;
 pub mod sync;
 
@@ -34,11 +37,13 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::{mpsc, watch};
 
 use crate::crawl::CatalogUpdate;
+use crate::limits::LimitKind;
 use crate::settings::Settings;
 use crate::state::AppState;
 use crate::store::Store;
 
 pub use lease::{Acquired, Holder, Lease, LeaseGuard};
+pub use provider::SharedProviderLimits;
 pub use ratelimit::SharedRateLimit;
 
 /// How long startup waits for Redis before giving up.
@@ -98,9 +103,30 @@ impl Keys {
         format!("{}catalog", self.prefix)
     }
 
-    /// One client's rate-limit state: `<prefix>ratelimit:<client>`.
+    /// One client's invoke rate-limit state: `<prefix>ratelimit:<client>`.
     pub fn rate_limit(&self, client: &str) -> String {
         format!("{}ratelimit:{client}", self.prefix)
+    }
+
+    /// The rate-limit state of `key` under limit `scope`: the invoke limit keeps its
+    /// original name (`<prefix>ratelimit:<client>`); the others are
+    /// `<prefix>ratelimit:search:<client>`, `…:mcp:<client>` and `…:provider:<origin>`.
+    /// Client ids start with `key:`, `ch:`, `ip:` or `id:`, so the names never collide.
+    pub fn scoped_rate(&self, scope: LimitKind, key: &str) -> String {
+        let scope = match scope {
+            LimitKind::InvokeClient => return self.rate_limit(key),
+            LimitKind::SearchClient => "search",
+            LimitKind::McpClient => "mcp",
+            LimitKind::ProviderInflight | LimitKind::ProviderRate | LimitKind::ProviderBackoff => {
+                "provider"
+            }
+        };
+        format!("{}ratelimit:{scope}:{key}", self.prefix)
+    }
+
+    /// A provider's back-off (a key with a TTL): `<prefix>backoff:<origin>`.
+    pub fn provider_backoff(&self, origin: &str) -> String {
+        format!("{}backoff:{origin}", self.prefix)
     }
 }
 
@@ -110,7 +136,9 @@ struct Redis {
     conn: ConnectionManager,
     keys: Keys,
     lease: Lease,
-    rate: Option<SharedRateLimit>,
+    /// The client limits that are on.
+    rates: Vec<SharedRateLimit>,
+    providers: SharedProviderLimits,
     /// False when the store is SQLite: catalog versions of separate files mean nothing to
     /// each other, so no catalog messages are sent or read.
     catalog_channel: bool,
@@ -222,7 +250,17 @@ impl SharedState {
             replica_id.clone(),
             settings.replica.crawl_lease_ttl(),
         );
-        let rate = SharedRateLimit::new(conn.clone(), keys.clone(), settings.invoke.rate_per_min);
+        let limits = &settings.limits;
+        let rates = [
+            (LimitKind::InvokeClient, settings.invoke.rate_per_min),
+            (LimitKind::SearchClient, limits.search_rate_per_min),
+            (LimitKind::McpClient, limits.mcp_rate_per_min),
+        ]
+        .into_iter()
+        .filter_map(|(scope, n)| SharedRateLimit::new(conn.clone(), keys.clone(), scope, n))
+        .collect();
+        let providers =
+            SharedProviderLimits::new(conn.clone(), keys.clone(), limits.provider_rate_per_min);
         let (outbox, outbox_rx) = mpsc::channel(OUTBOX);
         let shared = Self::build(
             replica_id,
@@ -231,7 +269,8 @@ impl SharedState {
                 conn,
                 keys,
                 lease,
-                rate,
+                rates,
+                providers,
                 catalog_channel: postgres,
                 outbox,
             }),
@@ -309,17 +348,32 @@ impl SharedState {
         Ok(set.is_some())
     }
 
-    /// Checks one invoke of `client` against the shared limit. `None` when there is no
-    /// shared limit (single-replica mode, or the limit is off) or Redis failed: the caller
-    /// then uses its in-process limiter.
-    pub async fn check_rate(&self, client: &str) -> Option<Result<(), u64>> {
+    /// Checks one request of `client` against the shared limit `scope` (a client limit).
+    /// `None` when there is no shared limit (single-replica mode, or the limit is off) or
+    /// Redis failed: the caller then uses its in-process limiter.
+    pub async fn check_rate(&self, scope: LimitKind, client: &str) -> Option<Result<(), u64>> {
         self.inner
             .redis
             .as_ref()?
-            .rate
-            .as_ref()?
+            .rates
+            .iter()
+            .find(|rate| rate.scope() == scope)?
             .check(client)
             .await
+    }
+
+    /// Checks one routed call to provider `origin` against the shared back-off and (when
+    /// `limits.provider_rate_per_min` is on) the shared provider rate. `None` in
+    /// single-replica mode or when Redis failed.
+    pub async fn check_provider(&self, origin: &str) -> Option<Result<(), (LimitKind, u64)>> {
+        self.inner.redis.as_ref()?.providers.check(origin).await
+    }
+
+    /// Tells every replica to back provider `origin` off for `wait` (a no-op without Redis).
+    pub async fn back_off_provider(&self, origin: &str, wait: Duration) {
+        if let Some(redis) = &self.inner.redis {
+            redis.providers.back_off(origin, wait).await;
+        }
     }
 
     /// Tells the other replicas about a catalog change this replica made. Never blocks: a
@@ -444,6 +498,18 @@ mod tests {
         assert_eq!(keys.crawl_schedule(), "aimarket:crawl:schedule");
         assert_eq!(keys.catalog_channel(), "aimarket:catalog");
         assert_eq!(keys.rate_limit("key:ab"), "aimarket:ratelimit:key:ab");
+        assert_eq!(
+            keys.scoped_rate(LimitKind::InvokeClient, "ip:1.2.3.4"),
+            "aimarket:ratelimit:ip:1.2.3.4"
+        );
+        assert_eq!(
+            keys.scoped_rate(LimitKind::SearchClient, "ip:1.2.3.4"),
+            "aimarket:ratelimit:search:ip:1.2.3.4"
+        );
+        assert_eq!(
+            keys.provider_backoff("https://p.example"),
+            "aimarket:backoff:https://p.example"
+        );
     }
 
     #[test]
@@ -499,9 +565,10 @@ mod tests {
                 Some(Redis {
                     client: client.clone(),
                     conn: conn.clone(),
+                    providers: SharedProviderLimits::new(conn.clone(), keys.clone(), 0),
                     keys,
                     lease,
-                    rate: None,
+                    rates: Vec::new(),
                     catalog_channel: true,
                     outbox,
                 }),

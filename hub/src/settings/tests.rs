@@ -144,7 +144,70 @@ fn every_env_binding_is_read() {
     assert!(!s.auto_crawl && s.allow_private_peers && s.open_admission && s.demo_payments);
     assert_eq!(s.max_pending_peers, 5);
     assert_eq!(s.signing_key_path(), PathBuf::from("/keys/hub"));
-    assert_eq!(env_names().count(), ENV_BINDINGS.len());
+    assert_eq!(
+        env_names().count(),
+        ENV_BINDINGS.len() + limits::ENV_BINDINGS.len()
+    );
+}
+
+#[test]
+fn limit_settings_from_env_and_toml() {
+    let env = [
+        ("AIMARKET_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1"),
+        ("AIMARKET_API_KEYS", "key-a,key-b"),
+        ("AIMARKET_SEARCH_RATE_PER_MIN", "7"),
+        ("AIMARKET_MCP_RATE_PER_MIN", "0"),
+        ("AIMARKET_PROVIDER_MAX_IN_FLIGHT", "3"),
+        ("AIMARKET_PROVIDER_RATE_PER_MIN", "90"),
+    ];
+    let s = load_with(None, &env, Overrides::default()).unwrap();
+    assert!(s.trusted_proxies.contains("10.9.9.9".parse().unwrap()));
+    assert_eq!(s.limits.api_keys.0.len(), 2);
+    assert_eq!(
+        (
+            s.limits.search_rate_per_min,
+            s.limits.mcp_rate_per_min,
+            s.limits.provider_max_in_flight,
+            s.limits.provider_rate_per_min
+        ),
+        (7, 0, 3, 90)
+    );
+    let defaults = load_with(None, &[], Overrides::default()).unwrap();
+    assert!(defaults.trusted_proxies.is_empty());
+    assert_eq!(defaults.limits.search_rate_per_min, 1200);
+    assert_eq!(defaults.limits.provider_max_in_flight, 256);
+
+    let toml = r#"
+        trusted_proxies = ["192.0.2.0/24"]
+        [limits]
+        api_keys = ["toml-key"]
+        provider_rate_per_min = 5
+    "#;
+    let s = load_with(Some(toml), &[], Overrides::default()).unwrap();
+    assert!(s.trusted_proxies.contains("192.0.2.9".parse().unwrap()));
+    assert_eq!(s.limits.api_keys.0.len(), 1);
+    assert_eq!(s.limits.provider_rate_per_min, 5);
+
+    // A bad value names the variable, and a key is never echoed.
+    let bad = load_with(
+        None,
+        &[("AIMARKET_TRUSTED_PROXIES", "proxy.example")],
+        Overrides::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(bad.contains("AIMARKET_TRUSTED_PROXIES"), "{bad}");
+    let bad = load_with(
+        None,
+        &[("AIMARKET_API_KEYS", "ok-key,has space")],
+        Overrides::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        bad.contains("AIMARKET_API_KEYS") && !bad.contains("ok-key"),
+        "{bad}"
+    );
 }
 
 #[test]

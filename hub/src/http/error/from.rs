@@ -9,6 +9,7 @@ use crate::catalog::{CatalogError, ParamError};
 use crate::crawl::CrawlRunError;
 use crate::federation::FederationError;
 use crate::invoke::InvokeError;
+use crate::limits::LimitRefusal;
 use crate::payments::PaymentError;
 use crate::reputation::ReputationError;
 use crate::store::StoreError;
@@ -85,10 +86,7 @@ impl From<InvokeError> for ApiError {
                 .with_field("current_price_usd", routed_price_usd)
                 .with_field("price_usd", price_usd)
                 .with_field("max_price_usd", max_price_usd),
-            InvokeError::RateLimited { retry_after_s } => {
-                Self::new(K::TooManyRequests, code::RATE_LIMITED, detail)
-                    .with_retry_after(retry_after_s)
-            }
+            InvokeError::Limited(refusal) => Self::from(refusal),
             InvokeError::IdempotencyConflict => {
                 Self::new(K::Conflict, code::IDEMPOTENCY_CONFLICT, detail)
             }
@@ -133,6 +131,25 @@ impl From<InvokeError> for ApiError {
             }
             InvokeError::Store(e) => Self::from(e),
             InvokeError::Internal(message) => Self::internal(std::io::Error::other(message)),
+        }
+    }
+}
+
+impl From<LimitRefusal> for ApiError {
+    /// Every limit answers 429 `rate_limited` with `Retry-After`, the `limit` that was hit
+    /// and, for the provider limits, the provider (`source_hub`).
+    fn from(refusal: LimitRefusal) -> Self {
+        let api = Self::new(
+            ErrorKind::TooManyRequests,
+            code::RATE_LIMITED,
+            refusal.to_string(),
+        )
+        .with_field("limit", refusal.limit.as_str())
+        .with_field("retry_after_s", refusal.retry_after_s)
+        .with_retry_after(refusal.retry_after_s);
+        match refusal.provider {
+            Some(provider) => api.with_field("source_hub", provider),
+            None => api,
         }
     }
 }
