@@ -5,15 +5,15 @@
 //! The virtualenv is cached under `target/` keyed by the pinned versions, so reruns do not
 //! reinstall. These tests reach PyPI (the only traffic leaving loopback in the suite, because
 //! the point is the published clients); they are skipped, with a message, only when PyPI
-//! cannot be reached. The client scripts live in `tests/clients/` and print one
+//! cannot be reached and `CI` is not set. The client scripts live in `tests/clients/` and print one
 //! `RESULT: {json}` line each, which is asserted here.
 
-use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use aimarket_e2e::pyenv::{Unavailable, install, read, run_logged};
 use serde_json::Value;
 
 use crate::demo::running_demo;
@@ -24,138 +24,15 @@ const REQUIREMENTS: [&str; 3] = [
     "mcp==2.3.0",
     "aimarket-bridges==0.2.0",
 ];
-/// Bound on creating the virtualenv and installing the clients.
-const INSTALL_TIMEOUT: Duration = Duration::from_secs(900);
 /// Bound on one client script.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(300);
-/// Written into the virtualenv once the install succeeded.
-const READY_MARKER: &str = ".aimarket-clients-ready";
-
-/// Why the clients are not available.
-enum Unavailable {
-    /// PyPI cannot be reached: the test is skipped.
-    Offline(String),
-    /// Anything else: the test fails.
-    Broken(String),
-}
-
-fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
-    }
-}
-
-/// Runs `cmd` to completion within `timeout`, output to `log`; returns whether it succeeded.
-fn run_logged(mut cmd: Command, log: &Path, timeout: Duration) -> Result<bool, String> {
-    let file = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
-    let err = file.try_clone().map_err(|e| e.to_string())?;
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(file)
-        .stderr(err)
-        .spawn()
-        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-            return Ok(status.success());
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!(
-                "{cmd:?} did not finish within {}s",
-                timeout.as_secs()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Whether PyPI answers a TCP connection (the question the skip depends on).
-fn pypi_reachable() -> Result<(), String> {
-    for host in ["pypi.org:443", "files.pythonhosted.org:443"] {
-        let addr = host
-            .to_socket_addrs()
-            .map_err(|e| format!("cannot resolve {host}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("{host} has no address"))?;
-        TcpStream::connect_timeout(&addr, Duration::from_secs(10))
-            .map_err(|e| format!("cannot connect to {host}: {e}"))?;
-    }
-    Ok(())
-}
-
-fn install() -> Result<PathBuf, Unavailable> {
-    let python = Command::new("python3")
-        .args([
-            "-c",
-            "import sys, venv; print('%d.%d' % sys.version_info[:2])",
-        ])
-        .output()
-        .map_err(|e| {
-            Unavailable::Broken(format!("python3 with the venv module is required: {e}"))
-        })?;
-    if !python.status.success() {
-        return Err(Unavailable::Broken(
-            "python3 lacks the venv module (install python3-venv)".into(),
-        ));
-    }
-    let version = String::from_utf8_lossy(&python.stdout).trim().to_owned();
-    let key = format!("py{version}-{}", REQUIREMENTS.join("-")).replace(['=', '.'], "_");
-    let dir = target_dir().join("pyclients").join(key);
-    let bin = dir.join("bin").join("python");
-    if dir.join(READY_MARKER).exists() && bin.exists() {
-        return Ok(bin);
-    }
-    // A half-made environment (an interrupted earlier run) is rebuilt from scratch.
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| Unavailable::Broken(e.to_string()))?;
-    let log = dir.with_extension("log");
-    let mut venv = Command::new("python3");
-    venv.args(["-m", "venv"]).arg(&dir);
-    if !run_logged(venv, &log, INSTALL_TIMEOUT).map_err(Unavailable::Broken)? {
-        return Err(Unavailable::Broken(format!(
-            "python3 -m venv failed: {}",
-            read(&log)
-        )));
-    }
-    let mut pip = Command::new(&bin);
-    pip.args([
-        "-m",
-        "pip",
-        "install",
-        "--disable-pip-version-check",
-        "--no-input",
-        "-q",
-    ])
-    .args(REQUIREMENTS);
-    let installed = run_logged(pip, &log, INSTALL_TIMEOUT).unwrap_or(false);
-    if !installed {
-        return Err(match pypi_reachable() {
-            Err(why) => Unavailable::Offline(why),
-            Ok(()) => Unavailable::Broken(format!(
-                "pip install failed although PyPI is reachable:\n{}",
-                read(&log)
-            )),
-        });
-    }
-    std::fs::write(dir.join(READY_MARKER), REQUIREMENTS.join("\n"))
-        .map_err(|e| Unavailable::Broken(e.to_string()))?;
-    Ok(bin)
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
-}
 
 /// The virtualenv's python, installing once per test process; `None` (after printing why)
 /// when PyPI is unreachable.
 async fn clients_python() -> Option<PathBuf> {
     static VENV: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let outcome = tokio::task::spawn_blocking(|| {
-        VENV.get_or_init(|| match install() {
+        VENV.get_or_init(|| match install("clients", &REQUIREMENTS, &[]) {
             Ok(bin) => Ok(bin),
             Err(Unavailable::Offline(why)) => Err(why),
             Err(Unavailable::Broken(why)) => panic!("cannot install the Python clients: {why}"),

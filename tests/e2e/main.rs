@@ -19,6 +19,7 @@ mod manifest;
 mod mcp;
 mod plugins_invoke;
 mod rails;
+mod real_providers;
 mod replicas;
 mod reputation;
 mod search;

@@ -11,6 +11,8 @@ pub mod catalog_server;
 mod hub;
 pub mod postgres;
 pub mod provider;
+pub mod pyenv;
+pub mod real_providers;
 pub mod redis;
 
 use std::future::Future;

@@ -364,9 +364,11 @@ pub(super) struct Sent {
     pub credential: bool,
     /// The hub's `aimarket-hub-request/v1` signature was sent.
     pub signed: bool,
-    /// This hub could pay the provider for the call (a credential, demo channels, or its
-    /// admission signature), were the buyer to pay the hub.
+    /// This hub could pay the provider for the call (a credential, or its admission
+    /// signature), were the buyer to pay the hub.
     pub hub_can_pay: bool,
+    /// This hub may open demo channels at providers that take channels.
+    pub demo_channels: bool,
 }
 
 impl Sent {
@@ -444,7 +446,7 @@ pub(super) async fn settle(
             }
             // The buyer has not paid the provider (yet): its challenge goes back verbatim.
             release_hold().await;
-            let ways = relay::payment_ways(&upstream, sent.hub_can_pay);
+            let ways = relay::payment_ways(&upstream, sent.hub_can_pay, sent.demo_channels);
             Ok(Settled::unbilled(relay::payment_required(
                 upstream,
                 invoker.routing_fee_bps,
@@ -476,6 +478,7 @@ pub(super) async fn settle(
             result,
             signature,
             relayed,
+            body_signature,
         } => {
             let (charged_micros, nonce) = match funding {
                 Funding::Channel {
@@ -547,8 +550,8 @@ pub(super) async fn settle(
             out.insert("source_hub".into(), offer.origin.clone().into());
             out.insert("routed_via".into(), state.public_url.as_str().into());
             out.insert("provider_signature".into(), signature.as_str().into());
-            if let Some(tenant) = relay::body_signature(&out) {
-                out.insert("provider_body_signature".into(), tenant);
+            if let Some(checked) = body_signature {
+                out.insert("provider_body_signature".into(), checked);
             }
             out.insert("protocol_version".into(), "v2".into());
             let mut answer = relay::json_ok(&Value::Object(out));

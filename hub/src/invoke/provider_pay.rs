@@ -97,10 +97,14 @@ impl ProviderPay {
         }
     }
 
-    /// Whether this hub has a way to pay `peer_url`: a configured credential, or demo
-    /// channels it may open itself.
-    pub fn can_pay(&self, peer_url: &str) -> bool {
-        self.demo || self.configured.get(peer_url).is_some()
+    /// Whether a credential for `peer_url` is configured.
+    pub fn has_credential(&self, peer_url: &str) -> bool {
+        self.configured.get(peer_url).is_some()
+    }
+
+    /// Whether this hub may open demo channels at providers.
+    pub fn opens_demo_channels(&self) -> bool {
+        self.demo
     }
 
     /// The credential to pay `peer_url` for a call of `price_usd`, opening a demo channel

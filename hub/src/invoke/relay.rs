@@ -69,6 +69,8 @@ pub enum Answer {
         signature: SignatureStatus,
         /// Provider headers relayed to the buyer (x402 settlement answers).
         relayed: Vec<(String, String)>,
+        /// The provider's own in-body signature, as checked (see [`body_signature`]).
+        body_signature: Option<Value>,
     },
     /// A 2xx whose body says `success: false` or `ok: false` (also `0`): a typed failure,
     /// nothing is charged.
@@ -132,11 +134,13 @@ pub fn classify(upstream: Upstream, offer: &Offer, input: &Value) -> Result<Answ
         }
     };
     let signature = check_signature(&upstream, offer, input, &result)?;
+    let body_signature = body_signature(&body, offer, input, &result);
     Ok(Answer::Success {
         body,
         result,
         signature,
         relayed,
+        body_signature,
     })
 }
 
@@ -191,23 +195,37 @@ pub fn error_text(upstream: &Upstream) -> String {
     }
 }
 
-/// How the provider's own in-body signature reads: hosted tenants (HESTIA) sign their answer
-/// with their own key and send `{signature, provider_pubkey}` in the body. Those fields
-/// pass through untouched; this names whose signature it is, so a buyer does not take it
-/// for this hub's or for the §7.1 `X-Provider-Signature`.
-pub fn body_signature(body: &Map<String, Value>) -> Option<Value> {
-    let signature = body.get("signature")?;
-    let key = body.get("provider_pubkey").and_then(Value::as_str);
-    let signer = match (signature, key) {
-        (Value::String(_), Some(_)) => "provider_key",
-        (Value::Object(_), _) => "embedded",
-        _ => "unknown",
-    };
+/// How the provider's own in-body signature reads. Hosted tenants (HESTIA) sign their answer
+/// with a key of their own and send `{signature, provider_pubkey}` in the body, over the
+/// provider-response canonical (spec §7.1). Those fields pass through untouched; this says
+/// whose signature it is and whether it verifies against the key it names, so a buyer does
+/// not take it for this hub's or for `X-Provider-Signature`. `key_listed` tells whether that
+/// key is the one the catalog lists for the capability (a tenant's own key is not).
+pub fn body_signature(
+    body: &Map<String, Value>,
+    offer: &Offer,
+    input: &Value,
+    result: &Value,
+) -> Option<Value> {
+    let signature = body.get("signature")?.as_str()?;
+    let key_text = body.get("provider_pubkey").and_then(Value::as_str);
+    let key = key_text.and_then(|k| aimarket_protocol::signing::PublicKey::from_b64(k).ok());
+    let verified = key.is_some_and(|key| {
+        verify_provider_response(
+            &offer.capability_id,
+            &offer.product_id,
+            input,
+            result,
+            signature.trim(),
+            &key,
+        )
+        .is_ok()
+    });
     Some(serde_json::json!({
-        "present": true,
-        "signed_by": signer,
-        "provider_pubkey": key,
-        "checked_by_hub": false,
+        "signed_by": if key.is_some() { "provider_pubkey" } else { "unknown" },
+        "provider_pubkey": key_text,
+        "verified": verified,
+        "key_listed": key.is_some() && key == offer.provider_key,
     }))
 }
 
@@ -258,18 +276,37 @@ fn content_type(upstream: &Upstream) -> String {
 }
 
 /// The ways a buyer can pay for a call that answered 402, through this hub: `hub_channel`
-/// when this hub can pay the provider for it (a credential, demo channels, or a provider
-/// that takes this hub's admission signature), `seller_direct` when the provider's own
-/// challenge offers a payment the buyer can make and send through the hub (`X-Payment`).
-pub fn payment_ways(upstream: &Upstream, hub_can_pay: bool) -> Vec<&'static str> {
+/// when this hub can pay the provider for it (a credential, a provider that takes this hub's
+/// admission signature, or — with demo channels — a provider whose challenge offers a
+/// channel), `seller_direct` when the provider's own challenge offers a payment the buyer
+/// can make and send through the hub (`X-Payment`).
+pub fn payment_ways(upstream: &Upstream, hub_can_pay: bool, demo: bool) -> Vec<&'static str> {
     let mut ways = Vec::with_capacity(2);
-    if hub_can_pay {
+    if hub_can_pay || (demo && offers_channel(upstream)) {
         ways.push("hub_channel");
     }
     if offers_seller_direct(upstream) {
         ways.push("seller_direct");
     }
     ways
+}
+
+/// Whether a 402 offers a payment channel at the provider (a `payment_ways` entry on the
+/// `channel` rail or with an `open` URL, or a v1 `payment` block), which this hub can open
+/// itself with demo payments.
+fn offers_channel(upstream: &Upstream) -> bool {
+    let Ok(body) = serde_json::from_slice::<Value>(&upstream.body) else {
+        return false;
+    };
+    let way = body
+        .get("payment_ways")
+        .and_then(Value::as_array)
+        .is_some_and(|ways| {
+            ways.iter().any(|w| {
+                w.get("rail").and_then(Value::as_str) == Some("channel") || w.get("open").is_some()
+            })
+        });
+    way || body.get("payment").is_some_and(Value::is_object)
 }
 
 /// Whether a 402 asks for a payment the buyer makes to the provider itself: an x402 or v1
