@@ -145,6 +145,51 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    /// A document captured from a published provider (`tests/fixtures/real`).
+    fn real(name: &str) -> Value {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/real")
+            .join(name);
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn real_receipts_with_float_latency_or_numeric_success_verify() {
+        // aimarket-oracle-core 0.6.2: `latency_ms: 0.65`, key embedded.
+        let receipt = real("lumen.invoke-paid.json")["receipt"].clone();
+        assert!(receipt["latency_ms"].is_f64());
+        let outcome = check_bytes(receipt.to_string().as_bytes(), None);
+        assert!(outcome.valid, "{}", outcome.summary);
+        assert!(
+            outcome.summary.contains("schema deviations: ")
+                && outcome.summary.contains("latency_ms"),
+            "{}",
+            outcome.summary
+        );
+        // HESTIA 0.1.3 host capabilities: `success: 1`, verified with the hearth's key.
+        let receipt = real("hestia.invoke-host-status.json")["receipt"].clone();
+        assert_eq!(receipt["success"], 1);
+        let key = PublicKey::from_b64(
+            real("hestia.well-known.json")["signer_public_key"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        let outcome = check_bytes(receipt.to_string().as_bytes(), Some(&key));
+        assert!(outcome.valid, "{}", outcome.summary);
+        assert!(
+            outcome.summary.contains("schema deviations"),
+            "{}",
+            outcome.summary
+        );
+        // A tampered one still fails, and says the signature is what failed.
+        let mut tampered = receipt;
+        tampered["price_usd"] = serde_json::json!(0.0);
+        let outcome = check_bytes(tampered.to_string().as_bytes(), Some(&key));
+        assert!(!outcome.valid);
+        assert!(outcome.summary.contains("signature"), "{}", outcome.summary);
+    }
+
     #[test]
     fn garbage_is_invalid_with_a_reason() {
         for bytes in [

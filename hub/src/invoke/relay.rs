@@ -521,4 +521,37 @@ mod tests {
         assert_eq!(get("set-cookie"), None);
         assert_eq!(&r.body[..], br#"{"error":"payment_required"}"#);
     }
+
+    #[test]
+    fn a_real_hestia_tenant_signature_is_verified_and_named_as_the_tenants() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/real");
+        let read = |name: &str| -> Value {
+            serde_json::from_slice(&std::fs::read(dir.join(name)).unwrap()).unwrap()
+        };
+        let request = read("hestia.tenant-answer.request.json");
+        let answer = read("hestia.tenant-answer.json");
+        let hearth_key = aimarket_protocol::signing::PublicKey::from_b64(
+            read("hestia.well-known.json")["signer_public_key"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        let offer = Offer {
+            product_id: "hestia-agents".into(),
+            capability_id: "json.canonical@v1".into(),
+            provider_key: Some(hearth_key),
+            ..crate::invoke::resolve::test_offer("http://127.0.0.1:59459", None)
+        };
+        let body = answer.as_object().unwrap();
+        let input = &request["body"]["input"];
+        let checked = body_signature(body, &offer, input, &answer["result"]).unwrap();
+        assert_eq!(checked["verified"], true, "{checked}");
+        assert_eq!(
+            checked["key_listed"], false,
+            "the tenant's own key, not the hearth's"
+        );
+        // Another input does not verify.
+        let other = body_signature(body, &offer, &json!({"document": {}}), &answer["result"]);
+        assert_eq!(other.unwrap()["verified"], false);
+    }
 }
