@@ -14,6 +14,7 @@
 //! the README table. Areas with many settings should add a nested struct with
 //! `#[serde(default, deny_unknown_fields)]` (a TOML table) rather than many flat fields.
 
+mod api_keys;
 mod crawl;
 mod invoke;
 mod payments;
@@ -30,6 +31,7 @@ use figment::Figment;
 use figment::providers::{Format, Toml};
 use serde::Deserialize;
 
+pub use api_keys::ApiKeys;
 pub use crawl::CrawlSettings;
 pub use invoke::{CredentialKind, InvokeSettings, PeerCredential, PeerCredentials};
 pub use payments::{EvmAddress, PaymentSettings, RpcUrl};
@@ -80,6 +82,9 @@ pub struct Settings {
     /// Bearer token for admin endpoints (`AIMARKET_ADMIN_TOKEN`); `None` means admin
     /// endpoints answer 401. Never logged.
     pub admin_token: Option<Secret>,
+    /// Buyer API keys invoke accepts in `X-API-Key` (`AIMARKET_API_KEYS`, comma-separated);
+    /// empty means every `X-API-Key` is refused. Read through [`Settings::api_key_accepted`].
+    pub api_keys: ApiKeys,
     /// Routing fee in basis points (`AIMARKET_ROUTING_FEE_BPS`), 0..=10000.
     pub routing_fee_bps: u32,
     /// Seconds between periodic crawls (`AIMARKET_CRAWL_INTERVAL_S`), at least 60.
@@ -124,6 +129,7 @@ impl Default for Settings {
             database_url: None,
             redis_url: None,
             admin_token: None,
+            api_keys: ApiKeys::default(),
             routing_fee_bps: 100,
             crawl_interval_s: 3600,
             auto_crawl: true,
@@ -291,6 +297,15 @@ const ENV_BINDINGS: &[EnvBinding] = &[
         shown: redact,
         apply: |s, v| {
             s.admin_token = Some(v.parse()?);
+            Ok(())
+        },
+    },
+    EnvBinding {
+        env: "AIMARKET_API_KEYS",
+        setting: "api_keys",
+        shown: redact,
+        apply: |s, v| {
+            s.api_keys = v.parse()?;
             Ok(())
         },
     },
@@ -527,6 +542,33 @@ const ENV_BINDINGS: &[EnvBinding] = &[
         apply: |s, v| {
             s.replica.crawl_lease_ttl_s = parse(v)?;
             replica::check_lease_ttl(s.replica.crawl_lease_ttl_s)
+        },
+    },
+    EnvBinding {
+        env: "AIMARKET_MIN_TRUST_SCORE",
+        setting: "reputation.min_trust_score",
+        shown: str::to_owned,
+        apply: |s, v| {
+            s.reputation.min_trust_score = parse(v)?;
+            reputation::check_unit(s.reputation.min_trust_score)
+        },
+    },
+    EnvBinding {
+        env: "AIMARKET_TRUST_PRIOR",
+        setting: "reputation.admitted_prior",
+        shown: str::to_owned,
+        apply: |s, v| {
+            s.reputation.admitted_prior = parse(v)?;
+            reputation::check_unit(s.reputation.admitted_prior)
+        },
+    },
+    EnvBinding {
+        env: "AIMARKET_TRUST_PRIOR_WEIGHT",
+        setting: "reputation.prior_weight",
+        shown: str::to_owned,
+        apply: |s, v| {
+            s.reputation.prior_weight = parse(v)?;
+            reputation::check_prior_weight(s.reputation.prior_weight)
         },
     },
     EnvBinding {
