@@ -14,6 +14,7 @@ mod federation;
 mod federation_ops;
 mod invoke;
 mod invoke_payments;
+mod invoke_recovery;
 mod manifest;
 mod mcp;
 mod plugins_invoke;

@@ -289,7 +289,11 @@ async fn the_invoke_rate_limit_is_one_budget_across_replicas() {
         return;
     };
     // 2 per minute: one call every 30 s, so no call is refilled while the test runs.
-    let limit = |s: &mut Settings| s.invoke.rate_per_min = 2;
+    let limit = |s: &mut Settings| {
+        s.invoke.rate_per_min = 2;
+        // The two clients' keys are ones the hub issued (others are refused with 401).
+        s.api_keys = "replica-client,another-client".parse().unwrap();
+    };
     let a = shared.replica(&[], limit).await;
     let b = shared.replica(&[], limit).await;
     let tool = FakeTool::echo("echo@v1");

@@ -70,14 +70,16 @@ fn buyer_headers(req: &HttpRequest) -> Result<BuyerHeaders, ApiError> {
         payment_signature: header(req, "payment-signature")?,
         x_payment_nonce: header(req, "x-payment-nonce")?,
         idempotency_key: header(req, "idempotency-key")?,
+        api_key: header(req, "x-api-key")?,
         traceparent: header(req, "traceparent").ok().flatten(),
         request_id: header(req, "x-request-id").ok().flatten(),
     })
 }
 
-/// The API key's digest, else the channel, else the peer address.
+/// The API key's digest (an accepted key: others are refused before anything runs), else
+/// the channel, else the peer address.
 fn client_id(req: &HttpRequest, headers: &BuyerHeaders) -> ClientId {
-    if let Some(key) = req.headers().get("x-api-key").and_then(|v| v.to_str().ok()) {
+    if let Some(key) = &headers.api_key {
         return ClientId::api_key(key);
     }
     if let Some(channel) = &headers.channel_id {

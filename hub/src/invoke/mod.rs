@@ -16,6 +16,7 @@ pub mod error;
 mod failover;
 pub mod forward;
 mod hooks;
+pub mod hub_payment;
 mod pipeline;
 pub mod provider_pay;
 pub mod ratelimit;
@@ -34,6 +35,7 @@ use aimarket_crawler::UrlPolicy;
 use bytes::Bytes;
 
 pub use error::{InputViolation, InvokeError};
+pub use hub_payment::HubPaymentOption;
 pub use request::{BuyerHeaders, ClientId, InvokeRequest};
 pub use resolve::{Offer, choose_providers};
 
@@ -191,12 +193,23 @@ impl Invoker {
 /// Runs one invoke end to end (see the module docs). Never panics on bad input; every
 /// outcome, including errors, comes back as an [`InvokeResult`].
 ///
+/// An `X-API-Key` the hub does not accept (`AIMARKET_API_KEYS`; none configured means none)
+/// is 401 `invalid_api_key` before anything else.
+///
 /// With an `Idempotency-Key`, the first 2xx answer for `(key, client)` is stored for 24 h
 /// and a retry with the same request gets it back without running (or charging) again; the
 /// same key with a different request is 409 `idempotency_conflict`, and while the first is
 /// still running, 409 `idempotency_in_flight`.
 pub async fn invoke(state: &AppState, call: InvokeCall) -> InvokeResult {
     let invoker = &state.invoker;
+    // A key this hub never issued is refused before it counts against any budget: treating
+    // it as anonymous would leave an SDK on its credits rail failing later with a 402 that
+    // does not say why.
+    if let Some(key) = &call.headers.api_key
+        && !state.settings.api_key_accepted(key)
+    {
+        return InvokeResult::from_error(InvokeError::InvalidApiKey);
+    }
     // With Redis the limit is shared by every replica; without it (or when Redis fails) it
     // is this process's own (`crate::replica::ratelimit`).
     let admitted = match state.shared.check_rate(call.client.as_str()).await {

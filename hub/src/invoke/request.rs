@@ -195,6 +195,9 @@ pub struct BuyerHeaders {
     pub x_payment_nonce: Option<String>,
     /// `Idempotency-Key` (hub-level, never forwarded).
     pub idempotency_key: Option<String>,
+    /// `X-API-Key`: must be one the hub accepts (`AIMARKET_API_KEYS`), else 401. Never
+    /// forwarded.
+    pub api_key: Option<String>,
     /// W3C `traceparent`, when valid.
     pub traceparent: Option<String>,
     /// `X-Request-Id`, when sane.
