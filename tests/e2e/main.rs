@@ -20,6 +20,7 @@ mod mcp;
 mod plugins_invoke;
 mod replicas;
 mod reputation;
+mod sdk_clients;
 mod search;
 mod search_index;
 mod search_params;

@@ -190,6 +190,26 @@ impl Invoker {
     }
 }
 
+/// The one product offering `capability_id`, for a body without `product_id`: none is 404
+/// `capability_not_found`, several are a 400 naming them (the caller must choose).
+async fn product_of(state: &AppState, capability_id: &str) -> Result<String, InvokeError> {
+    let mut products = state.store.product_ids_of(capability_id, 5).await?;
+    match products.len() {
+        0 => Err(InvokeError::CapabilityNotFound {
+            product_id: "(any)".into(),
+            capability_id: capability_id.to_owned(),
+            source_hub: None,
+        }),
+        1 => Ok(products.remove(0)),
+        _ => Err(InvokeError::BadRequest(format!(
+            "`product_id` is required: capability {capability_id} is offered by several \
+             products ({}{})",
+            products.join(", "),
+            if products.len() == 5 { ", …" } else { "" }
+        ))),
+    }
+}
+
 /// Runs one invoke end to end (see the module docs). Never panics on bad input; every
 /// outcome, including errors, comes back as an [`InvokeResult`].
 ///
@@ -200,7 +220,7 @@ impl Invoker {
 /// and a retry with the same request gets it back without running (or charging) again; the
 /// same key with a different request is 409 `idempotency_conflict`, and while the first is
 /// still running, 409 `idempotency_in_flight`.
-pub async fn invoke(state: &AppState, call: InvokeCall) -> InvokeResult {
+pub async fn invoke(state: &AppState, mut call: InvokeCall) -> InvokeResult {
     let invoker = &state.invoker;
     // A key this hub never issued is refused before it counts against any budget: treating
     // it as anonymous would leave an SDK on its credits rail failing later with a 402 that
@@ -221,6 +241,12 @@ pub async fn invoke(state: &AppState, call: InvokeCall) -> InvokeResult {
     }
     if let Err(e) = call.headers.check() {
         return InvokeResult::from_error(e);
+    }
+    if call.request.product_id.is_empty() {
+        match product_of(state, &call.request.capability_id).await {
+            Ok(product_id) => call.request.product_id = product_id,
+            Err(e) => return InvokeResult::from_error(e),
+        }
     }
     let Some(key) = call.headers.idempotency_key.clone() else {
         return pipeline::run(state, &call).await;

@@ -21,7 +21,9 @@ pub const MAX_PAYMENT_HEADER_BYTES: usize = 16 * 1024;
 /// A validated invoke body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InvokeRequest {
-    /// Product id.
+    /// Product id. Empty when the body had none: [`crate::invoke::invoke`] then looks it up
+    /// by `capability_id` before anything else (the Rust and TypeScript SDKs' batch calls
+    /// send no `product_id`).
     pub product_id: String,
     /// Capability id.
     pub capability_id: String,
@@ -97,7 +99,11 @@ impl InvokeRequest {
         }
         let wire: Wire = serde_json::from_value(value)
             .map_err(|e| InvokeError::BadRequest(format!("invalid request body: {e}")))?;
-        let product_id = id_field(wire.product_id, "product_id")?;
+        // Absent means "whichever product offers this capability"; present must be valid.
+        let product_id = match wire.product_id {
+            None | Some(Value::Null) => String::new(),
+            given => id_field(given, "product_id")?,
+        };
         let capability_id = id_field(wire.capability_id, "capability_id")?;
         let source_hub = parse_source_hub(wire.source_hub, own_origin)?;
         let input = match wire.input {
@@ -295,6 +301,9 @@ mod tests {
         assert_eq!(r.product_id, "p");
         assert_eq!(r.source_hub.as_deref(), Some("https://hub2.example.com"));
         assert_eq!(r.max_price_usd, Some(0.5));
+        // No product_id: left for the invoke to look up by capability_id.
+        let r = parse(json!({"capability_id": "c@v1"})).unwrap();
+        assert_eq!(r.product_id, "");
     }
 
     #[test]
@@ -316,7 +325,7 @@ mod tests {
     #[test]
     fn refuses_bad_values() {
         let bad = [
-            json!({"capability_id": "c"}),
+            json!({"product_id": "p"}),
             json!({"product_id": 5, "capability_id": "c"}),
             json!({"product_id": "", "capability_id": "c"}),
             json!({"product_id": "p\n", "capability_id": "c\u{0}"}),

@@ -254,6 +254,26 @@ impl Store {
         convert(rows)
     }
 
+    /// The products that offer `capability_id` in the visible catalog, at most `limit` of
+    /// them in order (an invoke without `product_id` needs exactly one).
+    pub async fn product_ids_of(
+        &self,
+        capability_id: &str,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        const SQL: &str = "SELECT DISTINCT c.product_id FROM capabilities c \
+             JOIN peers p ON p.id = c.peer_id \
+             WHERE p.state = 'active' AND c.capability_id = $1 ORDER BY c.product_id LIMIT $2";
+        let rows: Vec<(String,)> = on_pool!(self, |pool| {
+            sqlx::query_as(SQL)
+                .bind(capability_id)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
     /// The visible rows for these keys (keys not in the visible catalog are skipped), for
     /// applying a [`CatalogDiff`](super::CatalogDiff)'s `added` and `changed` keys.
     pub async fn get_capabilities_by_keys(
