@@ -255,8 +255,10 @@ async fn invoke(
     Ok(tool_result(structured, !ok))
 }
 
-/// A 402 as a tool result: what the provider asked for, what this hub charges, and exactly
-/// how to pay (open a channel here, then call again with it).
+/// A 402 as a tool result, this hub's way to pay first: `hub_payment` (the option every
+/// invoke 402 carries), a `detail` that starts with it, and `next_steps` that open a channel
+/// here; then why the call was refused (`reason`) and what the provider itself asked
+/// (`payment_requirements`), which pays the provider, not this hub.
 async fn payment_required(
     state: &AppState,
     result: &InvokeResult,
@@ -265,12 +267,18 @@ async fn payment_required(
     source_hub: Option<&str>,
 ) -> Value {
     let answer = result.json();
-    let routed = describe(state, product_id, capability_id, source_hub)
-        .await
-        .ok()
-        .and_then(|offers| offers.first().map(|o| o.effective.routed_price_usd));
-    let needed = answer.get("needed").and_then(Value::as_f64);
-    let price = routed.or(needed).unwrap_or(0.0);
+    let hub_payment = result
+        .header(crate::invoke::hub_payment::names::HUB_PAYMENT)
+        .and_then(|v| serde_json::from_str::<Value>(v).ok());
+    let routed = match hub_payment.as_ref().and_then(|o| o["needed"].as_f64()) {
+        Some(needed) => Some(needed),
+        None => describe(state, product_id, capability_id, source_hub)
+            .await
+            .ok()
+            .and_then(|offers| offers.first().map(|o| o.effective.routed_price_usd)),
+    };
+    let provider_needed = answer.get("needed").and_then(Value::as_f64);
+    let price = routed.or(provider_needed).unwrap_or(0.0);
     // A deposit that covers this call a hundred times, at least one dollar.
     let deposit = (price * 100.0).max(1.0);
     let open_url = state.public_url.join("/ai-market/v2/channel/open");
@@ -288,13 +296,24 @@ async fn payment_required(
     let x_payment_required = result
         .header("x-payment-required")
         .map(|v| serde_json::from_str::<Value>(v).unwrap_or_else(|_| Value::from(v)));
+    let said = answer
+        .get("detail")
+        .and_then(Value::as_str)
+        .unwrap_or("payment required");
+    let detail = format!(
+        "Pay this hub {price} USD per call: open a channel at {open_url}, then call again with \
+         payment_channel and payment_channel_secret. The answer said: {said}"
+    );
     let structured = json!({
         "success": false,
         "error": answer.get("error").and_then(Value::as_str).unwrap_or("payment_required"),
+        "reason": answer.get("reason").cloned(),
         "status": 402,
-        "detail": answer.get("detail").and_then(Value::as_str).unwrap_or("payment required"),
-        "needed": needed.unwrap_or(price),
+        "detail": detail,
+        "needed": price,
         "routed_price_usd": routed,
+        "hub_payment": hub_payment,
+        "provider_needed": provider_needed,
         "payment_requirements": {
             "x_payment_required": x_payment_required,
             "payment_required_x402": x402,
@@ -305,7 +324,7 @@ async fn payment_required(
             format!("Open a payment channel at this hub: POST {open_url} with JSON body {{\"deposit_usd\": {deposit}, \"tx_hash\": \"<deposit transaction hash>\"}} ({tx_hint})."),
             "The answer holds channel.channel_id and channel.channel_secret.".to_owned(),
             "Call market_invoke again with the same arguments plus payment_channel = channel_id and payment_channel_secret = channel_secret; each call is debited the routed price.".to_owned(),
-            "Alternatively pay the provider directly and pass the proof as x_payment (with x_payment_nonce).".to_owned(),
+            "Alternatively pay the provider directly and pass the proof as x_payment (with x_payment_nonce); a channel opened at the provider is not one this hub knows.".to_owned(),
         ],
         "open_channel": {
             "method": "POST",
