@@ -248,6 +248,7 @@ impl Serialize for SearchOutcome {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::effective_min_trust;
 
     #[test]

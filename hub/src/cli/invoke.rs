@@ -190,6 +190,7 @@ pub fn payment_help(answer: &Answer, hub: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

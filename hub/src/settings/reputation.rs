@@ -243,7 +243,7 @@ mod tests {
         assert_eq!(doc.reputation.peer_bonds.get("https://a.example"), 100.0);
         assert!(check_recompute_interval(0).is_err());
         assert_eq!(doc.reputation.min_trust_score, DEFAULT_MIN_TRUST_SCORE);
-        assert!(DEFAULT_ADMITTED_PRIOR >= DEFAULT_MIN_TRUST_SCORE);
+        const { assert!(DEFAULT_ADMITTED_PRIOR >= DEFAULT_MIN_TRUST_SCORE) };
         for bad in [-0.1, 1.5, f64::NAN] {
             assert!(check_unit(bad).is_err(), "{bad}");
         }
