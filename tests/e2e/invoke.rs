@@ -247,7 +247,7 @@ async fn malformed_requests_are_400() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_protocol_error(&body, "invalid_json");
     for bad in [
-        json!({"capability_id": "c"}),
+        json!({"product_id": "p"}),
         json!({"product_id": "p", "capability_id": "c", "max_price_usd": -1}),
         json!({"product_id": "p", "capability_id": "c", "max_price_usd": 1e300}),
         json!({"product_id": "p", "capability_id": "c", "source_hub": "gopher://x"}),
@@ -257,6 +257,10 @@ async fn malformed_requests_are_400() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad} → {body}");
         assert_protocol_error(&body, "bad_request");
     }
+    // Without product_id the capability is looked up by id alone: none offers it here.
+    let (status, body) = hub.post(PATH, &json!({"capability_id": "c"})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_protocol_error(&body, "capability_not_found");
 }
 
 #[tokio::test]

@@ -205,3 +205,43 @@ async fn only_api_keys_the_hub_issued_are_accepted() {
     assert_protocol_error(&body, "invalid_api_key");
     assert_eq!(provider.invoke_count(), before + 1);
 }
+
+#[tokio::test]
+async fn without_product_id_the_one_product_is_used_and_several_are_named() {
+    let one = FakeTool::echo("solo@v1");
+    let a = FakeTool::echo("shared@v1");
+    let b = FakeTool {
+        product_id: "prod-other".to_owned(),
+        ..FakeTool::echo("shared@v1")
+    };
+    let provider = FakeProvider::builder()
+        .tool(one.clone())
+        .tool(a)
+        .tool(b)
+        .start()
+        .await;
+    let hub = TestHub::start().await;
+    seed_provider(&hub, &provider).await;
+    let (status, body) = hub
+        .post(
+            PATH,
+            &json!({"capability_id": "solo@v1", "input": {"text": "x"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(provider.seen()[0].json()["product_id"], one.product_id);
+    let (status, body) = hub
+        .post(
+            PATH,
+            &json!({"capability_id": "shared@v1", "input": {"text": "x"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_protocol_error(&body, "bad_request");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("prod-fake") && detail.contains("prod-other"),
+        "{detail}"
+    );
+    assert_eq!(provider.invoke_count(), 1);
+}
