@@ -568,6 +568,33 @@ const ENV_BINDINGS: &[EnvBinding] = &[
         },
     },
     EnvBinding {
+        env: "AIMARKET_MIN_TRUST_SCORE",
+        setting: "reputation.min_trust_score",
+        shown: str::to_owned,
+        apply: |s, v| {
+            s.reputation.min_trust_score = parse(v)?;
+            reputation::check_unit(s.reputation.min_trust_score)
+        },
+    },
+    EnvBinding {
+        env: "AIMARKET_TRUST_PRIOR",
+        setting: "reputation.admitted_prior",
+        shown: str::to_owned,
+        apply: |s, v| {
+            s.reputation.admitted_prior = parse(v)?;
+            reputation::check_unit(s.reputation.admitted_prior)
+        },
+    },
+    EnvBinding {
+        env: "AIMARKET_TRUST_PRIOR_WEIGHT",
+        setting: "reputation.prior_weight",
+        shown: str::to_owned,
+        apply: |s, v| {
+            s.reputation.prior_weight = parse(v)?;
+            reputation::check_prior_weight(s.reputation.prior_weight)
+        },
+    },
+    EnvBinding {
         env: "AIMARKET_PEER_BONDS",
         setting: "reputation.peer_bonds",
         shown: str::to_owned,

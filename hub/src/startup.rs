@@ -112,6 +112,7 @@ pub async fn open_catalog(
     let config = CatalogConfig {
         routing_fee_bps: settings.routing_fee_bps,
         public_url: public_url.as_str().to_owned(),
+        min_trust_score: settings.reputation.min_trust_score,
     };
     let data_dir = settings.data_dir.clone();
     let catalog = tokio::task::spawn_blocking(move || {

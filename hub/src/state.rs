@@ -196,11 +196,15 @@ impl AppState {
     /// peers (never pending ones, spec §2.4 rule 5).
     pub async fn catalog_summary(&self) -> Result<CatalogSummary, ApiError> {
         let federated = self.store.count_capabilities().await?;
+        let policy = crate::reputation::TrustPolicy::of(&self.settings.reputation);
+        // Only peers at or above the advertised floor: listing one the floor excludes would
+        // recommend a peer this hub's own search hides.
         let peers = self
             .store
             .list_peers(Some(PeerState::Active))
             .await?
             .into_iter()
+            .filter(|peer| policy.passes(peer.trust_score))
             .map(|peer| {
                 let mut entry = json!({
                     "url": peer.url,

@@ -91,7 +91,11 @@ async fn free_invoke_returns_the_result_and_both_receipts() {
 
 #[tokio::test]
 async fn headers_are_forwarded_once_and_private_ones_never() {
-    let hub = TestHub::start().await;
+    // The buyer's key is one this hub accepts (an unknown key is refused, see below).
+    let hub = TestHub::builder()
+        .settings(|s| s.limits.api_keys = "buyer-key".parse().unwrap())
+        .start()
+        .await;
     let tool = FakeTool::echo("echo@v1");
     let provider = provider_with(tool.clone()).await;
     seed_provider(&hub, &provider).await;

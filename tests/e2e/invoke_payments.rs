@@ -13,14 +13,14 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 const PATH: &str = "/ai-market/v2/invoke";
-const API_KEY: &str = "hub-key-at-provider";
+pub(crate) const API_KEY: &str = "hub-key-at-provider";
 
-fn call_body(tool: &FakeTool, input: Value) -> Value {
+pub(crate) fn call_body(tool: &FakeTool, input: Value) -> Value {
     json!({"product_id": tool.product_id, "capability_id": tool.capability_id, "input": input})
 }
 
 /// A priced tool that accepts the hub's API key.
-fn paid_tool(cid: &str, price: f64) -> FakeTool {
+pub(crate) fn paid_tool(cid: &str, price: f64) -> FakeTool {
     FakeTool::echo(cid)
         .priced(price)
         .behaving(Behaviour::Priced {
@@ -31,7 +31,7 @@ fn paid_tool(cid: &str, price: f64) -> FakeTool {
 
 /// Demo payments on (so channels open without a chain), the hub's API key configured for
 /// the provider, and `change` on top.
-async fn hub_paying(provider_url: &str, change: impl FnOnce(&mut Settings)) -> TestHub {
+pub(crate) async fn hub_paying(provider_url: &str, change: impl FnOnce(&mut Settings)) -> TestHub {
     let credentials = format!("{provider_url}=apikey:{API_KEY}");
     TestHub::builder()
         .settings(|s| {
@@ -43,7 +43,7 @@ async fn hub_paying(provider_url: &str, change: impl FnOnce(&mut Settings)) -> T
         .await
 }
 
-async fn open_channel(hub: &TestHub, deposit_usd: f64) -> (String, String) {
+pub(crate) async fn open_channel(hub: &TestHub, deposit_usd: f64) -> (String, String) {
     let channel = hub
         .state
         .ledger
@@ -68,7 +68,7 @@ fn uuid_like() -> String {
     )
 }
 
-async fn paid_call(
+pub(crate) async fn paid_call(
     hub: &TestHub,
     tool: &FakeTool,
     channel: &(String, String),
@@ -86,7 +86,7 @@ async fn paid_call(
     hub.send(request).await
 }
 
-async fn balances(hub: &TestHub, id: &str) -> (i64, i64, i64) {
+pub(crate) async fn balances(hub: &TestHub, id: &str) -> (i64, i64, i64) {
     let c = hub.state.ledger.get_channel(id).await.unwrap();
     (c.balance_micros(), c.used_micros, c.held_micros)
 }
@@ -217,7 +217,8 @@ async fn channel_problems_are_402_with_a_reason() {
     let poor = open_channel(&hub, 0.4).await;
     let (status, _, body) = paid_call(&hub, &tool, &poor, None, json!({"text": "x"})).await;
     assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{body}");
-    assert_protocol_error(&body, "insufficient_balance");
+    assert_protocol_error(&body, "payment_required");
+    assert_eq!(body["reason"], "insufficient_balance", "{body}");
 
     let rich = open_channel(&hub, 5.0).await;
     let wrong = (rich.0.clone(), "chs_wrong".to_owned());
@@ -227,8 +228,9 @@ async fn channel_problems_are_402_with_a_reason() {
 
     let unknown = ("ch_does_not_exist".to_owned(), "x".to_owned());
     let (status, _, body) = paid_call(&hub, &tool, &unknown, None, json!({"text": "x"})).await;
-    assert!(status.is_client_error(), "{status} {body}");
-    assert_eq!(body["error"], "channel_not_found", "{body}");
+    assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{body}");
+    assert_protocol_error(&body, "payment_required");
+    assert_eq!(body["reason"], "channel_not_found", "{body}");
     assert_eq!(provider.invoke_count(), 0);
     assert_eq!(balances(&hub, &rich.0).await, (5_000_000, 0, 0));
 }
@@ -304,7 +306,8 @@ async fn burst(hub: TestHub, provider: &FakeProvider, tool: &FakeTool) {
         match status {
             StatusCode::OK => ok.push(body),
             StatusCode::PAYMENT_REQUIRED => {
-                assert_protocol_error(&body, "insufficient_balance");
+                assert_protocol_error(&body, "payment_required");
+                assert_eq!(body["reason"], "insufficient_balance", "{body}");
                 refused += 1;
             }
             other => panic!("unexpected {other}: {body}"),

@@ -374,6 +374,22 @@ async fn tools_search_describe_and_invoke() {
     let open_url = format!("{}/ai-market/v2/channel/open", demo.hub_url());
     assert_eq!(s["open_channel"]["url"], open_url.as_str());
     assert!(s["next_steps"][0].as_str().unwrap().contains(&open_url));
+    // This hub's option first: its price and its channel, then the provider's own.
+    assert_eq!(s["hub_payment"]["open"], open_url.as_str(), "{s}");
+    assert_eq!(s["hub_payment"]["needed_base_units"], "2020", "{s}");
+    assert_eq!(
+        (s["needed"].as_f64(), s["provider_needed"].as_f64()),
+        (Some(0.00202), Some(0.002))
+    );
+    assert!(
+        s["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("Pay this hub 0.00202 USD"),
+        "{s}"
+    );
+    let text = unpaid["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains(&open_url));
     assert_eq!(
         s["payment_requirements"]["x_payment_required"]["amount"],
         "0.002"

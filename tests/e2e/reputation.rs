@@ -232,20 +232,25 @@ async fn signed_events_are_accepted_rejected_and_replayed(database_url: Option<S
     assert_eq!(raw["observations_30d"]["event_successes"], 2);
     assert_eq!(
         raw["weights"],
-        json!({"age": 0.2, "bond": 0.3, "success_rate": 0.35, "volume": 0.15})
+        json!({"age": 0.2, "bond": 0.3, "volume": 0.15})
     );
-    // 2 successes of 3 events at a quarter weight each, with the 5-call prior.
-    let expected = (2.0 * 0.25 + 2.5) / (3.0 * 0.25 + 5.0);
+    // 2 successes of 3 events at a quarter weight each, from the admission prior 0.6
+    // worth 10 calls (no standing: never crawled, no bond, no volume).
+    let expected = (10.0 * 0.6 + 2.0 * 0.25) / (10.0 + 3.0 * 0.25);
+    assert!(close(&raw["inputs"]["N"], 0.75), "{raw}");
+    assert!(close(&raw["inputs"]["S"], 0.5), "{raw}");
     let got = raw["components"]["success_rate"].as_f64().unwrap();
     assert!((got - expected).abs() < 0.001, "{got} vs {expected}");
     let (status, body) = hub.get(&reputation_path("not-a-url")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }
 
-/// §5.1 with the same weights and prior as the hub, written out independently.
+/// The documented policy with its defaults, written out independently of the hub's code:
+/// `trust = (k·m + S) / (k + N)`, `m = prior + (1 − prior)·standing`, here
+/// `standing = 0.3·bond` (no age, no volume), `prior = 0.6`, `k = 10`.
 fn expected_trust(bond_factor: f64, successes: f64, calls: f64) -> f64 {
-    let success = (successes + 2.5) / (calls + 5.0);
-    0.3 * bond_factor + 0.35 * success
+    let m = 0.6 + (1.0 - 0.6) * (0.3 * bond_factor);
+    (10.0 * m + successes) / (10.0 + calls)
 }
 
 fn close(a: &Value, b: f64) -> bool {
@@ -271,7 +276,7 @@ async fn trust_follows_routed_traffic(database_url: Option<String>) {
     seed_provider(&hub, &provider).await;
     let path = reputation_path(&provider.url);
 
-    // Before any call: bond 0.5, the prior's 0.5 success rate.
+    // Before any call: the operator's prior, raised by the bond (standing 0.15): 0.66.
     let baseline = expected_trust(0.5, 0.0, 0.0);
     let scored = wait_until(SYNC_WAIT, || async {
         let (_, r) = hub.get(&path).await;
@@ -302,6 +307,27 @@ async fn trust_follows_routed_traffic(database_url: Option<String>) {
     let (_, report) = hub.get(&path).await;
     assert!(moved, "expected {peer}: {report}");
     assert_eq!(report["observations_30d"]["successes"], 15);
+    // The report shows the formula and every input: recomputing from them gives the score.
+    assert!(
+        report["formula"]
+            .as_str()
+            .unwrap()
+            .starts_with("trust = (k*m + S) / (k + N)"),
+        "{report}"
+    );
+    let inputs = &report["inputs"];
+    assert_eq!(
+        (&inputs["prior"], &inputs["k"], &inputs["S"], &inputs["N"]),
+        (&json!(0.6), &json!(10.0), &json!(15.0), &json!(25.0)),
+        "{report}"
+    );
+    assert!(close(&inputs["standing"], 0.15), "{report}");
+    assert!(close(&inputs["m"], 0.66), "{report}");
+    let k = inputs["k"].as_f64().unwrap();
+    let recomputed = (k * inputs["m"].as_f64().unwrap() + inputs["S"].as_f64().unwrap())
+        / (k + inputs["N"].as_f64().unwrap());
+    assert!(close(&report["trust_score"], recomputed), "{report}");
+    assert_eq!(report["passes_floor"], true, "{report}");
 
     // Capabilities with enough calls carry their own success rate.
     let good = expected_trust(0.5, 15.0, 15.0);
@@ -353,6 +379,80 @@ async fn trust_follows_routed_traffic(database_url: Option<String>) {
         .find(|p| p["url"] == provider.url.as_str())
         .unwrap();
     assert!(close(&listed["trust_score"], peer), "{listed}");
+}
+
+/// The advertised floor is the applied one: a freshly admitted peer passes it (listed in
+/// the well-known, found by search at `min_trust` = the floor), a peer whose calls fail
+/// drops below it and disappears from both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_peer_drops_below_the_advertised_floor() {
+    let provider = FakeProvider::builder()
+        .tool(FakeTool::echo("flaky@v1").behaving(Behaviour::Status(500, json!({"error": "boom"}))))
+        .start()
+        .await;
+    let hub = TestHub::builder()
+        .settings(|s| s.reputation.recompute_interval_s = 1)
+        .start()
+        .await;
+    seed_provider(&hub, &provider).await;
+    let path = reputation_path(&provider.url);
+    let listed = |doc: &Value| {
+        doc["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["url"] == provider.url.as_str())
+    };
+    let found = |body: &Value| {
+        body["matches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["capability_id"] == "flaky@v1")
+    };
+
+    let (_, doc) = hub.get("/.well-known/ai-market.json").await;
+    let floor = doc["federation"]["min_trust_score"].as_f64().unwrap();
+    assert_eq!(floor, 0.3);
+    let fresh = wait_until(SYNC_WAIT, || async {
+        let (_, r) = hub.get(&path).await;
+        r["known"] == true && close(&r["trust_score"], expected_trust(0.0, 0.0, 0.0))
+    })
+    .await;
+    let (_, report) = hub.get(&path).await;
+    assert!(fresh, "{report}");
+    assert!(report["trust_score"].as_f64().unwrap() >= floor);
+    let visible = wait_until(SYNC_WAIT, || async {
+        let (_, doc) = hub.get("/.well-known/ai-market.json").await;
+        let (_, body) = hub
+            .get(&format!("{SEARCH}?limit=10&min_trust={floor}"))
+            .await;
+        listed(&doc) && found(&body)
+    })
+    .await;
+    let (_, doc) = hub.get("/.well-known/ai-market.json").await;
+    assert!(visible, "{doc}");
+
+    // Twelve failures of twelve: (10·0.6 + 0) / 22 = 0.273, below the floor.
+    let call =
+        json!({"product_id": "prod-fake", "capability_id": "flaky@v1", "input": {"text": "x"}});
+    for _ in 0..12 {
+        let (status, _) = hub.post("/ai-market/v2/invoke", &call).await;
+        assert!(!status.is_success());
+    }
+    let dropped = wait_until(SYNC_WAIT, || async {
+        let (_, r) = hub.get(&path).await;
+        let (_, doc) = hub.get("/.well-known/ai-market.json").await;
+        let (_, body) = hub.get(&format!("{SEARCH}?limit=10")).await;
+        close(&r["trust_score"], expected_trust(0.0, 0.0, 12.0)) && !listed(&doc) && !found(&body)
+    })
+    .await;
+    let (_, report) = hub.get(&path).await;
+    assert!(dropped, "{report}");
+    assert_eq!(report["passes_floor"], false, "{report}");
+    // Asking for less than the floor does not bring it back.
+    let (_, body) = hub.get(&format!("{SEARCH}?limit=10&min_trust=0")).await;
+    assert!(!found(&body), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -123,6 +123,8 @@ pub struct Catalog {
     /// `<data dir>`, for the settings fingerprint next to the index; `None` in memory.
     data_dir: Option<PathBuf>,
     routing_fee_bps: u32,
+    /// The trust floor every search applies (`reputation.min_trust_score`).
+    min_trust_score: f64,
     /// This hub's public URL; shared, as every search hands it to the plugin context.
     public_url: Arc<str>,
     signing_key: KeyPair,
@@ -144,6 +146,10 @@ pub struct CatalogConfig {
     pub routing_fee_bps: u32,
     /// This hub's public URL, without trailing slash (invoke URLs, `hub=local`).
     pub public_url: String,
+    /// The trust floor (`reputation.min_trust_score`): search never returns a capability
+    /// below it, whatever `min_trust` asks, so the well-known's `min_trust_score` is the
+    /// value actually applied.
+    pub min_trust_score: f64,
 }
 
 impl Catalog {
@@ -201,6 +207,7 @@ impl Catalog {
             index: RwLock::new(Some(Arc::new(index))),
             data_dir,
             routing_fee_bps: config.routing_fee_bps,
+            min_trust_score: config.min_trust_score,
             public_url: config.public_url.into(),
             signing_key,
             needs_rebuild: AtomicBool::new(needs_rebuild),
@@ -285,6 +292,7 @@ pub(crate) mod tests {
         let config = CatalogConfig {
             routing_fee_bps: 100,
             public_url: public_url.to_owned(),
+            min_trust_score: 0.0,
         };
         Arc::new(Catalog::in_memory(store.clone(), key.clone(), config, ranker).unwrap())
     }

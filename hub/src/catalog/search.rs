@@ -80,6 +80,17 @@ fn candidate(hit: SearchHit, compact: bool) -> Candidate {
     }
 }
 
+/// The `min_trust` a search applies: the client's, but never below the hub's floor (a
+/// capability below the floor is one this hub does not recommend, whoever asks). Compared
+/// at the precision scores are stored with, so a peer exactly at the floor is kept.
+fn effective_min_trust(requested: Option<f64>, floor: f64) -> Option<f64> {
+    let floor = (floor > 0.0).then(|| crate::reputation::round_score(floor) - 1e-9);
+    match (requested, floor) {
+        (Some(r), Some(f)) => Some(r.max(f)),
+        (r, f) => r.or(f),
+    }
+}
+
 impl Catalog {
     /// Runs `params` through the index and the `rank` chain of `plugins`.
     pub async fn search(
@@ -100,11 +111,12 @@ impl Catalog {
             let first = offset / RANK_BLOCK;
             (first, (offset + limit - 1) / RANK_BLOCK - first + 1)
         };
+        let min_trust = effective_min_trust(params.min_trust, self.min_trust_score);
         let query = SearchQuery {
             intent: params.intent.clone(),
             budget: params.budget,
             max_latency_ms: params.max_latency_ms,
-            min_trust: params.min_trust,
+            min_trust,
             hub: hub.clone(),
             category: params.category.clone(),
             limit: blocks * RANK_BLOCK,
@@ -124,7 +136,7 @@ impl Catalog {
             intent: params.intent.clone(),
             budget_usd: params.budget,
             max_latency_ms: params.max_latency_ms,
-            min_trust: params.min_trust,
+            min_trust,
             hub,
             category: params.category.clone(),
             limit: u32::try_from(limit).unwrap_or(u32::MAX),
@@ -231,5 +243,23 @@ impl Serialize for SearchOutcome {
         m.serialize_entry("total_hubs_searched", &self.hubs_searched)?;
         m.serialize_entry("protocol_version", "v2")?;
         m.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::effective_min_trust;
+
+    #[test]
+    fn the_floor_raises_min_trust_never_lowers_it() {
+        let floor = |r| effective_min_trust(r, 0.3).unwrap();
+        assert!((floor(None) - 0.3).abs() < 1e-6);
+        assert!((floor(Some(0.1)) - 0.3).abs() < 1e-6);
+        assert_eq!(floor(Some(0.8)), 0.8);
+        // A peer stored at exactly the floor passes it.
+        assert!(floor(None) <= 0.3);
+        assert_eq!(effective_min_trust(None, 0.0), None);
+        assert_eq!(effective_min_trust(Some(0.4), 0.0), Some(0.4));
     }
 }

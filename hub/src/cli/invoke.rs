@@ -147,12 +147,62 @@ pub fn summary(body: &Value) -> String {
     out
 }
 
-/// A 402: what the provider asks, and how to pay through this hub.
+/// A 402: first how to pay this hub (its own option, the one that works with this hub),
+/// then why it was refused and what the provider itself asks (paying the provider directly
+/// does not pay this hub, and a channel opened at the provider is unknown here). Only the
+/// ways the hub names in `X-AIMarket-Payment-Ways` are advised (all of them when an older
+/// hub does not say).
 pub fn payment_help(answer: &Answer, hub: &str) -> String {
-    let needed = answer.body.get("needed").and_then(Value::as_f64);
+    let offered = |way: &str| {
+        answer
+            .payment_ways
+            .as_ref()
+            .is_none_or(|ways| ways.iter().any(|w| w == way))
+    };
+    let option = answer.hub_payment.as_ref();
+    let field = |k: &str| option.and_then(|o| o.get(k));
+    let open = field("open")
+        .and_then(Value::as_str)
+        .map_or_else(|| format!("{hub}/ai-market/v2/channel/open"), str::to_owned);
     let mut out = String::from("payment required");
-    if let Some(needed) = needed {
-        let _ = write!(out, ": {needed} USD per call at the provider");
+    if offered("hub_channel") {
+        if let Some(needed) = field("needed").and_then(Value::as_f64) {
+            let _ = write!(out, ": {needed} USD per call through this hub");
+            if let (Some(list), Some(bps)) = (
+                field("list_price_usd").and_then(Value::as_f64),
+                field("routing_fee_bps").and_then(Value::as_u64),
+            ) {
+                let _ = write!(out, " ({list} USD list price + {bps} bps routing fee)");
+            }
+        }
+        let _ = write!(
+            out,
+            "\nPay this hub: open a channel here and call again with it:\n  \
+             curl -s -X POST {open} -H 'Content-Type: application/json' \
+             -d '{{\"deposit_usd\": 1.0, \"tx_hash\": \"<deposit transaction hash>\"}}'\n  \
+             aimarket-hub invoke ... --channel <channel_id> --secret <channel_secret> --hub {hub}"
+        );
+        if let Some(rails) = field("hub_pays_provider_via").and_then(Value::as_array) {
+            let rails: Vec<&str> = rails.iter().filter_map(Value::as_str).collect();
+            if !rails.is_empty() {
+                let _ = write!(
+                    out,
+                    "\n  (this hub pays the provider via {})",
+                    rails.join(", ")
+                );
+            }
+        }
+    }
+    if let Some(reason) = answer.body.get("reason").and_then(Value::as_str) {
+        let _ = write!(out, "\nRefused: {reason}");
+    }
+    let provider_needed = answer.body.get("needed").and_then(Value::as_f64);
+    let own = answer.body.get("hub_payment").is_some();
+    if !own && (provider_needed.is_some() || answer.payment_required.is_some()) {
+        out.push_str("\nThe provider's own challenge (pays the provider, not this hub):");
+        if let Some(needed) = provider_needed {
+            let _ = write!(out, "\n  {needed} USD per call at the provider");
+        }
     }
     if let Some(detail) = answer.body.get("detail").and_then(Value::as_str) {
         let _ = write!(out, "\n  {detail}");
@@ -160,40 +210,19 @@ pub fn payment_help(answer: &Answer, hub: &str) -> String {
     if let Some(header) = &answer.payment_required {
         let _ = write!(out, "\n  X-Payment-Required: {header}");
     }
-    // Only the ways the hub says can succeed for this capability (all of them when an older
-    // hub does not say).
-    let offered = |way: &str| {
-        answer
-            .payment_ways
-            .as_ref()
-            .is_none_or(|ways| ways.iter().any(|w| w == way))
-    };
-    let mut ways = 0;
-    if offered("hub_channel") {
-        ways += 1;
+    if !own && offered("seller_direct") {
         let _ = write!(
             out,
-            "\nTo pay through the hub, open a channel and call again with it:\n  \
-             curl -s -X POST {hub}/ai-market/v2/channel/open -H 'Content-Type: application/json' \
-             -d '{{\"deposit_usd\": 1.0, \"tx_hash\": \"<deposit transaction hash>\"}}'\n  \
-             aimarket-hub invoke ... --channel <channel_id> --secret <channel_secret> --hub {hub}"
-        );
-    }
-    if offered("seller_direct") {
-        ways += 1;
-        let _ = write!(
-            out,
-            "\nTo pay the provider directly, make the payment its challenge above asks for and \
-             call again with the proof (the hub forwards it and charges no routing fee unless \
-             it says otherwise):\n  \
+            "\nTo pay the provider directly, make the payment its challenge asks for and call \
+             again with the proof (the hub forwards it and charges no routing fee unless it \
+             says otherwise):\n  \
              aimarket-hub invoke ... --payment <proof> [--payment-nonce <nonce>] --hub {hub}"
         );
     }
-    if ways == 0 {
-        let _ = write!(
-            out,
+    if !offered("hub_channel") && !offered("seller_direct") {
+        out.push_str(
             "\nThis hub cannot pay this provider for you, and the provider offers no payment \
-             a buyer can send through the hub: call the provider directly."
+             a buyer can send through the hub: call the provider directly.",
         );
     }
     out
@@ -201,6 +230,7 @@ pub fn payment_help(answer: &Answer, hub: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -216,21 +246,35 @@ mod tests {
         );
         let answer = Answer {
             status: 402,
-            body: json!({"needed": 0.002, "detail": "pay up"}),
+            body: json!({"needed": 0.002, "detail": "open a channel at this factory"}),
             payment_required: Some("{\"amount\":\"0.002\"}".into()),
             payment_ways: None,
+            hub_payment: Some(json!({"open": "http://hub/ai-market/v2/channel/open",
+                "needed": 0.00202, "list_price_usd": 0.002, "routing_fee_bps": 100,
+                "hub_pays_provider_via": ["channel"]})),
         };
         let help = payment_help(&answer, "http://hub");
+        // The hub's option comes first, then the provider's challenge.
+        let hub_at = help.find("0.00202 USD per call through this hub").unwrap();
+        let open_at = help.find("http://hub/ai-market/v2/channel/open").unwrap();
+        let provider_at = help.find("0.002 USD per call at the provider").unwrap();
+        assert!(hub_at < open_at && open_at < provider_at, "{help}");
+        assert!(help.contains("via channel"));
         assert!(
-            help.contains("0.002 USD")
-                && help.contains("pay up")
-                && help.contains("X-Payment-Required")
+            help.contains("open a channel at this factory") && help.contains("X-Payment-Required")
         );
-        assert!(help.contains("http://hub/ai-market/v2/channel/open"));
+        // Without the hub's option (an old hub) the channel URL is still this hub's.
+        let bare = Answer {
+            hub_payment: None,
+            payment_required: answer.payment_required.clone(),
+            body: answer.body.clone(),
+            ..answer
+        };
+        assert!(payment_help(&bare, "http://hub").contains("http://hub/ai-market/v2/channel/open"));
         // Only the ways the hub names.
         let only_direct = Answer {
             payment_ways: Some(vec!["seller_direct".into()]),
-            ..answer
+            ..bare
         };
         let help = payment_help(&only_direct, "http://hub");
         assert!(!help.contains("channel/open") && help.contains("--payment <proof>"));

@@ -51,6 +51,9 @@ pub struct Answer {
     /// `X-AIMarket-Payment-Ways` of a relayed 402: the ways that can succeed through the
     /// hub (`hub_channel`, `seller_direct`); `None` when the hub did not say.
     pub payment_ways: Option<Vec<String>>,
+    /// The hub's own payment option (`X-AIMarket-Hub-Payment`, else the body's
+    /// `hub_payment`), if any.
+    pub hub_payment: Option<Value>,
 }
 
 /// Sends `request` and reads the answer.
@@ -76,17 +79,26 @@ pub async fn send(request: reqwest::RequestBuilder, hub: &str) -> Result<Answer,
                 .map(str::to_owned)
                 .collect()
         });
+    let hub_payment_header = response
+        .headers()
+        .get(crate::invoke::hub_payment::names::HUB_PAYMENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| serde_json::from_str::<Value>(v).ok());
     let bytes = response
         .bytes()
         .await
         .map_err(|e| format!("cannot read the hub's answer: {e}"))?;
     let body = serde_json::from_slice(&bytes)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    let hub_payment = hub_payment_header
+        .or_else(|| body.get("hub_payment").cloned())
+        .filter(Value::is_object);
     Ok(Answer {
         status,
         body,
         payment_required,
         payment_ways,
+        hub_payment,
     })
 }
 

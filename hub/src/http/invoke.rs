@@ -67,6 +67,7 @@ fn buyer_headers(req: &HttpRequest) -> Result<BuyerHeaders, ApiError> {
         x_payment_nonce: header(req, "x-payment-nonce")?,
         x_payment_secret: header(req, "x-payment-secret")?,
         idempotency_key: header(req, "idempotency-key")?,
+        api_key: header(req, "x-api-key")?,
         traceparent: header(req, "traceparent").ok().flatten(),
         request_id: header(req, "x-request-id").ok().flatten(),
     })

@@ -18,8 +18,6 @@ use crate::state::{AppState, CatalogSummary};
 
 /// Path of the document.
 pub const PATH: &str = "/.well-known/ai-market.json";
-/// Minimum trust score a peer needs to be listed (published in `federation`).
-pub const MIN_TRUST_SCORE: f64 = 0.3;
 /// Chains and tokens this hub accepts payments on.
 pub const SUPPORTED_CHAINS: &[&str] = &["base"];
 /// Tokens accepted on those chains.
@@ -96,7 +94,7 @@ pub fn document(state: &AppState, summary: &CatalogSummary) -> Value {
         "federation": {
             "crawl_interval_s": settings.crawl_interval_s,
             "routing_fee_bps": settings.routing_fee_bps,
-            "min_trust_score": MIN_TRUST_SCORE,
+            "min_trust_score": settings.reputation.min_trust_score,
             "seed_list": seed_list,
         },
         "peers": summary.peers,

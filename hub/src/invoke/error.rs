@@ -5,6 +5,7 @@ use aimarket_plugins::Refusal;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::hub_payment::HubPaymentOption;
 use crate::limits::LimitRefusal;
 use crate::payments::PaymentError;
 use crate::store::StoreError;
@@ -93,6 +94,23 @@ pub enum InvokeError {
     /// The buyer's channel cannot pay (unknown, wrong secret, expired, closed, too low).
     #[error(transparent)]
     Payment(#[from] PaymentError),
+    /// The buyer's channel cannot pay for this call, and opening a channel here and
+    /// retrying would: a 402 with the machine `reason` and this hub's payment option, so a
+    /// client's "open a channel and retry" path recovers (unknown or foreign channel,
+    /// closed, expired, too low, missing or wrong secret).
+    #[error("{cause}")]
+    ChannelRefused {
+        /// What the ledger refused.
+        cause: PaymentError,
+        /// How to pay this hub for the call instead.
+        option: Box<HubPaymentOption>,
+    },
+    /// An `X-API-Key` this hub did not issue (`AIMARKET_API_KEYS`).
+    #[error(
+        "X-API-Key is not a key this hub accepts; remove it and pay with a channel \
+         (X-Payment-Channel) or use a key the operator issued"
+    )]
+    InvalidApiKey,
     /// The provider did not answer within the timeout.
     #[error("provider {peer} did not answer within {timeout_s} s")]
     ProviderTimeout {
@@ -154,4 +172,22 @@ pub enum InvokeError {
     /// A bug or an unexpected failure inside this hub.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl InvokeError {
+    /// A ledger refusal of the buyer's channel: the ones opening a new channel fixes become
+    /// [`InvokeError::ChannelRefused`] with `option`; anything else stays a payment error.
+    pub fn channel_refused(cause: PaymentError, option: &HubPaymentOption) -> Self {
+        match cause {
+            PaymentError::ChannelNotFound { .. }
+            | PaymentError::Expired { .. }
+            | PaymentError::Closed { .. }
+            | PaymentError::InsufficientBalance { .. }
+            | PaymentError::BadSecret { .. } => Self::ChannelRefused {
+                cause,
+                option: Box::new(option.clone()),
+            },
+            other => Self::Payment(other),
+        }
+    }
 }

@@ -17,6 +17,7 @@ pub mod error;
 mod failover;
 pub mod forward;
 mod hooks;
+pub mod hub_payment;
 mod pipeline;
 pub mod provider_pay;
 pub mod rails;
@@ -36,6 +37,7 @@ use bytes::Bytes;
 
 pub use crate::limits::{Caller, ClientId};
 pub use error::{InputViolation, InvokeError};
+pub use hub_payment::HubPaymentOption;
 pub use request::{BuyerHeaders, InvokeRequest};
 pub use resolve::{Offer, choose_providers};
 
@@ -216,7 +218,9 @@ impl Invoker {
 ///
 /// The caller is first identified (a configured API key, else a verified channel, else its
 /// address; `crate::limits::identity`) and charged to that identity's invoke budget; a real
-/// channel presented with a wrong secret is charged to the address and refused.
+/// channel presented with a wrong secret is charged to the address and refused, and so is an
+/// `X-API-Key` the hub does not accept (`AIMARKET_API_KEYS`; none configured means none):
+/// 401 `invalid_api_key`.
 ///
 /// With an `Idempotency-Key`, the first 2xx answer for `(key, client)` is stored for 24 h
 /// and a retry with the same request gets it back without running (or charging) again; the
@@ -242,6 +246,12 @@ pub async fn invoke(state: &AppState, mut call: InvokeCall) -> InvokeResult {
         .await
     {
         return InvokeResult::from_error(InvokeError::Limited(refusal));
+    }
+    // A key this hub never issued is refused (after its caller's address paid for the
+    // attempt, so guessing keys buys nothing): treated as anonymous, an SDK on its credits
+    // rail would fail later with a 402 that does not say why.
+    if identified.unknown_key {
+        return InvokeResult::from_error(InvokeError::InvalidApiKey);
     }
     if let Some(refusal) = identified.refusal {
         return InvokeResult::from_error(InvokeError::Payment(refusal));

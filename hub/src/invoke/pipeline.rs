@@ -25,6 +25,7 @@ use super::error::InvokeError;
 use super::failover::{Attempt, Run};
 use super::forward::{self, ForwardError};
 use super::hooks::{self, PluginRun};
+use super::hub_payment::HubPaymentOption;
 use super::rails::{self, Rail};
 use super::receipt::{RoutingReceipt, new_nonce};
 use super::record::Write;
@@ -62,15 +63,25 @@ pub(super) enum Funding {
     },
 }
 
-/// Runs steps 1–9 and renders the outcome.
+/// Runs steps 1–9 and renders the outcome. Every 402 (the provider's, relayed, or this
+/// hub's own) leaves with this hub's payment option in its headers.
 pub(super) async fn run(state: &AppState, call: &InvokeCall) -> InvokeResult {
-    match run_inner(state, call).await {
+    let mut hub_payment = None;
+    let mut result = match run_inner(state, call, &mut hub_payment).await {
         Ok(result) => result,
         Err(e) => InvokeResult::from_error(e),
+    };
+    if let Some(option) = &hub_payment {
+        option.attach(&mut result);
     }
+    result
 }
 
-async fn run_inner(state: &AppState, call: &InvokeCall) -> Result<InvokeResult, InvokeError> {
+async fn run_inner(
+    state: &AppState,
+    call: &InvokeCall,
+    hub_payment: &mut Option<HubPaymentOption>,
+) -> Result<InvokeResult, InvokeError> {
     let started = Instant::now();
     let invoker = &state.invoker;
     let store = &state.store;
@@ -129,6 +140,12 @@ async fn run_inner(state: &AppState, call: &InvokeCall) -> Result<InvokeResult, 
         .route(call, providers, |o| known_target_url(invoker, o))
         .await?;
     let offer = &providers[0];
+    let option = hub_payment.insert(HubPaymentOption::for_offer(
+        invoker,
+        &state.public_url,
+        state.ledger.payments_available(),
+        offer,
+    ));
 
     // 2. Validate the input.
     check_input(offer, &request.input)?;
@@ -178,7 +195,8 @@ async fn run_inner(state: &AppState, call: &InvokeCall) -> Result<InvokeResult, 
                     micros,
                     &hold_id,
                 )
-                .await?;
+                .await
+                .map_err(|e| InvokeError::channel_refused(e, option))?;
             Funding::Channel {
                 channel_id: channel_id.clone(),
                 hold_id,

@@ -107,6 +107,18 @@ impl ProviderPay {
         self.demo
     }
 
+    /// The rails on which this hub can pay `peer_url` on a buyer's behalf (what a buyer who
+    /// pays the hub gets): `channel` or `api_key` for a configured credential, `channel` for
+    /// a demo channel the hub opens itself; empty when it has no way to pay that peer.
+    pub fn rails_for(&self, peer_url: &str) -> Vec<&'static str> {
+        match self.configured.get(peer_url).map(|c| &c.kind) {
+            Some(CredentialKind::Channel { .. }) => vec!["channel"],
+            Some(CredentialKind::ApiKey(_)) => vec!["api_key"],
+            None if self.demo => vec!["channel"],
+            None => Vec::new(),
+        }
+    }
+
     /// The credential to pay `peer_url` for a call of `price_usd`, opening a demo channel
     /// when allowed and needed. `None`: the hub has no way to pay this peer.
     pub async fn credential_for(

@@ -215,6 +215,9 @@ pub struct BuyerHeaders {
     pub x_payment_secret: Option<String>,
     /// `Idempotency-Key` (hub-level, never forwarded).
     pub idempotency_key: Option<String>,
+    /// `X-API-Key`: must be one the hub accepts (`AIMARKET_API_KEYS`), else 401. Never
+    /// forwarded.
+    pub api_key: Option<String>,
     /// W3C `traceparent`, when valid.
     pub traceparent: Option<String>,
     /// `X-Request-Id`, when sane.
@@ -280,6 +283,9 @@ mod tests {
         assert_eq!(r.product_id.as_deref(), Some("p"));
         assert_eq!(r.source_hub.as_deref(), Some("https://hub2.example.com"));
         assert_eq!(r.max_price_usd, Some(0.5));
+        // No product_id: left for the invoke to look up by capability_id.
+        let r = parse(json!({"capability_id": "c@v1"})).unwrap();
+        assert_eq!(r.product_id, None);
     }
 
     #[test]

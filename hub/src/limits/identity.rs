@@ -90,6 +90,9 @@ pub struct Identified {
     /// When set, the call is refused with this error once the bucket admitted it (a real
     /// channel with a wrong secret).
     pub refusal: Option<PaymentError>,
+    /// An `X-API-Key` was sent that is not a configured key: charged to the address, then
+    /// refused (401 `invalid_api_key`).
+    pub unknown_key: bool,
 }
 
 /// What a channel check found.
@@ -154,9 +157,11 @@ impl Identities {
         channel_id: Option<&str>,
         secret: Option<&str>,
     ) -> Identified {
+        let unknown_key = caller.api_key.is_some();
         let address = || Identified {
             client: caller.address_id(),
             refusal: None,
+            unknown_key,
         };
         if let Some(client) = caller
             .api_key
@@ -166,6 +171,7 @@ impl Identities {
             return Identified {
                 client,
                 refusal: None,
+                unknown_key: false,
             };
         }
         let Some(channel_id) = channel_id.filter(|id| id.len() <= MAX_CHANNEL_ID_BYTES) else {
@@ -175,13 +181,20 @@ impl Identities {
             Verdict::Verified => Identified {
                 client: ClientId::channel(channel_id),
                 refusal: None,
+                unknown_key,
             },
             Verdict::Unverified => address(),
             Verdict::BadSecret(problem) => Identified {
                 client: caller.address_id(),
                 refusal: Some(PaymentError::BadSecret { problem }),
+                unknown_key,
             },
         }
+    }
+
+    /// Whether `key` is one of the configured buyer API keys.
+    pub fn accepts_key(&self, key: &str) -> bool {
+        self.configured_key(key).is_some()
     }
 
     fn configured_key(&self, key: &str) -> Option<ClientId> {

@@ -245,8 +245,10 @@ async fn invoke(
     Ok(tool_result(structured, !ok))
 }
 
-/// A 402 as a tool result: what the provider asked for, what this hub charges, and exactly
-/// how to pay (open a channel here, then call again with it).
+/// A 402 as a tool result, this hub's way to pay first: `hub_payment` (the option every
+/// invoke 402 carries), a `detail` that starts with it, and `next_steps` that open a channel
+/// here; then why the call was refused (`reason`) and what the provider itself asked
+/// (`payment_requirements`), which pays the provider, not this hub.
 async fn payment_required(
     state: &AppState,
     result: &InvokeResult,
@@ -255,12 +257,18 @@ async fn payment_required(
     source_hub: Option<&str>,
 ) -> Value {
     let answer = result.json();
-    let routed = describe(state, product_id, capability_id, source_hub)
-        .await
-        .ok()
-        .and_then(|offers| offers.first().map(|o| o.effective.routed_price_usd));
-    let needed = answer.get("needed").and_then(Value::as_f64);
-    let price = routed.or(needed).unwrap_or(0.0);
+    let hub_payment = result
+        .header(crate::invoke::hub_payment::names::HUB_PAYMENT)
+        .and_then(|v| serde_json::from_str::<Value>(v).ok());
+    let routed = match hub_payment.as_ref().and_then(|o| o["needed"].as_f64()) {
+        Some(needed) => Some(needed),
+        None => describe(state, product_id, capability_id, source_hub)
+            .await
+            .ok()
+            .and_then(|offers| offers.first().map(|o| o.effective.routed_price_usd)),
+    };
+    let provider_needed = answer.get("needed").and_then(Value::as_f64);
+    let price = routed.or(provider_needed).unwrap_or(0.0);
     // A deposit that covers this call a hundred times, at least one dollar.
     let deposit = (price * 100.0).max(1.0);
     let open_url = state.public_url.join("/ai-market/v2/channel/open");
@@ -302,13 +310,36 @@ async fn payment_required(
     if next_steps.is_empty() {
         next_steps.push("This hub cannot pay this provider on your behalf and the provider offers no payment that can be sent through the hub: call the provider directly.".to_owned());
     }
+    let said = answer
+        .get("detail")
+        .and_then(Value::as_str)
+        .unwrap_or("payment required");
+    let detail = if ways.contains(&"hub_channel") {
+        format!(
+            "Pay this hub {price} USD per call: open a channel at {open_url}, then call again \
+             with payment_channel and payment_channel_secret. The answer said: {said}"
+        )
+    } else if ways.contains(&"seller_direct") {
+        format!(
+            "This hub cannot pay this provider for you: pay the provider as its challenge \
+             asks and call again with the proof as x_payment. The answer said: {said}"
+        )
+    } else {
+        format!(
+            "This hub cannot pay this provider for you and the provider offers no payment that \
+             can be sent through the hub. The answer said: {said}"
+        )
+    };
     let structured = json!({
         "success": false,
         "error": answer.get("error").and_then(Value::as_str).unwrap_or("payment_required"),
+        "reason": answer.get("reason").cloned(),
         "status": 402,
-        "detail": answer.get("detail").and_then(Value::as_str).unwrap_or("payment required"),
-        "needed": needed.unwrap_or(price),
+        "detail": detail,
+        "needed": price,
         "routed_price_usd": routed,
+        "hub_payment": hub_payment,
+        "provider_needed": provider_needed,
         "payment_requirements": {
             "x_payment_required": x_payment_required,
             "payment_required_x402": x402,

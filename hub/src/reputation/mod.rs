@@ -2,15 +2,32 @@
 //! per-capability adjustments, and signed reputation events from other hubs. Pending peers are
 //! not scored: admission comes before trust (§2.4).
 //!
-//! **The score** (§5.1) is `0.2·age + 0.3·bond + 0.35·success_rate + 0.15·volume`:
+//! **The score** is the posterior mean of a Beta distribution over "a call routed to this
+//! peer succeeds": an operator-admitted peer starts from an explicit prior that observed
+//! calls then move.
 //!
+//! ```text
+//! trust      = (k·m + S) / (k + N)           Beta(k·m, k·(1−m)) updated with S of N
+//! m          = prior + (1 − prior)·standing  the prior mean
+//! standing   = 0.2·age + 0.3·bond + 0.15·volume   (§5.1's factors other than success)
+//! ```
+//!
+//! - `prior` (`reputation.admitted_prior`, default 0.6) is what the operator's admission is
+//!   worth; it must not be below the floor for fresh peers to be visible (the defaults are
+//!   0.6 over a 0.3 floor);
+//! - `k` (`reputation.prior_weight`, default 10) is how many observed calls the prior is
+//!   worth, so one early failure cannot sink a peer (1 failure of 1 call gives 0.545) and
+//!   a peer whose calls keep failing falls below the floor (11 failures of 11: 0.286);
 //! - `age` = days since the peer's first successful crawl / 365, capped at 1;
-//! - `bond` = `min(log10(bond_usd) / 4, 1)`, 0 below $1; the bond is what the operator
-//!   configured for the peer (`[reputation.peer_bonds]`, `AIMARKET_PEER_BONDS`), 0 otherwise;
-//! - `success_rate` = observed successes / observations with a prior: [`PRIOR_CALLS`]
-//!   pseudo-observations at [`PRIOR_RATE`], so a peer with no calls scores 0.5 and a single
-//!   failure cannot sink a new peer (1 failure of 1 call gives 0.42, 20 of 20 gives 0.92);
-//! - `volume` = `min(log10(volume_usd_30d) / 5, 1)`, 0 below $1.
+//!   `bond` = `min(log10(bond_usd) / 4, 1)`, 0 below $1 (the operator-configured
+//!   `[reputation.peer_bonds]`, `AIMARKET_PEER_BONDS`); `volume` =
+//!   `min(log10(volume_usd_30d) / 5, 1)`, 0 below $1: standing raises the prior mean
+//!   toward 1, never lowers it;
+//! - `S` and `N` are the weighted successes and observations below.
+//!
+//! The trust floor (`reputation.min_trust_score`, default 0.3) is published as the
+//! well-known's `federation.min_trust_score` and is the floor search and the well-known
+//! `peers` apply ([`TrustPolicy::passes`]).
 //!
 //! Observations are the invocations routed through this hub over the last 30 days (the
 //! ledger's invocation records, attributed to the peer whose catalog listed the capability)
@@ -24,9 +41,9 @@
 //! the window, so one peer cannot flood the score.
 //!
 //! **A capability's trust** is its listing peer's score, except once it has
-//! [`MIN_CAPABILITY_CALLS`] calls of its own in the window: then the peer's success
-//! component is replaced by the capability's own (prior-smoothed) success rate. The catalog
-//! reads it through `catalog::trust::capability_trust`.
+//! [`MIN_CAPABILITY_CALLS`] calls of its own in the window: then it is the same posterior
+//! with the peer's prior mean `m` and the capability's own calls as `S` and `N`. The
+//! catalog reads it through `catalog::trust::capability_trust`.
 //!
 //! **When**: [`spawn`] recomputes every `reputation.recompute_interval_s`, after every
 //! published catalog change (crawls, operator actions) and when woken, always off the request
@@ -55,19 +72,14 @@ use crate::payments::PaymentError;
 use crate::state::AppState;
 use crate::store::StoreError;
 
-/// The §5.1 weights.
+/// Weights of the standing factors: §5.1's weights of the factors other than success.
 pub const WEIGHTS: Weights = Weights {
     age: 0.2,
     bond: 0.3,
-    success_rate: 0.35,
     volume: 0.15,
 };
 /// The observation window.
 pub const WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
-/// Pseudo-observations of the success-rate prior.
-pub const PRIOR_CALLS: f64 = 5.0;
-/// Success rate of the prior.
-pub const PRIOR_RATE: f64 = 0.5;
 /// Weight of one signed event relative to one call routed through this hub.
 pub const EVENT_WEIGHT: f64 = 0.25;
 /// Events counted per (reporting hub, provider) in the window.
@@ -76,42 +88,96 @@ pub const EVENT_CAP_PER_CONSUMER: i64 = 100;
 pub const MIN_CAPABILITY_CALLS: i64 = 10;
 /// Stored scores are rounded to 1/`SCORE_SCALE`; smaller movements are not written.
 pub const SCORE_SCALE: f64 = 1000.0;
+/// The formula, as `GET /ai-market/v2/reputation/{hub}` shows it.
+pub const FORMULA: &str = "trust = (k*m + S) / (k + N); m = prior + (1 - prior)*standing; \
+     standing = 0.2*age + 0.3*bond + 0.15*volume";
 
-/// Weights of the four components (they sum to 1).
+/// Weights of the standing factors.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Weights {
     /// Age since the first successful crawl.
     pub age: f64,
     /// Operator-configured bond.
     pub bond: f64,
-    /// Observed success rate.
-    pub success_rate: f64,
     /// Observed volume.
     pub volume: f64,
 }
 
-/// The four factors of a score, each in `[0, 1]`.
+/// The operator's trust policy: the admission prior, its weight and the floor
+/// (`[reputation]` settings). One value, so the recompute, the report and the filters
+/// cannot disagree.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct TrustPolicy {
+    /// Prior trust of an admitted peer with no standing and no history.
+    pub prior: f64,
+    /// Pseudo-observations the prior is worth (`k`).
+    pub prior_weight: f64,
+    /// The trust floor (the well-known's `federation.min_trust_score`).
+    pub min_trust_score: f64,
+}
+
+impl TrustPolicy {
+    /// The policy the settings configure.
+    pub fn of(settings: &crate::settings::ReputationSettings) -> Self {
+        Self {
+            prior: settings.admitted_prior,
+            prior_weight: settings.prior_weight,
+            min_trust_score: settings.min_trust_score,
+        }
+    }
+
+    /// The prior mean `m` of a peer with this standing.
+    pub fn prior_mean(&self, standing: f64) -> f64 {
+        let prior = self.prior.clamp(0.0, 1.0);
+        prior + (1.0 - prior) * standing.clamp(0.0, 1.0)
+    }
+
+    /// The posterior mean after `successes` of `observations` (both possibly fractional,
+    /// events being weighted), starting from prior mean `m`.
+    pub fn posterior(&self, m: f64, successes: f64, observations: f64) -> f64 {
+        let observations = if observations.is_finite() {
+            observations.max(0.0)
+        } else {
+            0.0
+        };
+        let successes = if successes.is_finite() {
+            successes.clamp(0.0, observations)
+        } else {
+            0.0
+        };
+        let k = self.prior_weight.max(f64::MIN_POSITIVE);
+        (k * m.clamp(0.0, 1.0) + successes) / (k + observations)
+    }
+
+    /// Whether a trust score is at or above the floor. Scores are stored rounded to
+    /// 1/[`SCORE_SCALE`], so the floor is compared at that precision too.
+    pub fn passes(&self, trust: f64) -> bool {
+        round_score(trust) + 1e-9 >= round_score(self.min_trust_score)
+    }
+}
+
+/// The factors and results of one score, each in `[0, 1]`.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
 pub struct Components {
     /// `min(days / 365, 1)`.
     pub age: f64,
     /// `min(log10(bond_usd) / 4, 1)`, 0 below $1.
     pub bond: f64,
-    /// Prior-smoothed success rate.
-    pub success_rate: f64,
     /// `min(log10(volume_usd_30d) / 5, 1)`, 0 below $1.
     pub volume: f64,
+    /// The posterior success probability (the trust before rounding).
+    pub success_rate: f64,
 }
 
 impl Components {
-    /// The weighted sum, rounded to 1/[`SCORE_SCALE`].
+    /// `0.2·age + 0.3·bond + 0.15·volume`.
+    pub fn standing(&self) -> f64 {
+        WEIGHTS.age * self.age + WEIGHTS.bond * self.bond + WEIGHTS.volume * self.volume
+    }
+
+    /// The trust score: the posterior, rounded to 1/[`SCORE_SCALE`].
     pub fn trust(&self) -> f64 {
-        round_score(
-            WEIGHTS.age * self.age
-                + WEIGHTS.bond * self.bond
-                + WEIGHTS.success_rate * self.success_rate
-                + WEIGHTS.volume * self.volume,
-        )
+        round_score(self.success_rate)
     }
 }
 
@@ -149,14 +215,6 @@ pub fn bond_factor(bond_usd: f64) -> f64 {
 /// Volume factor: 0 at $1, 1 at $100,000 in 30 days.
 pub fn volume_factor(volume_usd: f64) -> f64 {
     log_factor(volume_usd, 5.0)
-}
-
-/// Success rate of `successes` out of `observations` (both possibly fractional, events
-/// being weighted), smoothed by the prior.
-pub fn success_rate(successes: f64, observations: f64) -> f64 {
-    let observations = observations.max(0.0);
-    let successes = successes.clamp(0.0, observations);
-    (successes + PRIOR_CALLS * PRIOR_RATE) / (observations + PRIOR_CALLS)
 }
 
 /// Why a reputation operation failed.
@@ -255,12 +313,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn weights_sum_to_one() {
-        let sum = WEIGHTS.age + WEIGHTS.bond + WEIGHTS.success_rate + WEIGHTS.volume;
-        assert!((sum - 1.0).abs() < 1e-12);
-    }
-
-    #[test]
     fn factors_follow_the_spec() {
         assert_eq!(bond_factor(0.0), 0.0);
         assert_eq!(bond_factor(0.5), 0.0);
@@ -278,31 +330,63 @@ mod tests {
         assert_eq!(age_factor(Some(5), 1), 0.0);
     }
 
-    #[test]
-    fn the_prior_keeps_new_peers_neutral() {
-        assert_eq!(success_rate(0.0, 0.0), 0.5);
-        assert!((success_rate(0.0, 1.0) - 2.5 / 6.0).abs() < 1e-12);
-        assert!((success_rate(20.0, 20.0) - 22.5 / 25.0).abs() < 1e-12);
-        // Garbage in stays in range.
-        assert_eq!(success_rate(5.0, -1.0), 0.5);
-        assert!(success_rate(9.0, 3.0) <= 1.0);
+    fn policy() -> TrustPolicy {
+        TrustPolicy::of(&crate::settings::ReputationSettings::default())
     }
 
     #[test]
-    fn trust_is_the_weighted_sum_rounded() {
-        let fresh = Components {
-            success_rate: 0.5,
-            ..Components::default()
-        };
-        assert_eq!(fresh.trust(), 0.175);
-        let perfect = Components {
+    fn an_admitted_peer_starts_at_the_prior_and_calls_move_it() {
+        let p = policy();
+        assert_eq!(
+            (p.prior, p.prior_weight, p.min_trust_score),
+            (0.6, 10.0, 0.3)
+        );
+        let m = p.prior_mean(0.0);
+        assert_eq!(m, 0.6);
+        // No history: the prior itself, above the floor.
+        assert_eq!(round_score(p.posterior(m, 0.0, 0.0)), 0.6);
+        assert!(p.passes(p.posterior(m, 0.0, 0.0)));
+        // One early failure does not sink it; eleven straight failures do.
+        assert_eq!(round_score(p.posterior(m, 0.0, 1.0)), 0.545);
+        assert!(p.passes(p.posterior(m, 0.0, 10.0)));
+        assert_eq!(round_score(p.posterior(m, 0.0, 11.0)), 0.286);
+        assert!(!p.passes(p.posterior(m, 0.0, 11.0)));
+        // Successes raise it: 20 of 20 gives (6 + 20) / 30.
+        assert_eq!(round_score(p.posterior(m, 20.0, 20.0)), 0.867);
+        // Garbage in stays in range.
+        assert_eq!(p.posterior(m, 5.0, -1.0), 0.6);
+        assert!(p.posterior(m, 9.0, 3.0) <= 1.0);
+        assert_eq!(p.posterior(m, f64::NAN, f64::INFINITY), 0.6);
+    }
+
+    #[test]
+    fn standing_raises_the_prior_mean() {
+        let p = policy();
+        let c = Components {
             age: 1.0,
             bond: 1.0,
-            success_rate: 1.0,
             volume: 1.0,
+            success_rate: 0.0,
         };
-        assert_eq!(perfect.trust(), 1.0);
-        assert_eq!(round_score(0.12345), 0.123);
+        assert!((c.standing() - 0.65).abs() < 1e-12);
+        assert!((p.prior_mean(c.standing()) - (0.6 + 0.4 * 0.65)).abs() < 1e-12);
+        assert_eq!(p.prior_mean(0.0), p.prior);
+        assert_eq!(
+            Components {
+                success_rate: 0.12345,
+                ..c
+            }
+            .trust(),
+            0.123
+        );
         assert_eq!(round_score(f64::INFINITY), 0.0);
+    }
+
+    #[test]
+    fn the_floor_compares_at_stored_precision() {
+        let p = policy();
+        assert!(p.passes(0.3));
+        assert!(p.passes(0.2996));
+        assert!(!p.passes(0.299));
     }
 }

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::recompute::{
     Inputs, PEER_REPUTATION_COLUMNS, PeerReputationRow, components, event_lines, fold_events,
 };
-use super::{ReputationError, WEIGHTS, WINDOW};
+use super::{FORMULA, ReputationError, TrustPolicy, WEIGHTS, WINDOW};
 use crate::payments::micros_to_usd;
 use crate::state::AppState;
 use crate::store::{PeerState, normalize_origin, now_ms, on_pool};
@@ -58,12 +58,16 @@ pub async fn report(state: &AppState, hub_url: &str) -> Result<Value, Reputation
         .await?
     });
     let bond_usd = state.settings.reputation.peer_bonds.get(&origin);
+    let policy = TrustPolicy::of(&state.settings.reputation);
+    let inputs = live_inputs(state, &origin).await?;
     let (row, trust_score) = match (&peer, stored) {
         (Some(peer), Some(row)) => (row, peer.trust_score),
         (peer, _) => {
-            let row = live_row(state, &origin, peer.as_ref().and_then(|p| p.first_success)).await?;
-            let trust = row.components().trust();
-            (row, trust)
+            let first_success = peer.as_ref().and_then(|p| p.first_success);
+            let now = now_ms();
+            let c = components(&policy, first_success, bond_usd, &inputs, now);
+            let row = PeerReputationRow::new(&origin, &c, &inputs, now);
+            (row, c.trust())
         }
     };
     let events: Vec<RecentEvent> = on_pool!(store, |pool| {
@@ -95,6 +99,7 @@ pub async fn report(state: &AppState, hub_url: &str) -> Result<Value, Reputation
         "known": peer.is_some(),
         "state": peer.as_ref().map(|p| p.state.as_str()),
         "trust_score": trust_score,
+        "passes_floor": policy.passes(trust_score),
         "components": {
             "age": row.age,
             "bond": row.bond,
@@ -102,6 +107,8 @@ pub async fn report(state: &AppState, hub_url: &str) -> Result<Value, Reputation
             "volume": row.volume,
         },
         "weights": WEIGHTS,
+        "formula": FORMULA,
+        "inputs": inputs_json(&policy, &row, &inputs),
         "bond_usd": bond_usd,
         "first_success": peer.as_ref().and_then(|p| p.first_success).and_then(iso),
         "observations_30d": {
@@ -117,12 +124,29 @@ pub async fn report(state: &AppState, hub_url: &str) -> Result<Value, Reputation
     }))
 }
 
-/// Components computed now for a hub without a stored row.
-async fn live_row(
-    state: &AppState,
-    origin: &str,
-    first_success: Option<i64>,
-) -> Result<PeerReputationRow, ReputationError> {
+/// Every input of the formula with its value, so a reader can recompute the score:
+/// `(k·m + S) / (k + N)`. `S` and `N` are read now (own calls count 1, events
+/// [`super::EVENT_WEIGHT`] each, capped per reporter); the score is as of `computed_at`.
+fn inputs_json(policy: &TrustPolicy, row: &PeerReputationRow, inputs: &Inputs) -> Value {
+    let standing = row.components().standing();
+    json!({
+        "prior": policy.prior,
+        "k": policy.prior_weight,
+        "standing": round6(standing),
+        "m": round6(policy.prior_mean(standing)),
+        "S": round6(inputs.successes()),
+        "N": round6(inputs.observations()),
+        "event_weight": super::EVENT_WEIGHT,
+        "min_trust_score": policy.min_trust_score,
+    })
+}
+
+fn round6(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
+/// The inputs of `origin`'s score over the window, read now.
+async fn live_inputs(state: &AppState, origin: &str) -> Result<Inputs, ReputationError> {
     let now = now_ms();
     let since = now.saturating_sub(i64::try_from(WINDOW.as_millis()).unwrap_or(i64::MAX));
     let own: OwnTotals = on_pool!(&state.store, |pool| {
@@ -152,13 +176,10 @@ async fn live_row(
     let events = fold_events(lines, &reporters)
         .remove(origin)
         .unwrap_or_default();
-    let inputs = Inputs {
+    Ok(Inputs {
         calls: own.calls,
         successes: own.successes,
         volume_usd: micros_to_usd(own.volume_micros),
         events,
-    };
-    let bond_usd = state.settings.reputation.peer_bonds.get(origin);
-    let c = components(first_success, bond_usd, &inputs, now);
-    Ok(PeerReputationRow::new(origin, &c, &inputs, now))
+    })
 }

@@ -11,7 +11,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use super::{
     Components, EVENT_CAP_PER_CONSUMER, EVENT_WEIGHT, MIN_CAPABILITY_CALLS, ReputationError,
-    WINDOW, age_factor, bond_factor, round_score, success_rate, volume_factor,
+    TrustPolicy, WINDOW, age_factor, bond_factor, round_score, volume_factor,
 };
 use crate::crawl::CatalogUpdate;
 use crate::payments::{PeerStats, micros_to_usd};
@@ -149,20 +149,36 @@ pub(super) struct Inputs {
     pub events: EventTotals,
 }
 
-/// The components of a peer from its stored row and its inputs.
+impl Inputs {
+    /// Weighted observations `N`: own calls plus weighted events.
+    pub(super) fn observations(&self) -> f64 {
+        self.calls as f64 + self.events.observations
+    }
+
+    /// Weighted successes `S`.
+    pub(super) fn successes(&self) -> f64 {
+        self.successes as f64 + self.events.successes
+    }
+}
+
+/// The components of a peer from its stored row and its inputs, under `policy`.
 pub(super) fn components(
+    policy: &TrustPolicy,
     first_success: Option<i64>,
     bond_usd: f64,
     inputs: &Inputs,
     now: i64,
 ) -> Components {
-    let observations = inputs.calls as f64 + inputs.events.observations;
-    let successes = inputs.successes as f64 + inputs.events.successes;
-    Components {
+    let factors = Components {
         age: component(age_factor(first_success, now)),
         bond: component(bond_factor(bond_usd)),
-        success_rate: component(success_rate(successes, observations)),
         volume: component(volume_factor(inputs.volume_usd + inputs.events.volume_usd)),
+        success_rate: 0.0,
+    };
+    let m = policy.prior_mean(factors.standing());
+    Components {
+        success_rate: component(policy.posterior(m, inputs.successes(), inputs.observations())),
+        ..factors
     }
 }
 
@@ -325,13 +341,14 @@ pub async fn recompute(state: &AppState) -> Result<RecomputeOutcome, ReputationE
     .map(|r| (r.peer_url.clone(), r))
     .collect();
 
+    let policy = TrustPolicy::of(&state.settings.reputation);
     let mut plan = Plan::default();
     let mut by_url: HashMap<&str, (Components, &PeerRow)> = HashMap::new();
     // Only admitted peers are scored: a pending peer is subject to no trust rule (§2.4).
     for peer in peers.iter().filter(|p| p.state == PeerState::Active) {
         let bond_usd = state.settings.reputation.peer_bonds.get(&peer.url);
         let inputs = own_inputs(own.get(&peer.url), events.get(&peer.url));
-        let c = components(peer.first_success, bond_usd, &inputs, now);
+        let c = components(&policy, peer.first_success, bond_usd, &inputs, now);
         let trust = c.trust();
         if (trust - peer.trust_score).abs() > 1e-9 || (bond_usd - peer.bond_usd).abs() > 1e-9 {
             plan.peers.push((peer.id, trust, bond_usd));
@@ -349,7 +366,7 @@ pub async fn recompute(state: &AppState) -> Result<RecomputeOutcome, ReputationE
         by_url.insert(peer.url.as_str(), (c, peer));
     }
 
-    plan_capabilities(store, since, &by_url, &mut plan).await?;
+    plan_capabilities(store, since, &policy, &by_url, &mut plan).await?;
     let (mut outcome, peer_keys) = write(store, &plan, now).await?;
     plan.visible_keys.extend(peer_keys);
     outcome.capabilities_changed = plan.visible_keys.len();
@@ -369,6 +386,7 @@ pub async fn recompute(state: &AppState) -> Result<RecomputeOutcome, ReputationE
 async fn plan_capabilities(
     store: &Store,
     since: i64,
+    policy: &TrustPolicy,
     peers: &HashMap<&str, (Components, &PeerRow)>,
     plan: &mut Plan,
 ) -> Result<(), ReputationError> {
@@ -410,8 +428,10 @@ async fn plan_capabilities(
             .get(peer_url.as_str())
             .filter(|_| calls >= MIN_CAPABILITY_CALLS)
             .map(|(c, _)| {
+                // The peer's prior mean, moved by this capability's own calls only.
+                let m = policy.prior_mean(c.standing());
                 Components {
-                    success_rate: component(success_rate(successes as f64, calls as f64)),
+                    success_rate: component(policy.posterior(m, successes as f64, calls as f64)),
                     ..*c
                 }
                 .trust()
@@ -617,12 +637,17 @@ mod tests {
                 event_successes: 16,
             },
         };
-        let c = components(Some(0), 100.0, &inputs, 73 * day);
+        let policy = TrustPolicy::of(&crate::settings::ReputationSettings::default());
+        let c = components(&policy, Some(0), 100.0, &inputs, 73 * day);
         assert_eq!(c.age, 0.2);
         assert_eq!(c.bond, 0.5);
-        assert_eq!(c.success_rate, round_score(21.5 / 29.0));
         assert_eq!(c.volume, 0.6);
-        let none = components(None, 0.0, &Inputs::default(), day);
-        assert_eq!(none.trust(), 0.175);
+        // standing 0.2·0.2 + 0.3·0.5 + 0.15·0.6 = 0.28; m = 0.6 + 0.4·0.28 = 0.712;
+        // S = 15 + 4, N = 20 + 4: (10·0.712 + 19) / 34.
+        assert_eq!(c.success_rate, round_score((7.12 + 19.0) / 34.0));
+        assert_eq!(c.trust(), 0.768);
+        // A fresh admitted peer: the prior.
+        let none = components(&policy, None, 0.0, &Inputs::default(), day);
+        assert_eq!(none.trust(), 0.6);
     }
 }

@@ -4,6 +4,17 @@
 //! |---------------------------|-----------------------------------|---------|
 //! | `recompute_interval_s`    | `AIMARKET_REPUTATION_INTERVAL_S`  | 300     |
 //! | `peer_bonds`              | `AIMARKET_PEER_BONDS`             | none    |
+//! | `min_trust_score`         | `AIMARKET_MIN_TRUST_SCORE`        | 0.3     |
+//! | `admitted_prior`          | `AIMARKET_TRUST_PRIOR`            | 0.6     |
+//! | `prior_weight`            | `AIMARKET_TRUST_PRIOR_WEIGHT`     | 10      |
+//!
+//! `min_trust_score` is the trust floor: published as the well-known's
+//! `federation.min_trust_score` and applied by search and the well-known `peers`.
+//! `admitted_prior` is the trust an operator-admitted peer starts with (the mean of the
+//! Beta prior that observed calls update, `crate::reputation`), `prior_weight` how many
+//! observed calls that prior is worth. The defaults put a freshly admitted peer at 0.6,
+//! above the 0.3 floor, so a new hub's peers are searchable, and take 11 straight failures
+//! to push a peer with no other standing below it.
 //!
 //! Peer bonds are the operator's record of what each peer has staked (spec §5.3); the hub
 //! does not verify them on chain. Env form: comma-separated `URL=USD`; TOML form: a table
@@ -21,6 +32,14 @@ pub const DEFAULT_RECOMPUTE_INTERVAL_S: u64 = 300;
 pub const MAX_RECOMPUTE_INTERVAL_S: u64 = 24 * 3600;
 /// Largest bond accepted, USD (the bond factor saturates at $10,000 anyway).
 pub const MAX_BOND_USD: f64 = 1e12;
+/// Default trust floor (the well-known's `federation.min_trust_score`).
+pub const DEFAULT_MIN_TRUST_SCORE: f64 = 0.3;
+/// Default prior trust of an operator-admitted peer; at or above the default floor.
+pub const DEFAULT_ADMITTED_PRIOR: f64 = 0.6;
+/// Default weight of the prior, in observed calls.
+pub const DEFAULT_PRIOR_WEIGHT: f64 = 10.0;
+/// Largest prior weight accepted: beyond it no realistic traffic could move a score.
+pub const MAX_PRIOR_WEIGHT: f64 = 1_000_000.0;
 
 /// The `[reputation]` table.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -32,6 +51,14 @@ pub struct ReputationSettings {
     pub recompute_interval_s: u64,
     /// Operator-configured bond per peer (`AIMARKET_PEER_BONDS`).
     pub peer_bonds: PeerBonds,
+    /// The trust floor (`AIMARKET_MIN_TRUST_SCORE`), 0 to 1: published in the well-known
+    /// and applied by search and the well-known `peers`.
+    pub min_trust_score: f64,
+    /// Prior trust of an operator-admitted peer with no history (`AIMARKET_TRUST_PRIOR`),
+    /// 0 to 1.
+    pub admitted_prior: f64,
+    /// Pseudo-observations the prior is worth (`AIMARKET_TRUST_PRIOR_WEIGHT`), above 0.
+    pub prior_weight: f64,
 }
 
 impl Default for ReputationSettings {
@@ -39,6 +66,9 @@ impl Default for ReputationSettings {
         Self {
             recompute_interval_s: DEFAULT_RECOMPUTE_INTERVAL_S,
             peer_bonds: PeerBonds::default(),
+            min_trust_score: DEFAULT_MIN_TRUST_SCORE,
+            admitted_prior: DEFAULT_ADMITTED_PRIOR,
+            prior_weight: DEFAULT_PRIOR_WEIGHT,
         }
     }
 }
@@ -52,8 +82,43 @@ impl ReputationSettings {
                 self.recompute_interval_s.to_string(),
                 r,
             )
-        })
+        })?;
+        check_unit(self.min_trust_score).map_err(|r| {
+            (
+                "reputation.min_trust_score",
+                self.min_trust_score.to_string(),
+                r,
+            )
+        })?;
+        check_unit(self.admitted_prior).map_err(|r| {
+            (
+                "reputation.admitted_prior",
+                self.admitted_prior.to_string(),
+                r,
+            )
+        })?;
+        check_prior_weight(self.prior_weight)
+            .map_err(|r| ("reputation.prior_weight", self.prior_weight.to_string(), r))
     }
+}
+
+/// Range rule of a score-like setting: a finite number in `[0, 1]`.
+pub fn check_unit(x: f64) -> Result<(), String> {
+    if !(x.is_finite() && (0.0..=1.0).contains(&x)) {
+        return Err("must be a number between 0 and 1".into());
+    }
+    Ok(())
+}
+
+/// Range rule of `prior_weight`: above 0 (a prior of weight 0 would let one call decide a
+/// peer's trust) and at most [`MAX_PRIOR_WEIGHT`].
+pub fn check_prior_weight(x: f64) -> Result<(), String> {
+    if !(x.is_finite() && x > 0.0 && x <= MAX_PRIOR_WEIGHT) {
+        return Err(format!(
+            "must be a number above 0 and at most {MAX_PRIOR_WEIGHT}"
+        ));
+    }
+    Ok(())
 }
 
 /// Range rule of `recompute_interval_s`.
@@ -177,6 +242,27 @@ mod tests {
         assert_eq!(doc.reputation.recompute_interval_s, 5);
         assert_eq!(doc.reputation.peer_bonds.get("https://a.example"), 100.0);
         assert!(check_recompute_interval(0).is_err());
+        assert_eq!(doc.reputation.min_trust_score, DEFAULT_MIN_TRUST_SCORE);
+        const { assert!(DEFAULT_ADMITTED_PRIOR >= DEFAULT_MIN_TRUST_SCORE) };
+        for bad in [-0.1, 1.5, f64::NAN] {
+            assert!(check_unit(bad).is_err(), "{bad}");
+        }
+        for bad in [0.0, -1.0, f64::INFINITY, MAX_PRIOR_WEIGHT * 2.0] {
+            assert!(check_prior_weight(bad).is_err(), "{bad}");
+        }
+        let set: Doc = toml::from_str(
+            "[reputation]\nmin_trust_score = 0.4\nadmitted_prior = 0.7\nprior_weight = 4.0\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                set.reputation.min_trust_score,
+                set.reputation.admitted_prior,
+                set.reputation.prior_weight
+            ),
+            (0.4, 0.7, 4.0)
+        );
+        assert!(set.reputation.check().is_ok());
         assert!(check_recompute_interval(MAX_RECOMPUTE_INTERVAL_S + 1).is_err());
     }
 }

@@ -94,6 +94,9 @@ impl From<InvokeError> for ApiError {
                 Self::new(K::Conflict, code::IDEMPOTENCY_IN_FLIGHT, detail).with_retry_after(1)
             }
             InvokeError::Payment(e) => Self::from(e),
+            InvokeError::ChannelRefused { cause, option } => channel_refused(cause, &option),
+            InvokeError::InvalidApiKey => Self::new(K::Unauthorized, code::INVALID_API_KEY, detail)
+                .with_field("reason", code::INVALID_API_KEY),
             InvokeError::ProviderTimeout { peer, .. } => {
                 Self::new(K::GatewayTimeout, code::PROVIDER_TIMEOUT, detail)
                     .with_field("source_hub", peer)
@@ -371,6 +374,39 @@ impl From<CatalogError> for ApiError {
             other => Self::internal(other),
         }
     }
+}
+
+/// 402 `payment_required` for a buyer channel this hub cannot debit. One code for every
+/// invoke 402 (the provider's relayed ones say `payment_required` too), so a client needs one
+/// test to take its "open a channel and retry" path; the specific cause is `reason`, the
+/// ledger's code. `hub_payment` and `payment_ways[0]` say how to pay this hub.
+fn channel_refused(cause: PaymentError, option: &crate::invoke::HubPaymentOption) -> ApiError {
+    let reason = cause.reason().unwrap_or(cause.code());
+    let detail = format!(
+        "{cause}; open a channel at this hub (POST {}) and retry with X-Payment-Channel \
+         and X-Payment-Channel-Secret",
+        option.open
+    );
+    let mut api = ApiError::new(ErrorKind::PaymentRequired, code::PAYMENT_REQUIRED, detail)
+        .with_field("reason", reason)
+        .with_field("needed", option.needed)
+        .with_field("needed_usd", option.needed)
+        .with_field("routed_price_usd", option.needed)
+        .with_field("hub_payment", option.to_json())
+        .with_field("payment_ways", Value::Array(vec![option.as_payment_way()]));
+    match cause {
+        PaymentError::ChannelNotFound { channel_id }
+        | PaymentError::Expired { channel_id }
+        | PaymentError::Closed { channel_id } => api = api.with_field("channel_id", channel_id),
+        PaymentError::InsufficientBalance { balance_micros, .. } => {
+            api = api.with_field(
+                "balance_usd",
+                crate::payments::micros_to_usd(balance_micros),
+            );
+        }
+        _ => {}
+    }
+    api
 }
 
 /// 403 `blocked` for a plugin's block decision: `{category, reason, plugin, hook}`.

@@ -77,6 +77,12 @@ pub mod code {
     pub const PROVIDER_ERROR: &str = "provider_error";
     /// The provider's `X-Provider-Signature` does not verify.
     pub const PROVIDER_SIGNATURE_INVALID: &str = "provider_signature_invalid";
+    /// 402 on invoke: the call needs payment; `reason` says why (`channel_not_found`,
+    /// `channel_closed`, `channel_expired`, `insufficient_balance`, …) and `hub_payment`
+    /// how to pay this hub.
+    pub const PAYMENT_REQUIRED: &str = "payment_required";
+    /// 401 on invoke: an `X-API-Key` this hub does not accept.
+    pub const INVALID_API_KEY: &str = "invalid_api_key";
     /// The hub could not pay the provider for a channel-funded call.
     pub const PROVIDER_PAYMENT_FAILED: &str = "provider_payment_failed";
     /// A money amount that is negative, not a number or absurd.
