@@ -257,6 +257,13 @@ async fn published_providers_are_crawled_searched_and_paid_on_every_rail() {
     let (status, _, answer) = paid(&hub, &channel, &sequence).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     charged += micros(answer["routed_price_usd"].as_f64().unwrap());
+    // And chronos (a short delay proof, under its free-tier difficulty ceiling).
+    let eval = json!({"product_id": "prod-chronos", "capability_id": "chronos.eval@v1",
+        "input": {"seed": "0x1234abcd", "difficulty": 1000}});
+    let (status, _, answer) = paid(&hub, &channel, &eval).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["routed_price_usd"], 0.0101);
+    charged += micros(0.0101);
     assert_eq!(balance(&hub, &channel.0).await, 1_000_000 - charged);
 
     // Rail 2, the hub's API key at HESTIA: a tenant answers, billed to this hub, with its
