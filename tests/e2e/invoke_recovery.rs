@@ -236,12 +236,17 @@ async fn without_product_id_the_one_product_is_used_and_several_are_named() {
             &json!({"capability_id": "shared@v1", "input": {"text": "x"}}),
         )
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert_protocol_error(&body, "bad_request");
-    let detail = body["detail"].as_str().unwrap();
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_protocol_error(&body, "ambiguous_capability");
+    let products: Vec<&str> = body["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["product_id"].as_str().unwrap())
+        .collect();
     assert!(
-        detail.contains("prod-fake") && detail.contains("prod-other"),
-        "{detail}"
+        products.contains(&"prod-fake") && products.contains(&"prod-other"),
+        "{body}"
     );
     assert_eq!(provider.invoke_count(), 1);
 }
