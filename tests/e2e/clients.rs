@@ -8,12 +8,11 @@
 //! cannot be reached and `CI` is not set. The client scripts live in `tests/clients/` and print one
 //! `RESULT: {json}` line each, which is asserted here.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use aimarket_e2e::pyenv::{Unavailable, install, read, run_logged};
+use aimarket_e2e::pyenv::{Unavailable, client_script, install, run_result};
 use serde_json::Value;
 
 use crate::demo::running_demo;
@@ -54,30 +53,9 @@ async fn clients_python() -> Option<PathBuf> {
 
 /// Runs `tests/clients/<script>` with `args` and returns its `RESULT:` JSON.
 async fn run_script(python: PathBuf, script: &str, args: Vec<String>) -> Value {
-    let script_path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("clients")
-        .join(script);
-    let logs = tempfile::tempdir().unwrap();
-    let log = logs.path().join("out.log");
-    let (ok, output) = tokio::task::spawn_blocking(move || {
-        let mut cmd = Command::new(python);
-        cmd.arg(&script_path)
-            .args(&args)
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .env("NO_PROXY", "127.0.0.1,localhost")
-            .env("no_proxy", "127.0.0.1,localhost")
-            .env_remove("AIMARKET_SANDBOX_VISITOR");
-        let ok = run_logged(cmd, &log, SCRIPT_TIMEOUT).unwrap();
-        (ok, read(&log))
-    })
-    .await
-    .unwrap();
-    assert!(ok, "{script} failed:\n{output}");
-    let line = output
-        .lines()
-        .find_map(|l| l.strip_prefix("RESULT: "))
-        .unwrap_or_else(|| panic!("{script} printed no result:\n{output}"));
-    serde_json::from_str(line).unwrap()
+    let mut cmd = client_script(&python, script, &args);
+    cmd.env_remove("AIMARKET_SANDBOX_VISITOR");
+    run_result(script, cmd, SCRIPT_TIMEOUT).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

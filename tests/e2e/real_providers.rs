@@ -9,11 +9,9 @@
 //! hub's URL and key before the hub starts (the key is written to its data dir first).
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use aimarket_e2e::pyenv::{read, run_logged};
+use aimarket_e2e::pyenv::{client_script, run_result};
 use aimarket_e2e::real_providers::{self, RealProviders};
 use aimarket_e2e::{TestHub, wait_until};
 use aimarket_hub::payments::OpenChannel;
@@ -87,28 +85,6 @@ async fn settled_version(hub: &TestHub) -> i64 {
 
 fn micros(usd: f64) -> i64 {
     (usd * 1e6).round() as i64
-}
-
-/// Runs `tests/clients/<script>` with the providers' python; returns its `RESULT:` JSON.
-fn run_client(python: &Path, script: &str, args: &[String]) -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("clients")
-        .join(script);
-    let logs = tempfile::tempdir().unwrap();
-    let log = logs.path().join("out.log");
-    let mut cmd = Command::new(python);
-    cmd.arg(&path)
-        .args(args)
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("NO_PROXY", "127.0.0.1,localhost");
-    let ok = run_logged(cmd, &log, Duration::from_secs(180)).unwrap();
-    let output = read(&log);
-    assert!(ok, "{script} failed:\n{output}");
-    let line = output
-        .lines()
-        .find_map(|l| l.strip_prefix("RESULT: "))
-        .unwrap_or_else(|| panic!("{script} printed no result:\n{output}"));
-    serde_json::from_str(line).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -350,8 +326,8 @@ async fn published_providers_are_crawled_searched_and_paid_on_every_rail() {
         gateway_channel.0.clone(),
         gateway_channel.1.clone(),
     ];
-    let py = python.clone();
-    let out = blocking(move || run_client(&py, "gateway_call.py", &args)).await;
+    let cmd = client_script(&python, "gateway_call.py", &args);
+    let out = run_result("gateway_call.py", cmd, Duration::from_secs(180)).await;
     assert!(
         out["tools"]
             .as_array()

@@ -8,11 +8,11 @@
 //! When the registry cannot be reached the test is skipped with a message, unless `CI` is
 //! set: then it fails, so CI can never pass without having run the real SDKs.
 
-use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
+use aimarket_e2e::pyenv::{reachable, read, run_logged, run_result, target_dir};
 use serde_json::Value;
 
 use crate::demo::running_demo;
@@ -28,60 +28,8 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(300);
 /// Written once an install succeeded.
 const READY_MARKER: &str = ".aimarket-sdk-ready";
 
-fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
-    }
-}
-
 fn clients_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("clients")
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
-}
-
-/// Runs `cmd` within `timeout`, stdout and stderr to `log`; whether it succeeded.
-fn run_logged(mut cmd: Command, log: &Path, timeout: Duration) -> Result<bool, String> {
-    let file = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
-    let err = file.try_clone().map_err(|e| e.to_string())?;
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(file)
-        .stderr(err)
-        .spawn()
-        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-            return Ok(status.success());
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!(
-                "{cmd:?} did not finish within {}s",
-                timeout.as_secs()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Whether every `host:port` answers a TCP connection.
-fn reachable(hosts: &[&str]) -> Result<(), String> {
-    for host in hosts {
-        let addr = host
-            .to_socket_addrs()
-            .map_err(|e| format!("cannot resolve {host}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("{host} has no address"))?;
-        TcpStream::connect_timeout(&addr, Duration::from_secs(10))
-            .map_err(|e| format!("cannot connect to {host}: {e}"))?;
-    }
-    Ok(())
 }
 
 /// An install that failed: skipped (registry unreachable, `CI` unset) or a panic.
@@ -185,20 +133,7 @@ fn build_rust_client() -> Option<PathBuf> {
 
 /// Runs `cmd` (a client given the hub URL) and returns its `RESULT:` JSON.
 async fn run_client(name: &'static str, cmd: Command) -> Value {
-    let logs = tempfile::tempdir().unwrap();
-    let log = logs.path().join("out.log");
-    let (ok, output) = tokio::task::spawn_blocking(move || {
-        let ok = run_logged(cmd, &log, RUN_TIMEOUT).unwrap();
-        (ok, read(&log))
-    })
-    .await
-    .unwrap();
-    assert!(ok, "{name} failed:\n{output}");
-    let line = output
-        .lines()
-        .find_map(|l| l.strip_prefix("RESULT: "))
-        .unwrap_or_else(|| panic!("{name} printed no result:\n{output}"));
-    serde_json::from_str(line).unwrap()
+    run_result(name, cmd, RUN_TIMEOUT).await
 }
 
 /// What both SDKs must have seen: the same walk through the demo hub.

@@ -1,5 +1,6 @@
 //! Throwaway Python virtualenvs with pinned packages from PyPI, for the tests that run real
-//! published clients and providers unchanged.
+//! published clients and providers unchanged, and the process helpers every such test uses
+//! (bounded runs, registry reachability, the `RESULT: {json}` line a client script prints).
 //!
 //! A virtualenv is cached under `target/` keyed by the Python version and the pinned
 //! requirements, so reruns do not reinstall. When PyPI cannot be reached the tests that need
@@ -51,9 +52,9 @@ pub fn run_logged(mut cmd: Command, log: &Path, timeout: Duration) -> Result<boo
     }
 }
 
-/// Whether PyPI answers a TCP connection (the question a skip depends on).
-fn pypi_reachable() -> Result<(), String> {
-    for host in ["pypi.org:443", "files.pythonhosted.org:443"] {
+/// Whether every `host:port` answers a TCP connection (the question a skip depends on).
+pub fn reachable(hosts: &[&str]) -> Result<(), String> {
+    for host in hosts {
         let addr = host
             .to_socket_addrs()
             .map_err(|e| format!("cannot resolve {host}: {e}"))?
@@ -153,15 +154,52 @@ pub fn install(name: &str, requirements: &[&str], sdists: &[&str]) -> Result<Pat
             ));
     if !installed {
         let why = read(&log);
-        return Err(match pypi_reachable() {
-            Err(offline) if std::env::var_os("CI").is_none() => Unavailable::Offline(offline),
-            Err(offline) => Unavailable::Broken(format!(
-                "PyPI is unreachable under CI ({offline}); the real-peer tests cannot run:\n{why}"
-            )),
-            Ok(()) => Unavailable::Broken(format!("pip failed although PyPI is reachable:\n{why}")),
-        });
+        return Err(
+            match reachable(&["pypi.org:443", "files.pythonhosted.org:443"]) {
+                Err(offline) if std::env::var_os("CI").is_none() => Unavailable::Offline(offline),
+                Err(offline) => Unavailable::Broken(format!(
+                    "PyPI is unreachable under CI ({offline}); the real-peer tests cannot run:\n{why}"
+                )),
+                Ok(()) => {
+                    Unavailable::Broken(format!("pip failed although PyPI is reachable:\n{why}"))
+                }
+            },
+        );
     }
     std::fs::write(dir.join(READY_MARKER), requirements.join("\n"))
         .map_err(|e| Unavailable::Broken(e.to_string()))?;
     Ok(bin)
+}
+
+/// `python tests/clients/<script> ARGS…`, with loopback exempt from any proxy.
+pub fn client_script(python: &Path, script: &str, args: &[String]) -> Command {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("clients")
+        .join(script);
+    let mut cmd = Command::new(python);
+    cmd.arg(path)
+        .args(args)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("no_proxy", "127.0.0.1,localhost");
+    cmd
+}
+
+/// Runs a client program to completion within `timeout` and returns the JSON of the one
+/// `RESULT: {json}` line it prints; panics with its output otherwise.
+pub async fn run_result(name: &str, cmd: Command, timeout: Duration) -> serde_json::Value {
+    let logs = tempfile::tempdir().expect("a temporary folder");
+    let log = logs.path().join("out.log");
+    let (ok, output) = tokio::task::spawn_blocking(move || {
+        let ok = run_logged(cmd, &log, timeout).unwrap_or_else(|e| panic!("{e}"));
+        (ok, read(&log))
+    })
+    .await
+    .expect("the client run");
+    assert!(ok, "{name} failed:\n{output}");
+    let line = output
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT: "))
+        .unwrap_or_else(|| panic!("{name} printed no result:\n{output}"));
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{name}: RESULT is not JSON ({e})"))
 }
