@@ -131,6 +131,14 @@ impl Ledger {
         channel_id: &str,
         secret: Option<&str>,
     ) -> Result<bool, PaymentError> {
+        let auth = self.channel_auth(channel_id).await?;
+        check_secret(&auth, secret)?;
+        Ok(auth.status != ChannelStatus::Closed.as_str() && auth.expires_at > now_ms())
+    }
+
+    /// The channel's authentication row (one indexed read, outside any write slot), or
+    /// [`PaymentError::ChannelNotFound`].
+    async fn channel_auth(&self, channel_id: &str) -> Result<RawAuth, PaymentError> {
         const AUTH: &str = "SELECT secret_sha256, secret_required, status, expires_at, \
              deposit - used - held AS balance FROM channels WHERE id = $1";
         let not_found = || PaymentError::ChannelNotFound {
@@ -145,9 +153,7 @@ impl Ledger {
                 .fetch_optional(pool)
                 .await?
         });
-        let auth = auth.ok_or_else(not_found)?;
-        check_secret(&auth, secret)?;
-        Ok(auth.status != ChannelStatus::Closed.as_str() && auth.expires_at > now_ms())
+        auth.ok_or_else(not_found)
     }
 
     /// Reserves `amount_micros` on channel `channel_id` for the call `hold_id` (a unique id
@@ -164,8 +170,6 @@ impl Ledger {
         amount_micros: i64,
         hold_id: &str,
     ) -> Result<Hold, PaymentError> {
-        const AUTH: &str = "SELECT secret_sha256, secret_required, status, expires_at, \
-             deposit - used - held AS balance FROM channels WHERE id = $1";
         const RESERVE: &str = "UPDATE channels SET held = held + $2 \
              WHERE id = $1 AND status = 'open' AND expires_at > $3 \
              AND deposit - used - held >= $2 RETURNING 1";
@@ -178,21 +182,8 @@ impl Ledger {
             });
         }
         check_hold_id(hold_id)?;
-        let not_found = || PaymentError::ChannelNotFound {
-            channel_id: channel_id.to_owned(),
-        };
-        if !is_lookup_key(channel_id, MAX_CHANNEL_ID_CHARS) {
-            return Err(not_found());
-        }
-
         // Read-only checks first, outside the write slot: refusals never queue for it.
-        let auth: Option<RawAuth> = on_pool!(&self.store, |pool| {
-            sqlx::query_as(AUTH)
-                .bind(channel_id)
-                .fetch_optional(pool)
-                .await?
-        });
-        let auth = auth.ok_or_else(not_found)?;
+        let auth = self.channel_auth(channel_id).await?;
         check_secret(&auth, secret)?;
         let now = now_ms();
         if auth.status == ChannelStatus::Closed.as_str() {
