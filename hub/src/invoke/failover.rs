@@ -289,11 +289,6 @@ impl Run<'_> {
             rail,
             credential: paid_with.is_some(),
             signed,
-            hub_can_pay: invoker.pay.has_credential(&offer.peer_url)
-                || invoker
-                    .rails
-                    .signs(Rail::HubPays, false, &offer.peer_url, target_url),
-            demo_channels: invoker.pay.opens_demo_channels(),
         };
         Tried::Done(
             settle(

@@ -66,21 +66,35 @@ pub(super) enum Funding {
 /// Runs steps 1–9 and renders the outcome. Every 402 (the provider's, relayed, or this
 /// hub's own) leaves with this hub's payment option in its headers.
 pub(super) async fn run(state: &AppState, call: &InvokeCall) -> InvokeResult {
-    let mut hub_payment = None;
-    let mut result = match run_inner(state, call, &mut hub_payment).await {
+    // The routed offer; the option itself is only built for the 402s that carry it, so a
+    // call that succeeds allocates none of it.
+    let mut routed = None;
+    let mut result = match run_inner(state, call, &mut routed).await {
         Ok(result) => result,
         Err(e) => InvokeResult::from_error(e),
     };
-    if let Some(option) = &hub_payment {
-        option.attach(&mut result);
+    if result.status == 402
+        && let Some(offer) = &routed
+    {
+        hub_option(state, offer).attach(&mut result);
     }
     result
+}
+
+/// This hub's payment option for a call routed to `offer`.
+fn hub_option(state: &AppState, offer: &Offer) -> HubPaymentOption {
+    HubPaymentOption::for_offer(
+        &state.invoker,
+        &state.public_url,
+        state.ledger.payments_available(),
+        offer,
+    )
 }
 
 async fn run_inner(
     state: &AppState,
     call: &InvokeCall,
-    hub_payment: &mut Option<HubPaymentOption>,
+    routed: &mut Option<std::sync::Arc<Offer>>,
 ) -> Result<InvokeResult, InvokeError> {
     let started = Instant::now();
     let invoker = &state.invoker;
@@ -140,12 +154,7 @@ async fn run_inner(
         .route(call, providers, |o| known_target_url(invoker, o))
         .await?;
     let offer = &providers[0];
-    let option = hub_payment.insert(HubPaymentOption::for_offer(
-        invoker,
-        &state.public_url,
-        state.ledger.payments_available(),
-        offer,
-    ));
+    *routed = Some(offer.clone());
 
     // 2. Validate the input.
     check_input(offer, &request.input)?;
@@ -196,7 +205,7 @@ async fn run_inner(
                     &hold_id,
                 )
                 .await
-                .map_err(|e| InvokeError::channel_refused(e, option))?;
+                .map_err(|e| InvokeError::channel_refused(e, &hub_option(state, offer)))?;
             Funding::Channel {
                 channel_id: channel_id.clone(),
                 hold_id,
@@ -382,11 +391,6 @@ pub(super) struct Sent {
     pub credential: bool,
     /// The hub's `aimarket-hub-request/v1` signature was sent.
     pub signed: bool,
-    /// This hub could pay the provider for the call (a credential, or its admission
-    /// signature), were the buyer to pay the hub.
-    pub hub_can_pay: bool,
-    /// This hub may open demo channels at providers that take channels.
-    pub demo_channels: bool,
 }
 
 impl Sent {
@@ -464,7 +468,14 @@ pub(super) async fn settle(
             }
             // The buyer has not paid the provider (yet): its challenge goes back verbatim.
             release_hold().await;
-            let ways = relay::payment_ways(&upstream, sent.hub_can_pay, sent.demo_channels);
+            // Could this hub pay the provider, were the buyer to pay the hub: a credential,
+            // or a provider it signs for (demo channels only where the challenge offers one).
+            let hub_can_pay = invoker.pay.has_credential(&offer.peer_url)
+                || invoker
+                    .rails
+                    .signs(Rail::HubPays, false, &offer.peer_url, &offer.peer_url);
+            let ways =
+                relay::payment_ways(&upstream, hub_can_pay, invoker.pay.opens_demo_channels());
             Ok(Settled::unbilled(relay::payment_required(
                 upstream,
                 invoker.routing_fee_bps,

@@ -158,6 +158,9 @@ impl SellsFor {
     /// Whether `url` (a peer or invoke URL) falls under one of the prefixes: same scheme,
     /// host and port, and a path equal to the prefix's or below it.
     pub fn covers(&self, url: &str) -> bool {
+        if self.0.is_empty() {
+            return false;
+        }
         let Ok(url) = aimarket_protocol::signing::normalize_url(url) else {
             return false;
         };
