@@ -22,10 +22,12 @@
 //! §7.1) but refuses a wrong one. Closing needs no secret: the refund can only go back to the
 //! depositor.
 
+pub mod chain;
 mod channels;
 mod error;
 mod holds;
 mod idempotency;
+pub mod payer_proof;
 mod records;
 pub mod verifier;
 pub mod verify;
