@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod chain_deposits;
 mod channels;
 mod clients;
 mod crawl;

@@ -133,7 +133,7 @@ impl PayerProof {
             Ok(signer) if signer == self.payer => Ok(()),
             Ok(signer) => Err(PaymentError::PayerProofInvalid {
                 reason: format!(
-                    "the signature recovers to {signer}, not to payer {}",
+                    "the signature recovers to {signer:#x}, not to payer {:#x}",
                     self.payer
                 ),
             }),

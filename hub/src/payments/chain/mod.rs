@@ -35,6 +35,22 @@ alloy_sol_types::sol! {
     }
 }
 
+/// Calldata of ERC-20 `transfer(to, value)`, `value` in token base units.
+pub fn transfer_calldata(to: alloy_primitives::Address, value: u64) -> Vec<u8> {
+    use alloy_sol_types::SolCall;
+    transferCall {
+        to,
+        value: alloy_primitives::U256::from(value),
+    }
+    .abi_encode()
+}
+
+/// Calldata of ERC-20 `balanceOf(owner)`.
+pub fn balance_of_calldata(owner: alloy_primitives::Address) -> Vec<u8> {
+    use alloy_sol_types::SolCall;
+    balanceOfCall { owner }.abi_encode()
+}
+
 /// `0x`-prefixed lower-case hex of the `Transfer` event topic.
 pub fn transfer_topic() -> String {
     use alloy_sol_types::SolEvent;
