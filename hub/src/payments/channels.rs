@@ -382,6 +382,16 @@ impl Ledger {
         Ok(channel)
     }
 
+    /// The settlement of a closed channel, with its on-chain refund sent (or resumed) when
+    /// the hub has a wallet and the deposit a proven payer.
+    async fn settle_on_chain(&self, channel: Channel) -> Result<Settlement, PaymentError> {
+        let mut settlement = channel.settlement();
+        if let Some(tx_hash) = self.refund_on_chain(&channel).await? {
+            settlement.settle_tx_hash = Some(tx_hash);
+        }
+        Ok(settlement)
+    }
+
     async fn insert_channel(&self, c: &Channel) -> Result<(), PaymentError> {
         const SQL: &str = "INSERT INTO channels (id, secret_sha256, secret_required, deposit, \
              token, chain, tx_hash, verifier, status, created_at, expires_at, payer) \
@@ -482,11 +492,12 @@ impl Ledger {
                 refund_micros = channel.refund_micros(),
                 "payment channel closed"
             );
-            return Ok(channel.settlement());
+            return self.settle_on_chain(channel).await;
         }
         let channel = self.get_channel(id).await?;
         if channel.status == ChannelStatus::Closed {
-            return Ok(channel.settlement());
+            // A retried close resumes the refund (same recorded transaction, never a second).
+            return self.settle_on_chain(channel).await;
         }
         let holds: i64 = on_pool!(&self.store, |pool| {
             sqlx::query_scalar(HELD).bind(id).fetch_one(pool).await?

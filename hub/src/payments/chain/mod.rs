@@ -4,9 +4,11 @@
 
 pub mod key;
 pub mod rpc;
+pub mod wallet;
 
 pub use key::{WalletKey, signature_hex};
 pub use rpc::JsonRpc;
+pub use wallet::{GasPolicy, HubWallet, SendState, SignedSend};
 
 alloy_sol_types::sol! {
     /// ERC-20 `Transfer`; its topic is keccak-256 of `Transfer(address,address,uint256)`.
