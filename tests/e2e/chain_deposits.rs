@@ -2,10 +2,8 @@
 //! (`tests/chain/TestUSDC.sol`): the verdicts an operator with real USDC would see, and the
 //! payer proof that keeps anyone else from claiming a deposit seen on-chain.
 
-use aimarket_e2e::chain::{CHAIN_ID, Chain, dev_account};
+use aimarket_e2e::chain::{CHAIN_ID, Chain, dev_account, open_body};
 use aimarket_e2e::{TestHub, assert_protocol_error};
-use aimarket_hub::payments::chain::{WalletKey, signature_hex};
-use aimarket_hub::payments::payer_proof::{amount_cents, message};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -20,6 +18,11 @@ const HUB: usize = 3;
 /// A chain with the token deployed and 100 tokens each for the payer and the stranger, and a
 /// hub verifying deposits to its address with `confirmations`.
 async fn setup(confirmations: u64) -> Option<(Chain, String, TestHub)> {
+    setup_with(confirmations, false).await
+}
+
+/// [`setup`], with the hub's wallet (the key of its address) when `wallet`.
+async fn setup_with(confirmations: u64, wallet: bool) -> Option<(Chain, String, TestHub)> {
     let chain = Chain::start().await?;
     let token = chain.deploy_token().await;
     for who in [PAYER, STRANGER] {
@@ -32,17 +35,13 @@ async fn setup(confirmations: u64) -> Option<(Chain, String, TestHub)> {
             s.payments.recipient = Some(hub_address.parse().unwrap());
             s.payments.token_contract = Some(token_address.parse().unwrap());
             s.payments.evm_confirmations = confirmations;
+            if wallet {
+                s.payments.wallet_key = Some(aimarket_e2e::chain::DEV_KEYS[HUB].parse().unwrap());
+            }
         })
         .start()
         .await;
     Some((chain, token, hub))
-}
-
-/// An open body for `tx` of `usd`, with `signer`'s proof naming `payer`.
-fn open_body(tx: &str, usd: f64, payer: &str, signer: &WalletKey) -> Value {
-    let text = message("base", tx, payer, amount_cents(usd).unwrap());
-    let signature = signature_hex(&signer.sign_message(text.as_bytes()).unwrap());
-    json!({"deposit_usd": usd, "tx_hash": tx, "payer": payer, "payer_signature": signature})
 }
 
 #[track_caller]
@@ -250,4 +249,54 @@ async fn confirmations_are_awaited_and_a_reorg_takes_the_deposit_away() {
         "not found",
     );
     assert_eq!(chain.balance(&token, &hub_address).await, 1_000_000);
+}
+
+#[tokio::test]
+async fn close_refunds_the_unused_deposit_on_chain_exactly_once() {
+    let Some((chain, token, hub)) = setup_with(0, true).await else {
+        return;
+    };
+    let (key, payer) = dev_account(PAYER);
+    let hub_address = dev_account(HUB).1;
+    let tx = chain
+        .transfer(&token, &payer, &hub_address, 3_000_000, false)
+        .await;
+    let (status, body) = hub.post(OPEN, &open_body(&tx, 3.0, &payer, &key)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let id = body["channel_id"].as_str().unwrap().to_owned();
+    let secret = body["channel_secret"].as_str().unwrap().to_owned();
+    // 1.25 tokens are captured (a paid call), 1.75 go back.
+    let ledger = &hub.state.ledger;
+    ledger
+        .hold(&id, Some(&secret), 1_250_000, "call-1")
+        .await
+        .unwrap();
+    let receipt = json!({"nonce": "call-1", "price_usd": 1.25, "channel_id": id});
+    ledger.capture("call-1", &receipt).await.unwrap();
+
+    let before = chain.balance(&token, &payer).await;
+    let (status, closed) = hub
+        .post("/ai-market/v2/channel/close", &json!({"channel_id": id}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{closed}");
+    assert_eq!(closed["refund_usd"], 1.75);
+    let settle = closed["settle_tx_hash"]
+        .as_str()
+        .expect("a refund transaction")
+        .to_owned();
+    let mined = chain.mined(&settle).await;
+    assert_eq!(mined["status"], "0x1", "{mined}");
+    assert_eq!(chain.balance(&token, &payer).await, before + 1_750_000);
+    // Ledger: deposit − captured = what went back.
+    assert_eq!(chain.balance(&token, &hub_address).await, 1_250_000);
+
+    // A retried close answers the same transaction and pays nothing more.
+    for _ in 0..3 {
+        let (status, again) = hub
+            .post("/ai-market/channel/close", &json!({"channel_id": id}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{again}");
+        assert_eq!(again["settle_tx_hash"], settle.as_str());
+    }
+    assert_eq!(chain.balance(&token, &payer).await, before + 1_750_000);
 }

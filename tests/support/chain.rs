@@ -7,6 +7,9 @@
 //!
 //! Accounts are anvil's well-known dev accounts (unlocked on the node, keys public), so the
 //! tests send transactions with `eth_sendTransaction` and sign proofs with the keys.
+//!
+//! The hub's binary tests (`hub/tests/it`) include this file too (`#[path]`), for the kill -9
+//! test around channel close.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -70,18 +73,29 @@ fn tools_missing() -> bool {
     true
 }
 
+/// The workspace root: the first ancestor of the compiling crate holding the token source
+/// (this file is also compiled into the hub's binary tests, from another crate folder).
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .take(3)
+        .find(|dir| dir.join("tests/chain/TestUSDC.sol").is_file())
+        .expect("tests/chain/TestUSDC.sol above the crate")
+        .to_path_buf()
+}
+
 /// The workspace's `target/` (or `CARGO_TARGET_DIR`).
 fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+        .unwrap_or_else(|| workspace_root().join("target"))
 }
 
 /// Compiles the test token once per source version (cached under `target/chain-artifacts/`)
 /// and returns its creation bytecode as hex.
 pub fn token_bytecode() -> String {
     use std::hash::{Hash, Hasher};
-    let source_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("chain");
+    let source_dir = workspace_root().join("tests/chain");
     let source = std::fs::read_to_string(source_dir.join("TestUSDC.sol")).expect("token source");
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     source.hash(&mut hasher);
@@ -326,6 +340,15 @@ fn address_bytes(address: &str) -> Vec<u8> {
         .step_by(2)
         .map(|i| u8::from_str_radix(&digits[i..i + 2], 16).expect("hex address"))
         .collect()
+}
+
+/// An open body for `tx` of `usd` by `payer`, with the payer proof signed by `signer`.
+pub fn open_body(tx: &str, usd: f64, payer: &str, signer: &WalletKey) -> Value {
+    use aimarket_hub::payments::chain::signature_hex;
+    use aimarket_hub::payments::payer_proof::{amount_cents, message};
+    let text = message("base", tx, payer, amount_cents(usd).expect("an amount"));
+    let signature = signature_hex(&signer.sign_message(text.as_bytes()).expect("a signature"));
+    json!({"deposit_usd": usd, "tx_hash": tx, "payer": payer, "payer_signature": signature})
 }
 
 /// Lower-case hex without `0x`.

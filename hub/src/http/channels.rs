@@ -157,6 +157,8 @@ fn settlement_answer(s: &Settlement) -> Value {
         "used_usd": used,
         "refund_usd": refund,
         "invocations": s.invocations,
+        // The on-chain refund (hub wallet) or the hash the closer named.
+        "settle_tx_hash": s.settle_tx_hash,
         "status": "closed",
         "protocol_version": "v2",
     })
