@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod chain_deposits;
+mod chain_x402;
 mod channels;
 mod clients;
 mod crawl;

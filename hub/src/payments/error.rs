@@ -72,6 +72,13 @@ pub enum PaymentError {
         /// Who sent the deposit, in words.
         reason: String,
     },
+    /// An x402 payment to this hub that does not pay (signature, amount, recipient, window,
+    /// a used nonce).
+    #[error("x402 payment refused: {reason}")]
+    X402Rejected {
+        /// What the check found.
+        reason: String,
+    },
     /// The verifier's backend (the JSON-RPC node) could not be asked.
     #[error("deposit verifier unavailable: {reason}")]
     VerifierUnavailable {
@@ -185,6 +192,7 @@ impl PaymentError {
             Self::PayerProofRequired => "payer_proof_required",
             Self::PayerProofInvalid { .. } => "payer_proof_invalid",
             Self::NotPayer { .. } => "not_payer",
+            Self::X402Rejected { .. } => "payment_invalid",
             Self::VerifierUnavailable { .. } => "payment_verifier_unavailable",
             Self::TxAlreadyUsed { .. } => "tx_already_used",
             Self::ChannelNotFound { .. } => "channel_not_found",

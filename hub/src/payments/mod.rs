@@ -32,6 +32,7 @@ mod records;
 pub mod refunds;
 pub mod verifier;
 pub mod verify;
+pub mod x402;
 
 #[cfg(test)]
 mod tests;

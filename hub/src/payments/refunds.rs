@@ -69,6 +69,11 @@ impl From<SendRow> for SignedSend {
 }
 
 impl Ledger {
+    /// Whether a send `id` is recorded.
+    pub(crate) async fn has_send(&self, id: &str) -> Result<bool, PaymentError> {
+        Ok(self.find_send(id).await?.is_some())
+    }
+
     /// The stored send `id`, if any.
     async fn find_send(&self, id: &str) -> Result<Option<SignedSend>, PaymentError> {
         const SQL: &str = "SELECT tx_hash, nonce, raw_tx FROM chain_sends WHERE id = $1";

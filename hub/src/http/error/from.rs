@@ -202,6 +202,9 @@ impl From<PaymentError> for ApiError {
                 Self::new(K::Forbidden, code::PAYER_PROOF_INVALID, detail)
             }
             PaymentError::NotPayer { .. } => Self::new(K::Forbidden, code::NOT_PAYER, detail),
+            PaymentError::X402Rejected { .. } => {
+                Self::new(K::PaymentRequired, code::PAYMENT_INVALID, detail)
+            }
             PaymentError::VerifierUnavailable { .. } => {
                 Self::new(K::Unavailable, code::PAYMENT_VERIFIER_UNAVAILABLE, detail)
                     .with_retry_after(5)

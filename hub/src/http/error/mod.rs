@@ -95,6 +95,8 @@ pub mod code {
     pub const PAYER_PROOF_INVALID: &str = "payer_proof_invalid";
     /// A channel open by someone other than the deposit's sender (403).
     pub const NOT_PAYER: &str = "not_payer";
+    /// An x402 payment to the hub that does not pay (402).
+    pub const PAYMENT_INVALID: &str = "payment_invalid";
     /// The transaction already funded a channel.
     pub const TX_ALREADY_USED: &str = "tx_already_used";
     /// No payment channel with this id.
