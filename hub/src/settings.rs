@@ -505,6 +505,24 @@ const ENV_BINDINGS: &[EnvBinding] = &[
         },
     },
     EnvBinding {
+        env: "AIMARKET_PAYMENT_TOKEN_NAME",
+        setting: "payments.token_name",
+        shown: str::to_owned,
+        apply: |s, v| {
+            s.payments.token_name = v.trim().to_owned();
+            Ok(())
+        },
+    },
+    EnvBinding {
+        env: "AIMARKET_PAYMENT_TOKEN_VERSION",
+        setting: "payments.token_version",
+        shown: str::to_owned,
+        apply: |s, v| {
+            s.payments.token_version = v.trim().to_owned();
+            Ok(())
+        },
+    },
+    EnvBinding {
         env: "AIMARKET_EVM_CONFIRMATIONS",
         setting: "payments.evm_confirmations",
         shown: str::to_owned,

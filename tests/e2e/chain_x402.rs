@@ -39,6 +39,8 @@ async fn setup() -> Option<(Chain, String, TestHub, TokenDomain)> {
         chain_id: CHAIN_ID,
         token: token.parse().unwrap(),
     };
+    // The settings' defaults are USDC's domain, which the test token copies.
+    assert_eq!(hub.state.ledger.payout().unwrap().domain(), &domain);
     Some((chain, token, hub, domain))
 }
 

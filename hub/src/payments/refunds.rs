@@ -27,17 +27,30 @@ pub const REFUND_WAIT: Duration = Duration::from_secs(30);
 pub struct Payout {
     wallet: HubWallet,
     token: Address,
+    domain: super::x402::TokenDomain,
     nonce_lock: tokio::sync::Mutex<()>,
 }
 
 impl Payout {
-    /// Pays in `token` from `wallet`.
-    pub fn new(wallet: HubWallet, token: Address) -> Arc<Self> {
+    /// Pays in `token` (EIP-712 domain `name`/`version`) from `wallet`.
+    pub fn new(wallet: HubWallet, token: Address, name: &str, version: &str) -> Arc<Self> {
+        let domain = super::x402::TokenDomain {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            chain_id: wallet.chain_id(),
+            token,
+        };
         Arc::new(Self {
             wallet,
             token,
+            domain,
             nonce_lock: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// The token's EIP-712 domain (x402 authorizations).
+    pub fn domain(&self) -> &super::x402::TokenDomain {
+        &self.domain
     }
 
     /// The wallet.
@@ -282,5 +295,10 @@ pub async fn payout_from_settings(
     };
     let wallet = HubWallet::new(key, rpc, chain_id, gas);
     tracing::info!(address = %wallet.address(), chain_id, "hub wallet ready");
-    Ok(Some(Payout::new(wallet, token)))
+    Ok(Some(Payout::new(
+        wallet,
+        token,
+        &p.token_name,
+        &p.token_version,
+    )))
 }

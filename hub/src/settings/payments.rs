@@ -11,6 +11,8 @@
 //! | `wallet_key`            | `AIMARKET_WALLET_KEY`             | none    |
 //! | `evm_chain_id`          | `AIMARKET_EVM_CHAIN_ID`           | asked of the node |
 //! | `evm_max_fee_gwei`      | `AIMARKET_EVM_MAX_FEE_GWEI`       | 100     |
+//! | `token_name`            | `AIMARKET_PAYMENT_TOKEN_NAME`     | `USD Coin` |
+//! | `token_version`         | `AIMARKET_PAYMENT_TOKEN_VERSION`  | `2`     |
 //!
 //! The EVM deposit verifier is on when the first three are set (all or none). The RPC URL
 //! often embeds a provider API key, so it is never printed in full. The hub's wallet (a
@@ -56,6 +58,11 @@ pub struct PaymentSettings {
     pub evm_chain_id: Option<u64>,
     /// Highest `maxFeePerGas` the wallet signs, gwei (`AIMARKET_EVM_MAX_FEE_GWEI`).
     pub evm_max_fee_gwei: u64,
+    /// The token's EIP-712 domain name, for x402 authorizations (`AIMARKET_PAYMENT_TOKEN_NAME`;
+    /// USDC: `USD Coin` on mainnets, `USDC` on some testnets).
+    pub token_name: String,
+    /// The token's EIP-712 domain version (`AIMARKET_PAYMENT_TOKEN_VERSION`; USDC: `2`).
+    pub token_version: String,
 }
 
 /// Default fee cap, gwei.
@@ -73,6 +80,8 @@ impl Default for PaymentSettings {
             wallet_key: None,
             evm_chain_id: None,
             evm_max_fee_gwei: DEFAULT_MAX_FEE_GWEI,
+            token_name: "USD Coin".to_owned(),
+            token_version: "2".to_owned(),
         }
     }
 }
