@@ -478,6 +478,60 @@ const ENV_BINDINGS: &[EnvBinding] = &[
         },
     },
     EnvBinding {
+        env: "AIMARKET_WALLET_KEY_PATH",
+        setting: "payments.wallet_key_path",
+        shown: str::to_owned,
+        apply: |s, v| {
+            s.payments.wallet_key_path = Some(PathBuf::from(v));
+            Ok(())
+        },
+    },
+    EnvBinding {
+        env: "AIMARKET_WALLET_KEY",
+        setting: "payments.wallet_key",
+        shown: redact,
+        apply: |s, v| {
+            s.payments.wallet_key = Some(v.parse()?);
+            Ok(())
+        },
+    },
+    EnvBinding {
+        env: "AIMARKET_EVM_CHAIN_ID",
+        setting: "payments.evm_chain_id",
+        shown: str::to_owned,
+        apply: |s, v| {
+            s.payments.evm_chain_id = Some(parse(v)?);
+            Ok(())
+        },
+    },
+    EnvBinding {
+        env: "AIMARKET_EVM_MAX_FEE_GWEI",
+        setting: "payments.evm_max_fee_gwei",
+        shown: str::to_owned,
+        apply: |s, v| {
+            s.payments.evm_max_fee_gwei = parse(v)?;
+            Ok(())
+        },
+    },
+    EnvBinding {
+        env: "AIMARKET_PAYMENT_TOKEN_NAME",
+        setting: "payments.token_name",
+        shown: str::to_owned,
+        apply: |s, v| {
+            s.payments.token_name = v.trim().to_owned();
+            Ok(())
+        },
+    },
+    EnvBinding {
+        env: "AIMARKET_PAYMENT_TOKEN_VERSION",
+        setting: "payments.token_version",
+        shown: str::to_owned,
+        apply: |s, v| {
+            s.payments.token_version = v.trim().to_owned();
+            Ok(())
+        },
+    },
+    EnvBinding {
         env: "AIMARKET_EVM_CONFIRMATIONS",
         setting: "payments.evm_confirmations",
         shown: str::to_owned,

@@ -225,8 +225,21 @@ impl Application {
         let shared = SharedState::connect(&settings, &store).await?;
         let crawl = CrawlContext::new(store.clone(), &settings, public_url.as_str())?;
         // Holds a killed previous run left open are released before anything is served.
-        let ledger = Ledger::from_settings(store.clone(), &settings)?;
+        let mut ledger = Ledger::from_settings(store.clone(), &settings)?;
         ledger.recover_on_startup().await?;
+        if let Some(payout) =
+            crate::payments::refunds::payout_from_settings(&settings.payments).await?
+        {
+            ledger = ledger.with_payout(payout);
+            // Refunds a killed previous run signed but may not have broadcast or recorded.
+            match ledger.reconcile_sends().await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(settled = n, "finished wallet sends of a previous run"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "reconciling the wallet's sends failed; retried every 30 s")
+                }
+            }
+        }
         if !ledger.payments_available() {
             tracing::info!("payment channels are off (no demo payments, no EVM verifier)");
         }

@@ -1,12 +1,9 @@
 //! Payment channel and receipt endpoints over HTTP, as the SDKs call them: open (v2 and v1),
-//! balance, close (both answer shapes), refusals, EVM deposits against a fake JSON-RPC node,
-//! stored receipts and receipt verification.
+//! balance, close (both answer shapes), refusals, stored receipts and receipt verification.
+//! On-chain deposits are tested against a real node in `chain_deposits.rs`.
 
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use actix_web::{App, HttpResponse, HttpServer, web};
 use aimarket_e2e::{TestHub, assert_protocol_error, wait_until};
 use aimarket_protocol::signing::{KeyPair, ReceiptVersion, sign_receipt};
 use reqwest::StatusCode;
@@ -254,134 +251,6 @@ async fn channels_work_the_same_on_postgres() {
     let (status, body) = hub.post(CLOSE, &json!({"channel_id": id})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["refund_usd"], 0.5);
-}
-
-/// Transaction hash → receipt, as the fake node knows them.
-type Receipts = Arc<Mutex<Vec<(String, Value)>>>;
-
-/// A JSON-RPC node on 127.0.0.1 that knows one receipt per transaction hash.
-struct Node {
-    url: String,
-    receipts: Receipts,
-    handle: actix_web::dev::ServerHandle,
-}
-
-/// `eth_getTransactionReceipt`: the known receipt, or `null`.
-async fn rpc(known: web::Data<Receipts>, call: web::Json<Value>) -> HttpResponse {
-    let hash = call["params"][0].as_str().unwrap_or_default();
-    let found = known
-        .lock()
-        .unwrap()
-        .iter()
-        .find(|(h, _)| h == hash)
-        .map(|(_, r)| r.clone());
-    HttpResponse::Ok().json(json!({"jsonrpc": "2.0", "id": call["id"], "result": found}))
-}
-
-impl Node {
-    async fn start() -> Self {
-        let receipts = Receipts::default();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let data = web::Data::new(receipts.clone());
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
-                .route("/", web::post().to(rpc))
-        })
-        .workers(1)
-        .disable_signals()
-        .listen(listener)
-        .unwrap()
-        .run();
-        let handle = server.handle();
-        tokio::spawn(server);
-        Self {
-            url: format!("http://127.0.0.1:{port}/"),
-            receipts,
-            handle,
-        }
-    }
-
-    /// Records that `hash` transferred `amount` base units of `token` to `to`.
-    fn transfer(&self, hash: &str, token: &str, to: &str, amount: u64) {
-        let topic = |a: &str| format!("0x{:0>64}", a.trim_start_matches("0x"));
-        let receipt = json!({"status": "0x1", "blockNumber": "0x10", "logs": [{
-            "address": token,
-            "topics": [
-                "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c2a11628f55a4df523b3ef",
-                topic("0x3333333333333333333333333333333333333333"),
-                topic(to),
-            ],
-            "data": format!("0x{amount:064x}"),
-        }]});
-        self.receipts
-            .lock()
-            .unwrap()
-            .push((hash.to_owned(), receipt));
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        drop(self.handle.stop(false));
-    }
-}
-
-#[tokio::test]
-async fn on_chain_deposits_are_verified_and_need_the_secret() {
-    const TOKEN: &str = "0x833589fcd6edb6e08f4c7c32d4f71b54bda02913";
-    const HUB: &str = "0x1111111111111111111111111111111111111111";
-    let node = Node::start().await;
-    let url = node.url.clone();
-    let hub = TestHub::builder()
-        .settings(|s| {
-            s.payments.evm_rpc_url = Some(url.parse().unwrap());
-            s.payments.recipient = Some(HUB.parse().unwrap());
-            s.payments.token_contract = Some(TOKEN.parse().unwrap());
-        })
-        .start()
-        .await;
-    let good = format!("0x{:064x}", 1);
-    let short = format!("0x{:064x}", 2);
-    node.transfer(&good, TOKEN, HUB, 2_000_000);
-    node.transfer(&short, TOKEN, HUB, 1_999_999);
-
-    let (status, body) = hub
-        .post(
-            OPEN,
-            &json!({"deposit_usd": 2, "tx_hash": good.to_uppercase().replace("0X", "0x")}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let (id, secret) = opened(&body, 2.0);
-    assert_eq!(body["channel"]["secret_required"], true);
-    let (status, answer) = hub
-        .post(OPEN, &json!({"deposit_usd": 1, "tx_hash": good}))
-        .await;
-    assert_eq!(status, StatusCode::CONFLICT);
-    assert_protocol_error(&answer, "tx_already_used");
-
-    for (tx, code) in [
-        (short.as_str(), "deposit_not_verified"),
-        (&*format!("0x{:064x}", 3), "deposit_not_verified"),
-    ] {
-        let (status, answer) = hub
-            .post(OPEN, &json!({"deposit_usd": 2, "tx_hash": tx}))
-            .await;
-        assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{answer}");
-        assert_protocol_error(&answer, code);
-        assert_eq!(answer["reason"], "deposit_not_verified");
-    }
-    let (status, answer) = hub.post(OPEN, &json!({"deposit_usd": 2})).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_protocol_error(&answer, "tx_hash_required");
-
-    // Real money: a debit without the secret is refused, with it accepted.
-    let ledger = &hub.state.ledger;
-    let missing = ledger.hold(&id, None, 1, "h1").await.unwrap_err();
-    assert_eq!(missing.reason(), Some("missing_channel_secret"));
-    ledger.hold(&id, Some(&secret), 1, "h2").await.unwrap();
 }
 
 #[tokio::test]

@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod chain_deposits;
+mod chain_x402;
 mod channels;
 mod clients;
 mod crawl;

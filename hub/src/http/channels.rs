@@ -1,7 +1,7 @@
 //! Payment channel endpoints (spec §6, CLIENTS.md §0 items 4, 6, 7):
 //!
 //! - `POST /ai-market/v2/channel/open` (v1 alias `/ai-market/channel/open`)
-//!   `{deposit_usd, tx_hash?, token?, chain?}` → the channel, both enveloped (`channel`) and
+//!   `{deposit_usd, tx_hash?, token?, chain?, payer?, payer_signature?}` → the channel, both enveloped (`channel`) and
 //!   flat, because SDKs read either; `channel_secret` appears only here.
 //! - `GET /ai-market/v2/channel/{id}` → the channel without its secret, with `balance_usd`,
 //!   `used_usd`, `invocations`, `status` (`open`, `expired`, `closed`).
@@ -48,6 +48,11 @@ struct OpenBody {
     token: Option<String>,
     #[serde(default)]
     chain: Option<String>,
+    /// Payer proof (`AIMarket-Payer-Proof/v1`): the paying wallet and its signature.
+    #[serde(default)]
+    payer: Option<String>,
+    #[serde(default)]
+    payer_signature: Option<String>,
 }
 
 /// Body of channel close.
@@ -83,6 +88,7 @@ fn channel_fields(c: &Channel) -> Map<String, Value> {
         ("created_at", json!(iso(c.created_at))),
         ("expires_at", json!(iso(c.expires_at))),
         ("tx_hash", json!(c.tx_hash)),
+        ("payer", json!(c.payer)),
         ("secret_required", json!(c.secret_required)),
     ] {
         fields.insert(key.to_owned(), value);
@@ -114,6 +120,8 @@ async fn open(
             tx_hash: body.tx_hash,
             token: body.token,
             chain: body.chain,
+            payer: body.payer,
+            payer_signature: body.payer_signature,
         })
         .await?;
     let mut fields = channel_fields(&channel);
@@ -149,6 +157,8 @@ fn settlement_answer(s: &Settlement) -> Value {
         "used_usd": used,
         "refund_usd": refund,
         "invocations": s.invocations,
+        // The on-chain refund (hub wallet) or the hash the closer named.
+        "settle_tx_hash": s.settle_tx_hash,
         "status": "closed",
         "protocol_version": "v2",
     })

@@ -4,6 +4,7 @@ use std::fmt;
 
 use sha2::{Digest, Sha256};
 
+use super::payer_proof::PayerProof;
 use super::verifier::DepositClaim;
 use super::{
     Ledger, MAX_DEPOSIT_USD, PaymentError, duration_ms, error::is_unique_violation, is_lookup_key,
@@ -34,6 +35,11 @@ pub struct OpenChannel {
     pub token: Option<String>,
     /// Chain label (default [`DEFAULT_CHAIN`]).
     pub chain: Option<String>,
+    /// The paying wallet (`0x…`), with `payer_signature` the payer proof; required for
+    /// on-chain deposits.
+    pub payer: Option<String>,
+    /// EIP-191 signature of the `AIMarket-Payer-Proof/v1` message by `payer`.
+    pub payer_signature: Option<String>,
 }
 
 /// The debit secret of a channel, shown once at open. `Debug` never prints it.
@@ -106,6 +112,8 @@ pub struct Channel {
     pub chain: String,
     /// The funding transaction (normalised), if any.
     pub tx_hash: Option<String>,
+    /// The proven sender of an on-chain deposit (`0x…` lower-case): where refunds go.
+    pub payer: Option<String>,
     /// Which verifier accepted the deposit (`demo` or `evm`).
     pub verifier: String,
     /// Whether debits must present the channel secret (on-chain deposits).
@@ -181,7 +189,7 @@ pub struct Settlement {
 /// The columns [`RawChannel`] decodes, for `SELECT`/`RETURNING` lists.
 macro_rules! channel_columns {
     () => {
-        "id, deposit, used, held, invocations, token, chain, tx_hash, verifier, \
+        "id, deposit, used, held, invocations, token, chain, tx_hash, payer, verifier, \
          secret_required, status, created_at, expires_at, closed_at, settle_tx_hash"
     };
 }
@@ -196,6 +204,7 @@ pub(super) struct RawChannel {
     token: String,
     chain: String,
     tx_hash: Option<String>,
+    payer: Option<String>,
     verifier: String,
     secret_required: bool,
     status: String,
@@ -218,6 +227,7 @@ impl TryFrom<RawChannel> for Channel {
             token: r.token,
             chain: r.chain,
             tx_hash: r.tx_hash,
+            payer: r.payer,
             verifier: r.verifier,
             secret_required: r.secret_required,
             created_at: r.created_at,
@@ -280,10 +290,15 @@ pub(super) fn normalize_tx_hash(
         )));
     }
     let is_hex = hash.len() > 2
-        && hash[..2].eq_ignore_ascii_case("0x")
-        && hash[2..].bytes().all(|b| b.is_ascii_hexdigit());
+        && hash.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("0x"))
+        && hash.bytes().skip(2).all(|b| b.is_ascii_hexdigit());
+    // A bare 32-byte hex hash is the same transaction as its 0x spelling (the payer proof's
+    // canonical `tx` adds the prefix too), so it must hit the same UNIQUE row.
+    let bare_hash = hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit());
     Ok(Some(if is_hex {
         hash.to_ascii_lowercase()
+    } else if bare_hash {
+        format!("0x{}", hash.to_ascii_lowercase())
     } else {
         hash.to_owned()
     }))
@@ -324,8 +339,12 @@ impl Ledger {
                 });
             }
         }
+        let payer_proof =
+            PayerProof::parse(request.payer.as_deref(), request.payer_signature.as_deref())?;
         let claim = DepositClaim {
             deposit_micros: deposit,
+            deposit_usd: request.deposit_usd,
+            payer_proof,
             tx_hash: tx_hash.clone(),
             token: token.clone(),
             chain: chain.clone(),
@@ -343,6 +362,7 @@ impl Ledger {
             token,
             chain,
             tx_hash,
+            payer: verified.payer,
             verifier: verified.verifier.to_owned(),
             secret_required: verified.secret_required,
             status: ChannelStatus::Open,
@@ -362,10 +382,20 @@ impl Ledger {
         Ok(channel)
     }
 
+    /// The settlement of a closed channel, with its on-chain refund sent (or resumed) when
+    /// the hub has a wallet and the deposit a proven payer.
+    async fn settle_on_chain(&self, channel: Channel) -> Result<Settlement, PaymentError> {
+        let mut settlement = channel.settlement();
+        if let Some(tx_hash) = self.refund_on_chain(&channel).await? {
+            settlement.settle_tx_hash = Some(tx_hash);
+        }
+        Ok(settlement)
+    }
+
     async fn insert_channel(&self, c: &Channel) -> Result<(), PaymentError> {
         const SQL: &str = "INSERT INTO channels (id, secret_sha256, secret_required, deposit, \
-             token, chain, tx_hash, verifier, status, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'open', $9, $10)";
+             token, chain, tx_hash, verifier, status, created_at, expires_at, payer) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'open', $9, $10, $11)";
         let digest = hex::encode(secret_digest(
             c.secret
                 .as_ref()
@@ -384,6 +414,7 @@ impl Ledger {
                 .bind(&c.verifier)
                 .bind(c.created_at)
                 .bind(c.expires_at)
+                .bind(&c.payer)
                 .execute(pool)
                 .await
                 .map(|_| ())
@@ -461,11 +492,12 @@ impl Ledger {
                 refund_micros = channel.refund_micros(),
                 "payment channel closed"
             );
-            return Ok(channel.settlement());
+            return self.settle_on_chain(channel).await;
         }
         let channel = self.get_channel(id).await?;
         if channel.status == ChannelStatus::Closed {
-            return Ok(channel.settlement());
+            // A retried close resumes the refund (same recorded transaction, never a second).
+            return self.settle_on_chain(channel).await;
         }
         let holds: i64 = on_pool!(&self.store, |pool| {
             sqlx::query_scalar(HELD).bind(id).fetch_one(pool).await?

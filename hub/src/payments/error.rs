@@ -53,6 +53,32 @@ pub enum PaymentError {
         /// What the verifier found.
         reason: String,
     },
+    /// An on-chain deposit came without the payer proof (`payer`, `payer_signature`).
+    #[error(
+        "payer proof required: sign the AIMarket-Payer-Proof/v1 message for this deposit with \
+         the paying wallet (personal_sign) and send payer and payer_signature"
+    )]
+    PayerProofRequired,
+    /// The payer proof's signature does not recover to the named payer.
+    #[error("payer proof invalid: {reason}")]
+    PayerProofInvalid {
+        /// What the check found.
+        reason: String,
+    },
+    /// The deposit was sent by another wallet than the proven payer: only the sender may open
+    /// a channel with it (and the deposit stays unused for its owner).
+    #[error("not the payer: {reason}")]
+    NotPayer {
+        /// Who sent the deposit, in words.
+        reason: String,
+    },
+    /// An x402 payment to this hub that does not pay (signature, amount, recipient, window,
+    /// a used nonce).
+    #[error("x402 payment refused: {reason}")]
+    X402Rejected {
+        /// What the check found.
+        reason: String,
+    },
     /// The verifier's backend (the JSON-RPC node) could not be asked.
     #[error("deposit verifier unavailable: {reason}")]
     VerifierUnavailable {
@@ -163,6 +189,10 @@ impl PaymentError {
             Self::TxHashRequired => "tx_hash_required",
             Self::PaymentsUnavailable => "payments_unavailable",
             Self::DepositRejected { .. } => "deposit_not_verified",
+            Self::PayerProofRequired => "payer_proof_required",
+            Self::PayerProofInvalid { .. } => "payer_proof_invalid",
+            Self::NotPayer { .. } => "not_payer",
+            Self::X402Rejected { .. } => "payment_invalid",
             Self::VerifierUnavailable { .. } => "payment_verifier_unavailable",
             Self::TxAlreadyUsed { .. } => "tx_already_used",
             Self::ChannelNotFound { .. } => "channel_not_found",

@@ -22,13 +22,17 @@
 //! §7.1) but refuses a wrong one. Closing needs no secret: the refund can only go back to the
 //! depositor.
 
+pub mod chain;
 mod channels;
 mod error;
 mod holds;
 mod idempotency;
+pub mod payer_proof;
 mod records;
+pub mod refunds;
 pub mod verifier;
 pub mod verify;
+pub mod x402;
 
 #[cfg(test)]
 mod tests;
@@ -129,6 +133,8 @@ pub struct Ledger {
     config: LedgerConfig,
     /// Where each stored invocation record is announced (live stats).
     live: crate::stats::LiveFeed,
+    /// The hub's wallet, when configured: refunds on close, x402 settlement.
+    payout: Option<Arc<refunds::Payout>>,
 }
 
 impl Ledger {
@@ -139,7 +145,19 @@ impl Ledger {
             verifiers: Arc::new(verifiers),
             config,
             live: crate::stats::LiveFeed::default(),
+            payout: None,
         }
+    }
+
+    /// This ledger paying refunds (and x402 settlements) from `payout`.
+    pub fn with_payout(mut self, payout: Arc<refunds::Payout>) -> Self {
+        self.payout = Some(payout);
+        self
+    }
+
+    /// The hub's wallet and token, when configured.
+    pub fn payout(&self) -> Option<&Arc<refunds::Payout>> {
+        self.payout.as_ref()
     }
 
     /// A ledger configured from the hub settings (demo switch, EVM verifier, TTLs).
@@ -187,6 +205,9 @@ impl Ledger {
                     // The hub is shutting down and closed its pools.
                     Err(PaymentError::Database(sqlx::Error::PoolClosed)) => break,
                     Err(e) => tracing::error!(error = %e, "releasing abandoned holds failed"),
+                }
+                if let Err(e) = ledger.reconcile_sends().await {
+                    tracing::warn!(error = %e, "reconciling the wallet's sends failed");
                 }
                 if let Err(e) = ledger.purge_idempotency().await {
                     tracing::error!(error = %e, "purging expired idempotency records failed");

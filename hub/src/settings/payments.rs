@@ -7,14 +7,25 @@
 //! | `token_contract`        | `AIMARKET_PAYMENT_TOKEN_CONTRACT` | none    |
 //! | `evm_confirmations`     | `AIMARKET_EVM_CONFIRMATIONS`      | 0 (no check) |
 //! | `channel_ttl_s`         | `AIMARKET_CHANNEL_TTL_S`          | 86400   |
+//! | `wallet_key_path`       | `AIMARKET_WALLET_KEY_PATH`        | none    |
+//! | `wallet_key`            | `AIMARKET_WALLET_KEY`             | none    |
+//! | `evm_chain_id`          | `AIMARKET_EVM_CHAIN_ID`           | asked of the node |
+//! | `evm_max_fee_gwei`      | `AIMARKET_EVM_MAX_FEE_GWEI`       | 100     |
+//! | `token_name`            | `AIMARKET_PAYMENT_TOKEN_NAME`     | `USD Coin` |
+//! | `token_version`         | `AIMARKET_PAYMENT_TOKEN_VERSION`  | `2`     |
 //!
 //! The EVM deposit verifier is on when the first three are set (all or none). The RPC URL
-//! often embeds a provider API key, so it is never printed in full.
+//! often embeds a provider API key, so it is never printed in full. The hub's wallet (a
+//! secp256k1 key, hex, from the file or the variable; never logged) needs the EVM settings:
+//! it refunds channels on close and settles x402 payments.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use serde::Deserialize;
+
+use super::values::Secret;
 
 /// Default channel lifetime (spec §6.1: 24 h).
 pub const DEFAULT_CHANNEL_TTL_S: u64 = 24 * 3600;
@@ -38,7 +49,24 @@ pub struct PaymentSettings {
     pub evm_confirmations: u64,
     /// Lifetime of a new channel, seconds (`AIMARKET_CHANNEL_TTL_S`).
     pub channel_ttl_s: u64,
+    /// File holding the hub wallet's hex secp256k1 key (`AIMARKET_WALLET_KEY_PATH`).
+    pub wallet_key_path: Option<PathBuf>,
+    /// The hub wallet's hex key itself (`AIMARKET_WALLET_KEY`); never logged.
+    pub wallet_key: Option<Secret>,
+    /// Chain id transactions are signed for (`AIMARKET_EVM_CHAIN_ID`); checked against the
+    /// node at start, asked of it when unset.
+    pub evm_chain_id: Option<u64>,
+    /// Highest `maxFeePerGas` the wallet signs, gwei (`AIMARKET_EVM_MAX_FEE_GWEI`).
+    pub evm_max_fee_gwei: u64,
+    /// The token's EIP-712 domain name, for x402 authorizations (`AIMARKET_PAYMENT_TOKEN_NAME`;
+    /// USDC: `USD Coin` on mainnets, `USDC` on some testnets).
+    pub token_name: String,
+    /// The token's EIP-712 domain version (`AIMARKET_PAYMENT_TOKEN_VERSION`; USDC: `2`).
+    pub token_version: String,
 }
+
+/// Default fee cap, gwei.
+pub const DEFAULT_MAX_FEE_GWEI: u64 = 100;
 
 impl Default for PaymentSettings {
     fn default() -> Self {
@@ -48,6 +76,12 @@ impl Default for PaymentSettings {
             token_contract: None,
             evm_confirmations: 0,
             channel_ttl_s: DEFAULT_CHANNEL_TTL_S,
+            wallet_key_path: None,
+            wallet_key: None,
+            evm_chain_id: None,
+            evm_max_fee_gwei: DEFAULT_MAX_FEE_GWEI,
+            token_name: "USD Coin".to_owned(),
+            token_version: "2".to_owned(),
         }
     }
 }
@@ -70,6 +104,29 @@ impl PaymentSettings {
                 r,
             )
         })?;
+        if (self.wallet_key.is_some() || self.wallet_key_path.is_some()) && !self.evm_enabled() {
+            return Err((
+                "payments.wallet_key",
+                String::new(),
+                "the hub wallet needs the EVM settings (AIMARKET_EVM_RPC_URL, \
+                 AIMARKET_PAYMENT_RECIPIENT, AIMARKET_PAYMENT_TOKEN_CONTRACT)"
+                    .to_owned(),
+            ));
+        }
+        if self.wallet_key.is_some() && self.wallet_key_path.is_some() {
+            return Err((
+                "payments.wallet_key",
+                String::new(),
+                "set the wallet key or its file, not both".to_owned(),
+            ));
+        }
+        if self.evm_max_fee_gwei == 0 || self.evm_max_fee_gwei > 1_000_000 {
+            return Err((
+                "payments.evm_max_fee_gwei",
+                self.evm_max_fee_gwei.to_string(),
+                "must be 1 to 1000000".to_owned(),
+            ));
+        }
         let set = [
             ("payments.evm_rpc_url", self.evm_rpc_url.is_some()),
             ("payments.recipient", self.recipient.is_some()),

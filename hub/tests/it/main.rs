@@ -6,6 +6,7 @@
 mod crawl_cli;
 mod demo;
 mod keygen;
+mod refund_crash;
 mod replica;
 mod serve;
 mod support;

@@ -215,6 +215,16 @@ impl From<PaymentError> for ApiError {
             PaymentError::DepositRejected { .. } => {
                 Self::new(K::PaymentRequired, code::DEPOSIT_NOT_VERIFIED, detail)
             }
+            PaymentError::PayerProofRequired => {
+                Self::new(K::BadRequest, code::PAYER_PROOF_REQUIRED, detail)
+            }
+            PaymentError::PayerProofInvalid { .. } => {
+                Self::new(K::Forbidden, code::PAYER_PROOF_INVALID, detail)
+            }
+            PaymentError::NotPayer { .. } => Self::new(K::Forbidden, code::NOT_PAYER, detail),
+            PaymentError::X402Rejected { .. } => {
+                Self::new(K::PaymentRequired, code::PAYMENT_INVALID, detail)
+            }
             PaymentError::VerifierUnavailable { .. } => {
                 Self::new(K::Unavailable, code::PAYMENT_VERIFIER_UNAVAILABLE, detail)
                     .with_retry_after(5)

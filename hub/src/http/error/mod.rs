@@ -95,6 +95,14 @@ pub mod code {
     pub const DEPOSIT_NOT_VERIFIED: &str = "deposit_not_verified";
     /// The chain node that verifies deposits could not be asked.
     pub const PAYMENT_VERIFIER_UNAVAILABLE: &str = "payment_verifier_unavailable";
+    /// An on-chain deposit without the payer proof (400).
+    pub const PAYER_PROOF_REQUIRED: &str = "payer_proof_required";
+    /// A payer proof whose signature is not the payer's (403).
+    pub const PAYER_PROOF_INVALID: &str = "payer_proof_invalid";
+    /// A channel open by someone other than the deposit's sender (403).
+    pub const NOT_PAYER: &str = "not_payer";
+    /// An x402 payment to the hub that does not pay (402).
+    pub const PAYMENT_INVALID: &str = "payment_invalid";
     /// The transaction already funded a channel.
     pub const TX_ALREADY_USED: &str = "tx_already_used";
     /// No payment channel with this id.

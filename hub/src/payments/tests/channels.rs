@@ -19,7 +19,7 @@ pub async fn open_get_close_round_trip(ctx: Ctx) {
             deposit_usd: 2.5,
             tx_hash: Some("  demo-abc  ".into()),
             token: Some("USDT".into()),
-            chain: None,
+            ..OpenChannel::default()
         })
         .await
         .unwrap();
@@ -130,11 +130,7 @@ pub async fn replayed_tx_hash_is_refused(ctx: Ctx) {
         Verifiers::new(vec![Arc::new(EvmVerifier::new(node.config(0)).unwrap())]),
         LedgerConfig::default(),
     );
-    let open = |hash: String| OpenChannel {
-        deposit_usd: 3.0,
-        tx_hash: Some(hash),
-        ..OpenChannel::default()
-    };
+    let open = |hash: String| super::rpc::proven_open(&hash, 3.0);
     let channel = evm.open_channel(open(tx(9))).await.unwrap();
     assert_eq!(channel.verifier, "evm");
     let calls = node.calls();
@@ -162,11 +158,7 @@ pub async fn secrets_are_required_for_real_deposits_only(ctx: Ctx) {
     ];
     let ledger = ctx.ledger(Verifiers::new(both), LedgerConfig::default());
     let real = ledger
-        .open_channel(OpenChannel {
-            deposit_usd: 1.0,
-            tx_hash: Some(tx(1)),
-            ..OpenChannel::default()
-        })
+        .open_channel(super::rpc::proven_open(&tx(1), 1.0))
         .await
         .unwrap();
     assert!(real.secret_required);

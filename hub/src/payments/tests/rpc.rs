@@ -1,5 +1,6 @@
-//! A fake Ethereum JSON-RPC node on 127.0.0.1: answers `eth_getTransactionReceipt` from a
-//! table of receipts and `eth_blockNumber` from a settable head; can be told to fail.
+//! A fake Ethereum JSON-RPC node on 127.0.0.1, only for faults a real node does not produce
+//! (error answers, garbage, outages). Real deposits are tested against anvil in the e2e
+//! suite (`tests/e2e/chain_deposits.rs`).
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -9,8 +10,8 @@ use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use serde_json::{Value, json};
 
+use crate::payments::chain::transfer_topic;
 use crate::payments::verifier::EvmConfig;
-use crate::payments::verifier::evm::TRANSFER_TOPIC;
 
 /// The token contract the test hub accepts.
 pub const TOKEN: &str = "0x833589fcd6edb6e08f4c7c32d4f71b54bda02913";
@@ -18,14 +19,19 @@ pub const TOKEN: &str = "0x833589fcd6edb6e08f4c7c32d4f71b54bda02913";
 pub const RECIPIENT: &str = "0x1111111111111111111111111111111111111111";
 /// Somebody else.
 pub const STRANGER: &str = "0x2222222222222222222222222222222222222222";
-/// The depositor.
-pub const PAYER: &str = "0x3333333333333333333333333333333333333333";
+/// The depositor: the address of the key `0x42…42` ([`payer_key`]).
+pub const PAYER: &str = "0x17c5185167401ed00cf5f5b2fc97d9bbfdb7d025";
+
+/// The depositor's key (the payer-proof vectors' test key).
+pub fn payer_key() -> crate::payments::chain::WalletKey {
+    crate::payments::chain::WalletKey::from_hex(&"42".repeat(32)).unwrap()
+}
 
 #[derive(Default)]
 struct Node {
     receipts: HashMap<String, Value>,
-    head: u64,
     error: Option<Value>,
+    raw: Option<String>,
     calls: usize,
 }
 
@@ -41,6 +47,11 @@ async fn answer(node: web::Data<Arc<Mutex<Node>>>, body: web::Json<Value>) -> Ht
     let mut node = node.lock().unwrap();
     node.calls += 1;
     let id = body.get("id").cloned().unwrap_or(Value::Null);
+    if let Some(raw) = node.raw.clone() {
+        return HttpResponse::Ok()
+            .content_type("application/json")
+            .body(raw);
+    }
     if let Some(error) = node.error.clone() {
         return HttpResponse::Ok().json(json!({"jsonrpc": "2.0", "id": id, "error": error}));
     }
@@ -49,7 +60,6 @@ async fn answer(node: web::Data<Arc<Mutex<Node>>>, body: web::Json<Value>) -> Ht
             .as_str()
             .and_then(|h| node.receipts.get(h).cloned())
             .unwrap_or(Value::Null),
-        Some("eth_blockNumber") => json!(format!("0x{:x}", node.head)),
         _ => {
             return HttpResponse::Ok().json(json!({"jsonrpc": "2.0", "id": id,
                 "error": {"code": -32601, "message": "method not found"}}));
@@ -92,8 +102,9 @@ impl FakeRpc {
             .insert(hash.to_owned(), receipt);
     }
 
-    pub fn set_head(&self, head: u64) {
-        self.node.lock().unwrap().head = head;
+    /// Answers every call with `body` verbatim instead (garbage, wrong shapes).
+    pub fn answer_raw(&self, body: &str) {
+        self.node.lock().unwrap().raw = Some(body.to_owned());
     }
 
     pub fn fail_with(&self, error: Value) {
@@ -129,7 +140,7 @@ fn address_topic(address: &str) -> String {
 pub fn transfer_log(token: &str, to: &str, amount: u128) -> Value {
     json!({
         "address": token,
-        "topics": [TRANSFER_TOPIC, address_topic(PAYER), address_topic(to)],
+        "topics": [transfer_topic(), address_topic(PAYER), address_topic(to)],
         "data": format!("0x{amount:064x}"),
     })
 }
@@ -142,4 +153,18 @@ pub fn receipt(status: &str, block: u64, logs: Vec<Value>) -> Value {
 /// A well-formed transaction hash numbered `n`.
 pub fn tx(n: u32) -> String {
     format!("0x{n:064x}")
+}
+
+/// A channel open of `usd` funded by `hash`, with [`PAYER`]'s payer proof.
+pub fn proven_open(hash: &str, usd: f64) -> crate::payments::OpenChannel {
+    use crate::payments::payer_proof::{amount_cents, message};
+    let text = message("base", hash, PAYER, amount_cents(usd).unwrap());
+    let signature = payer_key().sign_message(text.as_bytes()).unwrap();
+    crate::payments::OpenChannel {
+        deposit_usd: usd,
+        tx_hash: Some(hash.to_owned()),
+        payer: Some(PAYER.to_owned()),
+        payer_signature: Some(crate::payments::chain::signature_hex(&signature)),
+        ..Default::default()
+    }
 }

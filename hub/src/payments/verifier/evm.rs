@@ -1,24 +1,16 @@
 //! The EVM deposit verifier: `eth_getTransactionReceipt` over JSON-RPC, then an ERC-20
 //! `Transfer(address,address,uint256)` log from the configured token contract to the hub's
 //! recipient address, of at least the deposit in token base units (6 decimals, so one base
-//! unit is one micro-dollar).
-
-use std::time::Duration;
+//! unit is one micro-dollar), sent by the payer whose `AIMarket-Payer-Proof/v1` came with the
+//! request. Transfers to the hub from anyone else do not count for this payer.
 
 use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 
 use super::{DepositClaim, PaymentVerifier, VerifiedDeposit};
 use crate::payments::PaymentError;
+use crate::payments::chain::{JsonRpc, rpc::quantity, transfer_topic};
 use crate::settings::{EvmAddress, PaymentSettings, RpcUrl};
-
-/// `keccak256("Transfer(address,address,uint256)")`, the ERC-20 Transfer event topic.
-pub const TRANSFER_TOPIC: &str =
-    "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c2a11628f55a4df523b3ef";
-/// Whole-request bound on one JSON-RPC call.
-pub const RPC_TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest JSON-RPC answer read (a receipt with many logs is still far smaller).
-const MAX_RPC_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 /// What the EVM verifier checks against.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,27 +41,15 @@ impl EvmConfig {
 #[derive(Debug, Clone)]
 pub struct EvmVerifier {
     config: EvmConfig,
-    client: reqwest::Client,
-}
-
-fn unavailable(reason: impl Into<String>) -> PaymentError {
-    PaymentError::VerifierUnavailable {
-        reason: reason.into(),
-    }
+    rpc: JsonRpc,
+    /// `Transfer(address,address,uint256)` topic, computed from the event's ABI.
+    topic: String,
 }
 
 fn rejected(reason: impl Into<String>) -> PaymentError {
     PaymentError::DepositRejected {
         reason: reason.into(),
     }
-}
-
-/// Parses a JSON-RPC quantity (`0x1a`).
-fn quantity(v: Option<&Value>, what: &str) -> Result<u64, PaymentError> {
-    v.and_then(Value::as_str)
-        .and_then(|s| s.strip_prefix("0x"))
-        .and_then(|h| u64::from_str_radix(h, 16).ok())
-        .ok_or_else(|| unavailable(format!("node answered a malformed {what}")))
 }
 
 /// The 32-byte word of a log's `data` as an amount, saturating at `u128::MAX` (anything that
@@ -97,65 +77,85 @@ fn topic_address(topic: &str) -> Option<String> {
     Some(hex[24..].to_ascii_lowercase())
 }
 
+/// What the Transfer logs of a receipt pay to the hub.
+#[derive(Debug, Default)]
+struct Tally {
+    /// Transfer logs of the configured token (to anyone).
+    transfers: usize,
+    /// Of those, the ones to the hub's address.
+    to_hub: usize,
+    /// Base units the proven payer sent to the hub.
+    paid: u128,
+    /// Other senders of transfers to the hub (lower-case hex, no `0x`).
+    others: Vec<String>,
+}
+
 impl EvmVerifier {
-    /// A verifier with its own HTTP client (no redirects, [`RPC_TIMEOUT`]).
+    /// A verifier with its own JSON-RPC client.
     pub fn new(config: EvmConfig) -> Result<Self, PaymentError> {
-        crate::startup::install_crypto_provider();
-        let client = reqwest::Client::builder()
-            .timeout(RPC_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| unavailable(format!("cannot build the JSON-RPC client: {e}")))?;
-        Ok(Self { config, client })
+        let rpc = JsonRpc::new(config.rpc_url.clone())?;
+        Ok(Self {
+            config,
+            rpc,
+            topic: transfer_topic(),
+        })
     }
 
-    /// One JSON-RPC call; the `result` member (may be `null`).
-    async fn rpc(&self, method: &str, params: Value) -> Result<Value, PaymentError> {
-        let request = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-        let response = self
-            .client
-            .post(self.config.rpc_url.url().clone())
-            .json(&request)
-            .send()
-            .await
-            .map_err(|e| unavailable(format!("{method}: {}", e.without_url())))?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(unavailable(format!(
-                "{method}: node answered HTTP {status}"
-            )));
-        }
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| unavailable(format!("{method}: {}", e.without_url())))?;
-        if bytes.len() > MAX_RPC_BODY_BYTES {
-            return Err(unavailable(format!("{method}: answer too large")));
-        }
-        let mut body: Value = serde_json::from_slice(&bytes)
-            .map_err(|_| unavailable(format!("{method}: node answered non-JSON")))?;
-        if let Some(error) = body.get("error").filter(|e| !e.is_null()) {
-            let message = error
-                .get("message")
+    /// Adds up the token's `Transfer` logs to the hub, split by sender.
+    fn tally(&self, logs: &[Value], payer: &str) -> Result<Tally, PaymentError> {
+        let mut tally = Tally::default();
+        for log in logs {
+            let from_token = log
+                .get("address")
                 .and_then(Value::as_str)
-                .unwrap_or("unknown error");
-            let message: String = message.chars().take(200).collect();
-            return Err(unavailable(format!("{method}: node error: {message}")));
+                .is_some_and(|a| a.eq_ignore_ascii_case(self.config.token_contract.as_str()));
+            let topics: Vec<&str> = log
+                .get("topics")
+                .and_then(Value::as_array)
+                .map(|t| t.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            if !from_token || topics.len() != 3 || !topics[0].eq_ignore_ascii_case(&self.topic) {
+                continue;
+            }
+            tally.transfers += 1;
+            if topic_address(topics[2]).as_deref() != Some(self.config.recipient.hex_digits()) {
+                continue;
+            }
+            tally.to_hub += 1;
+            let amount = log
+                .get("data")
+                .and_then(Value::as_str)
+                .and_then(word_amount)
+                .ok_or_else(|| rejected("a Transfer log has malformed data"))?;
+            match topic_address(topics[1]) {
+                Some(from) if from == payer => tally.paid = tally.paid.saturating_add(amount),
+                Some(from) => tally.others.push(from),
+                None => return Err(rejected("a Transfer log has a malformed sender")),
+            }
         }
-        match body.get_mut("result") {
-            Some(result) => Ok(result.take()),
-            None => Err(unavailable(format!("{method}: answer has no result"))),
-        }
+        Ok(tally)
     }
 
     async fn check(&self, claim: &DepositClaim) -> Result<VerifiedDeposit, PaymentError> {
         let Some(hash) = &claim.tx_hash else {
             return Err(PaymentError::TxHashRequired);
         };
-        let receipt = self.rpc("eth_getTransactionReceipt", json!([hash])).await?;
+        // The proof is checked before the node is asked: an impostor learns nothing.
+        let proof = claim
+            .payer_proof
+            .as_ref()
+            .ok_or(PaymentError::PayerProofRequired)?;
+        proof.verify(&claim.chain, hash, claim.deposit_usd)?;
+        let payer = format!("{:x}", proof.payer);
+        let payer = payer.trim_start_matches("0x");
+
+        let receipt = self
+            .rpc
+            .call("eth_getTransactionReceipt", json!([hash]))
+            .await?;
         if receipt.is_null() {
             return Err(rejected(format!(
-                "transaction {hash} not found (unknown, or not mined yet)"
+                "transaction {hash} not found (unknown, not mined yet, or removed by a reorg)"
             )));
         }
         match receipt.get("status").and_then(Value::as_str) {
@@ -167,63 +167,44 @@ impl EvmVerifier {
             }
             None => return Err(rejected(format!("transaction {hash} has no status"))),
         }
-
         let logs = receipt
             .get("logs")
             .and_then(Value::as_array)
             .map(Vec::as_slice)
             .unwrap_or_default();
-        let mut transfers = 0usize;
-        let mut paid: u128 = 0;
-        for log in logs {
-            let from_token = log
-                .get("address")
-                .and_then(Value::as_str)
-                .is_some_and(|a| a.eq_ignore_ascii_case(self.config.token_contract.as_str()));
-            let topics: Vec<&str> = log
-                .get("topics")
-                .and_then(Value::as_array)
-                .map(|t| t.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            if !from_token || topics.len() != 3 || !topics[0].eq_ignore_ascii_case(TRANSFER_TOPIC) {
-                continue;
-            }
-            transfers += 1;
-            if topic_address(topics[2]).as_deref() != Some(self.config.recipient.hex_digits()) {
-                continue;
-            }
-            let amount = log
-                .get("data")
-                .and_then(Value::as_str)
-                .and_then(word_amount)
-                .ok_or_else(|| rejected("a Transfer log has malformed data"))?;
-            paid = paid.saturating_add(amount);
-        }
-        if transfers == 0 {
+        let tally = self.tally(logs, payer)?;
+        if tally.transfers == 0 {
             return Err(rejected(format!(
                 "transaction {hash} has no Transfer of token {}",
                 self.config.token_contract
             )));
         }
-        if paid == 0 {
+        if tally.to_hub == 0 {
             return Err(rejected(format!(
                 "transaction {hash} transfers nothing to this hub's address {}",
                 self.config.recipient
             )));
         }
+        if tally.paid == 0 {
+            return Err(PaymentError::NotPayer {
+                reason: format!(
+                    "transaction {hash} pays this hub from 0x{}, not from payer 0x{payer}; \
+                     only the sender can open a channel with it",
+                    tally.others.join(", 0x")
+                ),
+            });
+        }
         let needed = u128::try_from(claim.deposit_micros).unwrap_or(u128::MAX);
-        if paid < needed {
+        if tally.paid < needed {
             return Err(rejected(format!(
-                "transaction {hash} transfers {paid} base units; the deposit needs {needed}"
+                "transaction {hash} transfers {} base units; the deposit needs {needed}",
+                tally.paid
             )));
         }
 
         if self.config.min_confirmations > 0 {
             let block = quantity(receipt.get("blockNumber"), "blockNumber")?;
-            let head = quantity(
-                Some(&self.rpc("eth_blockNumber", json!([])).await?),
-                "block number",
-            )?;
+            let head = self.rpc.block_number().await?;
             let confirmations = head.saturating_sub(block).saturating_add(1);
             if head < block || confirmations < self.config.min_confirmations {
                 return Err(rejected(format!(
@@ -236,6 +217,7 @@ impl EvmVerifier {
         Ok(VerifiedDeposit {
             verifier: "evm",
             secret_required: true,
+            payer: Some(format!("0x{payer}")),
         })
     }
 }

@@ -10,15 +10,21 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 
 use super::PaymentError;
+use super::payer_proof::PayerProof;
 use crate::settings::Settings;
 
 pub use evm::{EvmConfig, EvmVerifier};
 
 /// The deposit a channel open claims.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DepositClaim {
     /// Deposit, micro-dollars (= token base units for 6-decimal stablecoins).
     pub deposit_micros: i64,
+    /// The deposit as the opener sent it: the payer proof signs `round(usd × 100)` of this
+    /// very float (the extension's canonical `amount_cents`).
+    pub deposit_usd: f64,
+    /// The paying wallet's proof, when the request carried one.
+    pub payer_proof: Option<PayerProof>,
     /// The funding transaction (normalised: trimmed, `0x…` hex lower-cased), if any.
     pub tx_hash: Option<String>,
     /// Token label.
@@ -28,12 +34,14 @@ pub struct DepositClaim {
 }
 
 /// A verifier's verdict on an accepted deposit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedDeposit {
     /// Which verifier accepted it (stored with the channel).
     pub verifier: &'static str,
     /// Whether debits must present the channel secret: true for real money.
     pub secret_required: bool,
+    /// The proven sender of the deposit (`0x…` lower-case), where refunds go back to.
+    pub payer: Option<String>,
 }
 
 /// Decides whether a deposit claim is funded.
@@ -87,6 +95,7 @@ impl PaymentVerifier for DemoVerifier {
             Ok(VerifiedDeposit {
                 verifier: "demo",
                 secret_required: false,
+                payer: None,
             })
         })
     }

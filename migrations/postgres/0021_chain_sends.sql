@@ -1,0 +1,15 @@
+-- Transactions the hub's wallet signs (channel refunds, x402 settlements), written BEFORE they
+-- are broadcast: the row holds the exact signed bytes, so a send interrupted by a crash is
+-- re-broadcast (same hash, same nonce) on start and can never pay twice.
+CREATE TABLE chain_sends (
+    id TEXT PRIMARY KEY,                 -- 'refund:<channel id>', 'x402:<payer>:<nonce>'
+    to_address TEXT NOT NULL,            -- who receives the tokens, 0x lower-case
+    amount BIGINT NOT NULL CHECK (amount > 0), -- token base units
+    nonce BIGINT NOT NULL,                   -- the wallet's account nonce this transaction uses
+    tx_hash TEXT NOT NULL UNIQUE,
+    raw_tx TEXT NOT NULL,                -- EIP-2718 bytes, 0x hex
+    state TEXT NOT NULL DEFAULT 'signed' CHECK (state IN ('signed', 'succeeded', 'reverted')),
+    created_at BIGINT NOT NULL,
+    settled_at BIGINT
+);
+CREATE INDEX chain_sends_open ON chain_sends (state);
