@@ -18,6 +18,7 @@ mod invoke_recovery;
 mod limits;
 mod manifest;
 mod mcp;
+mod pipelines;
 mod plugins_invoke;
 mod rails;
 mod real_providers;

@@ -57,7 +57,7 @@ fn header(req: &HttpRequest, name: &str) -> Result<Option<String>, ApiError> {
     }
 }
 
-fn buyer_headers(req: &HttpRequest) -> Result<BuyerHeaders, ApiError> {
+pub(crate) fn buyer_headers(req: &HttpRequest) -> Result<BuyerHeaders, ApiError> {
     Ok(BuyerHeaders {
         channel_id: header(req, "x-payment-channel")?,
         channel_secret: header(req, "x-payment-channel-secret")?,

@@ -20,6 +20,7 @@ pub mod health;
 pub mod invoke;
 pub mod manifest;
 pub mod mcp;
+pub mod pipelines;
 pub mod plugins;
 pub mod receipts;
 pub mod reputation;
@@ -50,6 +51,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     invoke::configure(cfg);
     manifest::configure(cfg);
     mcp::configure(cfg);
+    pipelines::configure(cfg);
     plugins::configure(cfg);
     search::configure(cfg);
     stats::configure(cfg);
