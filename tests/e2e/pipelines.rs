@@ -266,3 +266,105 @@ async fn a_replay_with_the_same_idempotency_key_charges_once() {
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["error"], "idempotency_conflict");
 }
+
+#[tokio::test]
+async fn mcp_market_pipeline_runs_the_same_service() {
+    let s = setup().await;
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "market_pipeline",
+        "arguments": {"nodes": diamond()["nodes"], "max_total_usd": 1.0,
+            "payment_channel": s.channel.0, "payment_channel_secret": s.channel.1}}});
+    let request = s
+        .hub
+        .request(Method::POST, "/ai-market/mcp")
+        .header("accept", "application/json, text/event-stream")
+        .json(&call);
+    let (status, _, answer) = s.hub.send(request).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let result = &answer["result"]["structuredContent"];
+    assert_eq!(answer["result"]["isError"], false, "{answer}");
+    assert_eq!(result["final_result"]["echo"]["text"], "hello");
+    assert!(verify_any(&result["bill_of_materials"], None).valid);
+    let (_, used, _) = balances(&s.hub, &s.channel.0).await;
+    assert_eq!(used, result["bill_of_materials"]["total_micros"]);
+
+    // A cycle is a tool error, not a protocol error, and calls nothing more.
+    let mut bad = call.clone();
+    bad["params"]["arguments"]["nodes"][0]["depends_on"] = json!(["e"]);
+    let request = s
+        .hub
+        .request(Method::POST, "/ai-market/mcp")
+        .header("accept", "application/json, text/event-stream")
+        .json(&bad);
+    let (_, _, answer) = s.hub.send(request).await;
+    assert_eq!(answer["result"]["isError"], true, "{answer}");
+    assert_eq!(
+        answer["result"]["structuredContent"]["error"],
+        "pipeline_invalid"
+    );
+    assert_eq!(calls(&s), 5);
+}
+
+#[tokio::test]
+async fn the_v1_invoke_paths_route_like_the_v2_invoke() {
+    let s = setup().await;
+    for path in [
+        "/capabilities/prod-one/one.b@v1/invoke",
+        "/ai-market/capabilities/prod-one/one.b@v1/invoke",
+    ] {
+        // Unpaid: the v1 402 with X-Payment-Required (this hub's own option).
+        let (status, headers, body) = s
+            .hub
+            .send(
+                s.hub
+                    .request(Method::POST, path)
+                    .json(&json!({"input": {"text": "v1"}})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{body}");
+        let required: Value =
+            serde_json::from_str(headers["x-payment-required"].to_str().unwrap()).unwrap();
+        assert!(required["amount"].is_string(), "{required}");
+
+        // With the channel: routed, charged, v1 answer.
+        let request = s
+            .hub
+            .request(Method::POST, path)
+            .header("X-Payment-Channel", &s.channel.0)
+            .header("X-Payment-Channel-Secret", &s.channel.1)
+            .json(&json!({"input": {"text": "v1"}}));
+        let (status, _, body) = s.hub.send(request).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["success"], true);
+        assert_eq!(body["protocol_version"], "v1");
+        assert_eq!(body["result"]["echo"]["text"], "v1");
+        assert!(body["receipt"].is_object());
+        assert!(body["continuation"]["suggested_next"].is_array());
+    }
+    let (_, used, held) = balances(&s.hub, &s.channel.0).await;
+    assert!(used > 0 && held == 0);
+    let (status, body) = s
+        .hub
+        .post_raw(
+            "/capabilities/prod-one/one.b@v1/invoke",
+            "application/json",
+            "[1]",
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = s
+        .hub
+        .post(
+            "/capabilities/prod-one/nope@v1/invoke",
+            &json!({"input": {}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+
+    // The v1 live feed shows the calls.
+    let (status, stats) = s.hub.get("/ai-market/stats").await;
+    assert_eq!(status, StatusCode::OK, "{stats}");
+    let (_, live) = s.hub.get("/ai-market/v2/stats/live").await;
+    assert!(stats["summary"].is_object(), "{stats}");
+    assert_eq!(stats["summary"], live["summary"], "{stats}");
+}

@@ -27,6 +27,7 @@ pub mod reputation;
 pub mod search;
 pub mod stats;
 pub mod v1;
+pub mod v1_invoke;
 pub mod well_known;
 
 #[cfg(test)]
@@ -56,6 +57,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     search::configure(cfg);
     stats::configure(cfg);
     v1::configure(cfg);
+    v1_invoke::configure(cfg);
     well_known::configure(cfg);
     cfg.default_service(web::to(error::not_found));
 }
