@@ -24,6 +24,7 @@ mod rails;
 mod real_providers;
 mod replicas;
 mod reputation;
+mod run_cli;
 mod sdk_clients;
 mod search;
 mod search_index;
