@@ -62,7 +62,7 @@ pub enum Command {
     Serve(SettingsArgs),
     /// Write a new Ed25519 signing key (32-byte seed, mode 0600) and print its public key.
     Keygen(KeygenArgs),
-    /// Check protocol documents (manifest, receipt, announce, well-known): schema and signature.
+    /// Check protocol documents (manifest, receipt, announce, well-known, bill): schema, signature.
     Verify(VerifyArgs),
     /// Crawl the seeds and active peers into the store (no server) and print a report.
     Crawl(CrawlArgs),
