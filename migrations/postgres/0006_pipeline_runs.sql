@@ -2,7 +2,7 @@
 -- materials, readable by trace id (`GET /ai-market/v2/pipelines/{trace_id}`).
 CREATE TABLE pipeline_runs (
     trace_id     TEXT PRIMARY KEY,
-    status       INTEGER NOT NULL,
+    status       BIGINT NOT NULL,
     answer       TEXT NOT NULL,
     total_micros BIGINT NOT NULL,
     created_at   BIGINT NOT NULL

@@ -27,8 +27,13 @@ fn tool(product: &str, cid: &str, price: f64) -> FakeTool {
     t
 }
 
-/// Two providers paid with the hub's API key; a 1 USD channel.
+/// Two providers paid with the hub's API key; a 1 USD channel; SQLite.
 async fn setup() -> Setup {
+    setup_on(None).await
+}
+
+/// [`setup`] on the given database (`None`: the embedded SQLite).
+async fn setup_on(database_url: Option<String>) -> Setup {
     let p1 = FakeProvider::builder()
         .tool(tool("prod-one", "one.a@v1", 0.10))
         .tool(tool("prod-one", "one.b@v1", 0.05))
@@ -49,6 +54,7 @@ async fn setup() -> Setup {
         .settings(|s| {
             s.demo_payments = true;
             s.invoke.peer_credentials = credentials.parse().unwrap();
+            s.database_url = database_url.map(|u| u.parse().unwrap());
         })
         .start()
         .await;
@@ -367,4 +373,31 @@ async fn the_v1_invoke_paths_route_like_the_v2_invoke() {
     let (_, live) = s.hub.get("/ai-market/v2/stats/live").await;
     assert!(stats["summary"].is_object(), "{stats}");
     assert_eq!(stats["summary"], live["summary"], "{stats}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_are_stored_and_replayed_on_postgres() {
+    let Some(url) = aimarket_e2e::postgres::fresh_schema_url("pipelines").await else {
+        return;
+    };
+    let s = setup_on(Some(url)).await;
+    assert_eq!(s.hub.state.store.backend(), "postgres");
+    let (status, first) = run(&s, V2, &diamond(), Some("pg-run")).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let (status, again) = run(&s, V2, &diamond(), Some("pg-run")).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["trace_id"], first["trace_id"]);
+    assert_eq!(calls(&s), 5);
+    let trace = first["trace_id"].as_str().unwrap();
+    let (status, stored) = s.hub.get(&format!("{V2}/{trace}")).await;
+    assert_eq!(status, StatusCode::OK, "{stored}");
+    assert_eq!(stored["bill_of_materials"], first["bill_of_materials"]);
+    let (_, used, held) = balances(&s.hub, &s.channel.0).await;
+    assert_eq!(
+        (used, held),
+        (
+            first["bill_of_materials"]["total_micros"].as_i64().unwrap(),
+            0
+        )
+    );
 }

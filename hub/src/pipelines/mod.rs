@@ -153,10 +153,15 @@ async fn start(
     let outcomes = run::execute(state, spec, &plan, &buyer).await;
     let answer = bill::answer(state, spec, &plan, &outcomes, &trace_id, version)?;
     let total_micros: i64 = outcomes.iter().map(|o| o.price_micros).sum();
-    state
+    // The run happened and may have charged: its answer goes back even if it cannot be
+    // stored (a 500 here would make an idempotent retry look like a fresh run).
+    if let Err(e) = state
         .store
         .insert_pipeline_run(&trace_id, answer.status, &answer.body, total_micros)
-        .await?;
+        .await
+    {
+        tracing::error!(error = %e, trace_id, "cannot store the pipeline run");
+    }
     Ok(answer)
 }
 
