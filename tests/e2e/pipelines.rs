@@ -2,6 +2,8 @@
 //! channel, one budget, a signed bill of materials, refusals before any hold, a failure
 //! that skips dependents, and idempotent replays.
 
+use std::time::{Duration, Instant};
+
 use aimarket_e2e::TestHub;
 use aimarket_e2e::provider::{Behaviour, FakeProvider, FakeTool, seed_provider};
 use aimarket_protocol::document::{DocumentKind, verify_any};
@@ -27,6 +29,16 @@ fn tool(product: &str, cid: &str, price: f64) -> FakeTool {
     t
 }
 
+/// A free tool that answers after [`SLOW`].
+fn slow(product: &str, cid: &str) -> FakeTool {
+    let mut t = FakeTool::echo(cid).behaving(Behaviour::Slow(SLOW));
+    t.product_id = product.to_owned();
+    t
+}
+
+/// How long the slow tools take.
+const SLOW: Duration = Duration::from_millis(1000);
+
 /// Two providers paid with the hub's API key; a 1 USD channel; SQLite.
 async fn setup() -> Setup {
     setup_on(None).await
@@ -37,12 +49,14 @@ async fn setup_on(database_url: Option<String>) -> Setup {
     let p1 = FakeProvider::builder()
         .tool(tool("prod-one", "one.a@v1", 0.10))
         .tool(tool("prod-one", "one.b@v1", 0.05))
+        .tool(slow("prod-one", "one.slow@v1"))
         .start()
         .await;
     let p2 = FakeProvider::builder()
         .key_seed(9)
         .tool(tool("prod-two", "two.c@v1", 0.02))
         .tool(tool("prod-two", "two.d@v1", 0.03))
+        .tool(slow("prod-two", "two.slow@v1"))
         .tool(
             tool("prod-two", "two.fail@v1", 0.04)
                 .behaving(Behaviour::Status(500, json!({"error": "boom"}))),
@@ -400,4 +414,26 @@ async fn runs_are_stored_and_replayed_on_postgres() {
             0
         )
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn independent_branches_run_concurrently() {
+    let s = setup().await;
+    let mut a = node("a", "prod-one", "one.b@v1");
+    a["input"] = json!({"text": "t"});
+    let mut left = node("left", "prod-one", "one.slow@v1");
+    left["input_from"] = json!({"text": "a/echo/text"});
+    let mut right = node("right", "prod-two", "two.slow@v1");
+    right["input_from"] = json!({"text": "a/echo/text"});
+    let mut z = node("z", "prod-two", "two.c@v1");
+    z["input_from"] = json!({"text": "left/echo/text"});
+    z["depends_on"] = json!(["right"]);
+    let started = Instant::now();
+    let (status, body) = run(&s, V2, &json!({"nodes": [a, left, right, z]}), None).await;
+    let took = started.elapsed();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["final_result"]["echo"]["text"], "t");
+    // One after the other the two slow branches alone would take 2 × SLOW.
+    assert!(took >= SLOW, "{took:?}");
+    assert!(took < SLOW * 2 - Duration::from_millis(200), "{took:?}");
 }
