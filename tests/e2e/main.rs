@@ -19,6 +19,7 @@ mod limits;
 mod manifest;
 mod mcp;
 mod pipelines;
+mod pipelines_crash;
 mod plugins_invoke;
 mod rails;
 mod real_providers;
