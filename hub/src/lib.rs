@@ -15,6 +15,7 @@ pub mod invoke;
 pub mod limits;
 pub mod mcp;
 pub mod payments;
+pub mod pipelines;
 pub mod replica;
 pub mod reputation;
 pub mod settings;

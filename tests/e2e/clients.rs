@@ -152,7 +152,15 @@ async fn official_mcp_client_lists_and_calls_tools() {
         .iter()
         .map(|t| t["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["market_search", "market_describe", "market_invoke"]);
+    assert_eq!(
+        names,
+        [
+            "market_search",
+            "market_describe",
+            "market_invoke",
+            "market_pipeline"
+        ]
+    );
     let search = &out["search"];
     assert_eq!(search["is_error"], false);
     assert_eq!(

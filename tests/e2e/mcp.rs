@@ -132,7 +132,15 @@ async fn json_rpc_surface_and_transport() {
         .iter()
         .map(|t| t["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["market_search", "market_describe", "market_invoke"]);
+    assert_eq!(
+        names,
+        [
+            "market_search",
+            "market_describe",
+            "market_invoke",
+            "market_pipeline"
+        ]
+    );
     assert!(
         listed["result"]["tools"]
             .as_array()
@@ -255,7 +263,7 @@ async fn json_rpc_surface_and_transport() {
             (v1["protocol"].as_str(), v1["version"].as_str()),
             (Some("mcp"), Some("1.0"))
         );
-        assert_eq!(v1["tools"].as_array().unwrap().len(), 3);
+        assert_eq!(v1["tools"].as_array().unwrap().len(), 4);
         assert!(v1["tools"][0]["inputSchema"].is_object());
         assert_eq!(mcp.client.delete(&url).send().await.unwrap().status(), 204);
         let pinged: Value = mcp

@@ -19,6 +19,8 @@ pub enum DocumentKind {
     Announce,
     /// `/.well-known/ai-market.json`, whole-document signature (optional).
     WellKnown,
+    /// A hub's pipeline bill of materials, whole-document signature (required).
+    Bill,
 }
 
 impl DocumentKind {
@@ -29,16 +31,19 @@ impl DocumentKind {
             Self::Receipt => "receipt",
             Self::Announce => "announce",
             Self::WellKnown => "well-known",
+            Self::Bill => "pipeline-bill",
         }
     }
 
-    /// The schema that applies to this kind.
-    pub fn schema(self) -> SchemaKind {
+    /// The schema that applies to this kind (`None` for a bill, which has no published
+    /// schema: [`verify_any`] checks its shape itself).
+    pub fn schema(self) -> Option<SchemaKind> {
         match self {
-            Self::Manifest => SchemaKind::Manifest,
-            Self::Receipt => SchemaKind::Receipt,
-            Self::Announce => SchemaKind::Announce,
-            Self::WellKnown => SchemaKind::WellKnown,
+            Self::Manifest => Some(SchemaKind::Manifest),
+            Self::Receipt => Some(SchemaKind::Receipt),
+            Self::Announce => Some(SchemaKind::Announce),
+            Self::WellKnown => Some(SchemaKind::WellKnown),
+            Self::Bill => None,
         }
     }
 }
@@ -51,13 +56,15 @@ impl fmt::Display for DocumentKind {
 
 /// Guesses the kind from the keys a document carries: `tools` → manifest; `nonce` with
 /// `product_id`/`capability_id`/`timestamp` → receipt; `hub_url` with `well_known_url` →
-/// announce; `manifest_url` or `protocol_versions` → well-known. `None` for anything else,
-/// including non-objects.
+/// announce; `manifest_url` or `protocol_versions` → well-known; `trace_id` with `steps` and
+/// `total_usd` → pipeline bill. `None` for anything else, including non-objects.
 pub fn detect(doc: &Value) -> Option<DocumentKind> {
     let m = doc.as_object()?;
     let has = |k: &str| m.contains_key(k);
     if has("tools") {
         Some(DocumentKind::Manifest)
+    } else if has("trace_id") && has("steps") && has("total_usd") {
+        Some(DocumentKind::Bill)
     } else if has("nonce") && (has("product_id") || has("capability_id") || has("timestamp")) {
         Some(DocumentKind::Receipt)
     } else if has("hub_url") && has("well_known_url") {
@@ -108,7 +115,7 @@ fn canonical_for(kind: DocumentKind, doc: &Value) -> Option<String> {
     match kind {
         DocumentKind::Manifest => signing::manifest_canonical(doc).ok(),
         DocumentKind::Announce => signing::announce_canonical(doc).ok(),
-        DocumentKind::WellKnown => Some(signing::document_canonical(doc)),
+        DocumentKind::WellKnown | DocumentKind::Bill => Some(signing::document_canonical(doc)),
         DocumentKind::Receipt => {
             let v2 = doc
                 .pointer("/signature/version")
@@ -157,9 +164,12 @@ pub fn verify_any(doc: &Value, key: Option<&PublicKey>) -> VerifyReport {
                 "signature".into(),
                 serde_json::json!({"algorithm": signing::ALGORITHM, "value": s}),
             );
-            schema::validate(kind.schema(), &Value::Object(copy))
+            schema::validate(SchemaKind::Announce, &Value::Object(copy))
         }
-        _ => schema::validate(kind.schema(), doc),
+        _ => match kind.schema() {
+            Some(schema_kind) => schema::validate(schema_kind, doc),
+            None => bill_shape(doc),
+        },
     };
     // Receipts are read tolerantly (real providers sign float latencies and `success: 1`):
     // a deviation is reported, and validity rests on the signature. Every other kind must
@@ -203,7 +213,7 @@ pub fn verify_any(doc: &Value, key: Option<&PublicKey>) -> VerifyReport {
     let result = match kind {
         DocumentKind::Manifest => signing::verify_manifest(doc, &key),
         DocumentKind::Announce => signing::verify_announce(doc, &key),
-        DocumentKind::WellKnown => signing::verify_document(doc, &key),
+        DocumentKind::WellKnown | DocumentKind::Bill => signing::verify_document(doc, &key),
         DocumentKind::Receipt => signing::verify_receipt(doc, &key).map(|check| {
             report.signature_version = Some(check.version.number());
             report.unsigned_fields = check.unsigned_fields;
@@ -221,6 +231,34 @@ pub fn verify_any(doc: &Value, key: Option<&PublicKey>) -> VerifyReport {
         (Ok(()), Some(reason)) => report.invalid(reason),
         (Err(e), _) => report.invalid(e.to_string()),
     }
+}
+
+/// The shape of a pipeline bill: a string `trace_id`, an array of object `steps`, a
+/// non-negative number `total_usd`.
+fn bill_shape(doc: &Value) -> Result<(), crate::error::ProtocolError> {
+    use crate::error::ProtocolError::WrongType;
+    if !doc["trace_id"].is_string() {
+        return Err(WrongType {
+            field: "trace_id",
+            expected: "a string",
+        });
+    }
+    if !doc["steps"]
+        .as_array()
+        .is_some_and(|s| s.iter().all(Value::is_object))
+    {
+        return Err(WrongType {
+            field: "steps",
+            expected: "an array of objects",
+        });
+    }
+    if !doc["total_usd"].as_f64().is_some_and(|t| t >= 0.0) {
+        return Err(WrongType {
+            field: "total_usd",
+            expected: "a number >= 0",
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -247,6 +285,26 @@ mod tests {
         assert_eq!(detect(&json!({"nonce": "n"})), None);
         assert_eq!(detect(&json!([1])), None);
         assert_eq!(detect(&json!(null)), None);
+    }
+
+    #[test]
+    fn a_signed_bill_verifies_and_a_changed_one_does_not() {
+        let key = signing::KeyPair::from_seed(&[7; 32]);
+        let mut bill = json!({"kind": "pipeline_bill", "trace_id": "tr_1", "total_usd": 0.5,
+            "steps": [{"node_id": "a", "price_usd": 0.5}],
+            "signer_public_key": key.public_key().to_b64()});
+        assert_eq!(detect(&bill), Some(DocumentKind::Bill));
+        signing::sign_document(&mut bill, &key).unwrap();
+        let r = verify_any(&bill, None);
+        assert!(r.valid, "{r:?}");
+        assert_eq!(r.kind, Some(DocumentKind::Bill));
+        bill["total_usd"] = json!(0.1);
+        assert!(!verify_any(&bill, None).valid);
+        bill["total_usd"] = json!("x");
+        assert!(!verify_any(&bill, None).valid);
+        let mut unsigned = bill.clone();
+        unsigned.as_object_mut().unwrap().remove("signature");
+        assert!(!verify_any(&unsigned, None).valid);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The command line: `aimarket-hub [serve] | keygen | verify | crawl | demo | search | invoke |
-//! peers`.
+//! run | peers`.
 //!
 //! Each subcommand lives in its own module and returns an [`ExitCode`]; errors are printed
 //! to stderr as `error: …`. `serve` is the default, so `aimarket-hub --listen ADDR` works.
@@ -12,6 +12,7 @@ mod invoke;
 mod keygen;
 pub mod peers;
 mod remote;
+pub mod run;
 mod search;
 mod serve;
 mod verify;
@@ -25,6 +26,7 @@ pub use demo::DemoArgs;
 pub use invoke::InvokeArgs;
 pub use keygen::KeygenArgs;
 pub use peers::PeersArgs;
+pub use run::RunArgs;
 pub use search::SearchArgs;
 pub use serve::SettingsArgs;
 pub use verify::VerifyArgs;
@@ -60,7 +62,7 @@ pub enum Command {
     Serve(SettingsArgs),
     /// Write a new Ed25519 signing key (32-byte seed, mode 0600) and print its public key.
     Keygen(KeygenArgs),
-    /// Check protocol documents (manifest, receipt, announce, well-known): schema and signature.
+    /// Check protocol documents (manifest, receipt, announce, well-known, bill): schema, signature.
     Verify(VerifyArgs),
     /// Crawl the seeds and active peers into the store (no server) and print a report.
     Crawl(CrawlArgs),
@@ -70,6 +72,8 @@ pub enum Command {
     Search(SearchArgs),
     /// Invoke a capability through a hub (a client of any hub).
     Invoke(InvokeArgs),
+    /// Plan a task with a hub's planner, pay from a demo channel and run it as a pipeline.
+    Run(RunArgs),
     /// Manage a running hub's peers: list, approve, remove, repin, add-seed (admin token).
     Peers(PeersArgs),
 }
@@ -99,7 +103,13 @@ pub fn run(cli: Cli) -> ExitCode {
     // The client-style commands print for people; their logs stay quiet unless asked for.
     let quiet = matches!(
         cli.command,
-        Some(Command::Demo(_) | Command::Search(_) | Command::Invoke(_) | Command::Peers(_))
+        Some(
+            Command::Demo(_)
+                | Command::Search(_)
+                | Command::Invoke(_)
+                | Command::Run(_)
+                | Command::Peers(_)
+        )
     ) && std::env::var_os("RUST_LOG").is_none();
     if let Err(e) = telemetry::init(cli.log_format, quiet.then_some("warn")) {
         eprintln!("error: {e}");
@@ -114,6 +124,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Some(Command::Demo(args)) => demo::run(&args),
         Some(Command::Search(args)) => search::run(&args),
         Some(Command::Invoke(args)) => invoke::run(&args),
+        Some(Command::Run(args)) => run::run(&args),
         Some(Command::Peers(args)) => peers::run(&args),
     }
 }

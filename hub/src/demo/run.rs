@@ -33,6 +33,8 @@ pub const WALKTHROUGH_CAPABILITY: &str = "translate.morse@v1";
 pub const WALKTHROUGH_INPUT: &str = r#"{"text":"SOS help"}"#;
 /// The intent of the walkthrough's search.
 pub const WALKTHROUGH_INTENT: &str = "translate text to morse code";
+/// The walkthrough's one-line agent task: two demo capabilities in one pipeline.
+pub const WALKTHROUGH_TASK: &str = "translate text to morse code then analyze the sentiment";
 
 /// `demo` options.
 #[derive(Debug, Clone)]
@@ -415,6 +417,7 @@ pub fn walkthrough(hub: &str, factories: &[DemoFactory]) -> String {
          claude mcp add --transport http aimarket {mcp}\n\
          \nCLI clients: aimarket-hub search \"{WALKTHROUGH_INTENT}\" --hub {hub}\n\
          \x20            aimarket-hub invoke {WALKTHROUGH_PRODUCT} {WALKTHROUGH_CAPABILITY} --input '{WALKTHROUGH_INPUT}' --hub {hub}\n\
+         \x20            aimarket-hub run \"{WALKTHROUGH_TASK}\" --budget 1 --hub {hub} --yes\n\
          \nPress Ctrl-C to stop.\n"
     ));
     out

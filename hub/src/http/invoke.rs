@@ -57,7 +57,7 @@ fn header(req: &HttpRequest, name: &str) -> Result<Option<String>, ApiError> {
     }
 }
 
-fn buyer_headers(req: &HttpRequest) -> Result<BuyerHeaders, ApiError> {
+pub(crate) fn buyer_headers(req: &HttpRequest) -> Result<BuyerHeaders, ApiError> {
     Ok(BuyerHeaders {
         channel_id: header(req, "x-payment-channel")?,
         channel_secret: header(req, "x-payment-channel-secret")?,
@@ -73,7 +73,7 @@ fn buyer_headers(req: &HttpRequest) -> Result<BuyerHeaders, ApiError> {
     })
 }
 
-fn into_response(result: InvokeResult) -> HttpResponse {
+pub(crate) fn into_response(result: InvokeResult) -> HttpResponse {
     let status = StatusCode::from_u16(result.status).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut response = HttpResponse::build(status);
     for (name, value) in &result.headers {

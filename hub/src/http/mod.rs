@@ -20,12 +20,14 @@ pub mod health;
 pub mod invoke;
 pub mod manifest;
 pub mod mcp;
+pub mod pipelines;
 pub mod plugins;
 pub mod receipts;
 pub mod reputation;
 pub mod search;
 pub mod stats;
 pub mod v1;
+pub mod v1_invoke;
 pub mod well_known;
 
 #[cfg(test)]
@@ -50,10 +52,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     invoke::configure(cfg);
     manifest::configure(cfg);
     mcp::configure(cfg);
+    pipelines::configure(cfg);
     plugins::configure(cfg);
     search::configure(cfg);
     stats::configure(cfg);
     v1::configure(cfg);
+    v1_invoke::configure(cfg);
     well_known::configure(cfg);
     cfg.default_service(web::to(error::not_found));
 }

@@ -25,9 +25,13 @@ pub const PATH: &str = "/ai-market/v2/stats/live";
 /// Events in the JSON form unless `limit` says otherwise.
 const DEFAULT_LIMIT: u32 = 50;
 
-/// Registers the route.
+/// The v1 factory's live feed path: the same feed (JSON, or SSE on `Accept`).
+pub const V1_PATH: &str = "/ai-market/stats";
+
+/// Registers the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource(PATH).route(web::get().to(live)));
+    cfg.service(web::resource(PATH).route(web::get().to(live)))
+        .service(web::resource(V1_PATH).route(web::get().to(live)));
 }
 
 /// `?limit=`.

@@ -1,4 +1,4 @@
-//! The MCP tools: `market_search`, `market_describe`, `market_invoke`.
+//! The MCP tools: `market_search`, `market_describe`, `market_invoke`, `market_pipeline`.
 //!
 //! Each call returns an MCP tool result `{content: [{type: "text", text}], structuredContent,
 //! isError}`: the text is the JSON of `structuredContent`, so clients that read either see
@@ -73,6 +73,30 @@ pub fn definitions() -> Vec<Value> {
             }, "required": ["product_id", "capability_id", "input"]},
             "annotations": {"readOnlyHint": false, "destructiveHint": false, "openWorldHint": true}
         }),
+        json!({
+            "name": "market_pipeline",
+            "title": "Run a pipeline of capabilities",
+            "description": "Run several capabilities as one DAG through this hub, paid from one channel: \
+                each node names a capability and takes a literal input and/or input_from (field -> \
+                \"node_id/json/pointer\" into an earlier node's result). Independent nodes run in \
+                parallel; a failure skips its dependents. Returns every node's result, the final \
+                result and a bill of materials signed by this hub.",
+            "inputSchema": {"type": "object", "properties": {
+                "nodes": {"type": "array", "maxItems": crate::pipelines::spec::MAX_NODES, "items": {"type": "object", "properties": {
+                    "id": {"type": "string"},
+                    "product_id": {"type": "string"},
+                    "capability_id": {"type": "string"},
+                    "source_hub": {"type": "string"},
+                    "input": {"type": "object"},
+                    "input_from": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "depends_on": {"type": "array", "items": {"type": "string"}}
+                }, "required": ["id", "capability_id"]}},
+                "max_total_usd": {"type": "number", "minimum": 0, "description": "Refuse (or stop) rather than spend more than this, USD"},
+                "payment_channel": {"type": "string", "description": "Channel id from POST /ai-market/v2/channel/open at this hub"},
+                "payment_channel_secret": {"type": "string", "description": "The channel's secret"}
+            }, "required": ["nodes"]},
+            "annotations": {"readOnlyHint": false, "destructiveHint": false, "openWorldHint": true}
+        }),
     ]
 }
 
@@ -104,6 +128,9 @@ pub async fn call(
             .await
             .unwrap_or_else(|e| failed(&e)),
         "market_invoke" => invoke(state, args, ctx)
+            .await
+            .unwrap_or_else(|e| failed(&e)),
+        "market_pipeline" => pipeline(state, args, ctx)
             .await
             .unwrap_or_else(|e| failed(&e)),
         _ => return None,
@@ -243,6 +270,39 @@ async fn invoke(
         structured["status"] = json!(result.status);
     }
     Ok(tool_result(structured, !ok))
+}
+
+/// Runs a pipeline through the same service as `POST /ai-market/v2/pipelines`.
+async fn pipeline(
+    state: &AppState,
+    args: Map<String, Value>,
+    ctx: &McpContext,
+) -> Result<Value, ApiError> {
+    let headers = BuyerHeaders {
+        channel_id: string_arg(&args, "payment_channel")?.map(str::to_owned),
+        channel_secret: string_arg(&args, "payment_channel_secret")?.map(str::to_owned),
+        request_id: Some(ctx.request_id.clone()),
+        ..BuyerHeaders::default()
+    };
+    let mut body = Map::new();
+    for key in ["nodes", "max_total_usd"] {
+        if let Some(v) = args.get(key) {
+            body.insert(key.to_owned(), v.clone());
+        }
+    }
+    let buyer = crate::pipelines::Buyer {
+        headers,
+        caller: ctx.caller.clone(),
+    };
+    let answer = crate::pipelines::run_pipeline(
+        state,
+        &Value::Object(body),
+        buyer,
+        crate::pipelines::Version::V2,
+    )
+    .await?;
+    let ok = answer.body["success"] == Value::Bool(true);
+    Ok(tool_result(answer.body, !ok))
 }
 
 /// A 402 as a tool result, this hub's way to pay first: `hub_payment` (the option every

@@ -19,6 +19,7 @@ mod crawl_runs;
 mod error;
 mod peer_types;
 mod peers;
+mod pipelines;
 #[cfg(test)]
 pub(crate) mod tests;
 

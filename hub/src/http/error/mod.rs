@@ -25,6 +25,7 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde_json::{Map, Value};
 
 mod from;
+mod pipeline;
 
 /// Stable wire codes (the body's `error` field). Clients switch on these; never rename one.
 pub mod code {
@@ -135,6 +136,12 @@ pub mod code {
     pub const TOO_MANY_STREAMS: &str = "too_many_streams";
     /// No Pay-on-Verified verdict for this receipt nonce.
     pub const VERIFICATION_NOT_FOUND: &str = "verification_not_found";
+    /// A pipeline that cannot run: shape, unknown or cyclic nodes, unknown capabilities.
+    pub const PIPELINE_INVALID: &str = "pipeline_invalid";
+    /// A pipeline whose routed prices add up to more than its `max_total_usd`.
+    pub const BUDGET_EXCEEDED: &str = "budget_exceeded";
+    /// No stored pipeline run with this trace id.
+    pub const PIPELINE_NOT_FOUND: &str = "pipeline_not_found";
 }
 
 /// The restricted set of error classes; each maps to exactly one HTTP status.
