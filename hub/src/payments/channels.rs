@@ -279,9 +279,12 @@ pub(super) fn normalize_tx_hash(
             "{what} must not contain whitespace or control characters"
         )));
     }
-    let is_hex = hash.len() > 2
-        && hash[..2].eq_ignore_ascii_case("0x")
-        && hash[2..].bytes().all(|b| b.is_ascii_hexdigit());
+    // Bytes, not `str` slices: the hash is the caller's and its first character may be
+    // multi-byte, so `hash[..2]` could cut it and panic (issue #13).
+    let bytes = hash.as_bytes();
+    let is_hex = bytes.len() > 2
+        && bytes[..2].eq_ignore_ascii_case(b"0x")
+        && bytes[2..].iter().all(u8::is_ascii_hexdigit);
     Ok(Some(if is_hex {
         hash.to_ascii_lowercase()
     } else {
@@ -474,5 +477,34 @@ impl Ledger {
             channel_id: id.to_owned(),
             holds: holds.max(1),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::normalize_tx_hash;
+
+    /// Regression (issue #13, found by the hostile-input run and the `channel_bodies` fuzz
+    /// target): a hash whose first character is multi-byte used to panic in `hash[..2]`.
+    #[test]
+    fn multi_byte_hashes_do_not_panic() {
+        for raw in ["☃", "\u{d7ff}", "é", "0☃", "☃x12", "0x☃", "😀😀😀"] {
+            assert_eq!(
+                normalize_tx_hash(Some(raw), "tx_hash").unwrap().as_deref(),
+                Some(raw),
+                "{raw:?} is kept as it came"
+            );
+        }
+    }
+
+    #[test]
+    fn hex_hashes_are_lower_cased_and_others_kept() {
+        let norm = |s| normalize_tx_hash(Some(s), "tx_hash").unwrap();
+        assert_eq!(norm(" 0XAbC1 ").as_deref(), Some("0xabc1"));
+        assert_eq!(norm("0x").as_deref(), Some("0x"));
+        assert_eq!(norm("0xZZ").as_deref(), Some("0xZZ"));
+        assert_eq!(normalize_tx_hash(Some("  "), "tx_hash").unwrap(), None);
+        assert!(normalize_tx_hash(Some("a b"), "tx_hash").is_err());
     }
 }
