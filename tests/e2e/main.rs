@@ -12,6 +12,7 @@ mod demo;
 mod demo_v1;
 mod federation;
 mod federation_ops;
+mod hostile;
 mod invoke;
 mod invoke_payments;
 mod manifest;
