@@ -10,6 +10,7 @@ mod crawl_admin;
 mod crawl_bad;
 mod demo;
 mod demo_v1;
+mod faults;
 mod federation;
 mod federation_ops;
 mod hostile;

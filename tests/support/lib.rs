@@ -8,6 +8,7 @@
 //! signed factories on loopback) and re-export them below.
 
 pub mod catalog_server;
+pub mod faulty;
 mod hub;
 pub mod postgres;
 pub mod provider;
