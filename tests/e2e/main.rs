@@ -27,4 +27,5 @@ mod search_index;
 mod search_params;
 mod search_plugins;
 mod smoke;
+mod soak;
 mod stats;
