@@ -18,6 +18,7 @@ mod invoke;
 mod invoke_payments;
 mod manifest;
 mod mcp;
+mod outages;
 mod plugins_invoke;
 mod rails;
 mod replicas;

@@ -13,6 +13,7 @@ mod hub;
 pub mod postgres;
 pub mod provider;
 pub mod redis;
+pub mod services;
 pub mod soak;
 
 use std::future::Future;

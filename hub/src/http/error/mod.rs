@@ -571,4 +571,36 @@ mod tests {
         assert_eq!(api.status_code(), StatusCode::BAD_REQUEST);
         assert_eq!(api.code(), code::BAD_REQUEST);
     }
+
+    /// Issue #13: a PostgreSQL restart terminates open connections (SQLSTATE 57P01); the
+    /// query that was running is 503 `unavailable`, never a 500.
+    #[tokio::test]
+    async fn a_terminated_postgres_connection_is_unavailable() {
+        let url = std::env::var("AIMARKET_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+        let pool = match sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .connect(&url)
+            .await
+        {
+            Ok(pool) => pool,
+            Err(e) if std::env::var_os("CI").is_none() => {
+                eprintln!("SKIP: PostgreSQL error-mapping test, {url} unreachable: {e}");
+                return;
+            }
+            Err(e) => panic!("PostgreSQL at {url} unreachable and CI is set: {e}"),
+        };
+        let error = sqlx::query("SELECT pg_terminate_backend(pg_backend_pid())")
+            .execute(&pool)
+            .await
+            .expect_err("a backend terminating itself fails the query");
+        let api = ApiError::from(StoreError::Database(error));
+        assert_eq!(
+            api.status_code(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{api:?}"
+        );
+        assert_eq!(api.code(), code::UNAVAILABLE);
+    }
 }
