@@ -392,10 +392,27 @@ fn render_bare_error<B: MessageBody + 'static>(
             res.response().body().size(),
             BodySize::None | BodySize::Sized(0)
         );
-    if !bare {
+    // An error actix rendered itself (e.g. a `Content-Encoding: gzip` body that does not
+    // decode, read by a `Bytes` extractor) comes as `text/plain`; ours are always JSON.
+    // Issue #13: these reached clients without the protocol body.
+    let foreign = res.response().error().is_some()
+        && !res
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+    if !bare && !foreign {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
     let status = res.status();
+    // The framework's own message says what was wrong with the request (never internals of
+    // ours); for a server error only the status is told.
+    let message = res
+        .response()
+        .error()
+        .filter(|_| status.is_client_error())
+        .map(ToString::to_string)
+        .filter(|m| !m.is_empty());
     let (kind, code) = match status {
         StatusCode::METHOD_NOT_ALLOWED => (ErrorKind::MethodNotAllowed, code::METHOD_NOT_ALLOWED),
         StatusCode::NOT_FOUND => (ErrorKind::NotFound, code::NOT_FOUND),
@@ -403,9 +420,10 @@ fn render_bare_error<B: MessageBody + 'static>(
         s if s.is_client_error() => (ErrorKind::BadRequest, code::BAD_REQUEST),
         _ => (ErrorKind::Internal, code::INTERNAL_ERROR),
     };
-    let detail = match status.canonical_reason() {
-        Some(reason) => reason.to_owned(),
-        None => status.to_string(),
+    let detail = match (message, status.canonical_reason()) {
+        (Some(message), _) => message,
+        (None, Some(reason)) => reason.to_owned(),
+        (None, None) => status.to_string(),
     };
     let api = ApiError::new(kind, code, detail);
     let (req, _) = res.into_parts();
