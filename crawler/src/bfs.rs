@@ -246,6 +246,15 @@ struct Target {
     discovered_from: Option<String>,
 }
 
+impl Target {
+    /// Whether `url` is exempt from the address-range rule: only an operator seed's own
+    /// origin (scheme, host and port) is; every other URL it leads to (a `manifest_url`, a
+    /// stored one, a redirect) passes the full §7.4 check.
+    fn operator_exempt(&self, url: &SafeUrl) -> bool {
+        self.operator && url.same_origin(&self.well_known)
+    }
+}
+
 /// Output of one peer's crawl, before it is reported.
 struct PeerRun {
     outcome: PeerOutcome,
@@ -519,7 +528,7 @@ impl Crawler {
         let manifest_url = match (&wk, &known.manifest_url) {
             (Some(w), _) => w.manifest_url.clone(),
             (None, Some(stored)) => {
-                let exempt = |u: &SafeUrl| t.operator && u.host_str() == t.well_known.host_str();
+                let exempt = |u: &SafeUrl| t.operator_exempt(u);
                 SafeUrl::parse(stored)
                     .and_then(|u| self.policy().check(&u, exempt(&u)).map(|()| u))
                     .map_err(|reason| CrawlError::UnsafeUrl {
@@ -621,7 +630,7 @@ impl Crawler {
         validators: &Validators,
         t: &Target,
     ) -> Result<(SafeUrl, Fetched), CrawlError> {
-        let exempt = |u: &SafeUrl| t.operator && u.host_str() == t.well_known.host_str();
+        let exempt = |u: &SafeUrl| t.operator_exempt(u);
         match self
             .fetch(url, Document::Manifest, validators, exempt(url))
             .await

@@ -87,7 +87,9 @@ pub struct FetchOptions {
     /// Validators for a conditional request.
     pub validators: Validators,
     /// The URL was configured by the operator: exempt from the address-range rule. The
-    /// exemption carries over to redirect hops only while they stay on the same host.
+    /// exemption carries over to redirect hops only while they stay on the same origin
+    /// (scheme, host and port): the operator vouched for one service, not for every port of
+    /// its machine.
     pub operator: bool,
 }
 
@@ -256,8 +258,9 @@ impl Fetcher {
         let mut current = url.clone();
         let mut seen = HashSet::from([current.as_str().to_owned()]);
         for hop in 0..=self.config.max_redirects {
-            // The operator vouched for a host, not for wherever that host points us.
-            let operator = opts.operator && current.host_str() == url.host_str();
+            // The operator vouched for one origin, not for wherever that origin points us:
+            // another port on the same host is another service (issue #13).
+            let operator = opts.operator && current.same_origin(url);
             self.config
                 .policy
                 .check(&current, operator)

@@ -137,7 +137,8 @@ fn schema_error(document: Document, e: ProtocolError) -> CrawlError {
 /// Parses and checks a well-known document fetched from `url`.
 ///
 /// `operator` is true when the operator configured this peer: its `manifest_url` is then
-/// exempt from the address-range rule when it stays on the same host.
+/// exempt from the address-range rule when it is on the same origin (scheme, host and port)
+/// as `url`; anywhere else it passes the full §7.4 check.
 pub fn parse_well_known(
     bytes: &[u8],
     url: &SafeUrl,
@@ -157,7 +158,7 @@ pub fn parse_well_known(
     let raw_manifest = text(doc.get("manifest_url")).unwrap_or_default();
     let manifest_url = SafeUrl::parse(&raw_manifest)
         .and_then(|m| {
-            let exempt = operator && m.host_str() == url.host_str();
+            let exempt = operator && m.same_origin(url);
             opts.policy.check(&m, exempt).map(|()| m)
         })
         .map_err(|reason| CrawlError::UnsafeUrl {

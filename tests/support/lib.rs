@@ -9,12 +9,15 @@
 
 pub mod catalog_server;
 pub mod chain;
+pub mod faulty;
 mod hub;
 pub mod postgres;
 pub mod provider;
 pub mod pyenv;
 pub mod real_providers;
 pub mod redis;
+pub mod services;
+pub mod soak;
 
 use std::future::Future;
 use std::sync::OnceLock;

@@ -15,7 +15,9 @@
 //!    WHATWG parser would otherwise silently strip tabs and newlines.
 //!
 //! `AIMARKET_ALLOW_PRIVATE_PEERS` maps to [`UrlPolicy::allow_private`] and lifts only rule 1.
-//! URLs configured by the operator are exempt from rule 1 as well (the `operator` flag).
+//! URLs configured by the operator are exempt from rule 1 as well (the `operator` flag), and
+//! only on exactly the configured origin (scheme, host and port): a `manifest_url` or a
+//! redirect to another origin, even another port of the same host, is checked in full.
 
 mod ip;
 pub(crate) mod resolver;

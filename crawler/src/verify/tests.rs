@@ -113,11 +113,22 @@ fn manifest_url_faces_the_policy() {
     let doc = wk_doc(json!({"manifest_url": "http://10.0.0.7/ai-market/manifest"}));
     let err = parse_well_known(&doc, &wk_url(), false, &opts()).unwrap_err();
     assert!(matches!(err, CrawlError::UnsafeUrl { .. }), "{err}");
-    // Operator exemption covers the operator's host only.
+    // Operator exemption covers the operator's origin only (scheme, host and port).
     let op = SafeUrl::parse("http://10.0.0.7/.well-known/ai-market.json").unwrap();
     parse_well_known(&doc, &op, true, &opts()).unwrap();
-    let other = SafeUrl::parse("http://10.0.0.8/.well-known/ai-market.json").unwrap();
-    assert!(parse_well_known(&doc, &other, true, &opts()).is_err());
+    for other in [
+        "http://10.0.0.8/.well-known/ai-market.json",
+        // Same host, another service (issue #13).
+        "http://10.0.0.7:8080/.well-known/ai-market.json",
+        "https://10.0.0.7/.well-known/ai-market.json",
+    ] {
+        let other = SafeUrl::parse(other).unwrap();
+        let err = parse_well_known(&doc, &other, true, &opts()).unwrap_err();
+        assert!(
+            matches!(err, CrawlError::UnsafeUrl { .. }),
+            "{other:?}: {err}"
+        );
+    }
     // Missing manifest_url: the v1 default on the peer's origin.
     let mut v: Value = serde_json::from_slice(&wk_doc(json!({}))).unwrap();
     v.as_object_mut().unwrap().remove("manifest_url");

@@ -184,6 +184,40 @@ async fn gossip_urls_face_the_full_policy() {
     assert_eq!(b.seen().len(), 0);
 }
 
+/// Issue #13: an operator seed's `manifest_url` on another port of the same host is not
+/// covered by the seed's exemption: the crawl fails with `unsafe_url` and the other service
+/// is never contacted.
+#[tokio::test]
+async fn operator_seed_manifest_on_another_port_is_refused() {
+    let a = Provider::start();
+    let other = Provider::start();
+    let key = KeyPair::generate();
+    other.serve_hub(&key, vec![tool("o", "c", 1.0)], &[]);
+    let mut wk = well_known(&a, &key, &[]);
+    wk["manifest_url"] = json!(other.url(MANIFEST));
+    a.json(WK, &wk);
+    let c = crawler_with(fetch_config(UrlPolicy::STRICT), CrawlConfig::default());
+    let report = c.crawl(vec![seed(&a)], &none()).await;
+    assert_eq!(report.peers.len(), 1);
+    assert!(
+        matches!(
+            &report.peers[0].outcome,
+            PeerOutcome::Failed(CrawlError::UnsafeUrl { .. })
+        ),
+        "{:?}",
+        report.peers[0].outcome
+    );
+    assert_eq!(a.hits(WK), 1);
+    assert!(
+        other.seen().is_empty(),
+        "the other port must not be contacted"
+    );
+    // The same document with the manifest on the seed's own origin is crawled.
+    a.serve_hub(&key, vec![tool("a", "c", 1.0)], &[]);
+    let report = c.crawl(vec![seed(&a)], &none()).await;
+    assert!(matches!(report.peers[0].outcome, PeerOutcome::Updated(..)));
+}
+
 #[tokio::test]
 async fn failed_peers_are_not_expanded_and_pins_come_from_known() {
     let a = Provider::start();

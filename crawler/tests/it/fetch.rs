@@ -323,6 +323,45 @@ async fn redirects_to_private_addresses_are_refused() {
     assert_eq!(p.hits("/secret"), 0);
 }
 
+/// Issue #13: the operator vouched for one origin; a redirect to another port of the same
+/// host is another service and faces the full range rule (and is never contacted).
+#[tokio::test]
+async fn operator_redirects_to_another_port_of_the_host_are_refused() {
+    let p = Provider::start();
+    let other = Provider::start();
+    other.json("/secret", &serde_json::json!({"secret": 1}));
+    p.set(
+        "/go",
+        Route::Redirect {
+            status: 302,
+            location: other.url("/secret"),
+        },
+    );
+    p.json("/here", &serde_json::json!({"ok": 1}));
+    p.set(
+        "/stay",
+        Route::Redirect {
+            status: 302,
+            location: p.url("/here"),
+        },
+    );
+    let f = fetcher(fetch_config(UrlPolicy::STRICT));
+    let mut o = opts(Document::Manifest);
+    o.operator = true;
+    let err = f.fetch(&p.safe("/go"), &o).await.unwrap_err();
+    assert!(matches!(err, CrawlError::UnsafeUrl { .. }), "{err}");
+    assert_eq!(
+        other.hits("/secret"),
+        0,
+        "the other port must not be contacted"
+    );
+    // A redirect within the operator's own origin keeps the exemption.
+    f.fetch(&p.safe("/stay"), &o)
+        .await
+        .expect("same-origin redirect");
+    assert_eq!(p.hits("/here"), 1);
+}
+
 #[tokio::test]
 async fn loopback_refused_without_allow_private() {
     let p = Provider::start();

@@ -212,7 +212,7 @@ impl Run<'_> {
                 );
             let body = target::body_for(&attempt.target.shape, offer, &call.request.input);
             let upstream = match forwarder
-                .post(&attempt.target.url, offer.peer_operator, headers, body)
+                .post(&attempt.target.url, offer.operator_origin(), headers, body)
                 .await
             {
                 Ok(upstream) => upstream,

@@ -214,7 +214,17 @@ impl Forwarder {
         self.timeout
     }
 
-    fn client(&self, url: &Url, operator: bool) -> Result<&reqwest::Client, ForwardError> {
+    /// The client for `url`. `operator_origin` is the origin of an operator-configured peer;
+    /// the exemption from the address-range rule covers exactly that origin (scheme, host and
+    /// port), so a URL on another origin, even another port of the same host, gets the
+    /// strict client and the full §7.4 check (issue #13).
+    fn client(
+        &self,
+        url: &Url,
+        operator_origin: Option<&str>,
+    ) -> Result<&reqwest::Client, ForwardError> {
+        let operator =
+            operator_origin.is_some_and(|origin| url.origin().ascii_serialization() == origin);
         if self.policy.applies(operator) {
             let safe =
                 SafeUrl::parse(url.as_str()).map_err(|e| ForwardError::Refused(e.to_string()))?;
@@ -233,12 +243,12 @@ impl Forwarder {
     pub async fn post(
         &self,
         url: &Url,
-        operator: bool,
+        operator_origin: Option<&str>,
         headers: OutgoingHeaders,
         body: Vec<u8>,
     ) -> Result<Upstream, ForwardError> {
         let request = self
-            .client(url, operator)?
+            .client(url, operator_origin)?
             .post(url.clone())
             .headers(headers.into_map())
             .body(body);
@@ -249,11 +259,11 @@ impl Forwarder {
     pub async fn get_json(
         &self,
         url: &Url,
-        operator: bool,
+        operator_origin: Option<&str>,
         timeout: Duration,
     ) -> Result<Value, ForwardError> {
         let request = self
-            .client(url, operator)?
+            .client(url, operator_origin)?
             .get(url.clone())
             .header(header::ACCEPT, "application/json")
             .timeout(timeout.min(self.timeout));
@@ -269,11 +279,11 @@ impl Forwarder {
     pub async fn post_small_json(
         &self,
         url: &Url,
-        operator: bool,
+        operator_origin: Option<&str>,
         body: &Value,
     ) -> Result<(u16, Value), ForwardError> {
         let request = self
-            .client(url, operator)?
+            .client(url, operator_origin)?
             .post(url.clone())
             .header(header::CONTENT_TYPE, "application/json")
             .header(header::ACCEPT, "application/json")
@@ -421,5 +431,34 @@ mod tests {
             map.get(names::ROUTING_FEE).map(|v| v.to_str().ok()),
             Some(Some("100"))
         );
+    }
+
+    /// Issue #13: an operator peer's exemption covers its own origin only; another port or
+    /// scheme on the same host is refused before anything is dialled.
+    #[tokio::test]
+    async fn operator_exemption_covers_exactly_its_origin() {
+        let fwd = Forwarder::new(UrlPolicy::STRICT, Duration::from_secs(1), 1024)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let origin = Some("http://127.0.0.1:5000");
+        let url = |s: &str| Url::parse(s).unwrap_or_else(|e| panic!("{e}"));
+        assert!(fwd.client(&url("http://127.0.0.1:5000/x"), origin).is_ok());
+        for other in [
+            "http://127.0.0.1:5001/x",
+            "https://127.0.0.1:5000/x",
+            "http://127.0.0.2:5000/x",
+            "http://[::1]:5000/x",
+        ] {
+            assert!(
+                matches!(
+                    fwd.client(&url(other), origin),
+                    Err(ForwardError::Refused(_))
+                ),
+                "{other} must not inherit the exemption"
+            );
+        }
+        assert!(matches!(
+            fwd.client(&url("http://127.0.0.1:5000/x"), None),
+            Err(ForwardError::Refused(_))
+        ));
     }
 }

@@ -639,7 +639,7 @@ pub(super) async fn peer_kind(invoker: &Invoker, offer: &Offer) -> Result<PeerKi
     let forwarder = invoker.forwarder()?;
     let probe = match url::Url::parse(&offer.peer_well_known_url) {
         Ok(url) => forwarder
-            .get_json(&url, offer.peer_operator, KIND_PROBE_TIMEOUT)
+            .get_json(&url, offer.operator_origin(), KIND_PROBE_TIMEOUT)
             .await
             .map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),

@@ -220,7 +220,8 @@ async fn open_demo_channel(
     });
     for path in ["/ai-market/v2/channel/open", "/ai-market/channel/open"] {
         let Ok(url) = base.join(path) else { continue };
-        match forwarder.post_small_json(&url, operator, &body).await {
+        let exempt_origin = operator.then_some(peer_url);
+        match forwarder.post_small_json(&url, exempt_origin, &body).await {
             Ok((status, answer)) if (200..300).contains(&status) => {
                 if let Some(channel) = parse_channel(&answer, deposit_usd) {
                     tracing::info!(

@@ -251,6 +251,14 @@ fn build_offer(row: CapabilityRow, peer: &PeerRow, schemas: &SchemaCache, bps: u
     }
 }
 
+impl Offer {
+    /// The origin exempt from the address-range rule for this offer: the called peer's own
+    /// origin when the operator configured it, else none. Only that exact origin is exempt.
+    pub fn operator_origin(&self) -> Option<&str> {
+        self.peer_operator.then_some(self.peer_url.as_str())
+    }
+}
+
 /// Orders the offers that may serve one invoke, best first, and drops those that may not.
 ///
 /// This is the routing decision point: with `source_hub` only that origin's offer remains;

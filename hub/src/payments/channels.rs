@@ -508,3 +508,32 @@ impl Ledger {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::normalize_tx_hash;
+
+    /// Regression (issue #13, found by the hostile-input run and the `channel_bodies` fuzz
+    /// target): a hash whose first character is multi-byte used to panic in `hash[..2]`.
+    #[test]
+    fn multi_byte_hashes_do_not_panic() {
+        for raw in ["☃", "\u{d7ff}", "é", "0☃", "☃x12", "0x☃", "😀😀😀"] {
+            assert_eq!(
+                normalize_tx_hash(Some(raw), "tx_hash").unwrap().as_deref(),
+                Some(raw),
+                "{raw:?} is kept as it came"
+            );
+        }
+    }
+
+    #[test]
+    fn hex_hashes_are_lower_cased_and_others_kept() {
+        let norm = |s| normalize_tx_hash(Some(s), "tx_hash").unwrap();
+        assert_eq!(norm(" 0XAbC1 ").as_deref(), Some("0xabc1"));
+        assert_eq!(norm("0x").as_deref(), Some("0x"));
+        assert_eq!(norm("0xZZ").as_deref(), Some("0xZZ"));
+        assert_eq!(normalize_tx_hash(Some("  "), "tx_hash").unwrap(), None);
+        assert!(normalize_tx_hash(Some("a b"), "tx_hash").is_err());
+    }
+}

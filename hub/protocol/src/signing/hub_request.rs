@@ -159,7 +159,9 @@ pub fn verify_hub_request(
                 field: headers::TIMESTAMP,
                 expected: "unix seconds",
             })?;
-    if (now - ts).abs() > HUB_REQUEST_MAX_SKEW_S {
+    // `abs_diff`, not `(now - ts).abs()`: the timestamp is the sender's, and an extreme one
+    // (i64::MIN) overflowed the subtraction (a panic with overflow checks on).
+    if now.abs_diff(ts) > HUB_REQUEST_MAX_SKEW_S.unsigned_abs() {
         return Err(ProtocolError::WrongType {
             field: headers::TIMESTAMP,
             expected: "within 120 s of the verifier's clock",
@@ -305,5 +307,24 @@ mod tests {
         );
         let other = KeyPair::from_seed(&[8u8; 32]).public_key();
         assert!(verify_hub_request(lookup(pairs), aud, "c@v1", &input, &other, 1_000).is_err());
+    }
+
+    #[test]
+    fn extreme_timestamps_are_refused_without_overflow() {
+        let key = KeyPair::from_seed(&[5; 32]).public_key();
+        for ts in [i64::MIN, i64::MAX, -1] {
+            let header = |name: &str| (name == headers::TIMESTAMP).then(|| ts.to_string());
+            for now in [0, i64::MAX, i64::MIN, 1_700_000_000] {
+                let err = verify_hub_request(
+                    header,
+                    "https://a.example",
+                    "c@v1",
+                    &Value::Null,
+                    &key,
+                    now,
+                );
+                assert!(err.is_err(), "ts {ts} now {now}");
+            }
+        }
     }
 }

@@ -157,6 +157,24 @@ impl From<LimitRefusal> for ApiError {
     }
 }
 
+/// SQLSTATEs that mean the server is going away or not there yet, not that the query is
+/// wrong: class 08 (connection exception) and 57P01-57P03 (admin shutdown, crash shutdown,
+/// cannot connect now).
+fn is_outage_sqlstate(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
+}
+
+/// 503 `unavailable` with `Retry-After: 5`, the cause logged as a warning.
+fn unavailable(error: &StoreError) -> ApiError {
+    tracing::warn!(error = %error, "database unavailable");
+    ApiError::new(
+        ErrorKind::Unavailable,
+        code::UNAVAILABLE,
+        "the database is not answering; retry shortly",
+    )
+    .with_retry_after(5)
+}
+
 impl From<StoreError> for ApiError {
     /// Store failures: an unknown peer is 404, a malformed peer URL 400, a database that
     /// does not answer 503 (transient); anything else is a 500 with the cause logged.
@@ -166,17 +184,18 @@ impl From<StoreError> for ApiError {
                 Self::not_found(code::PEER_NOT_FOUND, error.to_string())
             }
             StoreError::InvalidPeerUrl { .. } => Self::bad_request(error.to_string()),
+            // A database going away mid-query (PostgreSQL stopping or restarting) answers
+            // with SQLSTATE 57P01-57P03 ("terminating connection due to administrator
+            // command", "the database system is starting up") or a class 08 connection
+            // exception: the same transient outage as a pool timeout (issue #13: these were
+            // 500s).
             StoreError::Database(
                 sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_),
-            ) => {
-                let api = Self::new(
-                    ErrorKind::Unavailable,
-                    code::UNAVAILABLE,
-                    "the database is not answering; retry shortly",
-                )
-                .with_retry_after(5);
-                tracing::warn!(error = %error, "database unavailable");
-                api
+            ) => unavailable(&error),
+            StoreError::Database(sqlx::Error::Database(ref db))
+                if db.code().as_deref().is_some_and(is_outage_sqlstate) =>
+            {
+                unavailable(&error)
             }
             // PostgreSQL refuses text it cannot store (a NUL byte: 22021; an untranslatable
             // character: 22P05). Such a value can only come from the request, so it is the

@@ -413,10 +413,27 @@ fn render_bare_error<B: MessageBody + 'static>(
             res.response().body().size(),
             BodySize::None | BodySize::Sized(0)
         );
-    if !bare {
+    // An error actix rendered itself (e.g. a `Content-Encoding: gzip` body that does not
+    // decode, read by a `Bytes` extractor) comes as `text/plain`; ours are always JSON.
+    // Issue #13: these reached clients without the protocol body.
+    let foreign = res.response().error().is_some()
+        && !res
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+    if !bare && !foreign {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
     let status = res.status();
+    // The framework's own message says what was wrong with the request (never internals of
+    // ours); for a server error only the status is told.
+    let message = res
+        .response()
+        .error()
+        .filter(|_| status.is_client_error())
+        .map(ToString::to_string)
+        .filter(|m| !m.is_empty());
     let (kind, code) = match status {
         StatusCode::METHOD_NOT_ALLOWED => (ErrorKind::MethodNotAllowed, code::METHOD_NOT_ALLOWED),
         StatusCode::NOT_FOUND => (ErrorKind::NotFound, code::NOT_FOUND),
@@ -424,9 +441,10 @@ fn render_bare_error<B: MessageBody + 'static>(
         s if s.is_client_error() => (ErrorKind::BadRequest, code::BAD_REQUEST),
         _ => (ErrorKind::Internal, code::INTERNAL_ERROR),
     };
-    let detail = match status.canonical_reason() {
-        Some(reason) => reason.to_owned(),
-        None => status.to_string(),
+    let detail = match (message, status.canonical_reason()) {
+        (Some(message), _) => message,
+        (None, Some(reason)) => reason.to_owned(),
+        (None, None) => status.to_string(),
     };
     let api = ApiError::new(kind, code, detail);
     let (req, _) = res.into_parts();
@@ -591,5 +609,37 @@ mod tests {
         let api = ApiError::from(StoreError::Database(error));
         assert_eq!(api.status_code(), StatusCode::BAD_REQUEST);
         assert_eq!(api.code(), code::BAD_REQUEST);
+    }
+
+    /// Issue #13: a PostgreSQL restart terminates open connections (SQLSTATE 57P01); the
+    /// query that was running is 503 `unavailable`, never a 500.
+    #[tokio::test]
+    async fn a_terminated_postgres_connection_is_unavailable() {
+        let url = std::env::var("AIMARKET_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+        let pool = match sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .connect(&url)
+            .await
+        {
+            Ok(pool) => pool,
+            Err(e) if std::env::var_os("CI").is_none() => {
+                eprintln!("SKIP: PostgreSQL error-mapping test, {url} unreachable: {e}");
+                return;
+            }
+            Err(e) => panic!("PostgreSQL at {url} unreachable and CI is set: {e}"),
+        };
+        let error = sqlx::query("SELECT pg_terminate_backend(pg_backend_pid())")
+            .execute(&pool)
+            .await
+            .expect_err("a backend terminating itself fails the query");
+        let api = ApiError::from(StoreError::Database(error));
+        assert_eq!(
+            api.status_code(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{api:?}"
+        );
+        assert_eq!(api.code(), code::UNAVAILABLE);
     }
 }
