@@ -16,7 +16,11 @@ seconds="${FUZZ_SECONDS:-25}"
 # overrides (address for long runs over the C parts, e.g. SQLite).
 sanitizer="${FUZZ_SANITIZER:-none}"
 # 16 codegen units: a much faster build on a 2-core CI for slightly slower executions.
-flags=(--sanitizer "$sanitizer" --codegen-units 16)
+# The build lives outside the checkout (FUZZ_TARGET_DIR), so CI runs and later checkouts on
+# the same machine reuse the compiled dependencies instead of a cold half-hour build.
+target_dir="${FUZZ_TARGET_DIR:-${HOME:-/root}/.cache/aimarket-hub/fuzz-target}"
+mkdir -p "$target_dir"
+flags=(--sanitizer "$sanitizer" --codegen-units 16 --target-dir "$target_dir")
 
 if ! rustup toolchain list | grep -q '^nightly'; then
   log "installing the nightly toolchain"
