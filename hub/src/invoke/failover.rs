@@ -139,7 +139,9 @@ impl Run<'_> {
             return false;
         };
         match self.funding {
-            Funding::Channel { micros: held, .. } => micros == *held,
+            Funding::Channel { micros: held, .. } | Funding::X402 { micros: held, .. } => {
+                micros == *held
+            }
             Funding::Buyer => self
                 .call
                 .request
@@ -174,7 +176,7 @@ impl Run<'_> {
             );
             headers.set(names::X_AIMARKET_BUYER, &self.buyer_id);
             let credential: Option<ChosenCredential> = match rail {
-                Rail::HubPays => {
+                Rail::HubPays | Rail::HubX402 => {
                     let chosen = invoker
                         .pay
                         .credential_for(
@@ -187,10 +189,10 @@ impl Run<'_> {
                     if let Some(chosen) = &chosen {
                         chosen.credential.apply(&mut headers);
                     }
-                    if let Funding::Channel { micros, .. } = funding {
+                    if let Some(micros) = funding.hub_charged_micros() {
                         headers.set(
                             names::X_AIMARKET_HUB_CHARGED,
-                            &format!("{:.6}", crate::payments::micros_to_usd(*micros)),
+                            &format!("{:.6}", crate::payments::micros_to_usd(micros)),
                         );
                     }
                     chosen
@@ -231,7 +233,7 @@ impl Run<'_> {
             };
             if upstream.status == 402
                 && tries < 2
-                && rail == Rail::HubPays
+                && rail.hub_paid()
                 && let Some(chosen) = &credential
                 && invoker.pay.refused(&offer.peer_url, chosen).await
             {
@@ -328,7 +330,7 @@ impl Run<'_> {
                 };
                 (hold_id.clone(), Some(channel_id.as_str()), refunded)
             }
-            Funding::Buyer => (new_nonce(), None, false),
+            Funding::X402 { .. } | Funding::Buyer => (new_nonce(), None, false),
         };
         let rejection = hooks::Rejection {
             nonce: &nonce,

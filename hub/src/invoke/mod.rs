@@ -28,6 +28,7 @@ pub mod request;
 pub mod resolve;
 pub mod target;
 pub mod validate;
+mod x402_rail;
 
 use std::sync::OnceLock;
 use std::time::Duration;

@@ -33,6 +33,7 @@ use super::relay::{self, Answer};
 use super::resolve::{LookupContext, Offer, choose_providers, not_found};
 use super::target::{self, FAILED_PROBE_TTL, KIND_TTL, PeerKind, Target};
 use super::{InvokeCall, InvokeResult, Invoker};
+use crate::payments::x402::{ExactPayment, payment_response};
 use crate::payments::{InvocationRecord, usd_to_micros};
 use crate::settings::SellerDirectFee;
 use crate::state::AppState;
@@ -50,6 +51,15 @@ pub(super) struct Trace {
 
 /// How the provider is paid for this call.
 pub(super) enum Funding {
+    /// The buyer's x402 exact authorization to this hub's wallet, verified for `micros`
+    /// (the routed price; token base units are micro-USD) and settled only once the
+    /// provider succeeded; the hub pays the provider.
+    X402 {
+        /// The verified authorization.
+        payment: ExactPayment,
+        /// The routed price it was verified for.
+        micros: i64,
+    },
     /// Nothing is charged by this hub; the buyer's own payment headers (if any) go upstream.
     Buyer,
     /// The buyer's channel holds `micros` under `hold_id`; the hub pays the provider.
@@ -61,6 +71,17 @@ pub(super) enum Funding {
         /// The held amount.
         micros: i64,
     },
+}
+
+impl Funding {
+    /// What the buyer pays this hub for the call, when the hub is paid (a hold or an x402
+    /// authorization): the amount sent upstream as `X-AIMarket-Hub-Charged`.
+    pub(super) fn hub_charged_micros(&self) -> Option<i64> {
+        match self {
+            Self::Channel { micros, .. } | Self::X402 { micros, .. } => Some(*micros),
+            Self::Buyer => None,
+        }
+    }
 }
 
 /// Runs steps 1–9 and renders the outcome. Every 402 (the provider's, relayed, or this
@@ -172,7 +193,8 @@ async fn run_inner(
     }
 
     // 4. Plugins before the call: a block charges nothing.
-    let rail = Rail::choose(&call.headers, routed_micros);
+    let hub_wallet = state.ledger.payout().map(|p| p.wallet().address());
+    let rail = Rail::choose(&call.headers, routed_micros, hub_wallet);
     let held_micros = held_micros(invoker, rail, offer, routed_micros)?;
     if held_micros > 0 && call.headers.channel_id.is_none() {
         return Err(InvokeError::RoutingFeeRequired {
@@ -192,8 +214,9 @@ async fn run_inner(
         .await?;
 
     // 5. Hold: the routed price (hub pays), or the routing fee on a seller-direct call when
-    // the operator charges it.
+    // the operator charges it; or verify the buyer's x402 authorization to this hub.
     let funding = match (&call.headers.channel_id, held_micros) {
+        _ if rail == Rail::HubX402 => super::x402_rail::verify(state, call, routed_micros).await?,
         (Some(channel_id), micros) if micros > 0 => {
             let hold_id = new_nonce();
             state
@@ -273,7 +296,7 @@ pub(super) fn check_input(offer: &Offer, input: &Value) -> Result<(), InvokeErro
 /// retried elsewhere).
 fn upstream_payment(rail: Rail) -> UpstreamPayment {
     match rail {
-        Rail::HubPays => UpstreamPayment::HubCredential,
+        Rail::HubPays | Rail::HubX402 => UpstreamPayment::HubCredential,
         Rail::SellerDirect => UpstreamPayment::BuyerCredential,
         Rail::Unpaid => UpstreamPayment::None,
     }
@@ -290,7 +313,8 @@ fn held_micros(
 ) -> Result<i64, InvokeError> {
     match rail {
         Rail::HubPays => Ok(routed_micros),
-        Rail::Unpaid => Ok(0),
+        // Paid by the authorization, checked for the routed price before the call.
+        Rail::HubX402 | Rail::Unpaid => Ok(0),
         Rail::SellerDirect => {
             if invoker.rails.seller_direct_fee == SellerDirectFee::Waived {
                 return Ok(0);
@@ -371,7 +395,7 @@ pub(super) fn record(
         price_micros: charged_micros,
         channel_id: match funding {
             Funding::Channel { channel_id, .. } => Some(channel_id.clone()),
-            Funding::Buyer => None,
+            Funding::X402 { .. } | Funding::Buyer => None,
         },
         ts: crate::store::now_ms(),
     };
@@ -460,7 +484,7 @@ pub(super) async fn settle(
     };
     match answer {
         Answer::PaymentRequired(upstream) => {
-            if sent.rail == Rail::HubPays {
+            if sent.rail.hub_paid() {
                 return Err(InvokeError::ProviderPaymentFailed {
                     peer: offer.peer_url.clone(),
                     detail: sent.unpaid_detail(),
@@ -513,7 +537,21 @@ pub(super) async fn settle(
                 Funding::Channel {
                     hold_id, micros, ..
                 } => (*micros, hold_id.clone()),
+                Funding::X402 { micros, .. } => (*micros, new_nonce()),
                 Funding::Buyer => (0, new_nonce()),
+            };
+            // The provider succeeded: now the buyer's authorization is settled (a refusal
+            // here, e.g. a concurrent replay of it, leaves the buyer without the result).
+            let settlement = match funding {
+                Funding::X402 { payment, .. } => {
+                    let tx = state.ledger.settle_verified_x402(payment).await?;
+                    Some(payment_response(
+                        &tx,
+                        &payment.network,
+                        payment.authorization.from,
+                    ))
+                }
+                _ => None,
             };
             let charged_usd = crate::payments::micros_to_usd(charged_micros);
             let fee_waived = sent.rail == Rail::SellerDirect
@@ -543,12 +581,12 @@ pub(super) async fn settle(
                 Funding::Channel { hold_id, .. } => {
                     state.ledger.capture(hold_id, &routing_receipt).await?;
                 }
-                Funding::Buyer => invoker
+                Funding::X402 { .. } | Funding::Buyer => invoker
                     .recorder
                     .send(&state.ledger, Write::Receipt(routing_receipt.clone())),
             }
             let price_usd = match sent.rail {
-                Rail::HubPays => charged_usd,
+                Rail::HubPays | Rail::HubX402 => charged_usd,
                 // What the buyer paid the provider (its receipt says), plus any fee here.
                 Rail::SellerDirect => {
                     body.get("receipt")
@@ -584,7 +622,17 @@ pub(super) async fn settle(
             }
             out.insert("protocol_version".into(), "v2".into());
             let mut answer = relay::json_ok(&Value::Object(out));
-            answer.headers.extend(relayed);
+            if let Some(response) = settlement {
+                // The buyer's settlement, not the provider's: any settlement header the
+                // provider sent answers this hub's own payment to it and stays here. x402 v2
+                // names it PAYMENT-RESPONSE; v1 clients read X-PAYMENT-RESPONSE.
+                answer
+                    .headers
+                    .push(("x-payment-response".into(), response.clone()));
+                answer.headers.push(("payment-response".into(), response));
+            } else {
+                answer.headers.extend(relayed);
+            }
             Ok(Settled {
                 result: answer,
                 success: true,
@@ -597,7 +645,9 @@ pub(super) async fn settle(
 /// The routing fee this hub kept for the call, USD.
 fn routing_fee_usd(sent: Sent, charged_usd: f64, offer: &Offer) -> f64 {
     match sent.rail {
-        Rail::HubPays => ((charged_usd - offer.price_usd) * 1e6).round().max(0.0) / 1e6,
+        Rail::HubPays | Rail::HubX402 => {
+            ((charged_usd - offer.price_usd) * 1e6).round().max(0.0) / 1e6
+        }
         Rail::SellerDirect => charged_usd,
         Rail::Unpaid => 0.0,
     }
