@@ -19,7 +19,7 @@ pub(crate) const BUYER: usize = 1;
 pub(crate) const PROVIDER: usize = 2;
 pub(crate) const HUB: usize = 3;
 
-async fn setup() -> Option<(Chain, String, TestHub, TokenDomain)> {
+pub(crate) async fn setup() -> Option<(Chain, String, TestHub, TokenDomain)> {
     setup_with(|_| {}).await
 }
 

@@ -13,7 +13,7 @@ use base64::Engine as _;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::chain_x402::{BUYER, HUB, setup_with};
+use crate::chain_x402::{BUYER, HUB, PROVIDER, setup, setup_with};
 
 const PATH: &str = "/ai-market/v2/invoke";
 
@@ -154,4 +154,90 @@ async fn a_buyer_pays_a_routed_call_with_x402_to_the_hub() {
         chain.balance(&token, &hub_address).await,
         hub_before + u128::from(needed)
     );
+}
+
+#[tokio::test]
+async fn the_hub_pays_a_providers_x402_402_from_its_wallet() {
+    let Some((chain, token, hub, domain)) = setup().await else {
+        return;
+    };
+    let provider_address = dev_account(PROVIDER).1;
+    let x402 = |cid: &str, amount: u64| {
+        FakeTool::echo(cid).priced(0.4).behaving(Behaviour::X402 {
+            amount,
+            pay_to: provider_address.clone(),
+            asset: token.clone(),
+            rpc_url: chain.url.clone(),
+        })
+    };
+    // The same listed price; one asks on-chain for more than the buyer pays this hub.
+    let fair = x402("x402fair@v1", 400_000);
+    let greedy = x402("x402greedy@v1", 404_001);
+    let provider = FakeProvider::builder()
+        .tool(fair.clone())
+        .tool(greedy.clone())
+        .start()
+        .await;
+    seed_provider(&hub, &provider).await;
+    let (buyer_key, buyer) = dev_account(BUYER);
+    let (hub_key, hub_address) = dev_account(HUB);
+    let paid = sign_exact_authorization(
+        &buyer_key,
+        &domain,
+        "anvil",
+        hub_key.address(),
+        404_000,
+        Duration::from_secs(120),
+    )
+    .unwrap()
+    .to_header();
+    let hub_before = chain.balance(&token, &hub_address).await;
+
+    // Too expensive: the hub does not pay it, and the buyer is not charged.
+    let (status, _, answer) = hub
+        .send(
+            hub.request(Method::POST, PATH)
+                .header("X-PAYMENT", &paid)
+                .json(&body(&greedy)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{answer}");
+    assert_protocol_error(&answer, "provider_payment_failed");
+    assert_eq!(provider.invoke_count(), 1, "no retry with a payment");
+    assert_eq!(chain.balance(&token, &provider_address).await, 0);
+    assert_eq!(chain.balance(&token, &hub_address).await, hub_before);
+    assert_eq!(chain.balance(&token, &buyer).await, 10_000_000);
+
+    // The fair one: 402, then the hub's own authorization, settled by the provider.
+    let (status, headers, answer) = hub
+        .send(
+            hub.request(Method::POST, PATH)
+                .header("X-PAYMENT", &paid)
+                .json(&body(&fair)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let seen = provider.seen();
+    assert_eq!(seen.len(), 3);
+    assert!(seen[1].all("x-payment").is_empty());
+    let retried = aimarket_hub::payments::x402::ExactPayment::parse(
+        seen[2]
+            .one("x-payment")
+            .expect("the retry carries X-PAYMENT"),
+    )
+    .unwrap();
+    assert_eq!(retried.authorization.from, hub_key.address());
+    assert_eq!(retried.authorization.value, 400_000);
+    assert_eq!(chain.balance(&token, &provider_address).await, 400_000);
+    // The hub got the buyer's 404_000 and paid the provider 400_000.
+    assert_eq!(
+        chain.balance(&token, &hub_address).await,
+        hub_before + 404_000 - 400_000
+    );
+    assert_eq!(chain.balance(&token, &buyer).await, 10_000_000 - 404_000);
+    // The buyer sees its own settlement, not the hub's payment to the provider.
+    let response = headers["payment-response"].to_str().unwrap();
+    assert!(!response.starts_with("settled:"), "{response}");
+    assert_eq!(headers.get_all("payment-response").iter().count(), 1);
+    assert_eq!(answer["payment_rail"], "x402");
 }

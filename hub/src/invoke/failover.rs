@@ -166,6 +166,8 @@ impl Run<'_> {
             .signs(rail, offer.price_usd == 0.0, &offer.peer_url, target_url);
         // A hub-paid call may retry once when a cached demo channel turned out spent.
         let mut tries = 0;
+        // The hub wallet's x402 authorization for a provider that asked for one.
+        let mut x402_payment: Option<String> = None;
         let (upstream, paid_with, signed) = loop {
             tries += 1;
             let mut headers = OutgoingHeaders::new(
@@ -188,6 +190,9 @@ impl Run<'_> {
                         .await;
                     if let Some(chosen) = &chosen {
                         chosen.credential.apply(&mut headers);
+                    }
+                    if let Some(payment) = &x402_payment {
+                        headers.set(names::X_PAYMENT, payment);
                     }
                     if let Some(micros) = funding.hub_charged_micros() {
                         headers.set(
@@ -237,6 +242,17 @@ impl Run<'_> {
                 && let Some(chosen) = &credential
                 && invoker.pay.refused(&offer.peer_url, chosen).await
             {
+                continue;
+            }
+            // A provider that wants x402 is paid from the hub wallet, once, up to what the
+            // buyer pays this hub.
+            if upstream.status == 402
+                && tries < 2
+                && rail.hub_paid()
+                && let Some(max) = funding.hub_charged_micros()
+                && let Some(payment) = super::x402_rail::provider_payment(state, &upstream, max)
+            {
+                x402_payment = Some(payment);
                 continue;
             }
             break (upstream, credential, signed);

@@ -175,6 +175,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use aimarket_protocol::signing::verify_hub_request;
+    use std::time::Duration;
 
     fn headers(x_payment: bool, channel: bool) -> BuyerHeaders {
         BuyerHeaders {
@@ -197,6 +198,39 @@ mod tests {
             Rail::choose(&headers(false, false), 100, None),
             Rail::Unpaid
         );
+    }
+
+    #[test]
+    fn an_x402_payment_to_the_hub_wallet_is_the_hubs_rail() {
+        use crate::payments::chain::WalletKey;
+        use crate::payments::x402::{TokenDomain, sign_exact_authorization};
+        let buyer = WalletKey::from_hex(&"11".repeat(32)).unwrap();
+        let hub = Address::repeat_byte(7);
+        let domain = TokenDomain {
+            name: "USD Coin".into(),
+            version: "2".into(),
+            chain_id: 31337,
+            token: Address::repeat_byte(9),
+        };
+        let pay = |to| {
+            sign_exact_authorization(&buyer, &domain, "anvil", to, 5, Duration::from_secs(60))
+                .unwrap()
+                .to_header()
+        };
+        let to_hub = BuyerHeaders {
+            payment_signature: Some(pay(hub)),
+            ..BuyerHeaders::default()
+        };
+        assert_eq!(Rail::choose(&to_hub, 5, Some(hub)), Rail::HubX402);
+        // A hub without a wallet cannot take it: it goes to the provider untouched.
+        assert_eq!(Rail::choose(&to_hub, 5, None), Rail::SellerDirect);
+        let to_provider = BuyerHeaders {
+            x_payment: Some(pay(Address::repeat_byte(8))),
+            channel_id: Some("ch_1".into()),
+            ..BuyerHeaders::default()
+        };
+        assert_eq!(Rail::choose(&to_provider, 5, Some(hub)), Rail::SellerDirect);
+        assert!(Rail::HubX402.hub_paid() && !Rail::SellerDirect.hub_paid());
     }
 
     #[test]
