@@ -26,6 +26,7 @@ pub mod record;
 pub mod relay;
 pub mod request;
 pub mod resolve;
+mod settle;
 pub mod target;
 pub mod validate;
 mod x402_rail;
