@@ -11,14 +11,23 @@ use aimarket_hub::payments::x402::{
     ExactPayment, TokenDomain, is_payment_to_hub, payment_response, settle_calldata,
     sign_exact_authorization,
 };
+use aimarket_hub::settings::Settings;
 use base64::Engine as _;
 use serde_json::Value;
 
-const BUYER: usize = 1;
-const PROVIDER: usize = 2;
-const HUB: usize = 3;
+pub(crate) const BUYER: usize = 1;
+pub(crate) const PROVIDER: usize = 2;
+pub(crate) const HUB: usize = 3;
 
-async fn setup() -> Option<(Chain, String, TestHub, TokenDomain)> {
+pub(crate) async fn setup() -> Option<(Chain, String, TestHub, TokenDomain)> {
+    setup_with(|_| {}).await
+}
+
+/// Anvil with the test token (the buyer and the hub hold 10 tokens each) and a hub whose
+/// wallet is dev account [`HUB`], with `change` applied to its settings.
+pub(crate) async fn setup_with(
+    change: impl FnOnce(&mut Settings),
+) -> Option<(Chain, String, TestHub, TokenDomain)> {
     let chain = Chain::start().await?;
     let token = chain.deploy_token().await;
     chain.mint(&token, &dev_account(BUYER).1, 10_000_000).await;
@@ -30,6 +39,7 @@ async fn setup() -> Option<(Chain, String, TestHub, TokenDomain)> {
             s.payments.recipient = Some(hub_address.parse().unwrap());
             s.payments.token_contract = Some(token_address.parse().unwrap());
             s.payments.wallet_key = Some(DEV_KEYS[HUB].parse().unwrap());
+            change(s);
         })
         .start()
         .await;

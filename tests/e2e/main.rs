@@ -5,6 +5,7 @@
 
 mod chain_deposits;
 mod chain_x402;
+mod chain_x402_invoke;
 mod channels;
 mod clients;
 mod crawl;

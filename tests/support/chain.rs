@@ -355,3 +355,51 @@ pub fn open_body(tx: &str, usd: f64, payer: &str, signer: &WalletKey) -> Value {
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Settles an x402 exact `X-PAYMENT` value on the node at `rpc_url` the way a seller does:
+/// `transferWithAuthorization` on `token`, sent from the unlocked dev account `from`. The
+/// mined transaction's hash, or why it did not settle.
+pub async fn settle_x402_header(
+    rpc_url: &str,
+    from: &str,
+    token: &str,
+    header: &str,
+) -> Result<String, String> {
+    use aimarket_hub::payments::x402::{ExactPayment, settle_calldata};
+    let payment = ExactPayment::parse(header).map_err(|e| e.to_string())?;
+    let client = reqwest::Client::new();
+    let rpc = |method: &'static str, params: Value| {
+        let client = client.clone();
+        async move {
+            let body: Value = client
+                .post(rpc_url)
+                .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?
+                .json()
+                .await
+                .map_err(|e| e.to_string())?;
+            match body.get("error") {
+                Some(error) => Err(error.to_string()),
+                None => Ok(body["result"].clone()),
+            }
+        }
+    };
+    let tx = json!({"from": from, "to": token, "gas": "0x30d40",
+        "data": format!("0x{}", hex(&settle_calldata(&payment)))});
+    let hash = rpc("eth_sendTransaction", json!([tx])).await?;
+    let hash = hash.as_str().ok_or("no tx hash")?.to_owned();
+    for _ in 0..100 {
+        let receipt = rpc("eth_getTransactionReceipt", json!([hash])).await?;
+        if !receipt.is_null() {
+            return if receipt["status"] == "0x1" {
+                Ok(hash)
+            } else {
+                Err(format!("{hash} reverted"))
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(format!("{hash} was not mined"))
+}

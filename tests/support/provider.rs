@@ -52,6 +52,19 @@ pub enum Behaviour {
     TypedFailure,
     /// 429 with this `Retry-After` value (the provider is over its own capacity).
     TooBusy(String),
+    /// An x402 seller on a chain: 402 with an `accepts` body (scheme `exact`) unless the
+    /// call carries `X-PAYMENT`, which it settles on the node (`transferWithAuthorization`
+    /// sent from `pay_to`, an unlocked dev account) before answering like `Echo`.
+    X402 {
+        /// `maxAmountRequired`, token base units.
+        amount: u64,
+        /// `payTo` (and the account that submits the settlement).
+        pay_to: String,
+        /// The token contract (`asset`).
+        asset: String,
+        /// The node's JSON-RPC URL.
+        rpc_url: String,
+    },
 }
 
 /// One capability the provider serves.
@@ -401,6 +414,38 @@ async fn invoke(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -
         Behaviour::TooBusy(retry_after) => HttpResponse::TooManyRequests()
             .insert_header(("Retry-After", retry_after.as_str()))
             .json(json!({"success": false, "error": "rate_limited"})),
+        Behaviour::X402 {
+            amount,
+            pay_to,
+            asset,
+            rpc_url,
+        } => {
+            let settled = match header(&req, "x-payment") {
+                Some(payment) => {
+                    crate::chain::settle_x402_header(rpc_url, pay_to, asset, &payment).await
+                }
+                None => Err("X-PAYMENT header is required".to_owned()),
+            };
+            match settled {
+                Ok(tx) => {
+                    let mut answer = signed_echo(&shared.key, &tool, &input, Sign::RequestBound);
+                    answer.headers_mut().insert(
+                        actix_web::http::header::HeaderName::from_static("payment-response"),
+                        actix_web::http::header::HeaderValue::from_str(&format!("settled:{tx}"))
+                            .expect("visible ASCII"),
+                    );
+                    answer
+                }
+                Err(error) => HttpResponse::PaymentRequired().json(json!({
+                    "x402Version": 1,
+                    "error": error,
+                    "accepts": [{"scheme": "exact", "network": "anvil",
+                        "maxAmountRequired": amount.to_string(), "payTo": pay_to,
+                        "asset": asset, "maxTimeoutSeconds": 60,
+                        "resource": tool.capability_id}],
+                })),
+            }
+        }
     }
 }
 

@@ -139,7 +139,9 @@ impl Run<'_> {
             return false;
         };
         match self.funding {
-            Funding::Channel { micros: held, .. } => micros == *held,
+            Funding::Channel { micros: held, .. } | Funding::X402 { micros: held, .. } => {
+                micros == *held
+            }
             Funding::Buyer => self
                 .call
                 .request
@@ -164,6 +166,8 @@ impl Run<'_> {
             .signs(rail, offer.price_usd == 0.0, &offer.peer_url, target_url);
         // A hub-paid call may retry once when a cached demo channel turned out spent.
         let mut tries = 0;
+        // The hub wallet's x402 authorization for a provider that asked for one.
+        let mut x402_payment: Option<String> = None;
         let (upstream, paid_with, signed) = loop {
             tries += 1;
             let mut headers = OutgoingHeaders::new(
@@ -174,7 +178,7 @@ impl Run<'_> {
             );
             headers.set(names::X_AIMARKET_BUYER, &self.buyer_id);
             let credential: Option<ChosenCredential> = match rail {
-                Rail::HubPays => {
+                Rail::HubPays | Rail::HubX402 => {
                     let chosen = invoker
                         .pay
                         .credential_for(
@@ -187,10 +191,13 @@ impl Run<'_> {
                     if let Some(chosen) = &chosen {
                         chosen.credential.apply(&mut headers);
                     }
-                    if let Funding::Channel { micros, .. } = funding {
+                    if let Some(payment) = &x402_payment {
+                        headers.set(names::X_PAYMENT, payment);
+                    }
+                    if let Some(micros) = funding.hub_charged_micros() {
                         headers.set(
                             names::X_AIMARKET_HUB_CHARGED,
-                            &format!("{:.6}", crate::payments::micros_to_usd(*micros)),
+                            &format!("{:.6}", crate::payments::micros_to_usd(micros)),
                         );
                     }
                     chosen
@@ -231,10 +238,21 @@ impl Run<'_> {
             };
             if upstream.status == 402
                 && tries < 2
-                && rail == Rail::HubPays
+                && rail.hub_paid()
                 && let Some(chosen) = &credential
                 && invoker.pay.refused(&offer.peer_url, chosen).await
             {
+                continue;
+            }
+            // A provider that wants x402 is paid from the hub wallet, once, up to what the
+            // buyer pays this hub.
+            if upstream.status == 402
+                && tries < 2
+                && rail.hub_paid()
+                && let Some(max) = funding.hub_charged_micros()
+                && let Some(payment) = super::x402_rail::provider_payment(state, &upstream, max)
+            {
+                x402_payment = Some(payment);
                 continue;
             }
             break (upstream, credential, signed);
@@ -328,7 +346,7 @@ impl Run<'_> {
                 };
                 (hold_id.clone(), Some(channel_id.as_str()), refunded)
             }
-            Funding::Buyer => (new_nonce(), None, false),
+            Funding::X402 { .. } | Funding::Buyer => (new_nonce(), None, false),
         };
         let rejection = hooks::Rejection {
             nonce: &nonce,

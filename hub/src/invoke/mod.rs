@@ -26,8 +26,10 @@ pub mod record;
 pub mod relay;
 pub mod request;
 pub mod resolve;
+mod settle;
 pub mod target;
 pub mod validate;
+mod x402_rail;
 
 use std::sync::OnceLock;
 use std::time::Duration;

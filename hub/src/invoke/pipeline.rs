@@ -12,14 +12,16 @@
 //!    provider once (`before_invoke` runs again for it);
 //! 7. plugin `after_invoke` hooks on the classified answer, before settlement (a block
 //!    releases the hold and answers 403 with a signed v2 rejection receipt);
-//! 8. settle: capture with the signed routing receipt (plugin receipt extensions under
-//!    `plugin_extensions`) on success, release on anything else;
+//! 8. settle ([`settle`]): capture with the signed routing receipt (plugin receipt
+//!    extensions under `plugin_extensions`) on success, release on anything else; an x402
+//!    authorization to the hub, verified at step 5 instead of a hold, settles on-chain only
+//!    on success;
 //! 9. record the outcome off the hot path.
 
 use std::time::Instant;
 
 use aimarket_plugins::UpstreamPayment;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::error::InvokeError;
 use super::failover::{Attempt, Run};
@@ -27,15 +29,17 @@ use super::forward::{self, ForwardError};
 use super::hooks::{self, PluginRun};
 use super::hub_payment::HubPaymentOption;
 use super::rails::{self, Rail};
-use super::receipt::{RoutingReceipt, new_nonce};
+use super::receipt::new_nonce;
 use super::record::Write;
-use super::relay::{self, Answer};
 use super::resolve::{LookupContext, Offer, choose_providers, not_found};
 use super::target::{self, FAILED_PROBE_TTL, KIND_TTL, PeerKind, Target};
 use super::{InvokeCall, InvokeResult, Invoker};
+use crate::payments::x402::ExactPayment;
 use crate::payments::{InvocationRecord, usd_to_micros};
 use crate::settings::SellerDirectFee;
 use crate::state::AppState;
+
+pub(super) use super::settle::{Sent, Settled, elapsed_ms, release, settle};
 
 /// Bound on the well-known probe that tells a v2 hub from a v1 factory.
 const KIND_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -50,6 +54,15 @@ pub(super) struct Trace {
 
 /// How the provider is paid for this call.
 pub(super) enum Funding {
+    /// The buyer's x402 exact authorization to this hub's wallet, verified for `micros`
+    /// (the routed price; token base units are micro-USD) and settled only once the
+    /// provider succeeded; the hub pays the provider.
+    X402 {
+        /// The verified authorization.
+        payment: ExactPayment,
+        /// The routed price it was verified for.
+        micros: i64,
+    },
     /// Nothing is charged by this hub; the buyer's own payment headers (if any) go upstream.
     Buyer,
     /// The buyer's channel holds `micros` under `hold_id`; the hub pays the provider.
@@ -61,6 +74,17 @@ pub(super) enum Funding {
         /// The held amount.
         micros: i64,
     },
+}
+
+impl Funding {
+    /// What the buyer pays this hub for the call, when the hub is paid (a hold or an x402
+    /// authorization): the amount sent upstream as `X-AIMarket-Hub-Charged`.
+    pub(super) fn hub_charged_micros(&self) -> Option<i64> {
+        match self {
+            Self::Channel { micros, .. } | Self::X402 { micros, .. } => Some(*micros),
+            Self::Buyer => None,
+        }
+    }
 }
 
 /// Runs steps 1–9 and renders the outcome. Every 402 (the provider's, relayed, or this
@@ -172,7 +196,8 @@ async fn run_inner(
     }
 
     // 4. Plugins before the call: a block charges nothing.
-    let rail = Rail::choose(&call.headers, routed_micros);
+    let hub_wallet = state.ledger.payout().map(|p| p.wallet().address());
+    let rail = Rail::choose(&call.headers, routed_micros, hub_wallet);
     let held_micros = held_micros(invoker, rail, offer, routed_micros)?;
     if held_micros > 0 && call.headers.channel_id.is_none() {
         return Err(InvokeError::RoutingFeeRequired {
@@ -192,8 +217,9 @@ async fn run_inner(
         .await?;
 
     // 5. Hold: the routed price (hub pays), or the routing fee on a seller-direct call when
-    // the operator charges it.
+    // the operator charges it; or verify the buyer's x402 authorization to this hub.
     let funding = match (&call.headers.channel_id, held_micros) {
+        _ if rail == Rail::HubX402 => super::x402_rail::verify(state, call, routed_micros).await?,
         (Some(channel_id), micros) if micros > 0 => {
             let hold_id = new_nonce();
             state
@@ -273,7 +299,7 @@ pub(super) fn check_input(offer: &Offer, input: &Value) -> Result<(), InvokeErro
 /// retried elsewhere).
 fn upstream_payment(rail: Rail) -> UpstreamPayment {
     match rail {
-        Rail::HubPays => UpstreamPayment::HubCredential,
+        Rail::HubPays | Rail::HubX402 => UpstreamPayment::HubCredential,
         Rail::SellerDirect => UpstreamPayment::BuyerCredential,
         Rail::Unpaid => UpstreamPayment::None,
     }
@@ -290,7 +316,8 @@ fn held_micros(
 ) -> Result<i64, InvokeError> {
     match rail {
         Rail::HubPays => Ok(routed_micros),
-        Rail::Unpaid => Ok(0),
+        // Paid by the authorization, checked for the routed price before the call.
+        Rail::HubX402 | Rail::Unpaid => Ok(0),
         Rail::SellerDirect => {
             if invoker.rails.seller_direct_fee == SellerDirectFee::Waived {
                 return Ok(0);
@@ -371,7 +398,7 @@ pub(super) fn record(
         price_micros: charged_micros,
         channel_id: match funding {
             Funding::Channel { channel_id, .. } => Some(channel_id.clone()),
-            Funding::Buyer => None,
+            Funding::X402 { .. } | Funding::Buyer => None,
         },
         ts: crate::store::now_ms(),
     };
@@ -379,239 +406,6 @@ pub(super) fn record(
         .invoker
         .recorder
         .send(&state.ledger, Write::Invocation(record));
-}
-
-/// What went upstream with one attempt: the rail, and whether the hub's credential and its
-/// admission signature were on it.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Sent {
-    /// The call's rail.
-    pub rail: Rail,
-    /// The hub's own credential at the provider was sent.
-    pub credential: bool,
-    /// The hub's `aimarket-hub-request/v1` signature was sent.
-    pub signed: bool,
-}
-
-impl Sent {
-    /// Why a provider's 402 to a hub-paid call means this hub could not pay it.
-    fn unpaid_detail(self) -> String {
-        match (self.credential, self.signed) {
-            (true, _) => "the provider answered 402 to this hub's credential".into(),
-            (false, true) => "the provider answered 402 to this hub's signed admission \
-                              (aimarket-hub-request/v1): it does not trust this hub's key"
-                .into(),
-            (false, false) => "the provider answered 402 and this hub has no way to pay it \
-                               (configure AIMARKET_PEER_CREDENTIALS, or AIMARKET_SELLS_FOR for \
-                               a provider that trusts this hub's signature)"
-                .into(),
-        }
-    }
-}
-
-/// What a forwarded call ended as.
-pub(super) struct Settled {
-    result: InvokeResult,
-    /// The capability ran and succeeded.
-    success: bool,
-    /// What was captured from the buyer's channel.
-    charged_micros: i64,
-}
-
-impl Settled {
-    fn unbilled(result: InvokeResult) -> Self {
-        Self {
-            result,
-            success: false,
-            charged_micros: 0,
-        }
-    }
-}
-
-pub(super) fn elapsed_ms(started: Instant) -> u64 {
-    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
-}
-
-pub(super) async fn release(state: &AppState, hold_id: &str) {
-    if let Err(e) = state.ledger.release(hold_id).await {
-        // The hold sweeper releases it when its lease ends; the buyer is never charged.
-        tracing::error!(hold_id, error = %e, "cannot release a hold; the sweeper will");
-    }
-}
-
-/// Step 8: what the classified answer becomes for the buyer, with the hold settled
-/// (captured on success, released otherwise; on `Err` the caller releases it).
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn settle(
-    state: &AppState,
-    offer: &Offer,
-    funding: &Funding,
-    answer: Answer,
-    sent: Sent,
-    plugin_extensions: Option<Value>,
-    started: Instant,
-) -> Result<Settled, InvokeError> {
-    let invoker = &state.invoker;
-    let latency_ms = elapsed_ms(started);
-    let release_hold = || async {
-        if let Funding::Channel { hold_id, .. } = funding {
-            release(state, hold_id).await;
-        }
-    };
-    match answer {
-        Answer::PaymentRequired(upstream) => {
-            if sent.rail == Rail::HubPays {
-                return Err(InvokeError::ProviderPaymentFailed {
-                    peer: offer.peer_url.clone(),
-                    detail: sent.unpaid_detail(),
-                });
-            }
-            // The buyer has not paid the provider (yet): its challenge goes back verbatim.
-            release_hold().await;
-            // Could this hub pay the provider, were the buyer to pay the hub: a credential,
-            // or a provider it signs for (demo channels only where the challenge offers one).
-            let hub_can_pay = invoker.pay.has_credential(&offer.peer_url)
-                || invoker
-                    .rails
-                    .signs(Rail::HubPays, false, &offer.peer_url, &offer.peer_url);
-            let ways =
-                relay::payment_ways(&upstream, hub_can_pay, invoker.pay.opens_demo_channels());
-            Ok(Settled::unbilled(relay::payment_required(
-                upstream,
-                invoker.routing_fee_bps,
-                &ways,
-            )))
-        }
-        Answer::ClientError(upstream) if upstream.status == 401 && sent.signed => {
-            Err(InvokeError::ProviderPaymentFailed {
-                peer: offer.peer_url.clone(),
-                detail: format!(
-                    "the provider refused this hub's admission signature \
-                     (aimarket-hub-request/v1) with HTTP 401: {}",
-                    relay::error_text(&upstream)
-                ),
-            })
-        }
-        Answer::ClientError(upstream) => {
-            release_hold().await;
-            Ok(Settled::unbilled(relay::client_error(upstream)))
-        }
-        Answer::Failed { body, relayed } => {
-            release_hold().await;
-            let mut result = relay::json_ok(&failed_body(body, offer, latency_ms));
-            result.headers.extend(relayed);
-            Ok(Settled::unbilled(result))
-        }
-        Answer::Success {
-            body,
-            result,
-            signature,
-            relayed,
-            body_signature,
-        } => {
-            let (charged_micros, nonce) = match funding {
-                Funding::Channel {
-                    hold_id, micros, ..
-                } => (*micros, hold_id.clone()),
-                Funding::Buyer => (0, new_nonce()),
-            };
-            let charged_usd = crate::payments::micros_to_usd(charged_micros);
-            let fee_waived = sent.rail == Rail::SellerDirect
-                && invoker.rails.seller_direct_fee == SellerDirectFee::Waived;
-            let routing_fee_bps = if fee_waived {
-                0
-            } else {
-                invoker.routing_fee_bps
-            };
-            let routing_receipt = RoutingReceipt {
-                nonce: &nonce,
-                product_id: &offer.product_id,
-                capability_id: &offer.capability_id,
-                price_usd: charged_usd,
-                list_price_usd: offer.price_usd,
-                routing_fee_bps,
-                latency_ms,
-                source_hub: &offer.origin,
-                routing_hub: state.public_url.as_str(),
-                payment_rail: sent.rail.as_str(),
-                routing_fee_policy: (sent.rail == Rail::SellerDirect)
-                    .then(|| invoker.rails.seller_direct_fee.as_str()),
-            }
-            .sign_with_extensions(&state.signing_key, plugin_extensions)
-            .map_err(|e| InvokeError::Internal(format!("cannot sign the routing receipt: {e}")))?;
-            match funding {
-                Funding::Channel { hold_id, .. } => {
-                    state.ledger.capture(hold_id, &routing_receipt).await?;
-                }
-                Funding::Buyer => invoker
-                    .recorder
-                    .send(&state.ledger, Write::Receipt(routing_receipt.clone())),
-            }
-            let price_usd = match sent.rail {
-                Rail::HubPays => charged_usd,
-                // What the buyer paid the provider (its receipt says), plus any fee here.
-                Rail::SellerDirect => {
-                    body.get("receipt")
-                        .and_then(|r| r.get("price_usd"))
-                        .and_then(Value::as_f64)
-                        .unwrap_or(offer.price_usd)
-                        + charged_usd
-                }
-                Rail::Unpaid => 0.0,
-            };
-            // The provider's fields pass through untouched (`receipt`, `signature`,
-            // `provider_pubkey`, `provenance`, `hub_billing`, anything new); the hub's own
-            // answer fields are set on top.
-            let mut out = body;
-            out.insert("success".into(), Value::Bool(true));
-            out.insert("result".into(), result);
-            out.insert("routing_receipt".into(), routing_receipt);
-            out.insert("price_usd".into(), price_usd.into());
-            out.insert("list_price_usd".into(), offer.price_usd.into());
-            out.insert("routed_price_usd".into(), offer.routed_price_usd.into());
-            out.insert("routing_fee_bps".into(), routing_fee_bps.into());
-            out.insert(
-                "routing_fee_usd".into(),
-                routing_fee_usd(sent, charged_usd, offer).into(),
-            );
-            out.insert("payment_rail".into(), sent.rail.as_str().into());
-            out.insert("latency_ms".into(), latency_ms.into());
-            out.insert("source_hub".into(), offer.origin.clone().into());
-            out.insert("routed_via".into(), state.public_url.as_str().into());
-            out.insert("provider_signature".into(), signature.as_str().into());
-            if let Some(checked) = body_signature {
-                out.insert("provider_body_signature".into(), checked);
-            }
-            out.insert("protocol_version".into(), "v2".into());
-            let mut answer = relay::json_ok(&Value::Object(out));
-            answer.headers.extend(relayed);
-            Ok(Settled {
-                result: answer,
-                success: true,
-                charged_micros,
-            })
-        }
-    }
-}
-
-/// The routing fee this hub kept for the call, USD.
-fn routing_fee_usd(sent: Sent, charged_usd: f64, offer: &Offer) -> f64 {
-    match sent.rail {
-        Rail::HubPays => ((charged_usd - offer.price_usd) * 1e6).round().max(0.0) / 1e6,
-        Rail::SellerDirect => charged_usd,
-        Rail::Unpaid => 0.0,
-    }
-}
-
-/// A typed failure (`success: false` in a 2xx): the provider's fields pass through, with
-/// the numbers every SDK requires and nothing charged.
-fn failed_body(mut body: Map<String, Value>, offer: &Offer, latency_ms: u64) -> Value {
-    body.insert("success".into(), Value::Bool(false));
-    body.insert("price_usd".into(), 0.0.into());
-    body.insert("latency_ms".into(), latency_ms.into());
-    body.insert("source_hub".into(), offer.origin.clone().into());
-    body.insert("protocol_version".into(), "v2".into());
-    Value::Object(body)
 }
 
 pub(super) fn upstream_error(e: ForwardError, offer: &Offer, invoker: &Invoker) -> InvokeError {

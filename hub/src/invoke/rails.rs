@@ -5,17 +5,20 @@
 //! |---|---|---|---|
 //! | [`Rail::SellerDirect`] | the buyer sent `X-Payment` / `PAYMENT-SIGNATURE` | the buyer's payment headers verbatim | untouched (or the routing fee, with `seller_direct_fee = channel`) |
 //! | [`Rail::HubPays`] | a priced call with `X-Payment-Channel` | the hub's credential at the provider and/or its admission signature | the routed price is held, captured on success |
+//! | [`Rail::HubX402`] | `X-Payment` / `PAYMENT-SIGNATURE` is an x402 exact payment whose `payTo` is this hub's wallet | as [`Rail::HubPays`] | untouched: the authorization is verified before the call and settled on-chain after it succeeded |
 //! | [`Rail::Unpaid`] | anything else | the admission signature when the call is free | untouched |
 //!
 //! Every call also names the buyer with an opaque, stable `X-AIMarket-Buyer` id, so a
 //! provider's per-client limits see buyers rather than this hub's one address.
 
 use aimarket_protocol::signing::{HubRequestClaims, KeyPair, hub_request_nonce};
+use alloy_primitives::Address;
 use sha2::{Digest, Sha256};
 
 use super::forward::{OutgoingHeaders, names};
 use super::request::BuyerHeaders;
 use crate::limits::ClientId;
+use crate::payments::x402::is_payment_to_hub;
 use crate::settings::{SellerDirectFee, SellsFor};
 
 /// How one routed call is paid.
@@ -25,14 +28,20 @@ pub enum Rail {
     SellerDirect,
     /// The buyer paid this hub (a hold on its channel); the hub pays or vouches upstream.
     HubPays,
+    /// The buyer paid this hub with an x402 exact authorization to its wallet; the hub
+    /// pays or vouches upstream as on [`Rail::HubPays`].
+    HubX402,
     /// Nobody paid: a free capability, or a priced one whose 402 is relayed to the buyer.
     Unpaid,
 }
 
 impl Rail {
-    /// The rail of a call whose routed price is `routed_micros`.
-    pub fn choose(headers: &BuyerHeaders, routed_micros: i64) -> Self {
-        if headers.pays_provider() {
+    /// The rail of a call whose routed price is `routed_micros`, at a hub whose wallet (if
+    /// it has one) is `hub_wallet`.
+    pub fn choose(headers: &BuyerHeaders, routed_micros: i64, hub_wallet: Option<Address>) -> Self {
+        if hub_x402_payment(headers, hub_wallet).is_some() {
+            Self::HubX402
+        } else if headers.pays_provider() {
             Self::SellerDirect
         } else if headers.channel_id.is_some() && routed_micros > 0 {
             Self::HubPays
@@ -46,9 +55,28 @@ impl Rail {
         match self {
             Self::SellerDirect => "seller_direct",
             Self::HubPays => "hub_channel",
+            Self::HubX402 => "x402",
             Self::Unpaid => "none",
         }
     }
+
+    /// Whether the buyer paid this hub, which pays the provider (a channel hold or an x402
+    /// authorization to the hub).
+    pub fn hub_paid(self) -> bool {
+        matches!(self, Self::HubPays | Self::HubX402)
+    }
+}
+
+/// The buyer's payment header that pays this hub's wallet `hub_wallet` with x402 exact
+/// (`X-Payment` first, then `PAYMENT-SIGNATURE`); `None` when neither does, or the hub has
+/// no wallet: such headers are the provider's, passed through seller-direct.
+pub fn hub_x402_payment(headers: &BuyerHeaders, hub_wallet: Option<Address>) -> Option<&str> {
+    let hub = hub_wallet?;
+    [&headers.x_payment, &headers.payment_signature]
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+        .find(|h| is_payment_to_hub(h, hub))
 }
 
 /// The rail settings of this hub.
@@ -69,7 +97,7 @@ impl RailPolicy {
     /// or an unpaid call to a priced capability, is never vouched for.
     pub fn signs(&self, rail: Rail, free: bool, peer_url: &str, target_url: &str) -> bool {
         let admitted = match rail {
-            Rail::HubPays => true,
+            Rail::HubPays | Rail::HubX402 => true,
             Rail::Unpaid => free,
             Rail::SellerDirect => false,
         };
@@ -147,6 +175,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use aimarket_protocol::signing::verify_hub_request;
+    use std::time::Duration;
 
     fn headers(x_payment: bool, channel: bool) -> BuyerHeaders {
         BuyerHeaders {
@@ -158,10 +187,50 @@ mod tests {
 
     #[test]
     fn the_buyers_own_payment_wins_over_a_channel() {
-        assert_eq!(Rail::choose(&headers(true, true), 100), Rail::SellerDirect);
-        assert_eq!(Rail::choose(&headers(false, true), 100), Rail::HubPays);
-        assert_eq!(Rail::choose(&headers(false, true), 0), Rail::Unpaid);
-        assert_eq!(Rail::choose(&headers(false, false), 100), Rail::Unpaid);
+        let hub = Some(Address::repeat_byte(7));
+        assert_eq!(
+            Rail::choose(&headers(true, true), 100, hub),
+            Rail::SellerDirect
+        );
+        assert_eq!(Rail::choose(&headers(false, true), 100, hub), Rail::HubPays);
+        assert_eq!(Rail::choose(&headers(false, true), 0, hub), Rail::Unpaid);
+        assert_eq!(
+            Rail::choose(&headers(false, false), 100, None),
+            Rail::Unpaid
+        );
+    }
+
+    #[test]
+    fn an_x402_payment_to_the_hub_wallet_is_the_hubs_rail() {
+        use crate::payments::chain::WalletKey;
+        use crate::payments::x402::{TokenDomain, sign_exact_authorization};
+        let buyer = WalletKey::from_hex(&"11".repeat(32)).unwrap();
+        let hub = Address::repeat_byte(7);
+        let domain = TokenDomain {
+            name: "USD Coin".into(),
+            version: "2".into(),
+            chain_id: 31337,
+            token: Address::repeat_byte(9),
+        };
+        let pay = |to| {
+            sign_exact_authorization(&buyer, &domain, "anvil", to, 5, Duration::from_secs(60))
+                .unwrap()
+                .to_header()
+        };
+        let to_hub = BuyerHeaders {
+            payment_signature: Some(pay(hub)),
+            ..BuyerHeaders::default()
+        };
+        assert_eq!(Rail::choose(&to_hub, 5, Some(hub)), Rail::HubX402);
+        // A hub without a wallet cannot take it: it goes to the provider untouched.
+        assert_eq!(Rail::choose(&to_hub, 5, None), Rail::SellerDirect);
+        let to_provider = BuyerHeaders {
+            x_payment: Some(pay(Address::repeat_byte(8))),
+            channel_id: Some("ch_1".into()),
+            ..BuyerHeaders::default()
+        };
+        assert_eq!(Rail::choose(&to_provider, 5, Some(hub)), Rail::SellerDirect);
+        assert!(Rail::HubX402.hub_paid() && !Rail::SellerDirect.hub_paid());
     }
 
     #[test]

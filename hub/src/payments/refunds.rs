@@ -97,7 +97,9 @@ impl Ledger {
     }
 
     /// The send `id` of `amount` base units to `to`: the stored one, or a new one signed with
-    /// the next free nonce and stored before anything is broadcast.
+    /// the next free nonce and stored before anything is broadcast. The flag is true when
+    /// this call stored it (decided under the wallet's lock, so two concurrent callers with
+    /// one id never both see `true`: the x402 settlement relies on it against replays).
     pub(crate) async fn record_send(
         &self,
         payout: &Payout,
@@ -105,13 +107,13 @@ impl Ledger {
         to: Address,
         amount: i64,
         input: Vec<u8>,
-    ) -> Result<SignedSend, PaymentError> {
+    ) -> Result<(SignedSend, bool), PaymentError> {
         const MAX_NONCE: &str = "SELECT MAX(nonce) FROM chain_sends";
         const INSERT: &str = "INSERT INTO chain_sends (id, to_address, amount, nonce, tx_hash, \
              raw_tx, state, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'signed', $7)";
         let _one_at_a_time = payout.nonce_lock.lock().await;
         if let Some(send) = self.find_send(id).await? {
-            return Ok(send);
+            return Ok((send, false));
         }
         // Stored sends may not have reached the node yet (a crash before the broadcast):
         // their nonces are taken too.
@@ -136,7 +138,7 @@ impl Ledger {
                 .await
                 .map(|_| ())?
         });
-        Ok(send)
+        Ok((send, true))
     }
 
     /// Broadcasts a recorded send and waits up to `wait` for it; records the outcome.
@@ -196,7 +198,8 @@ impl Ledger {
         let amount_units = u64::try_from(amount)
             .map_err(|_| PaymentError::Corrupt("refund out of range".into()))?;
         let id = format!("refund:{}", channel.id);
-        let send = self
+        // A refund already stored is pushed again (it may not have reached the node).
+        let (send, _) = self
             .record_send(payout, &id, to, amount, transfer_calldata(to, amount_units))
             .await?;
         on_pool_write!(&self.store, |pool| {

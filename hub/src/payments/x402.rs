@@ -300,6 +300,22 @@ impl Ledger {
         domain: &TokenDomain,
         price: u64,
     ) -> Result<String, PaymentError> {
+        self.verify_x402(payment, domain, price).await?;
+        self.settle_verified_x402(payment).await
+    }
+
+    /// Every check of [`Ledger::settle_x402`] without moving anything: the token, `payTo`
+    /// is this hub, the amount covers `price` base units, the validity window, the payer's
+    /// signature, and the nonce neither settled by this hub nor used on-chain. The invoke
+    /// path verifies before it calls the provider and settles only after the provider
+    /// succeeded, as x402 facilitators do (verify, run, settle): a failed call never
+    /// charges the buyer.
+    pub async fn verify_x402(
+        &self,
+        payment: &ExactPayment,
+        domain: &TokenDomain,
+        price: u64,
+    ) -> Result<(), PaymentError> {
         let payout = self.payout().ok_or(PaymentError::PaymentsUnavailable)?;
         let wallet = payout.wallet();
         let a = &payment.authorization;
@@ -333,15 +349,32 @@ impl Ledger {
             Ok(signer) if signer == a.from => {}
             _ => return Err(invalid("the signature is not the payer's")),
         }
-        let id = format!("x402:{:#x}:{:#x}", a.from, a.nonce);
-        let amount = i64::try_from(a.value).map_err(|_| invalid("value out of range"))?;
         // A nonce this hub already settled, or one used on-chain elsewhere: a replay.
-        if self.has_send(&id).await? || nonce_used(wallet, payout.token(), a.from, a.nonce).await? {
+        if self.has_send(&send_id(a)).await?
+            || nonce_used(wallet, payout.token(), a.from, a.nonce).await?
+        {
             return Err(invalid("this authorization was already used"));
         }
-        let send = self
-            .record_send(payout, &id, a.to, amount, settle_calldata(payment))
+        Ok(())
+    }
+
+    /// Settles a payment [`Ledger::verify_x402`] accepted; the transaction's hash. The
+    /// claim on the nonce is taken under the wallet's lock, so of two calls that verified
+    /// the same authorization concurrently only one settles; the other is refused as a
+    /// replay (its provider call already ran: the hub paid that one, the buyer did not).
+    pub async fn settle_verified_x402(
+        &self,
+        payment: &ExactPayment,
+    ) -> Result<String, PaymentError> {
+        let payout = self.payout().ok_or(PaymentError::PaymentsUnavailable)?;
+        let a = &payment.authorization;
+        let amount = i64::try_from(a.value).map_err(|_| invalid("value out of range"))?;
+        let (send, fresh) = self
+            .record_send(payout, &send_id(a), a.to, amount, settle_calldata(payment))
             .await?;
+        if !fresh {
+            return Err(invalid("this authorization was already used"));
+        }
         match self.push_send(payout, &send, SETTLE_WAIT).await? {
             SendState::Succeeded => Ok(send.tx_hash),
             SendState::Reverted => Err(invalid("the settlement reverted")),
@@ -350,4 +383,9 @@ impl Ledger {
             }),
         }
     }
+}
+
+/// The chain-send id of an authorization's settlement: one per payer and nonce.
+fn send_id(a: &ExactAuthorization) -> String {
+    format!("x402:{:#x}:{:#x}", a.from, a.nonce)
 }
