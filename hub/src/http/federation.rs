@@ -1,7 +1,9 @@
 //! Federation endpoints of the crawl work:
 //!
 //! - `POST /ai-market/v2/federation/crawl` (admin): runs a crawl now and answers with its
-//!   stats when it ends, `{status: "complete", run_id, joined, stats}`; with `?wait=false`
+//!   stats once it ended and search and the manifest show its result (`http::consistency`),
+//!   `{status: "complete", run_id, joined, stats, catalog_version, catalog_caught_up}`;
+//!   with `?wait=false`
 //!   it answers 202 `{status: "started", run_id, joined}` at once. A crawl already running is
 //!   joined, not duplicated (`joined: true`; see `crawl::scheduler`), also when another
 //!   replica runs it; `replica_id` names the replica doing the crawl.
@@ -10,13 +12,14 @@
 //!   `unapproved`) once one was fetched. `DELETE …/peers?url=` (admin) removes a peer
 //!   (`http::announce`).
 
+use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::crawl::{self, CrawlSummary};
 use crate::http::admin::Admin;
+use crate::http::consistency::{self, WaitQuery};
 use crate::http::error::ApiError;
 use crate::state::AppState;
 use crate::store::{PeerRow, PeerState};
@@ -36,25 +39,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         );
 }
 
-/// Query of the crawl trigger.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CrawlQuery {
-    /// Wait for the run to end (default) or answer 202 at once.
-    #[serde(default = "waits_by_default")]
-    wait: bool,
-}
-
-fn waits_by_default() -> bool {
-    true
-}
-
 async fn crawl_now(
     _admin: Admin,
     state: web::Data<AppState>,
-    query: web::Query<CrawlQuery>,
+    query: web::Query<WaitQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let ticket = crawl::trigger(&state.into_inner()).await?;
+    let state = state.into_inner();
+    let ticket = crawl::trigger(&state).await?;
     let (run_id, joined) = (ticket.run_id, ticket.joined);
     let replica_id = ticket.replica_id.clone();
     if !query.wait {
@@ -66,13 +57,15 @@ async fn crawl_now(
         })));
     }
     let summary = ticket.outcome().await?;
-    Ok(HttpResponse::Ok().json(json!({
+    let settled = state.settle_catalog().await?;
+    let body = json!({
         "status": "complete",
         "run_id": run_id,
         "joined": joined,
         "replica_id": replica_id,
         "stats": stats(&summary),
-    })))
+    });
+    Ok(consistency::answer(StatusCode::OK, body, Some(settled)))
 }
 
 /// The `stats` object of a finished run.

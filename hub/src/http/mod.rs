@@ -14,6 +14,7 @@ pub mod admin;
 pub mod announce;
 pub mod channels;
 pub mod client;
+pub mod consistency;
 pub mod error;
 pub mod federation;
 pub mod health;
