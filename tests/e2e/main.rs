@@ -20,6 +20,7 @@ mod manifest;
 mod mcp;
 mod plugins_invoke;
 mod rails;
+mod read_your_writes;
 mod real_providers;
 mod replicas;
 mod reputation;
