@@ -8,6 +8,7 @@ mod clients;
 mod crawl;
 mod crawl_admin;
 mod crawl_bad;
+mod crawl_reasons;
 mod demo;
 mod demo_v1;
 mod federation;

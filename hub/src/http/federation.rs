@@ -9,7 +9,13 @@
 //!   replica runs it; `replica_id` names the replica doing the crawl.
 //! - `GET /ai-market/v2/federation/peers`: `{peers: [active…], count, pending: […],
 //!   pending_count}`; a pending entry carries its catalog `preview` (spec §2.6, marked
-//!   `unapproved`) once one was fetched. `DELETE …/peers?url=` (admin) removes a peer
+//!   `unapproved`) once one was fetched. Each peer carries its admission `status` (`state`
+//!   is a deprecated alias) and `rejected_tools`: the tools its last new manifest had
+//!   dropped, with reasons (`{run_id, at, count, tools: [{peer, index, name, reason}]}`,
+//!   at most `crawl::MAX_REJECTED_PER_PEER`; `null` when this process has not judged one).
+//! - `GET /ai-market/v2/federation/crawls`: the last runs, newest first, with refused peers
+//!   (`errors`) and dropped tools (`rejected_tools_sample`; `null` for runs this replica
+//!   did not make since it started). `DELETE …/peers?url=` (admin) removes a peer
 //!   (`http::announce`).
 
 use actix_web::http::StatusCode;
@@ -17,7 +23,7 @@ use actix_web::{HttpResponse, web};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-use crate::crawl::{self, CrawlSummary};
+use crate::crawl::{self, CrawlSummary, PeerRejections};
 use crate::http::admin::Admin;
 use crate::http::consistency::{self, WaitQuery};
 use crate::http::error::ApiError;
@@ -28,10 +34,15 @@ use crate::store::{PeerRow, PeerState};
 pub const CRAWL_PATH: &str = "/ai-market/v2/federation/crawl";
 /// Path of the peers list.
 pub const PEERS_PATH: &str = "/ai-market/v2/federation/peers";
+/// Path of the crawl history.
+pub const CRAWLS_PATH: &str = "/ai-market/v2/federation/crawls";
+/// Runs listed by the crawl history.
+const CRAWL_HISTORY: u32 = crawl::RUN_HISTORY as u32;
 
 /// Registers the crawl trigger and the peers list.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource(CRAWL_PATH).route(web::post().to(crawl_now)))
+        .service(web::resource(CRAWLS_PATH).route(web::get().to(list_crawls)))
         .service(
             web::resource(PEERS_PATH)
                 .route(web::get().to(list_peers))
@@ -77,6 +88,7 @@ pub fn stats(summary: &CrawlSummary) -> Value {
         "not_modified": summary.not_modified,
         "rejected": summary.rejected,
         "rejected_tools": summary.rejected_tools,
+        "rejected_tools_sample": summary.rejected_tools_sample,
         "pending_discovered": summary.pending_discovered,
         "errors": summary.errors,
         "errors_omitted": summary.errors_omitted,
@@ -100,10 +112,17 @@ fn later(stored: Option<i64>, remembered: Option<DateTime<Utc>>) -> Option<i64> 
 }
 
 /// One peer as the peers endpoint shows it.
-fn peer_json(peer: &PeerRow, confirmed: Option<DateTime<Utc>>) -> Value {
+fn peer_json(
+    peer: &PeerRow,
+    confirmed: Option<DateTime<Utc>>,
+    rejections: Option<PeerRejections>,
+) -> Value {
     json!({
         "url": peer.url,
         "name": peer.name,
+        "status": peer.state.as_str(),
+        // Deprecated alias of `status` (the name every other answer uses), kept for
+        // existing clients.
         "state": peer.state.as_str(),
         "trusted": peer.trusted,
         "depth": peer.depth,
@@ -118,6 +137,7 @@ fn peer_json(peer: &PeerRow, confirmed: Option<DateTime<Utc>>) -> Value {
         "manifest_url": peer.manifest_url,
         "categories": peer.categories,
         "trust_score": peer.trust_score,
+        "rejected_tools": rejections,
     })
 }
 
@@ -129,14 +149,24 @@ async fn list_peers(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     let render = |peers: Vec<&PeerRow>| -> Vec<Value> {
         peers
             .into_iter()
-            .map(|p| peer_json(p, context.last_confirmed(&p.url)))
+            .map(|p| {
+                peer_json(
+                    p,
+                    context.last_confirmed(&p.url),
+                    context.rejections(&p.url),
+                )
+            })
             .collect()
     };
     let previews = crate::federation::preview::previews(&state.store).await?;
     let pending: Vec<Value> = pending
         .into_iter()
         .map(|p| {
-            let mut entry = peer_json(p, context.last_confirmed(&p.url));
+            let mut entry = peer_json(
+                p,
+                context.last_confirmed(&p.url),
+                context.rejections(&p.url),
+            );
             // Pending peers are not scored (admission comes first, spec §2.4).
             entry["trust_score"] = Value::Null;
             if let Some(preview) = previews.get(&p.id) {
@@ -151,6 +181,39 @@ async fn list_peers(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         "count": count,
         "pending": pending,
         "pending_count": pending_count,
+        "protocol_version": "v2",
+    })))
+}
+
+/// The last runs, newest first, with their refused peers and (for runs of this replica
+/// since it started) their dropped tools.
+async fn list_crawls(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let rows = state.store.last_runs(CRAWL_HISTORY).await?;
+    let context = state.crawl.context();
+    let runs: Vec<Value> = rows
+        .iter()
+        .map(|run| {
+            let dropped = context.run_rejections(run.id);
+            json!({
+                "run_id": run.id,
+                "status": run.summary.status.as_str(),
+                "started_at": iso_ms(Some(run.started_at)),
+                "finished_at": iso_ms(run.finished_at),
+                "peers_reached": run.summary.peers_reached,
+                "capabilities_indexed": run.summary.capabilities_indexed,
+                "not_modified": run.summary.not_modified,
+                "rejected": run.summary.rejected,
+                "errors": run.summary.errors.iter()
+                    .map(|e| json!({"url": e.peer, "error": e.error}))
+                    .collect::<Vec<_>>(),
+                "rejected_tools": dropped.as_ref().map(|d| d.count),
+                "rejected_tools_sample": dropped.map(|d| d.tools),
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "runs": runs,
+        "count": runs.len(),
         "protocol_version": "v2",
     })))
 }
