@@ -5,6 +5,7 @@
 
 mod channels;
 mod clients;
+mod console;
 mod crawl;
 mod crawl_admin;
 mod crawl_bad;

@@ -111,6 +111,14 @@ fn later(stored: Option<i64>, remembered: Option<DateTime<Utc>>) -> Option<i64> 
     stored.max(remembered)
 }
 
+/// A short, comparable name for a pinned key: `SHA256:` and the first 8 bytes, in hex, of
+/// the SHA-256 of the key's base64 text (what operators compare by eye in the console).
+fn key_fingerprint(key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(key.as_bytes());
+    format!("SHA256:{}", hex::encode(&digest[..8]))
+}
+
 /// One peer as the peers endpoint shows it.
 fn peer_json(
     peer: &PeerRow,
@@ -132,6 +140,7 @@ fn peer_json(
         "capability_count": peer.capability_count,
         "last_error": peer.last_error,
         "public_key": peer.pinned_key,
+        "key_fingerprint": peer.pinned_key.as_deref().map(key_fingerprint),
         "key_source": peer.key_source.map(|k| k.as_str()),
         "well_known_url": peer.well_known_url,
         "manifest_url": peer.manifest_url,

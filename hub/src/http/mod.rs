@@ -15,6 +15,7 @@ pub mod announce;
 pub mod channels;
 pub mod client;
 pub mod consistency;
+pub mod console;
 pub mod error;
 pub mod federation;
 pub mod health;
@@ -43,6 +44,7 @@ use crate::state::AppState;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     error::configure_extractors(cfg);
     channels::configure(cfg);
+    console::configure(cfg);
     receipts::configure(cfg);
     reputation::configure(cfg);
     federation::configure(cfg);
