@@ -6,6 +6,7 @@
 mod channels;
 mod clients;
 mod console;
+mod console_browser;
 mod crawl;
 mod crawl_admin;
 mod crawl_bad;
