@@ -14,6 +14,7 @@ pub mod peers;
 mod remote;
 mod search;
 mod serve;
+mod settle;
 mod verify;
 
 use std::process::ExitCode;
