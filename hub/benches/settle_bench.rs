@@ -114,7 +114,12 @@ async fn run(n: usize) {
 
     let (mut index, mut both) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
-        rows[0].description = format!("changed in round {round}");
+        // The stored tool document is what a crawl compares: change it as a peer would.
+        let description = format!("changed in round {round}");
+        let mut tool: serde_json::Value = serde_json::from_str(&rows[0].tool_json).unwrap();
+        tool["description"] = json!(description);
+        rows[0].tool_json = tool.to_string();
+        rows[0].description = description;
         let diff = state
             .store
             .replace_peer_catalog(peer, rows.clone())
@@ -122,6 +127,11 @@ async fn run(n: usize) {
             .unwrap();
         let written = Instant::now();
         let version = diff.version;
+        assert_eq!(
+            diff.changed.len(),
+            1,
+            "round {round}: one capability changed"
+        );
         state.publish_catalog_update(CatalogUpdate {
             version,
             since: Some(version - 1),
