@@ -186,6 +186,19 @@ impl AppState {
         self.catalog_updates.send_replace(update);
     }
 
+    /// Read-your-writes: waits (at most [`crate::catalog::SETTLE_TIMEOUT`]) until search and
+    /// the manifest of this replica show the store's current catalog version, so an answer
+    /// sent after a write describes what clients will see.
+    pub async fn settle_catalog(
+        &self,
+    ) -> Result<crate::catalog::Settled, crate::store::StoreError> {
+        let target = self.store.catalog_version().await?;
+        Ok(self
+            .catalog
+            .settle(target, crate::catalog::SETTLE_TIMEOUT)
+            .await)
+    }
+
     /// The catalog version of the latest change handed to subscribers.
     pub fn published_catalog_version(&self) -> i64 {
         self.catalog_updates.borrow().version

@@ -61,6 +61,14 @@ async fn every_printed_command_succeeds() {
     let hub = demo.hub_url().to_owned();
     let text = demo.walkthrough();
     assert!(text.contains(&format!("{hub}/ai-market/mcp")));
+    // The console's URL comes first, and it answers.
+    let console = format!("{hub}/");
+    assert_eq!(
+        text.lines().next(),
+        Some(format!("Console: {console}").as_str())
+    );
+    let page = reqwest::get(&console).await.unwrap();
+    assert_eq!(page.status(), reqwest::StatusCode::OK);
     let steps = steps(&text);
     assert_eq!(steps.len(), 6, "{text}");
 

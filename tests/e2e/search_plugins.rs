@@ -126,6 +126,34 @@ async fn a_configured_rank_plugin_changes_the_order() {
     );
     let (_, default_list) = plain.get("/ai-market/v2/plugins").await;
     assert_eq!(default_list["count"], 1);
+    // Every built-in an operator could configure is listed, loaded or not, with its hooks
+    // and settings schema.
+    let available = default_list["available"].as_array().expect("available");
+    let names: Vec<&str> = available
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    for builtin in [
+        "quality",
+        "price-guard",
+        "allow-deny",
+        "failover",
+        "webhook",
+    ] {
+        assert!(names.contains(&builtin), "{builtin}: {default_list}");
+    }
+    let webhook = available.iter().find(|p| p["name"] == "webhook").unwrap();
+    assert_eq!(
+        webhook["hooks"],
+        json!(["rank", "before_invoke"]),
+        "{webhook}"
+    );
+    assert_eq!(
+        webhook["settings_schema"]["required"],
+        json!(["url", "hooks"]),
+        "{webhook}"
+    );
+    assert!(webhook["settings_schema"]["properties"]["timeout_ms"].is_object());
 
     // Its route, and the protocol body for what it does not serve.
     let (status, hello) = reversed.get("/ai-market/v2/p/reverse/hello?x=1").await;

@@ -14,6 +14,8 @@
 //! - [`manifest`]: the signed `GET /ai-market/v2/manifest` document, rebuilt off the request
 //!   path whenever the catalog changes (and every [`manifest::REFRESH_INTERVAL`] so its
 //!   `generated_at` stays fresh for crawlers).
+//! - settle: read-your-writes, [`Catalog::settle`] waits (bounded) until search and the
+//!   manifest both show a catalog version, so a write's answer describes what clients see.
 //! - [`trust`]: THE function that says how much a capability is trusted.
 //! - [`rows`]: store rows → index documents and manifest tools (one mapping).
 
@@ -22,6 +24,7 @@ pub mod params;
 pub mod ranking;
 pub mod rows;
 mod search;
+mod settle;
 mod sync;
 pub mod trust;
 
@@ -40,6 +43,7 @@ pub use manifest::{ManifestCache, RenderedManifest};
 pub use params::{HubFilter, ParamError, SearchParams};
 pub use ranking::{QualityRanker, RANK_BLOCK};
 pub use search::SearchOutcome;
+pub use settle::{SETTLE_TIMEOUT, Settled};
 
 use crate::store::{Store, StoreError};
 
@@ -132,6 +136,8 @@ pub struct Catalog {
     /// and must be rebuilt whatever its version says.
     needs_rebuild: AtomicBool,
     manifest: ManifestCache,
+    /// Bumped after each index sync and manifest build, for [`Catalog::settle`].
+    progress: settle::Progress,
     /// Counters.
     pub stats: CatalogStats,
     stop: watch::Sender<bool>,
@@ -212,6 +218,7 @@ impl Catalog {
             signing_key,
             needs_rebuild: AtomicBool::new(needs_rebuild),
             manifest: ManifestCache::default(),
+            progress: settle::Progress::default(),
             stats: CatalogStats::default(),
             stop: watch::Sender::new(false),
             released: Mutex::new(None),

@@ -44,7 +44,7 @@ const FINGERPRINT_FILE: &str = "index.settings.json";
 /// Bump when `rows::indexed` changes what it stores, so old indexes are rebuilt.
 const MAPPING_VERSION: u32 = 1;
 /// Version committed to mark an index that must be rebuilt: never a store version.
-const STALE_VERSION: u64 = u64::MAX;
+pub(super) const STALE_VERSION: u64 = u64::MAX;
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 struct Fingerprint {
@@ -134,7 +134,10 @@ impl Catalog {
             }
             let update = updates.borrow_and_update().clone();
             let wait = match self.sync_index(&update).await {
-                Ok(()) => None,
+                Ok(()) => {
+                    self.progress.bump();
+                    None
+                }
                 Err(e) => {
                     self.stats.sync_errors.incr();
                     tracing::warn!(error = %e, version = update.version, "search index sync failed; retrying");
@@ -163,7 +166,10 @@ impl Catalog {
             }
             updates.borrow_and_update();
             let wait = match self.refresh_manifest().await {
-                Ok(_) => REFRESH_INTERVAL,
+                Ok(_) => {
+                    self.progress.bump();
+                    REFRESH_INTERVAL
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot build the manifest; retrying");
                     RETRY_AFTER

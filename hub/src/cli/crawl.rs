@@ -34,6 +34,10 @@ pub struct CrawlArgs {
     /// Crawl once and exit (default: repeat at the crawl interval until Ctrl-C).
     #[arg(long)]
     pub once: bool,
+    /// After each run, wait (at most 30 s) until this serving hub's search and manifest show
+    /// the run's catalog version, and say so.
+    #[arg(long, value_name = "URL")]
+    pub wait_for_hub: Option<String>,
 }
 
 /// Runs `crawl`.
@@ -42,7 +46,15 @@ pub fn run(args: &CrawlArgs) -> ExitCode {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
-    match runtime.block_on(crawl_loop(&settings, args.once)) {
+    let hub = match args.wait_for_hub.as_deref().map(super::remote::hub_base) {
+        Some(Err(message)) => {
+            eprintln!("error: {message}");
+            return ExitCode::FAILURE;
+        }
+        Some(Ok(hub)) => Some(hub),
+        None => None,
+    };
+    match runtime.block_on(crawl_loop(&settings, args.once, hub.as_deref())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("error: {message}");
@@ -60,7 +72,11 @@ fn own_url(settings: &Settings) -> String {
     }
 }
 
-async fn crawl_loop(settings: &Settings, once: bool) -> Result<(), String> {
+async fn crawl_loop(settings: &Settings, once: bool, hub: Option<&str>) -> Result<(), String> {
+    let client = reqwest::Client::builder()
+        .timeout(super::remote::TIMEOUT)
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
     let store = open_store(settings).await.map_err(|e| e.to_string())?;
     let context = CrawlContext::new(store.clone(), settings, &own_url(settings))
         .map_err(|e| e.to_string())?;
@@ -88,6 +104,15 @@ async fn crawl_loop(settings: &Settings, once: bool) -> Result<(), String> {
         match run {
             Ok(summary) => print_line(&report(&summary)),
             Err(e) => break Err(e.to_string()),
+        }
+        let version = context
+            .store()
+            .catalog_version()
+            .await
+            .map_err(|e| e.to_string())?;
+        print_line(&format!("catalog version {version}"));
+        if let Some(hub) = hub {
+            print_line(&super::settle::wait_for_hub(&client, hub, version).await);
         }
         if once {
             break Ok(());
@@ -164,11 +189,25 @@ pub fn report(summary: &CrawlSummary) -> String {
         let kind = if peer.admitted { "peer" } else { "pending" };
         let _ = match &peer.error {
             Some(error) => writeln!(out, "  {kind} {} [{}]: {error}", peer.url, peer.status),
-            None if peer.rejected_tools > 0 => writeln!(
-                out,
-                "  {kind} {}: {}, {} capabilities, {} tools dropped",
-                peer.url, peer.status, peer.capabilities, peer.rejected_tools
-            ),
+            None if peer.rejected_tools > 0 => {
+                let _ = writeln!(
+                    out,
+                    "  {kind} {}: {}, {} capabilities, {} tools dropped",
+                    peer.url, peer.status, peer.capabilities, peer.rejected_tools
+                );
+                // Why, for the first few (names and reasons are the peer's text, one line).
+                for tool in &peer.rejected {
+                    let name = tool.name.as_deref().unwrap_or("(no name)");
+                    let _ = writeln!(
+                        out,
+                        "    dropped #{} {}: {}",
+                        tool.index,
+                        name.escape_debug(),
+                        tool.reason.escape_debug()
+                    );
+                }
+                Ok(())
+            }
             None => writeln!(
                 out,
                 "  {kind} {}: {}, {} capabilities",

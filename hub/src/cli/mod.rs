@@ -15,6 +15,7 @@ mod remote;
 pub mod run;
 mod search;
 mod serve;
+mod settle;
 mod verify;
 
 use std::process::ExitCode;

@@ -19,9 +19,13 @@ mod summary;
 
 pub use changes::CatalogUpdate;
 pub use context::CrawlContext;
+pub use context::{PeerRejections, RUN_HISTORY, RunRejections};
 pub use run::Progress;
 pub use scheduler::{CrawlService, CrawlTicket, RunOutcome, spawn_scheduler, trigger};
-pub use summary::{CrawlSummary, MAX_RUN_ERRORS, PeerError, PeerReport};
+pub use summary::{
+    CrawlSummary, MAX_REJECTED_PER_PEER, MAX_REJECTED_SAMPLE, MAX_RUN_ERRORS, PeerError,
+    PeerReport, ToolRejection,
+};
 
 use crate::store::StoreError;
 

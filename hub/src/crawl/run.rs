@@ -27,7 +27,7 @@ use chrono::Utc;
 
 use super::changes::ChangeLog;
 use super::mapping::map_catalog;
-use super::summary::{CrawlSummary, PeerReport};
+use super::summary::{CrawlSummary, PeerReport, ToolRejection};
 use super::{CrawlContext, CrawlRunError};
 use crate::store::{
     CrawlSuccess, KeySource, NewPeer, PeerRow, PeerState, RunError, RunStatus, RunSummary,
@@ -192,6 +192,7 @@ impl CrawlContext {
         let mut summary = run.summary;
         summary.catalog_update = run.log.finish(version);
         summary.finished_at = Utc::now();
+        self.remember_run(&summary, &known);
         Ok(summary)
     }
 
@@ -277,6 +278,7 @@ impl CrawlContext {
             status: String::new(),
             capabilities: 0,
             rejected_tools: 0,
+            rejected: Vec::new(),
             error: None,
         };
         let failure = match result.outcome {
@@ -292,6 +294,7 @@ impl CrawlContext {
             }
             PeerOutcome::Updated(catalog, validators) if admitted => {
                 report.rejected_tools = catalog.rejected_tools.len();
+                report.rejected = ToolRejection::of(&origin, &catalog.rejected_tools);
                 match self
                     .store_catalog(run, &origin, &catalog, &validators)
                     .await?
@@ -301,6 +304,7 @@ impl CrawlContext {
                         run.summary.peers_updated += 1;
                         run.summary.capabilities_indexed += stored as u64;
                         run.summary.rejected_tools += report.rejected_tools as u64;
+                        run.summary.sample_rejections(&report.rejected);
                         if result.well_known_checked {
                             run.well_known_checked.push(origin.clone());
                         }
@@ -315,6 +319,7 @@ impl CrawlContext {
                 run.summary.peers_reached += 1;
                 report.status = "updated".into();
                 report.rejected_tools = catalog.rejected_tools.len();
+                report.rejected = ToolRejection::of(&origin, &catalog.rejected_tools);
                 self.record_discovered(
                     run,
                     &origin,

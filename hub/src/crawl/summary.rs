@@ -10,6 +10,40 @@ use crate::store::{CrawlRunRow, RunError, RunStatus, RunSummary};
 /// in [`CrawlSummary::errors_omitted`].
 pub const MAX_RUN_ERRORS: usize = 1000;
 
+/// Most dropped tools kept (with their reasons) per peer in a run.
+pub const MAX_REJECTED_PER_PEER: usize = 20;
+/// Most dropped tools kept (with their reasons) in a run's sample, over all peers.
+pub const MAX_REJECTED_SAMPLE: usize = 50;
+
+/// One tool of a verified manifest dropped by the crawl, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ToolRejection {
+    /// The peer whose manifest held it.
+    pub peer: String,
+    /// Its index in the manifest's `tools` array.
+    pub index: usize,
+    /// Its `name`, when it was a string (stranger-provided text: escape it when shown).
+    pub name: Option<String>,
+    /// Why it was dropped.
+    pub reason: String,
+}
+
+impl ToolRejection {
+    /// The first [`MAX_REJECTED_PER_PEER`] of a catalog's dropped tools.
+    pub(crate) fn of(peer: &str, rejected: &[aimarket_crawler::RejectedTool]) -> Vec<Self> {
+        rejected
+            .iter()
+            .take(MAX_REJECTED_PER_PEER)
+            .map(|r| Self {
+                peer: peer.to_owned(),
+                index: r.index,
+                name: r.name.clone(),
+                reason: r.reason.clone(),
+            })
+            .collect()
+    }
+}
+
 /// One peer's failure in a run.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PeerError {
@@ -34,6 +68,8 @@ pub struct PeerReport {
     pub capabilities: usize,
     /// Tools of a verified manifest dropped one by one (schema, price, duplicates, hops).
     pub rejected_tools: usize,
+    /// The first [`MAX_REJECTED_PER_PEER`] of them, with their reasons.
+    pub rejected: Vec<ToolRejection>,
     /// The error, for failed peers.
     pub error: Option<String>,
 }
@@ -61,6 +97,9 @@ pub struct CrawlSummary {
     pub rejected: u64,
     /// Individually dropped tools of verified manifests.
     pub rejected_tools: u64,
+    /// A sample of them with their reasons: at most [`MAX_REJECTED_SAMPLE`], at most
+    /// [`MAX_REJECTED_PER_PEER`] per peer, in crawl order.
+    pub rejected_tools_sample: Vec<ToolRejection>,
     /// New pending peers recorded from discovery.
     pub pending_discovered: u64,
     /// Discovered peers not recorded because the pending bound was reached.
@@ -89,6 +128,7 @@ impl CrawlSummary {
             not_modified: 0,
             rejected: 0,
             rejected_tools: 0,
+            rejected_tools_sample: Vec::new(),
             pending_discovered: 0,
             pending_dropped: 0,
             errors: Vec::new(),
@@ -96,6 +136,13 @@ impl CrawlSummary {
             peers: Vec::new(),
             catalog_update: None,
         }
+    }
+
+    /// Adds a peer's dropped tools to the run's sample, within its bound.
+    pub(crate) fn sample_rejections(&mut self, rejected: &[ToolRejection]) {
+        let room = MAX_REJECTED_SAMPLE.saturating_sub(self.rejected_tools_sample.len());
+        self.rejected_tools_sample
+            .extend(rejected.iter().take(room).cloned());
     }
 
     pub(crate) fn push_error(&mut self, url: &str, error: String) {

@@ -343,8 +343,9 @@ pub const STEP_PREFIX: &str = "# Step ";
 /// zsh; only `curl` and `sed` are needed), and the MCP configuration.
 pub fn walkthrough(hub: &str, factories: &[DemoFactory]) -> String {
     let mut out = String::new();
+    // The console first: it is where a newcomer should look.
     out.push_str(&format!(
-        "AIMarket demo hub: {hub}\n\nDemo factories (crawled, keys pinned):\n"
+        "Console: {hub}/\nAIMarket demo hub: {hub}\n\nDemo factories (crawled, keys pinned):\n"
     ));
     for f in factories {
         let caps = &f.spec().capabilities;

@@ -174,25 +174,50 @@ fn publish_diff(state: &AppState, diff: CatalogDiff) {
     });
 }
 
-/// Crawls soon, in the background: joins a running crawl and, since that one may have
-/// started before the operator's change, starts another after it.
+/// How long an operator action's answer waits for the crawl it started: long enough for a
+/// handful of peers, bounded so a peer that hangs does not hang the operator's request (the
+/// crawl itself goes on).
+pub const CRAWL_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Crawls soon, in the background (see [`crawl_after_change`]).
 pub fn crawl_soon(state: &Arc<AppState>) {
     let state = Arc::clone(state);
-    tokio::spawn(async move {
-        for _ in 0..2 {
-            match crawl::trigger(&state).await {
-                Ok(ticket) => {
-                    let joined = ticket.joined;
-                    let _ = ticket.outcome().await;
-                    if !joined {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot start the crawl after an operator action");
-                    return;
+    tokio::spawn(async move { crawl_after_change(&state).await });
+}
+
+/// Runs a crawl that started after the caller's change and waits for it: joins a running
+/// crawl and, since that one may have started before the change, starts (or joins) another
+/// after it. A failed start is logged (the scheduled crawl retries later).
+pub async fn crawl_after_change(state: &Arc<AppState>) {
+    for _ in 0..2 {
+        match crawl::trigger(state).await {
+            Ok(ticket) => {
+                let joined = ticket.joined;
+                let _ = ticket.outcome().await;
+                if !joined {
+                    break;
                 }
             }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the crawl after an operator action");
+                break;
+            }
         }
-    });
+    }
+}
+
+/// Read-your-writes for an operator action: when it scheduled a crawl, waits for that crawl
+/// (at most [`CRAWL_WAIT`]), then until search and the manifest show the result.
+pub async fn settle(
+    state: &Arc<AppState>,
+    crawl_scheduled: bool,
+) -> Result<crate::catalog::Settled, StoreError> {
+    if crawl_scheduled
+        && tokio::time::timeout(CRAWL_WAIT, crawl_after_change(state))
+            .await
+            .is_err()
+    {
+        tracing::warn!("the crawl after an operator action is still running; answering");
+    }
+    state.settle_catalog().await
 }

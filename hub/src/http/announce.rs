@@ -5,19 +5,27 @@
 //! - `DELETE /ai-market/v2/federation/peers?url=` (admin; registered on the peers resource);
 //! - `POST /ai-market/v2/federation/peers/repin {url, public_key}` (admin);
 //! - `POST /ai-market/v2/federation/seeds {url, public_key?}` (admin);
+//!
+//! The operator's writes answer once search and the manifest show them, after the crawl they
+//! start (bounded; `?wait=false` answers at once): see `http::consistency`.
+//!
 //! - `GET /ai-market/v2/federation/inbound` (admin): hubs that identified themselves with
 //!   `X-AIMarket-Crawler`, recorded by the [`record_crawler`] middleware.
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::federation::admission::{self, Announcer};
-use crate::federation::{inbound, operator};
+use crate::federation::{self, inbound, operator};
 use crate::http::admin::{Admin, admin_if_presented};
+use crate::http::consistency::{self, WaitQuery};
 use crate::http::error::ApiError;
 use crate::state::AppState;
 
@@ -61,16 +69,26 @@ pub async fn record_crawler(
 async fn announce(
     req: HttpRequest,
     state: web::Data<AppState>,
+    query: web::Query<WaitQuery>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let who = match admin_if_presented(&req)? {
         Some(_) => Announcer::Operator,
         None => Announcer::Stranger,
     };
-    let outcome = admission::announce(&state.into_inner(), &body, who).await?;
-    let mut answer = serde_json::to_value(outcome).map_err(ApiError::internal)?;
-    answer["protocol_version"] = json!("v2");
-    Ok(HttpResponse::Ok().json(answer))
+    let state = state.into_inner();
+    let outcome = admission::announce(&state, &body, who).await?;
+    // A stranger's announcement changes no visible catalog (its peer is pending), and must
+    // not be able to hold a connection open waiting for one.
+    let settled = match who {
+        Announcer::Operator if query.wait => {
+            Some(federation::settle(&state, outcome.crawl_scheduled).await?)
+        }
+        _ => None,
+    };
+    let mut body = serde_json::to_value(outcome).map_err(ApiError::internal)?;
+    body["protocol_version"] = json!("v2");
+    Ok(consistency::answer(StatusCode::OK, body, settled))
 }
 
 /// `{url}` (body of approvals, query of removals).
@@ -79,6 +97,21 @@ async fn announce(
 pub struct PeerUrl {
     /// The peer's URL (any URL on its origin).
     pub url: String,
+}
+
+/// `?url=&wait=` of removals.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveQuery {
+    /// The peer's URL (any URL on its origin).
+    pub url: String,
+    /// Wait until search and the manifest show the removal (default true).
+    #[serde(default = "yes")]
+    pub wait: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `{url, public_key}`.
@@ -98,45 +131,66 @@ struct Seed {
     public_key: Option<String>,
 }
 
-fn answer(action: operator::PeerAction) -> Result<HttpResponse, ApiError> {
+/// The answer of an operator action, after its read-your-writes wait unless `?wait=false`
+/// (`http::consistency`).
+async fn answer(
+    state: &Arc<AppState>,
+    query: &WaitQuery,
+    action: operator::PeerAction,
+) -> Result<HttpResponse, ApiError> {
+    let settled = if query.wait {
+        Some(federation::settle(state, action.crawl_scheduled).await?)
+    } else {
+        None
+    };
     let mut body = serde_json::to_value(action).map_err(ApiError::internal)?;
     body["protocol_version"] = json!("v2");
-    Ok(HttpResponse::Ok().json(body))
+    Ok(consistency::answer(StatusCode::OK, body, settled))
 }
 
 async fn approve(
     _admin: Admin,
     state: web::Data<AppState>,
+    query: web::Query<WaitQuery>,
     body: web::Json<PeerUrl>,
 ) -> Result<HttpResponse, ApiError> {
-    answer(operator::approve(&state.into_inner(), &body.url).await?)
+    let state = state.into_inner();
+    let action = operator::approve(&state, &body.url).await?;
+    answer(&state, &query, action).await
 }
 
 /// `DELETE /ai-market/v2/federation/peers?url=` (registered by `http::federation`).
 pub async fn remove_peer(
     _admin: Admin,
     state: web::Data<AppState>,
-    query: web::Query<PeerUrl>,
+    query: web::Query<RemoveQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    answer(operator::remove(&state.into_inner(), &query.url).await?)
+    let state = state.into_inner();
+    let action = operator::remove(&state, &query.url).await?;
+    let wait = WaitQuery { wait: query.wait };
+    answer(&state, &wait, action).await
 }
 
 async fn repin(
     _admin: Admin,
     state: web::Data<AppState>,
+    query: web::Query<WaitQuery>,
     body: web::Json<Repin>,
 ) -> Result<HttpResponse, ApiError> {
-    answer(operator::repin(&state.into_inner(), &body.url, &body.public_key).await?)
+    let state = state.into_inner();
+    let action = operator::repin(&state, &body.url, &body.public_key).await?;
+    answer(&state, &query, action).await
 }
 
 async fn add_seed(
     _admin: Admin,
     state: web::Data<AppState>,
+    query: web::Query<WaitQuery>,
     body: web::Json<Seed>,
 ) -> Result<HttpResponse, ApiError> {
-    let action =
-        operator::add_seed(&state.into_inner(), &body.url, body.public_key.as_deref()).await?;
-    answer(action)
+    let state = state.into_inner();
+    let action = operator::add_seed(&state, &body.url, body.public_key.as_deref()).await?;
+    answer(&state, &query, action).await
 }
 
 async fn list_inbound(_admin: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 
+use crate::http::consistency::CATALOG_VERSION_HEADER;
 use crate::http::error::{ApiError, ErrorKind, code};
 use crate::http::well_known::if_none_match_hits;
 use crate::state::AppState;
@@ -85,12 +86,14 @@ async fn get_manifest(
         header::CACHE_CONTROL,
         HeaderValue::from_static(CACHE_CONTROL),
     );
+    let version = (CATALOG_VERSION_HEADER, manifest.version.to_string());
     // Either representation's tag means the client holds this version.
     if if_none_match_hits(&req, &manifest.etag) || if_none_match_hits(&req, &manifest.gzip_etag) {
         return Ok(HttpResponse::NotModified()
             .insert_header((header::ETAG, etag_value))
             .insert_header(vary)
             .insert_header(cache)
+            .insert_header(version)
             .finish());
     }
     let mut response = HttpResponse::Ok();
@@ -98,7 +101,8 @@ async fn get_manifest(
         .content_type("application/json")
         .insert_header((header::ETAG, etag_value))
         .insert_header(vary)
-        .insert_header(cache);
+        .insert_header(cache)
+        .insert_header(version);
     if gzip {
         response.insert_header((header::CONTENT_ENCODING, HeaderValue::from_static("gzip")));
     }

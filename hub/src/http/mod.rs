@@ -14,6 +14,8 @@ pub mod admin;
 pub mod announce;
 pub mod channels;
 pub mod client;
+pub mod consistency;
+pub mod console;
 pub mod error;
 pub mod federation;
 pub mod health;
@@ -44,6 +46,7 @@ use crate::state::AppState;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     error::configure_extractors(cfg);
     channels::configure(cfg);
+    console::configure(cfg);
     receipts::configure(cfg);
     reputation::configure(cfg);
     federation::configure(cfg);

@@ -1,4 +1,6 @@
-//! The plugin surface: `GET /ai-market/v2/plugins` (the loaded chain, secrets redacted),
+//! The plugin surface: `GET /ai-market/v2/plugins` (`plugins`: the loaded chain, secrets
+//! redacted; `available`: every built-in an operator could configure, with its hooks, settings
+//! schema and defaults),
 //! plugin routes under `/ai-market/v2/p/<name>/…`, and `GET /metrics` (Prometheus text:
 //! per-plugin hook counters, the hub's catalog counters and limit refusals by limit).
 
@@ -38,6 +40,7 @@ async fn list(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(json!({
         "plugins": plugins,
         "count": count,
+        "available": aimarket_plugins::builtin::available::describe(),
         "protocol_version": "v2",
     }))
 }

@@ -9,6 +9,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use aimarket_plugins::PluginContext;
 
 use crate::catalog::SearchParams;
+use crate::http::consistency::CATALOG_VERSION_HEADER;
 use crate::http::error::ApiError;
 use crate::limits::LimitKind;
 use crate::state::AppState;
@@ -53,13 +54,19 @@ pub async fn check_search_limit(req: &HttpRequest, state: &AppState) -> Result<(
 async fn search(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     check_search_limit(&req, &state).await?;
     let params = SearchParams::parse(req.query_string(), state.public_url.as_str())?;
+    // Read before searching: the header never claims more than the answer holds.
+    let version = state.catalog.index_version();
     let mut ctx = PluginContext::new(request_id(&req), state.catalog.hub_url());
     let outcome = state
         .catalog
         .search(&params, &state.plugins, &mut ctx)
         .await?;
     let body = serde_json::to_vec(&outcome).map_err(ApiError::internal)?;
-    Ok(HttpResponse::Ok()
+    let mut response = HttpResponse::Ok();
+    if let Some(version) = version {
+        response.insert_header((CATALOG_VERSION_HEADER, version.to_string()));
+    }
+    Ok(response
         .content_type("application/json")
         // Results follow the catalog, which changes under the client's feet.
         .insert_header((header::CACHE_CONTROL, "no-store"))

@@ -63,6 +63,12 @@ fn provider() -> Provider {
                     counter.fetch_add(1, Ordering::SeqCst);
                     async move {
                         let (body, etag) = match req.path() {
+                            // Stands in for a serving hub that already shows every version.
+                            "/ai-market/v2/search" | "/ai-market/v2/manifest" => {
+                                return HttpResponse::Ok()
+                                    .insert_header(("X-AIMarket-Catalog-Version", "1000"))
+                                    .json(json!({}));
+                            }
                             "/.well-known/ai-market.json" => (documents.0.clone(), "\"wk\""),
                             "/ai-market/manifest" => (documents.1.clone(), "\"m\""),
                             _ => return HttpResponse::NotFound().finish(),
@@ -136,6 +142,41 @@ fn crawl_once_stores_the_catalog_and_reports() {
     let report = stdout(&third);
     assert!(report.contains("1 rejected"), "{report}");
     assert!(report.contains("signer key mismatch"), "{report}");
+}
+
+#[test]
+fn crawl_waits_for_a_serving_hub_to_show_its_writes() {
+    let p = provider();
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let args = [
+        "crawl",
+        "--once",
+        "--seed",
+        &p.url,
+        "--data-dir",
+        data_dir,
+        "--wait-for-hub",
+        &p.url,
+    ];
+    let out = run(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = stdout(&out);
+    assert!(report.contains("catalog version "), "{report}");
+    assert!(
+        report.contains(&format!("searchable and published at {}", p.url)),
+        "{report}"
+    );
+    let out = run(&[
+        "crawl",
+        "--once",
+        "--data-dir",
+        data_dir,
+        "--wait-for-hub",
+        "ftp://x",
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("http(s)"), "{}", stderr(&out));
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Built-in plugins. Each is small, documented in its module, and loaded by name.
 
 pub mod allow_deny;
+pub mod available;
 pub mod failover;
 pub mod price_guard;
 pub mod quality;

@@ -1,0 +1,63 @@
+//! Reasons are kept and shown (issue #15): tools a crawl drops are listed with their reason
+//! in the crawl answer (a sample), per peer in `GET …/federation/peers` and per run in
+//! `GET …/federation/crawls`; a peer's admission state is `status` everywhere (`state`
+//! stays in the listing as a deprecated alias).
+
+use aimarket_e2e::catalog_server::{CatalogServer, tool, tools};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::crawl::{crawl, peer, peers, start_hub};
+
+const CRAWLS: &str = "/ai-market/v2/federation/crawls";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_tools_are_listed_with_their_reasons() {
+    let mut listed = tools("prod-ok", 3);
+    let mut bad = tool("prod-bad", "negative@v1", 0.01);
+    bad["price_per_call_usd"] = serde_json::json!(-5.0);
+    listed.push(bad);
+    let a = CatalogServer::with_tools(listed).await;
+    let hub = start_hub(None, &[&a.url], |_| {}).await;
+
+    let body = crawl(&hub).await;
+    let stats = &body["stats"];
+    assert_eq!(stats["capabilities_indexed"], 3, "{body}");
+    assert_eq!(stats["rejected_tools"], 1, "{body}");
+    let sample = stats["rejected_tools_sample"].as_array().expect("a sample");
+    assert_eq!(sample.len(), 1, "{body}");
+    assert_dropped(&sample[0], &a.url);
+
+    let listed = peers(&hub).await;
+    let p = peer(&listed, &a.url);
+    assert_eq!(p["status"], "active", "{p}");
+    assert_eq!(p["state"], p["status"], "the deprecated alias agrees: {p}");
+    assert_eq!(p["rejected_tools"]["count"], 1, "{p}");
+    assert_eq!(p["rejected_tools"]["run_id"], body["run_id"], "{p}");
+    assert_dropped(&p["rejected_tools"]["tools"][0], &a.url);
+
+    // A second run (304: nothing re-judged) keeps the peer's reasons and heads the history.
+    let second = crawl(&hub).await;
+    let listed = peers(&hub).await;
+    assert_eq!(peer(&listed, &a.url)["rejected_tools"]["count"], 1);
+    let (status, history) = hub.get(CRAWLS).await;
+    assert_eq!(status, StatusCode::OK, "{history}");
+    let runs = history["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 2, "{history}");
+    assert_eq!(
+        runs[0]["run_id"], second["run_id"],
+        "newest first: {history}"
+    );
+    assert_eq!(runs[1]["run_id"], body["run_id"], "{history}");
+    assert_eq!(runs[1]["rejected_tools"], 1, "{history}");
+    assert_dropped(&runs[1]["rejected_tools_sample"][0], &a.url);
+    assert_eq!(runs[0]["rejected_tools"], 0, "{history}");
+}
+
+fn assert_dropped(entry: &Value, url: &str) {
+    assert_eq!(entry["peer"], url, "{entry}");
+    assert_eq!(entry["name"], "prod-bad.negative@v1", "{entry}");
+    assert_eq!(entry["index"], 3, "{entry}");
+    let reason = entry["reason"].as_str().unwrap_or_default();
+    assert!(!reason.is_empty(), "a reason: {entry}");
+}
