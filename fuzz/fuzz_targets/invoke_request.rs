@@ -5,8 +5,16 @@
 //! `Idempotency-Key`, …), read into [`BuyerHeaders`] as the handler does and checked.
 #![no_main]
 
-use aimarket_hub::invoke::{BuyerHeaders, ClientId, InvokeRequest};
+use std::sync::LazyLock;
+
+use aimarket_hub::invoke::{BuyerHeaders, Caller, InvokeRequest};
+use aimarket_hub::limits::Identities;
+use aimarket_hub::settings::ApiKeys;
 use libfuzzer_sys::fuzz_target;
+
+/// One configured key, so both the accepted and the unknown path are reached.
+static IDENTITIES: LazyLock<Identities> =
+    LazyLock::new(|| Identities::new(&"fuzz-key".parse::<ApiKeys>().expect("a valid key list")));
 
 const SEPARATOR: &[u8] = b"\n--\n";
 
@@ -34,15 +42,16 @@ fuzz_target!(|data: &[u8]| {
             "idempotency-key" => buyer.idempotency_key = value,
             "traceparent" => buyer.traceparent = value,
             "x-request-id" => buyer.request_id = value,
-            "x-api-key" => {
-                let _ = ClientId::api_key(value.as_deref().unwrap_or_default());
-            }
+            "x-api-key" => buyer.api_key = value,
             _ => {}
         }
     }
     let _ = buyer.pays_provider();
     let _ = buyer.check();
-    if let Some(id) = &buyer.channel_id {
-        let _ = ClientId::channel(id);
-    }
+    // An unverified key or channel only ever names the caller's address bucket.
+    let caller = Caller {
+        address: None,
+        api_key: buyer.api_key.clone(),
+    };
+    let _ = IDENTITIES.identify_key(&caller);
 });
