@@ -583,23 +583,31 @@ mod tests {
         assert_eq!(api.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 
-    /// A NUL byte reaching PostgreSQL is the request's fault: 400, never a 500.
-    #[tokio::test]
-    async fn text_postgres_cannot_store_is_a_bad_request() {
+    /// A one-connection pool on the test PostgreSQL; `None` (skipped, said so) when it is
+    /// unreachable and `CI` is not set, a failure when it is.
+    async fn test_pool() -> Option<sqlx::PgPool> {
         let url = std::env::var("AIMARKET_TEST_POSTGRES_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-        let pool = match sqlx::postgres::PgPoolOptions::new()
+        match sqlx::postgres::PgPoolOptions::new()
             .max_connections(1)
             .acquire_timeout(std::time::Duration::from_secs(5))
             .connect(&url)
             .await
         {
-            Ok(pool) => pool,
+            Ok(pool) => Some(pool),
             Err(e) if std::env::var_os("CI").is_none() => {
                 eprintln!("SKIP: PostgreSQL error-mapping test, {url} unreachable: {e}");
-                return;
+                None
             }
             Err(e) => panic!("PostgreSQL at {url} unreachable and CI is set: {e}"),
+        }
+    }
+
+    /// A NUL byte reaching PostgreSQL is the request's fault: 400, never a 500.
+    #[tokio::test]
+    async fn text_postgres_cannot_store_is_a_bad_request() {
+        let Some(pool) = test_pool().await else {
+            return;
         };
         let error = sqlx::query("SELECT $1::text")
             .bind("ch_\u{0}x")
@@ -615,20 +623,8 @@ mod tests {
     /// query that was running is 503 `unavailable`, never a 500.
     #[tokio::test]
     async fn a_terminated_postgres_connection_is_unavailable() {
-        let url = std::env::var("AIMARKET_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-        let pool = match sqlx::postgres::PgPoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(std::time::Duration::from_secs(5))
-            .connect(&url)
-            .await
-        {
-            Ok(pool) => pool,
-            Err(e) if std::env::var_os("CI").is_none() => {
-                eprintln!("SKIP: PostgreSQL error-mapping test, {url} unreachable: {e}");
-                return;
-            }
-            Err(e) => panic!("PostgreSQL at {url} unreachable and CI is set: {e}"),
+        let Some(pool) = test_pool().await else {
+            return;
         };
         let error = sqlx::query("SELECT pg_terminate_backend(pg_backend_pid())")
             .execute(&pool)
