@@ -1,4 +1,4 @@
-//! The long soak (issue #13): `cargo bench -p aimarket-e2e --bench soak` runs the mixed load
+//! The long soak (issue #13): `cargo bench --profile dev --workspace --bench soak` runs the mixed load
 //! of `aimarket_e2e::soak` for `AIMARKET_SOAK_MINUTES` (default 30) and prints RSS, open fds
 //! and tasks each minute as a Markdown table. A bench, not a test: it asserts nothing; the
 //! 2-minute CI version (`e2e::soak`) bounds the growth.

@@ -1,11 +1,12 @@
 //! The soak (issue #13): mixed load against a real hub for a while (searches, free and paid
 //! invokes, a crawl every minute, announcements) while sampling the process's RSS, open file
 //! descriptors and live tokio tasks. Used by the 2-minute CI test (`e2e::soak`) and the long
-//! bench (`cargo bench -p aimarket-e2e --bench soak`, 30 minutes by default).
+//! bench (`cargo bench --profile dev --workspace --bench soak`, 30 minutes by default).
 //!
 //! The provider is [`FaultyProvider`] answering correctly: it keeps no record of calls, so
 //! the samples measure the hub (and the test client), not a fake's memory.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -24,6 +25,12 @@ pub struct Sample {
     pub at: Duration,
     /// Resident set size, KiB (`VmRSS`).
     pub rss_kib: u64,
+    /// Anonymous part of the RSS (heap, stacks), KiB (`RssAnon`): where a leak would show.
+    pub rss_anon_kib: u64,
+    /// File-backed part of the RSS (binary, mapped index segments), KiB (`RssFile`).
+    pub rss_file_kib: u64,
+    /// SQLite database size on disk (main file + WAL), KiB: what the ledger grows by.
+    pub db_kib: u64,
     /// Open file descriptors.
     pub fds: usize,
     /// Live tasks on the runtime that runs the hub's background jobs and the load.
@@ -34,21 +41,35 @@ pub struct Sample {
     pub errors: u64,
 }
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        })
+/// One `/proc/self/status` field in KiB (0 when absent).
+fn status_kib(status: &str, field: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
 }
 
-fn sample(at: Duration, requests: &AtomicU64, errors: &AtomicU64) -> Sample {
+/// Size of the hub's SQLite files (every `hub.db*` in the data dir), KiB.
+fn db_kib(data_dir: &Path) -> u64 {
+    std::fs::read_dir(data_dir).map_or(0, |entries| {
+        entries
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().contains(".db"))
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len() / 1024)
+            .sum()
+    })
+}
+
+fn sample(at: Duration, data_dir: &Path, requests: &AtomicU64, errors: &AtomicU64) -> Sample {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     Sample {
         at,
-        rss_kib: rss_kib(),
+        rss_kib: status_kib(&status, "VmRSS:"),
+        rss_anon_kib: status_kib(&status, "RssAnon:"),
+        rss_file_kib: status_kib(&status, "RssFile:"),
+        db_kib: db_kib(data_dir),
         fds: std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count),
         tasks: tokio::runtime::Handle::current()
             .metrics()
@@ -69,6 +90,14 @@ pub async fn run(duration: Duration, every: Duration) -> Vec<Sample> {
             s.invoke.peer_credentials = credentials.parse().expect("credentials");
             // Off: the soak checks resources, not the limiter (which would answer 429).
             s.invoke.rate_per_min = 0;
+            // A knob for the bench: a shorter trust recompute interval shows within minutes
+            // whether memory tied to the recompute plateaus (see BENCHMARKS.md, "Soak").
+            if let Some(secs) = std::env::var("AIMARKET_SOAK_REPUTATION_S")
+                .ok()
+                .and_then(|v| v.parse().ok())
+            {
+                s.reputation.recompute_interval_s = secs;
+            }
         })
         .start()
         .await;
@@ -98,6 +127,7 @@ pub async fn run(duration: Duration, every: Duration) -> Vec<Sample> {
     let secret = channel.secret.as_ref().expect("secret").expose().to_owned();
     let channel_id = channel.id.clone();
 
+    let data_dir: PathBuf = hub.data_dir().to_path_buf();
     let hub = Arc::new(hub);
     let requests = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
@@ -155,11 +185,11 @@ pub async fn run(duration: Duration, every: Duration) -> Vec<Sample> {
             }
         })
     };
-    let mut samples = vec![sample(Duration::ZERO, &requests, &errors)];
+    let mut samples = vec![sample(Duration::ZERO, &data_dir, &requests, &errors)];
     while Instant::now() < deadline {
         let left = deadline.saturating_duration_since(Instant::now());
         tokio::time::sleep(left.min(every)).await;
-        samples.push(sample(started.elapsed(), &requests, &errors));
+        samples.push(sample(started.elapsed(), &data_dir, &requests, &errors));
     }
     for w in workers {
         let _ = w.await;
@@ -170,13 +200,18 @@ pub async fn run(duration: Duration, every: Duration) -> Vec<Sample> {
 
 /// Prints samples as a Markdown table (for BENCHMARKS.md).
 pub fn print_table(samples: &[Sample]) {
-    println!("| min | RSS MiB | open fds | tasks | requests | 5xx/no answer |");
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "| min | RSS MiB | anon MiB | file MiB | SQLite MiB | open fds | tasks | requests | 5xx/no answer |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
     for s in samples {
         println!(
-            "| {:.1} | {:.1} | {} | {} | {} | {} |",
+            "| {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} |",
             s.at.as_secs_f64() / 60.0,
             s.rss_kib as f64 / 1024.0,
+            s.rss_anon_kib as f64 / 1024.0,
+            s.rss_file_kib as f64 / 1024.0,
+            s.db_kib as f64 / 1024.0,
             s.fds,
             s.tasks,
             s.requests,
