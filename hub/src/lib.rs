@@ -23,4 +23,5 @@ pub mod startup;
 pub mod state;
 pub mod stats;
 pub mod store;
+pub mod metrics;
 pub mod telemetry;

@@ -8,6 +8,8 @@ use std::time::Instant;
 use serde_json::{Map, Value};
 
 use super::InvokeResult;
+use super::pipeline::timed_ledger;
+use crate::metrics::LedgerOp;
 use super::error::InvokeError;
 use super::pipeline::Funding;
 use super::rails::Rail;
@@ -72,7 +74,8 @@ pub(super) fn elapsed_ms(started: Instant) -> u64 {
 }
 
 pub(super) async fn release(state: &AppState, hold_id: &str) {
-    if let Err(e) = state.ledger.release(hold_id).await {
+    let released = timed_ledger(state, LedgerOp::Release, state.ledger.release(hold_id)).await;
+    if let Err(e) = released {
         // The hold sweeper releases it when its lease ends; the buyer is never charged.
         tracing::error!(hold_id, error = %e, "cannot release a hold; the sweeper will");
     }
@@ -194,7 +197,12 @@ pub(super) async fn settle(
             .map_err(|e| InvokeError::Internal(format!("cannot sign the routing receipt: {e}")))?;
             match funding {
                 Funding::Channel { hold_id, .. } => {
-                    state.ledger.capture(hold_id, &routing_receipt).await?;
+                    timed_ledger(
+                        state,
+                        LedgerOp::Capture,
+                        state.ledger.capture(hold_id, &routing_receipt),
+                    )
+                    .await?;
                 }
                 Funding::X402 { .. } | Funding::Buyer => invoker
                     .recorder
@@ -215,6 +223,11 @@ pub(super) async fn settle(
             // The provider's fields pass through untouched (`receipt`, `signature`,
             // `provider_pubkey`, `provenance`, `hub_billing`, anything new); the hub's own
             // answer fields are set on top.
+            state.metrics.observe_revenue(
+                sent.rail.as_str(),
+                price_usd,
+                routing_fee_usd(sent, charged_usd, offer),
+            );
             let mut out = body;
             out.insert("success".into(), Value::Bool(true));
             out.insert("result".into(), result);
