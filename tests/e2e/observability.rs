@@ -182,12 +182,10 @@ impl Prometheus {
 
     /// The result vector of an instant query (empty on any error).
     async fn query(&self, client: &reqwest::Client, query: &str) -> Vec<Value> {
-        let Ok(response) = client
-            .get(format!("{}/api/v1/query", self.url))
-            .query(&[("query", query)])
-            .send()
-            .await
-        else {
+        let url =
+            reqwest::Url::parse_with_params(&format!("{}/api/v1/query", self.url), &[("query", query)])
+                .unwrap();
+        let Ok(response) = client.get(url).send().await else {
             return Vec::new();
         };
         let body: Value = response.json().await.unwrap_or(Value::Null);

@@ -100,36 +100,31 @@ async fn log_request(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = std::time::Instant::now();
     let state = req.app_data::<web::Data<AppState>>().cloned();
-    let route = req.match_pattern();
+    let pattern = req.match_pattern();
+    let route = pattern.as_deref().unwrap_or("unmatched");
     let method = req.method().clone();
     let span = crate::telemetry::span!(
         "http.request",
         otel.kind = "server",
-        otel.name = tracing::field::Empty,
+        otel.name = %format_args!("{method} {route}"),
         http.request.method = %method,
-        http.route = route.as_deref().unwrap_or("unmatched"),
+        http.route = route,
         http.response.status_code = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
     );
-    if !span.is_none() {
-        span.record(
-            "otel.name",
-            format!("{method} {}", route.as_deref().unwrap_or("unmatched")),
-        );
-        crate::telemetry::otel::set_remote_parent(&span, req.headers());
-    }
-    let debug = tracing::enabled!(tracing::Level::DEBUG);
+    crate::telemetry::otel::set_remote_parent(&span, req.headers());
+    // The global level hint, not `tracing::enabled!`: that asks every layer's filter and,
+    // with per-layer filters and no event following, leaves their verdicts behind for the
+    // next span on this thread (the trace exporter would then miss it).
+    let debug = tracing::level_filters::LevelFilter::current() >= tracing::Level::DEBUG;
     let path = debug.then(|| req.path().to_owned());
     let response = next.call(req).instrument(span.clone()).await?;
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     if let Some(state) = &state {
-        state.metrics.observe_http(
-            route.as_deref().unwrap_or("unmatched"),
-            method.as_str(),
-            status,
-            elapsed,
-        );
+        state
+            .metrics
+            .observe_http(route, method.as_str(), status, elapsed);
     }
     if !span.is_none() {
         span.record("http.response.status_code", status);
@@ -138,13 +133,16 @@ async fn log_request(
         }
     }
     if let Some(path) = path {
-        tracing::debug!(
-            %method,
-            path,
-            status,
-            micros = elapsed.as_micros() as u64,
-            "request"
-        );
+        // Inside the span, so a JSON log line carries the request's trace id.
+        span.in_scope(|| {
+            tracing::debug!(
+                %method,
+                path,
+                status,
+                micros = elapsed.as_micros() as u64,
+                "request"
+            )
+        });
     }
     Ok(response)
 }

@@ -138,8 +138,8 @@ pub(super) async fn timed_ledger<T>(
 pub(super) async fn run(state: &AppState, call: &InvokeCall) -> InvokeResult {
     let started = Instant::now();
     let span = span!(
-        "invoke",
-        capability = %call.request.capability_id,
+        "invoke.route",
+        capability = call.request.capability_id.as_str(),
         outcome = tracing::field::Empty,
         rail = tracing::field::Empty,
     );
