@@ -275,6 +275,12 @@ impl Metrics {
             let _ = m.crawl_runs.with_label_values(&[result]);
         }
         let _ = m.search_seconds.with_label_values(&["total"]);
+        for reason in REJECTION_CLASSES {
+            let _ = m.rejected_tools.with_label_values(&[reason]);
+        }
+        for result in ["updated", "not_modified"] {
+            let _ = m.crawl_peers.with_label_values(&[result]);
+        }
         m
     }
 
@@ -400,19 +406,30 @@ fn peer_result(status: &str) -> &str {
     if plausible { status } else { "other" }
 }
 
+/// Every value of the `reason` label of `aimarket_crawl_rejected_tools_total`.
+pub const REJECTION_CLASSES: [&str; 7] = [
+    "duplicate",
+    "price",
+    "reexport",
+    "identity",
+    "fields",
+    "other",
+    "unsampled",
+];
+
 /// The class of a tool rejection's reason (the reasons themselves carry names and values).
 pub fn rejection_class(reason: &str) -> &'static str {
     let r = reason.to_ascii_lowercase();
     if r.contains("duplicate") {
         "duplicate"
-    } else if r.contains("price") || r.contains("pricing") {
+    } else if r.contains("price") {
         "price"
-    } else if r.contains("hop") || r.contains("re-export") || r.contains("origin") {
+    } else if r.contains("re-export") || r.contains("source_hub") || r.contains("hop") {
         "reexport"
-    } else if r.contains("schema") || r.contains("input") || r.contains("missing") {
-        "schema"
-    } else if r.contains("url") || r.contains("endpoint") {
-        "url"
+    } else if r.contains("name") || r.contains("product_id") || r.contains("capability_id") {
+        "identity"
+    } else if r.contains("schema") || r.contains("not a") || r.contains("latency") {
+        "fields"
     } else {
         "other"
     }
