@@ -136,14 +136,14 @@ pub fn render_prometheus(metrics: &[PluginMetrics]) -> String {
         ("timeouts", "Plugin hook calls that timed out.", |h| {
             h.timeouts
         }),
-        ("blocks", "Plugin hook calls that blocked the request.", |h| {
-            h.blocks
-        }),
         (
-            "micros",
-            "Time spent in plugin hooks, microseconds.",
-            |h| h.total_micros,
+            "blocks",
+            "Plugin hook calls that blocked the request.",
+            |h| h.blocks,
         ),
+        ("micros", "Time spent in plugin hooks, microseconds.", |h| {
+            h.total_micros
+        }),
     ];
     for (name, help, get) in series {
         let _ = writeln!(out, "# HELP aimarket_plugin_hook_{name}_total {help}");

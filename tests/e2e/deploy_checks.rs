@@ -101,4 +101,3 @@ async fn deploy_files_pass_their_schemas_and_linters() {
         .unwrap();
     assert!(!out.status.success(), "a string replica count passed");
 }
-

@@ -109,11 +109,7 @@ pub(crate) async fn loaded_hub() -> Loaded {
 
 /// The live `/metrics` text.
 pub(crate) async fn scrape(hub: &TestHub) -> String {
-    let response = hub
-        .request(Method::GET, "/metrics")
-        .send()
-        .await
-        .unwrap();
+    let response = hub.request(Method::GET, "/metrics").send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     response.text().await.unwrap()
 }
@@ -162,7 +158,10 @@ impl Prometheus {
         let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
         let child = Command::new(binary)
             .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -182,14 +181,19 @@ impl Prometheus {
 
     /// The result vector of an instant query (empty on any error).
     async fn query(&self, client: &reqwest::Client, query: &str) -> Vec<Value> {
-        let url =
-            reqwest::Url::parse_with_params(&format!("{}/api/v1/query", self.url), &[("query", query)])
-                .unwrap();
+        let url = reqwest::Url::parse_with_params(
+            &format!("{}/api/v1/query", self.url),
+            &[("query", query)],
+        )
+        .unwrap();
         let Ok(response) = client.get(url).send().await else {
             return Vec::new();
         };
         let body: Value = response.json().await.unwrap_or(Value::Null);
-        body["data"]["result"].as_array().cloned().unwrap_or_default()
+        body["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
@@ -237,13 +241,20 @@ async fn a_real_prometheus_scrapes_histograms_and_counters_from_a_loaded_hub() {
     // Scraped at least twice, so counters have a rate too.
     let scraped = wait_until(Duration::from_secs(60), || async {
         prometheus
-            .query(&client, "count_over_time(up{job=\"aimarket-hub\"}[1m]) >= 2")
+            .query(
+                &client,
+                "count_over_time(up{job=\"aimarket-hub\"}[1m]) >= 2",
+            )
             .await
             .len()
             == 1
     })
     .await;
-    assert!(scraped, "Prometheus never scraped the hub:\n{}", prometheus.log());
+    assert!(
+        scraped,
+        "Prometheus never scraped the hub:\n{}",
+        prometheus.log()
+    );
     let up = prometheus.query(&client, "up{job=\"aimarket-hub\"}").await;
     assert_eq!(up[0]["value"][1], "1", "{up:?}\n{}", prometheus.log());
 
@@ -328,7 +339,10 @@ async fn promtool_accepts_the_live_metrics_and_the_alert_rules() {
     );
 
     // Every metric the dashboard and the alerts use is one the hub exports.
-    for file in ["deploy/grafana/aimarket-hub.json", "deploy/prometheus/alerts.yaml"] {
+    for file in [
+        "deploy/grafana/aimarket-hub.json",
+        "deploy/prometheus/alerts.yaml",
+    ] {
         let text = std::fs::read_to_string(repo_root().join(file)).unwrap();
         for name in metric_names(&text) {
             let base = ["_bucket", "_count", "_sum"]

@@ -149,9 +149,7 @@ fn name_of(spans: &[Span], name: &str) -> Span {
         .iter()
         .find(|s| s.name == name)
         .cloned()
-        .unwrap_or_else(|| {
-            panic!("no span {name:?} among {:?}", summary(spans))
-        })
+        .unwrap_or_else(|| panic!("no span {name:?} among {:?}", summary(spans)))
 }
 
 async fn scenario() {
@@ -216,9 +214,14 @@ async fn scenario() {
         guard.flush();
         let spans = received.of_trace(CLIENT_TRACE);
         async move {
-            ["POST /ai-market/v2/invoke", "invoke.route", "invoke.provider", "invoke.settle"]
-                .iter()
-                .all(|name| spans.iter().any(|s| s.name == *name))
+            [
+                "POST /ai-market/v2/invoke",
+                "invoke.route",
+                "invoke.provider",
+                "invoke.settle",
+            ]
+            .iter()
+            .all(|name| spans.iter().any(|s| s.name == *name))
         }
     })
     .await;
@@ -261,7 +264,12 @@ async fn scenario() {
     );
     assert_eq!(seen[0].one("tracestate"), Some("vendor=client"));
     // The steps in between are spans of the same trace.
-    for step in ["invoke.resolve", "invoke.validate", "invoke.relay", "ledger.write"] {
+    for step in [
+        "invoke.resolve",
+        "invoke.validate",
+        "invoke.relay",
+        "ledger.write",
+    ] {
         name_of(&spans, step);
     }
     let writes = spans.iter().filter(|s| s.name == "ledger.write").count();
@@ -291,7 +299,11 @@ async fn scenario() {
     })
     .await;
     let crawl_spans = received.of_trace(&crawl_trace);
-    assert!(crawled, "no crawl trace {crawl_trace}: {:?}", summary(&crawl_spans));
+    assert!(
+        crawled,
+        "no crawl trace {crawl_trace}: {:?}",
+        summary(&crawl_spans)
+    );
     for name in ["crawl.peer", "crawl.fetch", "crawl.store"] {
         name_of(&crawl_spans, name);
     }
@@ -300,7 +312,8 @@ async fn scenario() {
         crawl_spans
             .iter()
             .any(|s| s.name == "crawl.fetch" && hex::encode(&s.span_id) == fetch_span),
-        "{fetch_parent}: {:?}", summary(&crawl_spans)
+        "{fetch_parent}: {:?}",
+        summary(&crawl_spans)
     );
 
     // The collector goes away: invokes are unaffected, lost spans are counted.

@@ -29,8 +29,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tracing::Instrument as _;
 use tokio::task::{AbortHandle, JoinHandle};
+use tracing::Instrument as _;
 
 use super::{CrawlContext, CrawlRunError, CrawlSummary};
 use crate::replica::{Acquired, Holder, LeaseGuard};
@@ -199,7 +199,9 @@ async fn scheduled(state: &Arc<AppState>) -> Result<Option<CrawlTicket>, CrawlRu
             match lease
                 .try_acquire()
                 .instrument(crate::telemetry::span!("replica.lease.acquire"))
-                .await.map_err(replica_error)? {
+                .await
+                .map_err(replica_error)?
+            {
                 Acquired::Won(guard) => Some(guard),
                 Acquired::Held(holder) => {
                     tracing::debug!(
@@ -242,9 +244,11 @@ enum Lease {
 async fn acquire_or_find(lease: &crate::replica::Lease) -> Result<Lease, CrawlRunError> {
     let deadline = tokio::time::Instant::now() + REMOTE_RUN_ID_WAIT;
     let mut holder = match lease
-                .try_acquire()
-                .instrument(crate::telemetry::span!("replica.lease.acquire"))
-                .await.map_err(replica_error)? {
+        .try_acquire()
+        .instrument(crate::telemetry::span!("replica.lease.acquire"))
+        .await
+        .map_err(replica_error)?
+    {
         Acquired::Won(guard) => return Ok(Lease::Won(guard)),
         Acquired::Held(holder) => holder,
     };
@@ -266,7 +270,9 @@ async fn acquire_or_find(lease: &crate::replica::Lease) -> Result<Lease, CrawlRu
             None => match lease
                 .try_acquire()
                 .instrument(crate::telemetry::span!("replica.lease.acquire"))
-                .await.map_err(replica_error)? {
+                .await
+                .map_err(replica_error)?
+            {
                 Acquired::Won(guard) => return Ok(Lease::Won(guard)),
                 Acquired::Held(holder) => holder,
             },

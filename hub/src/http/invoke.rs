@@ -41,9 +41,7 @@ async fn invoke(
         async move { crate::invoke::invoke(&state, call).await }.instrument(span),
     )
     .await
-        .map_err(|e| {
-            ApiError::internal(std::io::Error::other(format!("invoke task failed: {e}")))
-        })?;
+    .map_err(|e| ApiError::internal(std::io::Error::other(format!("invoke task failed: {e}"))))?;
     Ok(into_response(result))
 }
 

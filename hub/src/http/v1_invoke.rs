@@ -64,10 +64,8 @@ async fn invoke(
         async move { crate::invoke::invoke(&state, call).await },
         span,
     ))
-        .await
-        .map_err(|e| {
-            ApiError::internal(std::io::Error::other(format!("invoke task failed: {e}")))
-        })?;
+    .await
+    .map_err(|e| ApiError::internal(std::io::Error::other(format!("invoke task failed: {e}"))))?;
     Ok(into_response(as_v1(result)))
 }
 

@@ -6,15 +6,15 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use tracing::Instrument as _;
 use aimarket_plugins::{AttemptFailure, InvokeView, Refusal, RefusalKind, UpstreamPayment};
+use tracing::Instrument as _;
 
 use super::error::InvokeError;
 use super::forward::{ForwardError, OutgoingHeaders, names};
 use super::hooks::{self, PluginRun};
 use super::pipeline::{
-    Funding, Sent, Settled, Timing, Trace, check_input, elapsed_ms, record, resolve_target,
-    settle, timed_ledger, upstream_error,
+    Funding, Sent, Settled, Timing, Trace, check_input, elapsed_ms, record, resolve_target, settle,
+    timed_ledger, upstream_error,
 };
 use super::provider_pay::ChosenCredential;
 use super::rails::{self, Rail};
@@ -25,9 +25,9 @@ use super::target::{self, Target};
 use super::{InvokeCall, InvokeResult};
 use crate::limits::ProviderPermit;
 use crate::metrics::LedgerOp;
-use crate::telemetry::span;
 use crate::payments::usd_to_micros;
 use crate::state::AppState;
+use crate::telemetry::span;
 
 /// One upstream attempt: the provider, where it is called, and the plugins' view of it.
 pub(super) struct Attempt {
@@ -298,8 +298,8 @@ impl Run<'_> {
             .plugins
             .wants_outcome()
             .then(|| hooks::outcome_view(&upstream, elapsed_ms(self.started)));
-        let classified =
-            span!("invoke.relay", status).in_scope(|| relay::classify(upstream, offer, &call.request.input));
+        let classified = span!("invoke.relay", status)
+            .in_scope(|| relay::classify(upstream, offer, &call.request.input));
         let answer = match classified {
             Ok(answer) => answer,
             Err(error) if (500..600).contains(&status) => {
@@ -362,7 +362,13 @@ impl Run<'_> {
                 hold_id,
                 ..
             } => {
-                let refunded = match timed_ledger(state, LedgerOp::Release, state.ledger.release(hold_id)).await {
+                let refunded = match timed_ledger(
+                    state,
+                    LedgerOp::Release,
+                    state.ledger.release(hold_id),
+                )
+                .await
+                {
                     Ok(()) => true,
                     Err(e) => {
                         // The sweeper releases it when its lease ends.

@@ -8,15 +8,15 @@ use std::time::Instant;
 use serde_json::{Map, Value};
 
 use super::InvokeResult;
-use super::pipeline::timed_ledger;
-use crate::metrics::LedgerOp;
 use super::error::InvokeError;
 use super::pipeline::Funding;
+use super::pipeline::timed_ledger;
 use super::rails::Rail;
 use super::receipt::{RoutingReceipt, new_nonce};
 use super::record::Write;
 use super::relay::{self, Answer};
 use super::resolve::Offer;
+use crate::metrics::LedgerOp;
 use crate::payments::x402::payment_response;
 use crate::settings::SellerDirectFee;
 use crate::state::AppState;

@@ -145,7 +145,13 @@ impl Default for Metrics {
     }
 }
 
-fn histogram(registry: &Registry, name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
+fn histogram(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: &[f64],
+) -> HistogramVec {
     let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
     let h = HistogramVec::new(opts, labels).expect("static histogram definition");
     registry
@@ -264,8 +270,12 @@ impl Metrics {
         // Series a dashboard or alert divides by exist from the start (at zero), so a quiet
         // hub shows 0 rather than "no data".
         for outcome in InvokeOutcome::ALL {
-            let _ = m.invoke_added_seconds.with_label_values(&[outcome.as_str()]);
-            let _ = m.invoke_provider_seconds.with_label_values(&[outcome.as_str()]);
+            let _ = m
+                .invoke_added_seconds
+                .with_label_values(&[outcome.as_str()]);
+            let _ = m
+                .invoke_provider_seconds
+                .with_label_values(&[outcome.as_str()]);
         }
         for op in [LedgerOp::Hold, LedgerOp::Capture, LedgerOp::Release] {
             let _ = m.ledger_errors.with_label_values(&[op.as_str()]);
@@ -363,7 +373,11 @@ impl Metrics {
     /// Records a crawl run: its duration and result, each peer's result and the rejected
     /// tools by reason class.
     pub fn observe_crawl(&self, summary: Option<&crate::crawl::CrawlSummary>, elapsed: Duration) {
-        let result = if summary.is_some() { "completed" } else { "failed" };
+        let result = if summary.is_some() {
+            "completed"
+        } else {
+            "failed"
+        };
         self.crawl_runs.with_label_values(&[result]).inc();
         self.crawl_seconds
             .with_label_values(&[result])

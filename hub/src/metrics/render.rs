@@ -88,7 +88,9 @@ pub async fn render(state: &AppState) -> String {
         "Invocation records dropped because the background write queue was full.",
         state.invoker.dropped_records(),
     );
-    out.push_str(&aimarket_plugins::render_prometheus(&state.plugins.metrics()));
+    out.push_str(&aimarket_plugins::render_prometheus(
+        &state.plugins.metrics(),
+    ));
     out
 }
 

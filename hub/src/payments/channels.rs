@@ -512,7 +512,10 @@ impl Ledger {
     pub async fn open_channels(&self) -> Result<i64, PaymentError> {
         const SQL: &str = "SELECT COUNT(*) FROM channels WHERE status = 'open' AND expires_at > $1";
         let open: i64 = on_pool!(&self.store, |pool| {
-            sqlx::query_scalar(SQL).bind(now_ms()).fetch_one(pool).await?
+            sqlx::query_scalar(SQL)
+                .bind(now_ms())
+                .fetch_one(pool)
+                .await?
         });
         Ok(open)
     }

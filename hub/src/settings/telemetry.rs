@@ -92,8 +92,7 @@ impl TelemetrySettings {
                 "must not be empty".into(),
             ));
         }
-        check_sampler(&self.sampler)
-            .map_err(|r| ("telemetry.sampler", self.sampler.clone(), r))?;
+        check_sampler(&self.sampler).map_err(|r| ("telemetry.sampler", self.sampler.clone(), r))?;
         if let Some(arg) = self.sampler_arg {
             check_ratio(arg).map_err(|r| ("telemetry.sampler_arg", arg.to_string(), r))?;
         }

@@ -56,7 +56,8 @@ where
             return self.inner.format_event(ctx, writer, event);
         };
         let mut line = String::new();
-        self.inner.format_event(ctx, Writer::new(&mut line), event)?;
+        self.inner
+            .format_event(ctx, Writer::new(&mut line), event)?;
         // The JSON format writes one object per event: splice the ids in after its `{`.
         match line.strip_prefix('{') {
             Some(rest) => write!(

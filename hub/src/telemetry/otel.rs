@@ -130,10 +130,7 @@ fn provider(settings: &TelemetrySettings) -> Result<SdkTracerProvider, Telemetry
     let resource = Resource::builder_empty()
         .with_attributes(attributes)
         .with_service_name(settings.service_name.clone())
-        .with_attribute(KeyValue::new(
-            "service.version",
-            env!("CARGO_PKG_VERSION"),
-        ))
+        .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
         .build();
     Ok(SdkTracerProvider::builder()
         .with_span_processor(BoundedQueue {
