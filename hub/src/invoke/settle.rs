@@ -179,7 +179,8 @@ pub(super) async fn settle(
             } else {
                 invoker.routing_fee_bps
             };
-            let routing_receipt = RoutingReceipt {
+            let receipt_span = crate::telemetry::span!("invoke.receipt");
+            let routing_receipt = receipt_span.in_scope(|| RoutingReceipt {
                 nonce: &nonce,
                 product_id: &offer.product_id,
                 capability_id: &offer.capability_id,
@@ -193,7 +194,7 @@ pub(super) async fn settle(
                 routing_fee_policy: (sent.rail == Rail::SellerDirect)
                     .then(|| invoker.rails.seller_direct_fee.as_str()),
             }
-            .sign_with_extensions(&state.signing_key, plugin_extensions)
+            .sign_with_extensions(&state.signing_key, plugin_extensions))
             .map_err(|e| InvokeError::Internal(format!("cannot sign the routing receipt: {e}")))?;
             match funding {
                 Funding::Channel { hold_id, .. } => {
