@@ -56,9 +56,10 @@ fn start_sink() -> String {
 /// and the guard to keep.
 pub fn from_env() -> (String, Option<TracesGuard>) {
     let ratio = match std::env::var("AIMARKET_BENCH_TRACES") {
-        Ok(v) if !v.trim().is_empty() && v.trim() != "off" => {
-            v.trim().parse::<f64>().expect("AIMARKET_BENCH_TRACES: off or a ratio")
-        }
+        Ok(v) if !v.trim().is_empty() && v.trim() != "off" => v
+            .trim()
+            .parse::<f64>()
+            .expect("AIMARKET_BENCH_TRACES: off or a ratio"),
         _ => return ("tracing off".to_owned(), None),
     };
     let settings = TelemetrySettings {
@@ -67,7 +68,12 @@ pub fn from_env() -> (String, Option<TracesGuard>) {
         sampler_arg: Some(ratio),
         ..TelemetrySettings::default()
     };
-    let guard = init_with_traces(LogFormat::Text, Some("warn"), std::io::sink, Some(&settings))
-        .expect("install the exporter");
+    let guard = init_with_traces(
+        LogFormat::Text,
+        Some("warn"),
+        std::io::sink,
+        Some(&settings),
+    )
+    .expect("install the exporter");
     (format!("tracing on, sample ratio {ratio}"), guard)
 }

@@ -180,22 +180,27 @@ pub(super) async fn settle(
                 invoker.routing_fee_bps
             };
             let receipt_span = crate::telemetry::span!("invoke.receipt");
-            let routing_receipt = receipt_span.in_scope(|| RoutingReceipt {
-                nonce: &nonce,
-                product_id: &offer.product_id,
-                capability_id: &offer.capability_id,
-                price_usd: charged_usd,
-                list_price_usd: offer.price_usd,
-                routing_fee_bps,
-                latency_ms,
-                source_hub: &offer.origin,
-                routing_hub: state.public_url.as_str(),
-                payment_rail: sent.rail.as_str(),
-                routing_fee_policy: (sent.rail == Rail::SellerDirect)
-                    .then(|| invoker.rails.seller_direct_fee.as_str()),
-            }
-            .sign_with_extensions(&state.signing_key, plugin_extensions))
-            .map_err(|e| InvokeError::Internal(format!("cannot sign the routing receipt: {e}")))?;
+            let routing_receipt = receipt_span
+                .in_scope(|| {
+                    RoutingReceipt {
+                        nonce: &nonce,
+                        product_id: &offer.product_id,
+                        capability_id: &offer.capability_id,
+                        price_usd: charged_usd,
+                        list_price_usd: offer.price_usd,
+                        routing_fee_bps,
+                        latency_ms,
+                        source_hub: &offer.origin,
+                        routing_hub: state.public_url.as_str(),
+                        payment_rail: sent.rail.as_str(),
+                        routing_fee_policy: (sent.rail == Rail::SellerDirect)
+                            .then(|| invoker.rails.seller_direct_fee.as_str()),
+                    }
+                    .sign_with_extensions(&state.signing_key, plugin_extensions)
+                })
+                .map_err(|e| {
+                    InvokeError::Internal(format!("cannot sign the routing receipt: {e}"))
+                })?;
             match funding {
                 Funding::Channel { hold_id, .. } => {
                     timed_ledger(
