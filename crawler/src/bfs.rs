@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use futures_util::stream;
+use tracing::Instrument as _;
 
 use crate::catalog::VerifiedCatalog;
 use crate::error::{CrawlError, Document};
@@ -475,7 +476,10 @@ impl Crawler {
     async fn crawl_target(&self, t: &Target, known: &dyn KnownPeers) -> PeerRun {
         let origin = t.well_known.origin();
         let known = known.lookup(&origin).unwrap_or_default();
-        match self.crawl_inner(t, &known).await {
+        // One span per peer (fetch, verify as children): the hub exports them as traces
+        // when it is configured to; otherwise they cost a disabled-span check.
+        let span = tracing::info_span!("crawl.peer", peer = %origin, depth = t.depth);
+        match self.crawl_inner(t, &known).instrument(span).await {
             Ok(run) => run,
             Err(e) => PeerRun {
                 outcome: PeerOutcome::Failed(e),
@@ -578,14 +582,16 @@ impl Crawler {
                 parsed
             }
         };
-        let catalog = verify_catalog(
-            &wk,
-            &manifest_url,
-            bytes,
-            pinned,
-            &self.config.verify,
-            Utc::now(),
-        )?;
+        let catalog = tracing::info_span!("crawl.verify", bytes = bytes.len()).in_scope(|| {
+            verify_catalog(
+                &wk,
+                &manifest_url,
+                bytes,
+                pinned,
+                &self.config.verify,
+                Utc::now(),
+            )
+        })?;
         Ok(PeerRun {
             discovered: discovered(&Some(wk)),
             outcome: PeerOutcome::Updated(Box::new(catalog), validators),
@@ -667,7 +673,8 @@ impl Crawler {
         };
         opts.validators = validators.clone();
         opts.operator = operator;
-        self.fetcher.fetch(url, &opts).await
+        let span = tracing::info_span!("crawl.fetch", url = %url, document = ?document);
+        self.fetcher.fetch(url, &opts).instrument(span).await
     }
 }
 

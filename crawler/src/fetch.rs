@@ -109,6 +109,31 @@ impl FetchOptions {
     }
 }
 
+/// Extra headers for every peer request, asked for at send time: how the hub adds W3C trace
+/// context (`traceparent`, `tracestate`) of the span the fetch runs in without this crate
+/// knowing anything of tracing backends. Names must be lower-case; pairs that are not valid
+/// header text are skipped.
+#[derive(Clone)]
+pub struct HeaderHook(Arc<dyn Fn() -> Vec<(&'static str, String)> + Send + Sync>);
+
+impl HeaderHook {
+    /// Wraps the closure.
+    pub fn new(hook: impl Fn() -> Vec<(&'static str, String)> + Send + Sync + 'static) -> Self {
+        Self(Arc::new(hook))
+    }
+
+    /// The headers for a request about to be sent.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for HeaderHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HeaderHook")
+    }
+}
+
 /// Fetcher configuration.
 #[derive(Debug, Clone)]
 pub struct FetchConfig {
@@ -128,6 +153,8 @@ pub struct FetchConfig {
     pub backoff_base: Duration,
     /// Longest backoff. Default 30 min.
     pub backoff_max: Duration,
+    /// Extra headers per request (trace context); none by default.
+    pub header_hook: Option<HeaderHook>,
 }
 
 impl Default for FetchConfig {
@@ -141,6 +168,7 @@ impl Default for FetchConfig {
             per_host_concurrency: 2,
             backoff_base: Duration::from_secs(30),
             backoff_max: Duration::from_secs(30 * 60),
+            header_hook: None,
         }
     }
 }
@@ -336,6 +364,13 @@ impl Fetcher {
             (header::IF_NONE_MATCH, &opts.validators.etag),
             (header::IF_MODIFIED_SINCE, &opts.validators.last_modified),
         ];
+        if let Some(hook) = &self.config.header_hook {
+            for (name, value) in hook.headers() {
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    request = request.header(name, value);
+                }
+            }
+        }
         let mut sent_conditional = false;
         for (name, value) in conditional {
             if let Some(value) = value.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {

@@ -47,6 +47,6 @@ pub use bfs::{
 };
 pub use catalog::{CatalogTool, KeySource, PeerInfo, RejectedTool, VerifiedCatalog};
 pub use error::{CrawlError, Document};
-pub use fetch::{FetchConfig, FetchOptions, Fetched, Fetcher, Validators};
+pub use fetch::{FetchConfig, FetchOptions, Fetched, Fetcher, HeaderHook, Validators};
 pub use url_safety::{SafeUrl, UrlError, UrlPolicy};
 pub use verify::{VerifyOptions, WellKnown};

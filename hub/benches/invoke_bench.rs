@@ -13,7 +13,11 @@
 //! 3. throughput: free invokes/s through the hub with 32 concurrent keep-alive clients.
 //!
 //! Environment: `INVOKE_BENCH_N` (sequential calls per series, default 5000),
-//! `INVOKE_BENCH_SECS` (throughput duration, default 5).
+//! `INVOKE_BENCH_SECS` (throughput duration, default 5), `AIMARKET_BENCH_TRACES` (`off`, or
+//! a sample ratio: trace export on, to a loopback collector stand-in).
+
+#[path = "support/traces.rs"]
+mod traces;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -131,6 +135,7 @@ async fn series(n: usize, request: impl Fn() -> reqwest::RequestBuilder) -> Seri
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     install_crypto_provider();
+    let (tracing_mode, _traces) = traces::from_env();
     let n = env_usize("INVOKE_BENCH_N", 5000);
     let secs = env_usize("INVOKE_BENCH_SECS", 5) as u64;
 
@@ -317,7 +322,9 @@ async fn main() {
         .await
         .expect("channel")
         .used_micros;
-    println!("invoke_bench: {n} sequential calls per series, keep-alive, loopback, SQLite");
+    println!(
+        "invoke_bench: {n} sequential calls per series, keep-alive, loopback, SQLite, {tracing_mode}"
+    );
     println!(
         "  free   direct  p50 {:>8.1} µs  p99 {:>8.1} µs",
         micros(direct.p50),

@@ -21,6 +21,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/traces.rs"]
+mod traces;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -534,6 +537,9 @@ fn main() {
         .filter(|v: &Vec<usize>| !v.is_empty())
         .unwrap_or_else(|| vec![100_000]);
     aimarket_hub::startup::install_crypto_provider();
+    // `AIMARKET_BENCH_TRACES=<ratio>`: trace export on (see `support/traces.rs`).
+    let (tracing_mode, _traces) = traces::from_env();
+    println!("search_http_bench: {tracing_mode}");
     // One client thread: the hub's own worker threads get the cores.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

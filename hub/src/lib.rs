@@ -14,6 +14,7 @@ pub mod http;
 pub mod invoke;
 pub mod limits;
 pub mod mcp;
+pub mod metrics;
 pub mod payments;
 pub mod pipelines;
 pub mod replica;

@@ -21,6 +21,7 @@ mod payments;
 mod plugins;
 mod replica;
 mod reputation;
+pub mod telemetry;
 mod values;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -40,6 +41,7 @@ pub use payments::{EvmAddress, PaymentSettings, RpcUrl};
 pub use plugins::PluginChain;
 pub use replica::ReplicaSettings;
 pub use reputation::{PeerBonds, ReputationSettings};
+pub use telemetry::TelemetrySettings;
 use values::redact_password;
 pub use values::{DatabaseBackend, DatabaseUrl, PublicUrl, RedisUrl, Secret, Seed, parse_bool};
 
@@ -115,6 +117,8 @@ pub struct Settings {
     pub reputation: ReputationSettings,
     /// Several replicas: Redis key prefix, catalog poll, crawl lease lifetime (`[replica]`).
     pub replica: ReplicaSettings,
+    /// Trace export over OTLP (`[telemetry]`, the standard `OTEL_*` variables).
+    pub telemetry: TelemetrySettings,
     /// Proxies whose `X-Forwarded-For` / `Forwarded` headers name the client
     /// (`AIMARKET_TRUSTED_PROXIES`); none by default, so those headers are ignored.
     pub trusted_proxies: TrustedProxies,
@@ -147,6 +151,7 @@ impl Default for Settings {
             plugins: PluginChain::default(),
             reputation: ReputationSettings::default(),
             replica: ReplicaSettings::default(),
+            telemetry: TelemetrySettings::default(),
             trusted_proxies: TrustedProxies::default(),
             limits: LimitSettings::default(),
         }
@@ -666,7 +671,10 @@ pub fn env_names() -> impl Iterator<Item = &'static str> {
 
 /// Every binding, core areas first.
 fn all_env_bindings() -> impl Iterator<Item = &'static EnvBinding> {
-    ENV_BINDINGS.iter().chain(limits::ENV_BINDINGS)
+    ENV_BINDINGS
+        .iter()
+        .chain(limits::ENV_BINDINGS)
+        .chain(telemetry::ENV_BINDINGS)
 }
 
 fn check_routing_fee(bps: u32) -> Result<(), String> {
@@ -850,6 +858,9 @@ impl Settings {
             .check()
             .map_err(|(setting, value, reason)| invalid(setting, value, reason))?;
         self.replica
+            .check()
+            .map_err(|(setting, value, reason)| invalid(setting, value, reason))?;
+        self.telemetry
             .check()
             .map_err(|(setting, value, reason)| invalid(setting, value, reason))?;
         Ok(())

@@ -101,6 +101,8 @@ pub struct AppState {
     pub reputation: crate::reputation::Reputation,
     /// What replicas share through Redis (crawl lease, rate limits, catalog changes).
     pub shared: SharedState,
+    /// The Prometheus series this hub records (`GET /metrics`).
+    pub metrics: crate::metrics::Metrics,
     /// Bumped whenever the catalog or the peer set changes; caches of published documents
     /// compare it with the generation they were rendered at.
     catalog_generation: AtomicU64,
@@ -141,6 +143,7 @@ impl AppState {
             federation: crate::federation::Federation::default(),
             reputation: crate::reputation::Reputation::default(),
             shared,
+            metrics: crate::metrics::Metrics::new(),
             catalog_generation: AtomicU64::new(0),
             catalog_updates: watch::Sender::new(CatalogUpdate::initial(catalog_version)),
         }

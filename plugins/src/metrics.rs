@@ -129,15 +129,24 @@ pub struct HookMetrics {
 pub fn render_prometheus(metrics: &[PluginMetrics]) -> String {
     let mut out = String::new();
     type Getter = fn(&HookMetrics) -> u64;
-    let series: [(&str, Getter); 6] = [
-        ("calls", |h| h.calls),
-        ("errors", |h| h.errors),
-        ("panics", |h| h.panics),
-        ("timeouts", |h| h.timeouts),
-        ("blocks", |h| h.blocks),
-        ("micros", |h| h.total_micros),
+    let series: [(&str, &str, Getter); 6] = [
+        ("calls", "Plugin hook calls.", |h| h.calls),
+        ("errors", "Plugin hook calls that failed.", |h| h.errors),
+        ("panics", "Plugin hook calls that panicked.", |h| h.panics),
+        ("timeouts", "Plugin hook calls that timed out.", |h| {
+            h.timeouts
+        }),
+        (
+            "blocks",
+            "Plugin hook calls that blocked the request.",
+            |h| h.blocks,
+        ),
+        ("micros", "Time spent in plugin hooks, microseconds.", |h| {
+            h.total_micros
+        }),
     ];
-    for (name, get) in series {
+    for (name, help, get) in series {
+        let _ = writeln!(out, "# HELP aimarket_plugin_hook_{name}_total {help}");
         let _ = writeln!(out, "# TYPE aimarket_plugin_hook_{name}_total counter");
         for m in metrics {
             for h in &m.hooks {
@@ -151,6 +160,10 @@ pub fn render_prometheus(metrics: &[PluginMetrics]) -> String {
             }
         }
     }
+    let _ = writeln!(
+        out,
+        "# HELP aimarket_plugin_other_errors_total Plugin failures outside hook calls."
+    );
     let _ = writeln!(out, "# TYPE aimarket_plugin_other_errors_total counter");
     for m in metrics {
         let _ = writeln!(

@@ -25,10 +25,26 @@ pub(crate) mod resolver;
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use ip::{forbidden_range, is_forbidden};
 pub use resolver::{PinnedResolver, ResolveError};
 use url::{Host, Url};
+
+/// URLs and resolved addresses refused by the range rule since the process started.
+static REFUSALS: AtomicU64 = AtomicU64::new(0);
+
+/// How many URLs (or resolved addresses) the address rules refused in this process: the
+/// hub's `aimarket_ssrf_refusals_total`. Process-wide because the rule is a pure function
+/// used by every client the process builds.
+pub fn refusals_total() -> u64 {
+    REFUSALS.load(Ordering::Relaxed)
+}
+
+fn refused<T>(error: UrlError) -> Result<T, UrlError> {
+    REFUSALS.fetch_add(1, Ordering::Relaxed);
+    Err(error)
+}
 
 /// Longest URL accepted. Real peer URLs are short; a long one is an attack or a mistake.
 pub const MAX_URL_LEN: usize = 2048;
@@ -280,7 +296,7 @@ impl UrlPolicy {
         }
         if let Some(addr) = url.ip() {
             return match forbidden_range(addr) {
-                Some(range) => Err(UrlError::ForbiddenAddress { addr, range }),
+                Some(range) => refused(UrlError::ForbiddenAddress { addr, range }),
                 None => Ok(()),
             };
         }
@@ -288,7 +304,7 @@ impl UrlPolicy {
         // `localhost` is loopback by RFC 6761 whatever DNS says; a single-label name is
         // completed by resolv.conf search domains, i.e. it names something on our network.
         if host == "localhost" || host.ends_with(".localhost") || !host.contains('.') {
-            return Err(UrlError::LocalName {
+            return refused(UrlError::LocalName {
                 host: url.host_str().to_owned(),
             });
         }
@@ -308,7 +324,7 @@ impl UrlPolicy {
             return Ok(());
         }
         match forbidden_range(addr) {
-            Some(range) => Err(UrlError::ResolvesToForbidden {
+            Some(range) => refused(UrlError::ResolvesToForbidden {
                 host: host.to_owned(),
                 addr,
                 range,

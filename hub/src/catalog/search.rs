@@ -13,6 +13,7 @@ use aimarket_indexer::{MatchType, SearchHit, SearchQuery};
 use aimarket_plugins::{Candidate, PluginContext, Registry, SearchQueryView};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
+use tracing::Instrument as _;
 
 use super::params::{HubFilter, SearchParams};
 use super::ranking::RANK_BLOCK;
@@ -41,6 +42,10 @@ pub struct SearchOutcome {
     pub routing_fee_bps: u32,
     /// Leave `input_schema` out of the matches.
     pub compact: bool,
+    /// Time in the index query (metrics; not serialised).
+    pub index_time: std::time::Duration,
+    /// Time in the plugins' rank hooks (metrics; not serialised).
+    pub plugin_time: std::time::Duration,
 }
 
 fn match_type_str(m: MatchType) -> &'static str {
@@ -125,7 +130,15 @@ impl Catalog {
         };
         // A tantivy search is a few hundred microseconds of CPU: cheaper inline than a hop
         // to the blocking pool.
-        let page = index.search(&query)?;
+        let index_started = std::time::Instant::now();
+        let page = crate::telemetry::span!("search.index", candidates = tracing::field::Empty)
+            .in_scope(|| {
+                let page = index.search(&query)?;
+                tracing::Span::current().record("candidates", page.total);
+                Ok::<_, CatalogError>(page)
+            })?;
+        let index_time = index_started.elapsed();
+        let mut plugin_time = std::time::Duration::ZERO;
         self.stats.searches.incr();
         let match_type = match page.matches.first() {
             Some(hit) => hit.match_type,
@@ -153,7 +166,12 @@ impl Catalog {
             if ranked.is_empty() {
                 break;
             }
-            plugins.rank(ctx, &view, &mut ranked).await?;
+            let ranking = std::time::Instant::now();
+            plugins
+                .rank(ctx, &view, &mut ranked)
+                .instrument(crate::telemetry::span!("search.plugins", block))
+                .await?;
+            plugin_time += ranking.elapsed();
             let start = block * RANK_BLOCK;
             let from = offset.saturating_sub(start).min(ranked.len());
             let to = (offset + limit - start).min(ranked.len());
@@ -170,6 +188,8 @@ impl Catalog {
             match_type,
             routing_fee_bps: self.routing_fee_bps,
             compact: params.compact,
+            index_time,
+            plugin_time,
         })
     }
 }

@@ -112,13 +112,40 @@ pub fn run(cli: Cli) -> ExitCode {
                 | Command::Peers(_)
         )
     ) && std::env::var_os("RUST_LOG").is_none();
+    // `serve` loads its settings first: they say whether traces are exported.
+    let serve_args = match &cli.command {
+        None => Some(&cli.serve),
+        Some(Command::Serve(args)) => Some(args),
+        Some(_) => None,
+    };
+    if let Some(args) = serve_args {
+        let settings = match args.load() {
+            Ok(settings) => settings,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        return match telemetry::init_with_traces(
+            cli.log_format,
+            None,
+            std::io::stderr,
+            Some(&settings.telemetry),
+        ) {
+            Ok(traces) => serve::run_loaded(settings, traces),
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Err(e) = telemetry::init(cli.log_format, quiet.then_some("warn")) {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
     }
     match cli.command {
-        None => serve::run(&cli.serve),
-        Some(Command::Serve(args)) => serve::run(&args),
+        // Handled above.
+        None | Some(Command::Serve(_)) => ExitCode::FAILURE,
         Some(Command::Keygen(args)) => keygen::run(&args),
         Some(Command::Verify(args)) => verify::run(&args),
         Some(Command::Crawl(args)) => crawl::run(&args),

@@ -52,12 +52,25 @@ impl SettingsArgs {
     }
 }
 
-/// Runs `serve` until Ctrl-C or SIGTERM.
-pub fn run(args: &SettingsArgs) -> ExitCode {
-    let (settings, runtime) = match super::settings_and_runtime(args) {
-        Ok(loaded) => loaded,
-        Err(code) => return code,
+/// Runs `serve` until Ctrl-C or SIGTERM, with settings already loaded (the trace exporter, if any, was installed
+/// from them); `traces` is flushed and stopped after the server stops.
+pub fn run_loaded(settings: Settings, traces: Option<crate::telemetry::TracesGuard>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
     };
+    let code = serve(settings, runtime);
+    drop(traces);
+    code
+}
+
+fn serve(settings: Settings, runtime: tokio::runtime::Runtime) -> ExitCode {
     let outcome = runtime.block_on(async {
         let app = Application::build(settings)
             .await

@@ -84,6 +84,10 @@ impl CrawlContext {
                 allow_private: settings.allow_private_peers,
             },
             total_timeout: settings.crawl.request_timeout(),
+            // The W3C trace context of the fetch's span, when traces are exported.
+            header_hook: Some(aimarket_crawler::HeaderHook::new(
+                crate::telemetry::otel::current_context_headers,
+            )),
             ..FetchConfig::default()
         })?;
         let config = CrawlConfig {

@@ -24,6 +24,7 @@ use aimarket_crawler::{
     PeerValidators, SeedSpec, Validators as CrawlValidators, VerifiedCatalog,
 };
 use chrono::Utc;
+use tracing::Instrument as _;
 
 use super::changes::ChangeLog;
 use super::mapping::map_catalog;
@@ -173,7 +174,8 @@ impl CrawlContext {
         };
         let storing = async {
             while let Some(result) = rx.recv().await {
-                self.store_result(&mut run, result).await?;
+                let span = crate::telemetry::span!("crawl.store", peer = %result.url);
+                self.store_result(&mut run, result).instrument(span).await?;
             }
             Ok::<(), StoreError>(())
         };

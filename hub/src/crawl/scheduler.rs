@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::{AbortHandle, JoinHandle};
+use tracing::Instrument as _;
 
 use super::{CrawlContext, CrawlRunError, CrawlSummary};
 use crate::replica::{Acquired, Holder, LeaseGuard};
@@ -195,7 +196,12 @@ async fn scheduled(state: &Arc<AppState>) -> Result<Option<CrawlTicket>, CrawlRu
                 tracing::debug!("scheduled crawl skipped: another replica ran this interval's");
                 return Ok(None);
             }
-            match lease.try_acquire().await.map_err(replica_error)? {
+            match lease
+                .try_acquire()
+                .instrument(crate::telemetry::span!("replica.lease.acquire"))
+                .await
+                .map_err(replica_error)?
+            {
                 Acquired::Won(guard) => Some(guard),
                 Acquired::Held(holder) => {
                     tracing::debug!(
@@ -237,7 +243,12 @@ enum Lease {
 /// most [`REMOTE_RUN_ID_WAIT`]).
 async fn acquire_or_find(lease: &crate::replica::Lease) -> Result<Lease, CrawlRunError> {
     let deadline = tokio::time::Instant::now() + REMOTE_RUN_ID_WAIT;
-    let mut holder = match lease.try_acquire().await.map_err(replica_error)? {
+    let mut holder = match lease
+        .try_acquire()
+        .instrument(crate::telemetry::span!("replica.lease.acquire"))
+        .await
+        .map_err(replica_error)?
+    {
         Acquired::Won(guard) => return Ok(Lease::Won(guard)),
         Acquired::Held(holder) => holder,
     };
@@ -256,7 +267,12 @@ async fn acquire_or_find(lease: &crate::replica::Lease) -> Result<Lease, CrawlRu
         holder = match lease.holder().await.map_err(replica_error)? {
             Some(holder) => holder,
             // Released meanwhile: try to take it.
-            None => match lease.try_acquire().await.map_err(replica_error)? {
+            None => match lease
+                .try_acquire()
+                .instrument(crate::telemetry::span!("replica.lease.acquire"))
+                .await
+                .map_err(replica_error)?
+            {
                 Acquired::Won(guard) => return Ok(Lease::Won(guard)),
                 Acquired::Held(holder) => holder,
             },
@@ -368,13 +384,21 @@ async fn start_local(
     let (tx, done) = watch::channel(None);
     let task_state = Arc::clone(state);
     let task = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        // The run's trace: per-peer fetch/verify spans (from the crawler) and the store
+        // writes are its children.
+        let span = crate::telemetry::span!("crawl.run", run_id);
         let outcome = task_state
             .crawl
             .context
             .run(run_id, &|_| {})
+            .instrument(span)
             .await
             .map(Arc::new)
             .map_err(Arc::new);
+        task_state
+            .metrics
+            .observe_crawl(outcome.as_ref().ok().map(|s| &**s), started.elapsed());
         match &outcome {
             Ok(summary) => {
                 if let Some(update) = &summary.catalog_update {

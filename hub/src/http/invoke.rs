@@ -5,6 +5,7 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
+use tracing::Instrument as _;
 
 use crate::http::error::ApiError;
 use crate::invoke::{BuyerHeaders, InvokeCall, InvokeError, InvokeRequest, InvokeResult};
@@ -34,11 +35,13 @@ async fn invoke(
     // Run on a task of its own: if the buyer disconnects, the call still settles (capture or
     // release) instead of leaving a hold for the sweeper, and the hub is never left having
     // paid a provider for a call it did not bill.
-    let result = actix_web::rt::spawn(async move { crate::invoke::invoke(&state, call).await })
-        .await
-        .map_err(|e| {
-            ApiError::internal(std::io::Error::other(format!("invoke task failed: {e}")))
-        })?;
+    // The task carries the request's span (a no-op span when traces are off).
+    let span = crate::telemetry::current_span();
+    let result = actix_web::rt::spawn(
+        async move { crate::invoke::invoke(&state, call).await }.instrument(span),
+    )
+    .await
+    .map_err(|e| ApiError::internal(std::io::Error::other(format!("invoke task failed: {e}"))))?;
     Ok(into_response(result))
 }
 

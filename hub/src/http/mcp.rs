@@ -124,7 +124,12 @@ async fn post(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) ->
     };
     // Its own task, like the invoke endpoint: a client that disconnects mid-call must not
     // cancel a paid invoke between hold and capture.
-    let reply = actix_web::rt::spawn(async move { mcp::handle(&state, &body, &ctx).await }).await;
+    let span = crate::telemetry::current_span();
+    let reply = actix_web::rt::spawn(tracing::Instrument::instrument(
+        async move { mcp::handle(&state, &body, &ctx).await },
+        span,
+    ))
+    .await;
     match reply {
         Ok(Reply::Accepted) => HttpResponse::Accepted().finish(),
         Ok(Reply::Rejected(answer)) => json_rpc_response(StatusCode::BAD_REQUEST, &answer, sse),

@@ -39,6 +39,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{App, web};
+use tracing::Instrument as _;
 
 use crate::state::AppState;
 
@@ -68,7 +69,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// The complete application for one worker: state, middleware and routes. Used by the real
 /// server and by in-process tests (`actix_web::test::init_service(http::app(state))`).
 ///
-/// Middleware order (outermost first): request log, the `X-AIMarket-Crawler` recorder (a
+/// Middleware order (outermost first): request metrics, span and log, the `X-AIMarket-Crawler` recorder (a
 /// queue push, spec §2.5), then the bare-error renderer.
 pub fn app(
     state: web::Data<AppState>,
@@ -89,25 +90,59 @@ pub fn app(
         .configure(configure)
 }
 
-/// Logs each request at debug level (method, path, status, microseconds). The level check is
-/// a cheap atomic load when debug logging is off, which matters for the search hot path.
+/// Times each request into `aimarket_http_request_duration_seconds` (by route template, so
+/// label values stay bounded), wraps it in a server span when traces are exported (a child
+/// of the client's `traceparent`), and logs it at debug level. With traces off and debug
+/// logging off this is two clock reads and a histogram update.
 async fn log_request(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    if !tracing::enabled!(tracing::Level::DEBUG) {
-        return next.call(req).await;
-    }
     let started = std::time::Instant::now();
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let pattern = req.match_pattern();
+    let route = pattern.as_deref().unwrap_or("unmatched");
     let method = req.method().clone();
-    let path = req.path().to_owned();
-    let response = next.call(req).await?;
-    tracing::debug!(
-        %method,
-        path,
-        status = response.status().as_u16(),
-        micros = started.elapsed().as_micros() as u64,
-        "request"
+    let span = crate::telemetry::span!(
+        "http.request",
+        otel.kind = "server",
+        otel.name = %format_args!("{method} {route}"),
+        http.request.method = %method,
+        http.route = route,
+        http.response.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
     );
+    crate::telemetry::otel::set_remote_parent(&span, req.headers());
+    // The global level hint, not `tracing::enabled!`: that asks every layer's filter and,
+    // with per-layer filters and no event following, leaves their verdicts behind for the
+    // next span on this thread (the trace exporter would then miss it).
+    let debug = tracing::level_filters::LevelFilter::current() >= tracing::Level::DEBUG;
+    let path = debug.then(|| req.path().to_owned());
+    let response = next.call(req).instrument(span.clone()).await?;
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    if let Some(state) = &state {
+        state
+            .metrics
+            .observe_http(route, method.as_str(), status, elapsed);
+    }
+    if !span.is_none() {
+        span.record("http.response.status_code", status);
+        if status >= 500 {
+            span.record("otel.status_code", "ERROR");
+        }
+    }
+    if let Some(path) = path {
+        // Inside the span, so a JSON log line carries the request's trace id.
+        span.in_scope(|| {
+            tracing::debug!(
+                %method,
+                path,
+                status,
+                micros = elapsed.as_micros() as u64,
+                "request"
+            )
+        });
+    }
     Ok(response)
 }

@@ -1,12 +1,12 @@
 //! The plugin surface: `GET /ai-market/v2/plugins` (`plugins`: the loaded chain, secrets
 //! redacted; `available`: every built-in an operator could configure, with its hooks, settings
 //! schema and defaults),
-//! plugin routes under `/ai-market/v2/p/<name>/…`, and `GET /metrics` (Prometheus text:
-//! per-plugin hook counters, the hub's catalog counters and limit refusals by limit).
+//! plugin routes under `/ai-market/v2/p/<name>/…`, and `GET /metrics` (Prometheus text;
+//! see [`crate::metrics`]).
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
-use aimarket_plugins::{MOUNT_PREFIX, Method, PluginRequest, render_prometheus};
+use aimarket_plugins::{MOUNT_PREFIX, Method, PluginRequest};
 use bytes::Bytes;
 use serde_json::json;
 
@@ -86,85 +86,8 @@ async fn dispatch(
     Ok(response.body(answer.body))
 }
 
-/// The hub's own series, in Prometheus text format.
-fn hub_metrics(state: &AppState) -> String {
-    let stats = &state.catalog.stats;
-    let index = state.catalog.index().ok();
-    let manifest = state.catalog.manifest().get();
-    let lines: [(&str, &str, &str, u64); 8] = [
-        (
-            "aimarket_search_requests_total",
-            "counter",
-            "Searches served.",
-            stats.searches.get(),
-        ),
-        (
-            "aimarket_index_rebuilds_total",
-            "counter",
-            "Full search index rebuilds from the store.",
-            stats.rebuilds.get(),
-        ),
-        (
-            "aimarket_index_applies_total",
-            "counter",
-            "Incremental search index updates.",
-            stats.applies.get(),
-        ),
-        (
-            "aimarket_index_sync_errors_total",
-            "counter",
-            "Failed search index syncs (retried).",
-            stats.sync_errors.get(),
-        ),
-        (
-            "aimarket_manifest_builds_total",
-            "counter",
-            "Manifest documents built.",
-            stats.manifest_builds.get(),
-        ),
-        (
-            "aimarket_index_documents",
-            "gauge",
-            "Capabilities in the search index.",
-            index.as_ref().map_or(0, |i| i.num_docs()),
-        ),
-        (
-            "aimarket_index_catalog_version",
-            "gauge",
-            "Catalog version the search index was built at.",
-            index.and_then(|i| i.indexed_version()).unwrap_or(0),
-        ),
-        (
-            "aimarket_manifest_capabilities",
-            "gauge",
-            "Tools in the served manifest.",
-            manifest.map_or(0, |m| m.capabilities as u64),
-        ),
-    ];
-    let mut out = String::new();
-    for (name, kind, help, value) in lines {
-        out.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-        ));
-    }
-    // One labelled series per limit, zeros included, so dashboards see every limit.
-    let name = "aimarket_limit_refusals_total";
-    out.push_str(&format!(
-        "# HELP {name} Requests refused with 429 by a client or provider limit.\n# TYPE {name} counter\n"
-    ));
-    for kind in crate::limits::LimitKind::ALL {
-        out.push_str(&format!(
-            "{name}{{limit=\"{}\"}} {}\n",
-            kind.as_str(),
-            state.limits.refused(kind)
-        ));
-    }
-    out
-}
-
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    let mut body = hub_metrics(&state);
-    body.push_str(&render_prometheus(&state.plugins.metrics()));
+    let body = crate::metrics::render(&state).await;
     HttpResponse::Ok()
         .insert_header((
             header::CONTENT_TYPE,

@@ -57,10 +57,12 @@ async fn search(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResp
     // Read before searching: the header never claims more than the answer holds.
     let version = state.catalog.index_version();
     let mut ctx = PluginContext::new(request_id(&req), state.catalog.hub_url());
+    let searching = std::time::Instant::now();
     let outcome = state
         .catalog
         .search(&params, &state.plugins, &mut ctx)
         .await?;
+    state.metrics.observe_search(&outcome, searching.elapsed());
     let body = serde_json::to_vec(&outcome).map_err(ApiError::internal)?;
     let mut response = HttpResponse::Ok();
     if let Some(version) = version {

@@ -149,10 +149,12 @@ async fn discover(
         crate::http::search::request_id(&req),
         state.public_url.as_str(),
     );
+    let searching = std::time::Instant::now();
     let outcome = state
         .catalog
         .search(&params, &state.plugins, &mut ctx)
         .await?;
+    state.metrics.observe_search(&outcome, searching.elapsed());
     let found = serde_json::to_value(&outcome).map_err(ApiError::internal)?;
     let matches: Vec<Value> = found["matches"]
         .as_array()

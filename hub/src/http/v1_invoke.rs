@@ -59,11 +59,13 @@ async fn invoke(
     let headers = buyer_headers(&req)?;
     let caller = crate::http::client::caller(&req, &state.settings.trusted_proxies);
     let call = InvokeCall::new(request, headers, caller);
-    let result = actix_web::rt::spawn(async move { crate::invoke::invoke(&state, call).await })
-        .await
-        .map_err(|e| {
-            ApiError::internal(std::io::Error::other(format!("invoke task failed: {e}")))
-        })?;
+    let span = crate::telemetry::current_span();
+    let result = actix_web::rt::spawn(tracing::Instrument::instrument(
+        async move { crate::invoke::invoke(&state, call).await },
+        span,
+    ))
+    .await
+    .map_err(|e| ApiError::internal(std::io::Error::other(format!("invoke task failed: {e}"))))?;
     Ok(into_response(as_v1(result)))
 }
 

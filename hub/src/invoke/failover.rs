@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use aimarket_plugins::{AttemptFailure, InvokeView, Refusal, RefusalKind, UpstreamPayment};
+use tracing::Instrument as _;
 
 use super::error::InvokeError;
 use super::forward::{ForwardError, OutgoingHeaders, names};
 use super::hooks::{self, PluginRun};
 use super::pipeline::{
-    Funding, Sent, Settled, Trace, check_input, elapsed_ms, record, resolve_target, settle,
-    upstream_error,
+    Funding, Sent, Settled, Timing, Trace, check_input, elapsed_ms, record, resolve_target, settle,
+    timed_ledger, upstream_error,
 };
 use super::provider_pay::ChosenCredential;
 use super::rails::{self, Rail};
@@ -23,8 +24,10 @@ use super::resolve::Offer;
 use super::target::{self, Target};
 use super::{InvokeCall, InvokeResult};
 use crate::limits::ProviderPermit;
+use crate::metrics::LedgerOp;
 use crate::payments::usd_to_micros;
 use crate::state::AppState;
+use crate::telemetry::span;
 
 /// One upstream attempt: the provider, where it is called, and the plugins' view of it.
 pub(super) struct Attempt {
@@ -59,6 +62,8 @@ pub(super) struct Run<'a> {
     pub(super) buyer_id: String,
     pub(super) started: Instant,
     pub(super) plugins: PluginRun<'a>,
+    /// Provider time and outcome, for the metrics.
+    pub(super) timing: &'a Timing,
 }
 
 impl Run<'_> {
@@ -218,10 +223,28 @@ impl Run<'_> {
                     &call.request.input,
                 );
             let body = target::body_for(&attempt.target.shape, offer, &call.request.input);
-            let upstream = match forwarder
+            // The provider call is a client span; the provider sees it as its parent.
+            let provider_span = span!(
+                "invoke.provider",
+                otel.kind = "client",
+                upstream = %offer.peer_url,
+                url.full = %attempt.target.url,
+                attempt = attempt.index,
+                http.response.status_code = tracing::field::Empty,
+            );
+            for (name, value) in crate::telemetry::otel::context_headers(&provider_span) {
+                headers.set(name, &value);
+            }
+            let called = Instant::now();
+            let sent = forwarder
                 .post(&attempt.target.url, offer.operator_origin(), headers, body)
-                .await
-            {
+                .instrument(provider_span.clone())
+                .await;
+            self.timing.provider_call(called.elapsed());
+            if let Ok(upstream) = &sent {
+                provider_span.record("http.response.status_code", upstream.status);
+            }
+            let upstream = match sent {
                 Ok(upstream) => upstream,
                 Err(e) => {
                     let failure = match &e {
@@ -275,7 +298,9 @@ impl Run<'_> {
             .plugins
             .wants_outcome()
             .then(|| hooks::outcome_view(&upstream, elapsed_ms(self.started)));
-        let answer = match relay::classify(upstream, offer, &call.request.input) {
+        let classified = span!("invoke.relay", status)
+            .in_scope(|| relay::classify(upstream, offer, &call.request.input));
+        let answer = match classified {
             Ok(answer) => answer,
             Err(error) if (500..600).contains(&status) => {
                 return Tried::Failed {
@@ -318,6 +343,7 @@ impl Run<'_> {
                 extensions,
                 self.started,
             )
+            .instrument(span!("invoke.settle"))
             .await,
         )
     }
@@ -336,7 +362,13 @@ impl Run<'_> {
                 hold_id,
                 ..
             } => {
-                let refunded = match state.ledger.release(hold_id).await {
+                let refunded = match timed_ledger(
+                    state,
+                    LedgerOp::Release,
+                    state.ledger.release(hold_id),
+                )
+                .await
+                {
                     Ok(()) => true,
                     Err(e) => {
                         // The sweeper releases it when its lease ends.

@@ -18,10 +18,13 @@
 //!    on success;
 //! 9. record the outcome off the hot path.
 
-use std::time::Instant;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use aimarket_plugins::UpstreamPayment;
 use serde_json::Value;
+use tracing::Instrument as _;
 
 use super::error::InvokeError;
 use super::failover::{Attempt, Run};
@@ -34,10 +37,12 @@ use super::record::Write;
 use super::resolve::{LookupContext, Offer, choose_providers, not_found};
 use super::target::{self, FAILED_PROBE_TTL, KIND_TTL, PeerKind, Target};
 use super::{InvokeCall, InvokeResult, Invoker};
+use crate::metrics::{InvokeOutcome, LedgerOp};
 use crate::payments::x402::ExactPayment;
-use crate::payments::{InvocationRecord, usd_to_micros};
+use crate::payments::{InvocationRecord, PaymentError, usd_to_micros};
 use crate::settings::SellerDirectFee;
 use crate::state::AppState;
+use crate::telemetry::span;
 
 pub(super) use super::settle::{Sent, Settled, elapsed_ms, release, settle};
 
@@ -87,13 +92,65 @@ impl Funding {
     }
 }
 
+/// What one invoke measured for the metrics: time spent waiting on providers, whether one
+/// answered, whether the answer was a success, and the rail. Atomics, so the borrowed
+/// reference keeps the invoke future `Send`.
+#[derive(Debug, Default)]
+pub(super) struct Timing {
+    provider_micros: AtomicU64,
+    reached: AtomicBool,
+    success: AtomicBool,
+    rail: OnceLock<&'static str>,
+}
+
+impl Timing {
+    /// Adds one provider call's duration.
+    pub(super) fn provider_call(&self, elapsed: Duration) {
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.provider_micros.fetch_add(micros, Ordering::Relaxed);
+        self.reached.store(true, Ordering::Relaxed);
+    }
+
+    fn provider(&self) -> Duration {
+        Duration::from_micros(self.provider_micros.load(Ordering::Relaxed))
+    }
+}
+
+/// Times a ledger write into `aimarket_ledger_operation_duration_seconds` (and counts store
+/// failures), inside a span named after it.
+pub(super) async fn timed_ledger<T>(
+    state: &AppState,
+    op: LedgerOp,
+    write: impl std::future::Future<Output = Result<T, PaymentError>>,
+) -> Result<T, PaymentError> {
+    let started = Instant::now();
+    let span = span!("ledger.write", operation = op.as_str());
+    let result = write.instrument(span).await;
+    let store_error = matches!(&result, Err(PaymentError::Store(_)));
+    state
+        .metrics
+        .observe_ledger(op, started.elapsed(), store_error);
+    result
+}
+
 /// Runs steps 1–9 and renders the outcome. Every 402 (the provider's, relayed, or this
 /// hub's own) leaves with this hub's payment option in its headers.
 pub(super) async fn run(state: &AppState, call: &InvokeCall) -> InvokeResult {
+    let started = Instant::now();
+    let span = span!(
+        "invoke.route",
+        capability = call.request.capability_id.as_str(),
+        outcome = tracing::field::Empty,
+        rail = tracing::field::Empty,
+    );
     // The routed offer; the option itself is only built for the 402s that carry it, so a
     // call that succeeds allocates none of it.
     let mut routed = None;
-    let mut result = match run_inner(state, call, &mut routed).await {
+    let timing = Timing::default();
+    let mut result = match run_inner(state, call, &mut routed, &timing)
+        .instrument(span.clone())
+        .await
+    {
         Ok(result) => result,
         Err(e) => InvokeResult::from_error(e),
     };
@@ -102,6 +159,17 @@ pub(super) async fn run(state: &AppState, call: &InvokeCall) -> InvokeResult {
     {
         hub_option(state, offer).attach(&mut result);
     }
+    let outcome = InvokeOutcome::classify(
+        result.status,
+        timing.success.load(Ordering::Relaxed),
+        timing.reached.load(Ordering::Relaxed),
+    );
+    let rail = timing.rail.get().copied().unwrap_or("none");
+    state
+        .metrics
+        .observe_invoke(outcome, rail, started.elapsed(), timing.provider());
+    span.record("outcome", outcome.as_str());
+    span.record("rail", rail);
     result
 }
 
@@ -119,6 +187,7 @@ async fn run_inner(
     state: &AppState,
     call: &InvokeCall,
     routed: &mut Option<std::sync::Arc<Offer>>,
+    timing: &Timing,
 ) -> Result<InvokeResult, InvokeError> {
     let started = Instant::now();
     let invoker = &state.invoker;
@@ -153,6 +222,7 @@ async fn run_inner(
     let offers = invoker
         .catalog
         .offers(&ctx, product_id, &request.capability_id)
+        .instrument(span!("invoke.resolve"))
         .await?;
     let providers = choose_providers(&offers, request.source_hub.as_deref());
     if providers.is_empty() {
@@ -164,8 +234,16 @@ async fn run_inner(
         )
         .await);
     }
+    // With traces exported, the upstream trace context is this invoke's span (its trace id
+    // is the buyer's when the buyer sent one); otherwise a fresh parent id under the
+    // buyer's trace id.
+    let exported = crate::telemetry::otel::current_context_headers();
+    let traceparent = match exported.iter().find(|(name, _)| *name == "traceparent") {
+        Some((_, value)) => value.clone(),
+        None => forward::traceparent(call.headers.traceparent.as_deref()),
+    };
     let trace = Trace {
-        traceparent: forward::traceparent(call.headers.traceparent.as_deref()),
+        traceparent,
         request_id: forward::request_id(call.headers.request_id.as_deref()),
     };
     let mut plugins = PluginRun::new(
@@ -181,7 +259,7 @@ async fn run_inner(
     *routed = Some(offer.clone());
 
     // 2. Validate the input.
-    check_input(offer, &request.input)?;
+    span!("invoke.validate").in_scope(|| check_input(offer, &request.input))?;
 
     // 3. Price limit, compared in whole micro-dollars.
     let routed_micros = usd_to_micros(offer.routed_price_usd)?;
@@ -198,6 +276,7 @@ async fn run_inner(
     // 4. Plugins before the call: a block charges nothing.
     let hub_wallet = state.ledger.payout().map(|p| p.wallet().address());
     let rail = Rail::choose(&call.headers, routed_micros, hub_wallet);
+    let _ = timing.rail.set(rail.as_str());
     let held_micros = held_micros(invoker, rail, offer, routed_micros)?;
     if held_micros > 0 && call.headers.channel_id.is_none() {
         return Err(InvokeError::RoutingFeeRequired {
@@ -222,16 +301,18 @@ async fn run_inner(
         _ if rail == Rail::HubX402 => super::x402_rail::verify(state, call, routed_micros).await?,
         (Some(channel_id), micros) if micros > 0 => {
             let hold_id = new_nonce();
-            state
-                .ledger
-                .hold(
+            timed_ledger(
+                state,
+                LedgerOp::Hold,
+                state.ledger.hold(
                     channel_id,
                     call.headers.channel_secret.as_deref(),
                     micros,
                     &hold_id,
-                )
-                .await
-                .map_err(|e| InvokeError::channel_refused(e, &hub_option(state, offer)))?;
+                ),
+            )
+            .await
+            .map_err(|e| InvokeError::channel_refused(e, &hub_option(state, offer)))?;
             Funding::Channel {
                 channel_id: channel_id.clone(),
                 hold_id,
@@ -252,6 +333,7 @@ async fn run_inner(
         buyer_id: rails::buyer_id(&state.signing_key, &call.client),
         started,
         plugins,
+        timing,
     };
     let first = Attempt {
         offer: offer.clone(),
@@ -271,6 +353,7 @@ async fn run_inner(
         }
     };
 
+    timing.success.store(success, Ordering::Relaxed);
     // 9. Record.
     record(
         state,

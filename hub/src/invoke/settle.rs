@@ -10,11 +10,13 @@ use serde_json::{Map, Value};
 use super::InvokeResult;
 use super::error::InvokeError;
 use super::pipeline::Funding;
+use super::pipeline::timed_ledger;
 use super::rails::Rail;
 use super::receipt::{RoutingReceipt, new_nonce};
 use super::record::Write;
 use super::relay::{self, Answer};
 use super::resolve::Offer;
+use crate::metrics::LedgerOp;
 use crate::payments::x402::payment_response;
 use crate::settings::SellerDirectFee;
 use crate::state::AppState;
@@ -72,7 +74,8 @@ pub(super) fn elapsed_ms(started: Instant) -> u64 {
 }
 
 pub(super) async fn release(state: &AppState, hold_id: &str) {
-    if let Err(e) = state.ledger.release(hold_id).await {
+    let released = timed_ledger(state, LedgerOp::Release, state.ledger.release(hold_id)).await;
+    if let Err(e) = released {
         // The hold sweeper releases it when its lease ends; the buyer is never charged.
         tracing::error!(hold_id, error = %e, "cannot release a hold; the sweeper will");
     }
@@ -176,25 +179,36 @@ pub(super) async fn settle(
             } else {
                 invoker.routing_fee_bps
             };
-            let routing_receipt = RoutingReceipt {
-                nonce: &nonce,
-                product_id: &offer.product_id,
-                capability_id: &offer.capability_id,
-                price_usd: charged_usd,
-                list_price_usd: offer.price_usd,
-                routing_fee_bps,
-                latency_ms,
-                source_hub: &offer.origin,
-                routing_hub: state.public_url.as_str(),
-                payment_rail: sent.rail.as_str(),
-                routing_fee_policy: (sent.rail == Rail::SellerDirect)
-                    .then(|| invoker.rails.seller_direct_fee.as_str()),
-            }
-            .sign_with_extensions(&state.signing_key, plugin_extensions)
-            .map_err(|e| InvokeError::Internal(format!("cannot sign the routing receipt: {e}")))?;
+            let receipt_span = crate::telemetry::span!("invoke.receipt");
+            let routing_receipt = receipt_span
+                .in_scope(|| {
+                    RoutingReceipt {
+                        nonce: &nonce,
+                        product_id: &offer.product_id,
+                        capability_id: &offer.capability_id,
+                        price_usd: charged_usd,
+                        list_price_usd: offer.price_usd,
+                        routing_fee_bps,
+                        latency_ms,
+                        source_hub: &offer.origin,
+                        routing_hub: state.public_url.as_str(),
+                        payment_rail: sent.rail.as_str(),
+                        routing_fee_policy: (sent.rail == Rail::SellerDirect)
+                            .then(|| invoker.rails.seller_direct_fee.as_str()),
+                    }
+                    .sign_with_extensions(&state.signing_key, plugin_extensions)
+                })
+                .map_err(|e| {
+                    InvokeError::Internal(format!("cannot sign the routing receipt: {e}"))
+                })?;
             match funding {
                 Funding::Channel { hold_id, .. } => {
-                    state.ledger.capture(hold_id, &routing_receipt).await?;
+                    timed_ledger(
+                        state,
+                        LedgerOp::Capture,
+                        state.ledger.capture(hold_id, &routing_receipt),
+                    )
+                    .await?;
                 }
                 Funding::X402 { .. } | Funding::Buyer => invoker
                     .recorder
@@ -215,6 +229,11 @@ pub(super) async fn settle(
             // The provider's fields pass through untouched (`receipt`, `signature`,
             // `provider_pubkey`, `provenance`, `hub_billing`, anything new); the hub's own
             // answer fields are set on top.
+            state.metrics.observe_revenue(
+                sent.rail.as_str(),
+                price_usd,
+                routing_fee_usd(sent, charged_usd, offer),
+            );
             let mut out = body;
             out.insert("success".into(), Value::Bool(true));
             out.insert("result".into(), result);

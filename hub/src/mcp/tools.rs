@@ -187,10 +187,12 @@ async fn search(
     }
     let params = SearchParams::parse(&query.finish(), state.public_url.as_str())?;
     let mut plugin_ctx = PluginContext::new(ctx.request_id.clone(), state.public_url.as_str());
+    let searching = std::time::Instant::now();
     let outcome = state
         .catalog
         .search(&params, &state.plugins, &mut plugin_ctx)
         .await?;
+    state.metrics.observe_search(&outcome, searching.elapsed());
     let mut body = serde_json::to_value(&outcome).map_err(ApiError::internal)?;
     if let Some(matches) = body.get_mut("matches").and_then(Value::as_array_mut) {
         for m in matches {

@@ -507,6 +507,18 @@ impl Ledger {
             holds: holds.max(1),
         })
     }
+
+    /// Channels open and not yet expired (the `aimarket_channels_open` gauge).
+    pub async fn open_channels(&self) -> Result<i64, PaymentError> {
+        const SQL: &str = "SELECT COUNT(*) FROM channels WHERE status = 'open' AND expires_at > $1";
+        let open: i64 = on_pool!(&self.store, |pool| {
+            sqlx::query_scalar(SQL)
+                .bind(now_ms())
+                .fetch_one(pool)
+                .await?
+        });
+        Ok(open)
+    }
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ use std::time::Duration;
 use redis::Script;
 use redis::aio::ConnectionManager;
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 
 /// Extends the lease when the caller still holds it. KEYS[1] lease, ARGV[1] token, ARGV[2]
 /// lifetime in ms. Returns 1 when extended, 0 when not held.
@@ -224,7 +225,11 @@ impl LeaseGuard {
                 let period = lease.ttl / 3;
                 loop {
                     tokio::time::sleep(period).await;
-                    match lease.renew(&token).await {
+                    let renewed = lease
+                        .renew(&token)
+                        .instrument(crate::telemetry::span!("replica.lease.renew"))
+                        .await;
+                    match renewed {
                         Ok(true) => {}
                         Ok(false) => {
                             lost.store(true, Ordering::Release);

@@ -153,11 +153,14 @@ pub(super) fn spawn_publisher(shared: SharedState, mut outbox: mpsc::Receiver<Ca
                     continue;
                 }
             };
-            let sent: Result<i64, _> = redis::cmd("PUBLISH")
-                .arg(&channel)
-                .arg(payload)
-                .query_async(&mut conn)
-                .await;
+            let sent: Result<i64, _> = tracing::Instrument::instrument(
+                redis::cmd("PUBLISH")
+                    .arg(&channel)
+                    .arg(payload)
+                    .query_async(&mut conn),
+                crate::telemetry::span!("replica.sync.publish"),
+            )
+            .await;
             match sent {
                 Ok(receivers) => tracing::debug!(
                     version = update.version,
@@ -227,7 +230,8 @@ pub(super) fn spawn_subscriber(state: Weak<AppState>, shared: SharedState) {
                     let Some(state) = state.upgrade() else {
                         return Ok::<bool, redis::RedisError>(true);
                     };
-                    receive(&state, msg.get_payload_bytes());
+                    crate::telemetry::span!("replica.sync.receive")
+                        .in_scope(|| receive(&state, msg.get_payload_bytes()));
                     received = true;
                 }
                 // The stream ended: the connection was lost.

@@ -146,7 +146,7 @@ fn every_env_binding_is_read() {
     assert_eq!(s.signing_key_path(), PathBuf::from("/keys/hub"));
     assert_eq!(
         env_names().count(),
-        ENV_BINDINGS.len() + limits::ENV_BINDINGS.len()
+        ENV_BINDINGS.len() + limits::ENV_BINDINGS.len() + telemetry::ENV_BINDINGS.len()
     );
 }
 
