@@ -16,6 +16,8 @@ mod crawl_bad;
 mod crawl_reasons;
 mod demo;
 mod demo_v1;
+mod escrow_channels;
+mod escrow_contract;
 mod faults;
 mod federation;
 mod federation_ops;

@@ -64,6 +64,21 @@ pub struct EscrowOpen {
     pub payer_signature: Option<String>,
 }
 
+/// One stored authorization of an escrow channel and how far it got.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct EscrowDebit {
+    /// The receipt id (also the hold and receipt nonce).
+    pub hold_id: String,
+    /// The channel nonce it was signed for.
+    pub nonce: i64,
+    /// Base units.
+    pub amount: i64,
+    /// `pending` (not known on-chain), `debited` or `failed`.
+    pub state: String,
+    /// The `debitChannel` transaction, once signed.
+    pub tx_hash: Option<String>,
+}
+
 #[derive(sqlx::FromRow)]
 struct DebitRow {
     hold_id: String,
@@ -402,6 +417,16 @@ impl Ledger {
             )),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The stored authorizations of channel `channel_id` whose hold was captured, by nonce.
+    pub async fn escrow_debits(&self, channel_id: &str) -> Result<Vec<EscrowDebit>, PaymentError> {
+        const SQL: &str = "SELECT d.hold_id, d.nonce, d.amount, d.state, d.tx_hash \
+             FROM escrow_debits d JOIN holds h ON h.id = d.hold_id \
+             WHERE d.channel_id = $1 AND h.state = 'captured' ORDER BY d.nonce";
+        Ok(on_pool!(&self.store, |pool| {
+            sqlx::query_as(SQL).bind(channel_id).fetch_all(pool).await?
+        }))
     }
 
     async fn mark_debit(
