@@ -319,8 +319,10 @@ fn a_hub_killed_between_the_chain_and_the_ledger_reconciles_on_restart() {
     });
     assert_eq!(broadcast.len(), 1, "the debit was broadcast");
 
-    // kill -9, then the debit is mined while the hub is dead: on-chain, not in the ledger.
-    drop(hub);
+    // kill -9 (nothing cleaned up but the index lock, which goes with a process), then the
+    // debit is mined while the hub is dead: on-chain, not in the ledger.
+    hub.state.catalog.close();
+    std::mem::forget(hub);
     doomed.shutdown_background();
     main.block_on(async {
         e.chain.rpc("evm_setAutomine", json!([true])).await;
@@ -356,5 +358,6 @@ fn a_hub_killed_between_the_chain_and_the_ledger_reconciles_on_restart() {
             e.balance(&depositor).await,
             u128::from(MINTED) - u128::from(2 * ROUTED)
         );
+        hub.stop().await;
     });
 }

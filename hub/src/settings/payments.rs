@@ -19,8 +19,8 @@
 //! often embeds a provider API key, so it is never printed in full. The hub's wallet (a
 //! secp256k1 key, hex, from the file or the variable; never logged) needs the EVM settings:
 //! it refunds channels on close and settles x402 payments. With `escrow_contract` too, the hub
-also mirrors non-custodial channels of that escrow contract (`contracts/AIMarketEscrow.sol`)
-and debits them with the depositors' signed authorizations.
+//! also mirrors non-custodial channels of that escrow contract (`contracts/AIMarketEscrow.sol`)
+//! and debits them with the depositors' signed authorizations.
 
 use std::fmt;
 use std::path::PathBuf;
