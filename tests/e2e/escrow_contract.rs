@@ -3,7 +3,7 @@
 //! the hub's own `DebitAuthorization` code, so the contract and the hub agree on the digest.
 
 use aimarket_e2e::chain::{CHAIN_ID, Chain, dev_account};
-use aimarket_hub::payments::chain::{JsonRpc, WalletKey};
+use aimarket_hub::payments::chain::{GasPolicy, HubWallet, JsonRpc, SendState, WalletKey};
 use aimarket_hub::payments::escrow::{
     DEBIT_TYPE, DebitAuthorization, EscrowDomain, OnChainChannel, OnChainStatus, SignedDebit,
     approveCall, expireChannelCall, openChannelCall, read_channel, receipt_used,
@@ -428,6 +428,29 @@ async fn a_chain_id_change_recomputes_the_domain() {
     assert_eq!(separator, forked.separator().to_vec());
     assert_ne!(forked.separator(), e.domain.separator());
     let after_fork = sign_debit(&depositor_key, &forked, &before_fork.message()).unwrap();
-    e.debit(HUB, &after_fork).await.unwrap();
+    e.chain
+        .call(&dev_account(HUB).1, &e.contract, &after_fork.debit_calldata())
+        .await
+        .unwrap();
+    // anvil's own signer keeps the old chain id: the hub wallet signs for the new one.
+    let wallet = HubWallet::new(
+        dev_account(HUB).0,
+        JsonRpc::new(e.chain.url.parse().unwrap()).unwrap(),
+        4242,
+        GasPolicy {
+            max_fee_per_gas_wei: 100_000_000_000,
+        },
+    );
+    let nonce = wallet.pending_nonce().await.unwrap();
+    let send = wallet
+        .sign_call_with_gas(e.domain.contract, after_fork.debit_calldata(), nonce, 300_000)
+        .await
+        .unwrap();
+    wallet.broadcast(&send).await.unwrap();
+    let mined = wallet
+        .wait_mined(&send.tx_hash, std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(mined, SendState::Succeeded);
     assert_eq!(e.channel(id).await.used, U256::from(10_000));
 }
