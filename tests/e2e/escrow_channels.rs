@@ -65,7 +65,12 @@ async fn open_mirrored(e: &Escrow, hub: &TestHub, id: B256, amount: u64) -> Stri
 fn open_body(id: B256, amount: u64, signer: usize) -> Value {
     let (key, address) = dev_account(signer);
     let tx = format!("{id:#x}");
-    let text = message("base", &tx, &address, amount_cents(amount as f64 / 1e6).unwrap());
+    let text = message(
+        "base",
+        &tx,
+        &address,
+        amount_cents(amount as f64 / 1e6).unwrap(),
+    );
     let signature = signature_hex(&key.sign_message(text.as_bytes()).unwrap());
     json!({"escrow_channel_id": tx, "payer": address, "payer_signature": signature})
 }
@@ -81,8 +86,16 @@ fn authorization(
     deadline: u64,
 ) -> Value {
     let hub: Address = dev_account(HUB).1.parse().unwrap();
-    e.sign(&dev_account(signer).0, id, hub, amount, receipt, nonce, deadline)
-        .to_json()
+    e.sign(
+        &dev_account(signer).0,
+        id,
+        hub,
+        amount,
+        receipt,
+        nonce,
+        deadline,
+    )
+    .to_json()
 }
 
 async fn invoke(
@@ -123,8 +136,11 @@ async fn five_paid_calls_on_an_escrow_channel_settle_to_the_base_unit() {
     let Some(e) = Escrow::start().await else {
         return;
     };
-    let (hub_address, depositor, provider_address) =
-        (dev_account(HUB).1, dev_account(DEPOSITOR).1, dev_account(OTHER).1);
+    let (hub_address, depositor, provider_address) = (
+        dev_account(HUB).1,
+        dev_account(DEPOSITOR).1,
+        dev_account(OTHER).1,
+    );
     e.chain.mint(&e.token, &hub_address, 10_000_000).await;
     let tool = FakeTool::echo("escrowed@v1")
         .priced(0.4)
@@ -139,7 +155,11 @@ async fn five_paid_calls_on_an_escrow_channel_settle_to_the_base_unit() {
     seed_provider(&hub, &provider).await;
     let (_, well_known) = hub.get("/.well-known/ai-market.json").await;
     let channels = &well_known["payment_channels"];
-    assert_eq!(channels["kinds"], json!(["custodial", "escrow"]), "{channels}");
+    assert_eq!(
+        channels["kinds"],
+        json!(["custodial", "escrow"]),
+        "{channels}"
+    );
     assert_eq!(channels["escrow"]["contract"], e.contract);
     assert_eq!(channels["escrow"]["hub"], hub_address);
     assert_eq!(channels["escrow"]["chain_id"], 31337);
@@ -148,12 +168,18 @@ async fn five_paid_calls_on_an_escrow_channel_settle_to_the_base_unit() {
     let id = B256::repeat_byte(0x77);
     e.open(id, 3_000_000).await;
     let (status, body) = hub
-        .post("/ai-market/v2/channel/open", &open_body(id, 3_000_000, OTHER))
+        .post(
+            "/ai-market/v2/channel/open",
+            &open_body(id, 3_000_000, OTHER),
+        )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_protocol_error(&body, "not_payer");
     let (status, opened) = hub
-        .post("/ai-market/v2/channel/open", &open_body(id, 3_000_000, DEPOSITOR))
+        .post(
+            "/ai-market/v2/channel/open",
+            &open_body(id, 3_000_000, DEPOSITOR),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{opened}");
     assert_eq!(opened["kind"], "escrow");
@@ -162,7 +188,10 @@ async fn five_paid_calls_on_an_escrow_channel_settle_to_the_base_unit() {
     assert_eq!(opened["payer"], depositor);
     let channel = opened["channel_id"].as_str().unwrap().to_owned();
     let (status, again) = hub
-        .post("/ai-market/v2/channel/open", &open_body(id, 3_000_000, DEPOSITOR))
+        .post(
+            "/ai-market/v2/channel/open",
+            &open_body(id, 3_000_000, DEPOSITOR),
+        )
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{again}");
 
@@ -177,10 +206,22 @@ async fn five_paid_calls_on_an_escrow_channel_settle_to_the_base_unit() {
     assert_eq!(kinds, &json!(["custodial", "escrow"]), "{answer}");
     assert_eq!(answer["hub_payment"]["escrow"]["contract"], e.contract);
     for (auth, field) in [
-        (authorization(&e, OTHER, id, ROUTED, 1, 0, deadline), "signature"),
-        (authorization(&e, DEPOSITOR, id, ROUTED, 1, 3, deadline), "nonce"),
-        (authorization(&e, DEPOSITOR, id, ROUTED, 1, 0, now - 10), "deadline"),
-        (authorization(&e, DEPOSITOR, id, ROUTED + 1, 1, 0, deadline), "amount"),
+        (
+            authorization(&e, OTHER, id, ROUTED, 1, 0, deadline),
+            "signature",
+        ),
+        (
+            authorization(&e, DEPOSITOR, id, ROUTED, 1, 3, deadline),
+            "nonce",
+        ),
+        (
+            authorization(&e, DEPOSITOR, id, ROUTED, 1, 0, now - 10),
+            "deadline",
+        ),
+        (
+            authorization(&e, DEPOSITOR, id, ROUTED + 1, 1, 0, deadline),
+            "amount",
+        ),
         (
             authorization(&e, DEPOSITOR, B256::repeat_byte(1), ROUTED, 1, 0, deadline),
             "channelId",
@@ -226,7 +267,10 @@ async fn five_paid_calls_on_an_escrow_channel_settle_to_the_base_unit() {
 
     // Close: settleChannel pays the hub what the ledger captured and refunds the rest.
     let (status, settled) = hub
-        .post("/ai-market/v2/channel/close", &json!({"channel_id": channel}))
+        .post(
+            "/ai-market/v2/channel/close",
+            &json!({"channel_id": channel}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{settled}");
     let tx = settled["settle_tx_hash"].as_str().unwrap();
@@ -250,7 +294,10 @@ async fn five_paid_calls_on_an_escrow_channel_settle_to_the_base_unit() {
     assert_eq!(e.balance(&e.contract).await, 0);
     // Closing again answers the same settlement.
     let (_, again) = hub
-        .post("/ai-market/v2/channel/close", &json!({"channel_id": channel}))
+        .post(
+            "/ai-market/v2/channel/close",
+            &json!({"channel_id": channel}),
+        )
         .await;
     assert_eq!(again["settle_tx_hash"], tx);
 }
@@ -346,14 +393,20 @@ fn a_hub_killed_between_the_chain_and_the_ledger_reconciles_on_restart() {
         assert_eq!(status, StatusCode::OK, "{answer}");
         let hub_before = e.balance(&hub_address).await;
         let (status, settled) = hub
-            .post("/ai-market/v2/channel/close", &json!({"channel_id": channel}))
+            .post(
+                "/ai-market/v2/channel/close",
+                &json!({"channel_id": channel}),
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "{settled}");
         let tx = settled["settle_tx_hash"].as_str().unwrap();
         assert_eq!(e.chain.mined(tx).await["status"], "0x1");
         let c = e.channel(id).await;
         assert_eq!((c.nonce, c.used), (U256::from(2), U256::from(2 * ROUTED)));
-        assert_eq!(e.balance(&hub_address).await, hub_before + u128::from(2 * ROUTED));
+        assert_eq!(
+            e.balance(&hub_address).await,
+            hub_before + u128::from(2 * ROUTED)
+        );
         assert_eq!(
             e.balance(&depositor).await,
             u128::from(MINTED) - u128::from(2 * ROUTED)

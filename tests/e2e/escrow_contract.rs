@@ -6,8 +6,8 @@ use aimarket_e2e::chain::{CHAIN_ID, Chain, dev_account};
 use aimarket_hub::payments::chain::{GasPolicy, HubWallet, JsonRpc, SendState, WalletKey};
 use aimarket_hub::payments::escrow::{
     DEBIT_TYPE, DebitAuthorization, EscrowDomain, OnChainChannel, OnChainStatus, SignedDebit,
-    approveCall, expireChannelCall, openChannelCall, read_channel, receipt_used,
-    refundChannelCall, settle_calldata, sign_debit,
+    approveCall, expireChannelCall, openChannelCall, read_channel, receipt_used, refundChannelCall,
+    settle_calldata, sign_debit,
 };
 use alloy_primitives::{Address, B256, U256, keccak256};
 use alloy_sol_types::{SolCall, SolError, sol};
@@ -104,7 +104,10 @@ impl Escrow {
             .rpc("eth_getBlockByNumber", json!(["latest", false]))
             .await;
         u64::from_str_radix(
-            block["timestamp"].as_str().unwrap().trim_start_matches("0x"),
+            block["timestamp"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("0x"),
             16,
         )
         .unwrap()
@@ -244,8 +247,15 @@ async fn open_debit_each_bad_field_replay_wrong_hub_and_settle() {
     changed = first.clone();
     changed.deadline += U256::from(1);
     assert_reverts(e.debit(HUB, &changed).await, invalid, "deadline");
-    let signed_for_other_channel =
-        e.sign(&depositor_key, channel_id(0xc3), hub_address, 250_000, 1, 0, deadline);
+    let signed_for_other_channel = e.sign(
+        &depositor_key,
+        channel_id(0xc3),
+        hub_address,
+        250_000,
+        1,
+        0,
+        deadline,
+    );
     changed = signed_for_other_channel;
     changed.channel_id = id;
     assert_reverts(e.debit(HUB, &changed).await, invalid, "channelId");
@@ -273,7 +283,15 @@ async fn open_debit_each_bad_field_replay_wrong_hub_and_settle() {
     // Signed for the hub, presented by someone else.
     assert_reverts(e.debit(OTHER, &first).await, invalid, "presenter");
     // Past its deadline.
-    let stale = e.sign(&depositor_key, id, hub_address, 250_000, 1, 0, e.now().await - 1);
+    let stale = e.sign(
+        &depositor_key,
+        id,
+        hub_address,
+        250_000,
+        1,
+        0,
+        e.now().await - 1,
+    );
     assert_reverts(
         e.debit(HUB, &stale).await,
         AuthorizationExpired::SELECTOR,
@@ -290,7 +308,10 @@ async fn open_debit_each_bad_field_replay_wrong_hub_and_settle() {
     // The valid one: debited, the hub bound, the receipt used, the nonce advanced.
     e.debit(HUB, &first).await.unwrap();
     let c = e.channel(id).await;
-    assert_eq!((c.used, c.nonce, c.hub), (U256::from(250_000), U256::from(1), hub_address));
+    assert_eq!(
+        (c.used, c.nonce, c.hub),
+        (U256::from(250_000), U256::from(1), hub_address)
+    );
     assert!(
         receipt_used(&e.rpc, e.domain.contract, first.receipt_id)
             .await
@@ -309,8 +330,20 @@ async fn open_debit_each_bad_field_replay_wrong_hub_and_settle() {
         "receipt id reused",
     );
     // Another hub, with a signature made out to it, on a channel bound to the first.
-    let other_hub = e.sign(&depositor_key, id, other.parse().unwrap(), 100_000, 2, 1, deadline);
-    assert_reverts(e.debit(OTHER, &other_hub).await, WrongHub::SELECTOR, "wrong hub");
+    let other_hub = e.sign(
+        &depositor_key,
+        id,
+        other.parse().unwrap(),
+        100_000,
+        2,
+        1,
+        deadline,
+    );
+    assert_reverts(
+        e.debit(OTHER, &other_hub).await,
+        WrongHub::SELECTOR,
+        "wrong hub",
+    );
     let second = e.sign(&depositor_key, id, hub_address, 100_000, 2, 1, deadline);
     e.debit(HUB, &second).await.unwrap();
 
@@ -329,7 +362,11 @@ async fn open_debit_each_bad_field_replay_wrong_hub_and_settle() {
     assert_eq!(e.balance(&e.contract).await, 0);
     assert_eq!(e.channel(id).await.status, OnChainStatus::Settled);
     let late = e.sign(&depositor_key, id, hub_address, 1, 3, 2, deadline);
-    assert_reverts(e.debit(HUB, &late).await, ChannelNotOpen::SELECTOR, "settled");
+    assert_reverts(
+        e.debit(HUB, &late).await,
+        ChannelNotOpen::SELECTOR,
+        "settled",
+    );
     assert_reverts(
         e.transact(DEPOSITOR, &settle).await,
         ChannelNotOpen::SELECTOR,
@@ -422,14 +459,22 @@ async fn a_chain_id_change_recomputes_the_domain() {
     };
     let separator = e
         .chain
-        .call(&dev_account(HUB).1, &e.contract, &domainSeparatorCall {}.abi_encode())
+        .call(
+            &dev_account(HUB).1,
+            &e.contract,
+            &domainSeparatorCall {}.abi_encode(),
+        )
         .await
         .unwrap();
     assert_eq!(separator, forked.separator().to_vec());
     assert_ne!(forked.separator(), e.domain.separator());
     let after_fork = sign_debit(&depositor_key, &forked, &before_fork.message()).unwrap();
     e.chain
-        .call(&dev_account(HUB).1, &e.contract, &after_fork.debit_calldata())
+        .call(
+            &dev_account(HUB).1,
+            &e.contract,
+            &after_fork.debit_calldata(),
+        )
         .await
         .unwrap();
     // anvil's own signer keeps the old chain id: the hub wallet signs for the new one.
@@ -443,7 +488,12 @@ async fn a_chain_id_change_recomputes_the_domain() {
     );
     let nonce = wallet.pending_nonce().await.unwrap();
     let send = wallet
-        .sign_call_with_gas(e.domain.contract, after_fork.debit_calldata(), nonce, 300_000)
+        .sign_call_with_gas(
+            e.domain.contract,
+            after_fork.debit_calldata(),
+            nonce,
+            300_000,
+        )
         .await
         .unwrap();
     wallet.broadcast(&send).await.unwrap();

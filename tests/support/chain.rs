@@ -252,8 +252,10 @@ impl Chain {
         let body: Value = self
             .client
             .post(&self.url)
-            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": [
-                {"from": from, "to": to, "data": format!("0x{}", hex(data))}, "latest"]}))
+            .json(
+                &json!({"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": [
+                {"from": from, "to": to, "data": format!("0x{}", hex(data))}, "latest"]}),
+            )
             .send()
             .await
             .expect("eth_call")
@@ -263,7 +265,10 @@ impl Chain {
         if let Some(error) = body.get("error") {
             return Err(error.clone());
         }
-        let digits = body["result"].as_str().expect("call data").trim_start_matches("0x");
+        let digits = body["result"]
+            .as_str()
+            .expect("call data")
+            .trim_start_matches("0x");
         Ok((0..digits.len())
             .step_by(2)
             .map(|i| u8::from_str_radix(&digits[i..i + 2], 16).expect("hex"))

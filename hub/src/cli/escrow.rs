@@ -98,9 +98,9 @@ pub fn sign(args: &SignDebitArgs) -> Result<String, String> {
         Some(text) => bytes32(text, "receipt-id")?,
         None => B256::from(rand::random::<[u8; 32]>()),
     };
-    let deadline = args.deadline.unwrap_or_else(|| {
-        u64::try_from(chrono::Utc::now().timestamp()).unwrap_or_default() + 600
-    });
+    let deadline = args
+        .deadline
+        .unwrap_or_else(|| u64::try_from(chrono::Utc::now().timestamp()).unwrap_or_default() + 600);
     let message = DebitAuthorization {
         channelId: bytes32(&args.channel_id, "channel-id")?,
         hub: address(&args.hub, "hub")?,

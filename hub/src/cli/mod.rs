@@ -8,8 +8,8 @@
 
 mod crawl;
 mod demo;
-mod invoke;
 mod escrow;
+mod invoke;
 mod keygen;
 pub mod peers;
 mod remote;
@@ -25,8 +25,8 @@ use clap::{Parser, Subcommand};
 
 pub use crawl::CrawlArgs;
 pub use demo::DemoArgs;
-pub use invoke::InvokeArgs;
 pub use escrow::EscrowArgs;
+pub use invoke::InvokeArgs;
 pub use keygen::KeygenArgs;
 pub use peers::PeersArgs;
 pub use run::RunArgs;

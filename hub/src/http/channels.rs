@@ -136,8 +136,7 @@ async fn open(
     } else {
         let deposit_usd = body.deposit_usd.ok_or_else(|| {
             PaymentError::InvalidRequest(
-                "missing field `deposit_usd` (or `escrow_channel_id` for an escrow channel)"
-                    .into(),
+                "missing field `deposit_usd` (or `escrow_channel_id` for an escrow channel)".into(),
             )
         })?;
         open_custodial(&state, body, deposit_usd).await?

@@ -298,7 +298,10 @@ async fn hold(
         let channel = state.ledger.get_channel(channel_id).await?;
         if channel.escrow_id.is_some() {
             // The channel's secret (optional on escrow channels) is still checked when sent.
-            state.ledger.authenticate_channel(channel_id, secret).await?;
+            state
+                .ledger
+                .authenticate_channel(channel_id, secret)
+                .await?;
             let hold_id = state
                 .ledger
                 .hold_escrow(&channel, Some(authorization), micros)
@@ -308,7 +311,10 @@ async fn hold(
     }
     let hold_id = new_nonce();
     // An escrow channel without an authorization is refused here (402).
-    state.ledger.hold(channel_id, secret, micros, &hold_id).await?;
+    state
+        .ledger
+        .hold(channel_id, secret, micros, &hold_id)
+        .await?;
     Ok((hold_id, false))
 }
 

@@ -446,7 +446,11 @@ impl Ledger {
             Ok(()) => Ok(()),
             Err(e) if is_unique_violation(&e) && (c.tx_hash.is_some() || c.escrow_id.is_some()) => {
                 Err(PaymentError::TxAlreadyUsed {
-                    tx_hash: c.tx_hash.clone().or(c.escrow_id.clone()).unwrap_or_default(),
+                    tx_hash: c
+                        .tx_hash
+                        .clone()
+                        .or(c.escrow_id.clone())
+                        .unwrap_or_default(),
                 })
             }
             Err(e) => Err(e.into()),

@@ -244,10 +244,12 @@ impl From<PaymentError> for ApiError {
             PaymentError::X402Rejected { .. } => {
                 Self::new(K::PaymentRequired, code::PAYMENT_INVALID, detail)
             }
-            PaymentError::AuthorizationRequired { field, .. } => {
-                Self::new(K::PaymentRequired, code::PAYMENT_AUTHORIZATION_REQUIRED, detail)
-                    .with_field("field", field)
-            }
+            PaymentError::AuthorizationRequired { field, .. } => Self::new(
+                K::PaymentRequired,
+                code::PAYMENT_AUTHORIZATION_REQUIRED,
+                detail,
+            )
+            .with_field("field", field),
             PaymentError::VerifierUnavailable { .. } => {
                 Self::new(K::Unavailable, code::PAYMENT_VERIFIER_UNAVAILABLE, detail)
                     .with_retry_after(5)

@@ -163,15 +163,19 @@ impl Ledger {
         })?;
         let id_text = format!("{id:#x}");
         let used: i64 = on_pool!(&self.store, |pool| {
-            sqlx::query_scalar(USED).bind(&id_text).fetch_one(pool).await?
+            sqlx::query_scalar(USED)
+                .bind(&id_text)
+                .fetch_one(pool)
+                .await?
         });
         if used > 0 {
             return Err(PaymentError::TxAlreadyUsed { tx_hash: id_text });
         }
         let chain = label(request.chain.as_deref(), DEFAULT_CHAIN, "chain")?;
         let token = label(request.token.as_deref(), DEFAULT_TOKEN, "token")?;
-        let proof = PayerProof::parse(request.payer.as_deref(), request.payer_signature.as_deref())?
-            .ok_or(PaymentError::PayerProofRequired)?;
+        let proof =
+            PayerProof::parse(request.payer.as_deref(), request.payer_signature.as_deref())?
+                .ok_or(PaymentError::PayerProofRequired)?;
         let on_chain = read_channel(payout.wallet().rpc(), escrow.contract(), id).await?;
         let rejected = |reason: String| PaymentError::DepositRejected { reason };
         match on_chain.status {
@@ -297,12 +301,18 @@ impl Ledger {
         }
         let hub = payout.wallet().address();
         if debit.hub != hub {
-            return Err(refused("hub", format!("must be this hub's address {hub:#x}")));
+            return Err(refused(
+                "hub",
+                format!("must be this hub's address {hub:#x}"),
+            ));
         }
         if debit.amount != U256::from(u64::try_from(micros).unwrap_or_default()) {
             return Err(refused(
                 "amount",
-                format!("must be {micros} base units (the routed price), got {}", debit.amount),
+                format!(
+                    "must be {micros} base units (the routed price), got {}",
+                    debit.amount
+                ),
             ));
         }
         let earliest = U256::from(unix_now() + DEADLINE_MARGIN_S);
@@ -327,7 +337,10 @@ impl Ledger {
         let rpc = payout.wallet().rpc();
         let on_chain = read_channel(rpc, escrow.contract(), debit.channel_id).await?;
         if on_chain.status != OnChainStatus::Open {
-            return Err(refused("channelId", "the escrow channel is not open on-chain"));
+            return Err(refused(
+                "channelId",
+                "the escrow channel is not open on-chain",
+            ));
         }
         if debit.token != on_chain.token {
             return Err(refused(
@@ -351,7 +364,10 @@ impl Ledger {
         if debit.nonce != expected {
             return Err(refused(
                 "nonce",
-                format!("must be {expected} (the channel's next nonce), got {}", debit.nonce),
+                format!(
+                    "must be {expected} (the channel's next nonce), got {}",
+                    debit.nonce
+                ),
             ));
         }
         self.hold_checked(&channel.id, None, micros, &hold_id, true)
@@ -483,7 +499,8 @@ impl Ledger {
             let send_id = format!("debit:{}", row.hold_id);
             if receipt_used(rpc, escrow.contract(), debit.receipt_id).await? {
                 let tx = self.find_send(&send_id).await?.map(|s| s.tx_hash);
-                self.mark_debit(&row.hold_id, "debited", tx.as_deref()).await?;
+                self.mark_debit(&row.hold_id, "debited", tx.as_deref())
+                    .await?;
                 debited += 1;
                 continue;
             }
@@ -568,7 +585,10 @@ impl Ledger {
             tracing::warn!(error = %e, "collecting escrow debits before a settlement failed");
         }
         let open: i64 = on_pool!(&self.store, |pool| {
-            sqlx::query_scalar(OPEN).bind(&channel.id).fetch_one(pool).await?
+            sqlx::query_scalar(OPEN)
+                .bind(&channel.id)
+                .fetch_one(pool)
+                .await?
         });
         if open > 0 {
             tracing::warn!(channel_id = %channel.id, pending = open,
@@ -628,7 +648,10 @@ impl Ledger {
             return Ok(0);
         }
         let due: Vec<String> = on_pool!(&self.store, |pool| {
-            sqlx::query_scalar(DUE).bind(now_ms()).fetch_all(pool).await?
+            sqlx::query_scalar(DUE)
+                .bind(now_ms())
+                .fetch_all(pool)
+                .await?
         });
         let mut settled = 0;
         for id in due {

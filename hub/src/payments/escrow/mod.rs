@@ -146,7 +146,10 @@ pub struct SignedDebit {
 
 /// The first of `names` present in `object`.
 fn member<'a>(object: &'a Value, names: &[&str]) -> Option<&'a Value> {
-    names.iter().find_map(|n| object.get(*n)).filter(|v| !v.is_null())
+    names
+        .iter()
+        .find_map(|n| object.get(*n))
+        .filter(|v| !v.is_null())
 }
 
 fn bytes32(object: &Value, names: &[&str], field: &'static str) -> Result<B256, PaymentError> {
@@ -173,7 +176,12 @@ fn address(object: &Value, names: &[&str], field: &'static str) -> Result<Addres
 
 /// A uint256 as a decimal string, a `0x` hex string or a non-negative JSON integer.
 fn uint(object: &Value, names: &[&str], field: &'static str) -> Result<U256, PaymentError> {
-    let bad = || refused(field, "missing or not a non-negative integer (decimal string)");
+    let bad = || {
+        refused(
+            field,
+            "missing or not a non-negative integer (decimal string)",
+        )
+    };
     match member(object, names).ok_or_else(bad)? {
         Value::Number(n) => n.as_u64().map(U256::from).ok_or_else(bad),
         Value::String(s) => {

@@ -58,8 +58,12 @@ fn the_vector_digest_is_eip712_by_hand_and_anvil_signed_the_same() {
         (
             keccak256(DEBIT_TYPE),
             B256::with_last_byte(1),
-            "0x000000000000000000000000000000000000bEEF".parse::<Address>().unwrap(),
-            "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913".parse::<Address>().unwrap(),
+            "0x000000000000000000000000000000000000bEEF"
+                .parse::<Address>()
+                .unwrap(),
+            "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
+                .parse::<Address>()
+                .unwrap(),
             U256::from(5_000_000u64),
             B256::left_padding_from(&[0x12, 0x34]),
             U256::ZERO,
