@@ -510,6 +510,15 @@ const ENV_BINDINGS: &[EnvBinding] = &[
         },
     },
     EnvBinding {
+        env: "AIMARKET_ESCROW_CONTRACT",
+        setting: "payments.escrow_contract",
+        shown: str::to_owned,
+        apply: |s, v| {
+            s.payments.escrow_contract = Some(parse(v)?);
+            Ok(())
+        },
+    },
+    EnvBinding {
         env: "AIMARKET_EVM_MAX_FEE_GWEI",
         setting: "payments.evm_max_fee_gwei",
         shown: str::to_owned,

@@ -230,6 +230,19 @@ impl Application {
         if let Some(payout) =
             crate::payments::refunds::payout_from_settings(&settings.payments).await?
         {
+            if let Some(contract) = &settings.payments.escrow_contract {
+                let contract = contract.as_str().parse().map_err(|_| {
+                    crate::payments::PaymentError::InvalidRequest(
+                        "AIMARKET_ESCROW_CONTRACT is not an address".into(),
+                    )
+                })?;
+                let domain = crate::payments::escrow::EscrowDomain {
+                    chain_id: payout.wallet().chain_id(),
+                    contract,
+                };
+                tracing::info!(contract = %contract, "escrow channels on");
+                ledger = ledger.with_escrow(crate::payments::escrow::Escrow::new(domain));
+            }
             ledger = ledger.with_payout(payout);
             // Refunds a killed previous run signed but may not have broadcast or recorded.
             match ledger.reconcile_sends().await {
@@ -237,6 +250,14 @@ impl Application {
                 Ok(n) => tracing::warn!(settled = n, "finished wallet sends of a previous run"),
                 Err(e) => {
                     tracing::warn!(error = %e, "reconciling the wallet's sends failed; retried every 30 s")
+                }
+            }
+            // Escrow debits a killed previous run captured but did not see on-chain.
+            match ledger.collect_debits().await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(debited = n, "finished escrow debits of a previous run"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "collecting escrow debits failed; retried every 30 s")
                 }
             }
         }

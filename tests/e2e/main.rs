@@ -17,6 +17,8 @@ mod crawl_reasons;
 mod demo;
 mod demo_v1;
 mod deploy_checks;
+mod escrow_channels;
+mod escrow_contract;
 mod faults;
 mod federation;
 mod federation_ops;

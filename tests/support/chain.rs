@@ -94,13 +94,26 @@ fn target_dir() -> PathBuf {
 /// Compiles the test token once per source version (cached under `target/chain-artifacts/`)
 /// and returns its creation bytecode as hex.
 pub fn token_bytecode() -> String {
+    compile("tests/chain", "TestUSDC.sol", "TestUSDC")
+}
+
+/// Compiles the escrow contract `contracts/AIMarketEscrow.sol` (cached like the token) and
+/// returns its creation bytecode as hex.
+pub fn escrow_bytecode() -> String {
+    compile("contracts", "AIMarketEscrow.sol", "AIMarketEscrow")
+}
+
+/// Compiles `file` in the workspace folder `dir` with solcjs, once per source version, and
+/// returns the creation bytecode of `contract` as hex.
+fn compile(dir: &str, file: &str, contract: &str) -> String {
     use std::hash::{Hash, Hasher};
-    let source_dir = workspace_root().join("tests/chain");
-    let source = std::fs::read_to_string(source_dir.join("TestUSDC.sol")).expect("token source");
+    let source_dir = workspace_root().join(dir);
+    let source = std::fs::read_to_string(source_dir.join(file)).expect("contract source");
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     source.hash(&mut hasher);
     let out = target_dir().join(format!("chain-artifacts/{:016x}", hasher.finish()));
-    let bin = out.join("TestUSDC_sol_TestUSDC.bin");
+    let stem = file.trim_end_matches(".sol");
+    let bin = out.join(format!("{stem}_sol_{contract}.bin"));
     if !bin.is_file() {
         // Compiled into a private folder, then renamed: parallel tests never read half a file.
         let scratch = out.with_extension(format!("tmp{}", std::process::id()));
@@ -108,11 +121,11 @@ pub fn token_bytecode() -> String {
             .arg(tools_dir().join("node_modules/solc/solc.js"))
             .args(["--bin", "--optimize", "-o"])
             .arg(&scratch)
-            .arg("TestUSDC.sol")
+            .arg(file)
             .current_dir(&source_dir)
             .status()
             .expect("run solcjs (node)");
-        assert!(status.success(), "solcjs failed to compile TestUSDC.sol");
+        assert!(status.success(), "solcjs failed to compile {file}");
         std::fs::create_dir_all(out.parent().expect("a parent")).expect("artifact folder");
         if std::fs::rename(&scratch, &out).is_err() {
             // Another test got there first.
@@ -120,7 +133,7 @@ pub fn token_bytecode() -> String {
         }
     }
     std::fs::read_to_string(&bin)
-        .expect("compiled token")
+        .expect("compiled contract")
         .trim()
         .to_owned()
 }
@@ -233,6 +246,44 @@ impl Chain {
             .to_owned()
     }
 
+    /// `eth_call` of `data` on `to` from `from` at the latest block: the answer's bytes, or
+    /// the node's error object (a revert carries the error's ABI encoding in `data`).
+    pub async fn call(&self, from: &str, to: &str, data: &[u8]) -> Result<Vec<u8>, Value> {
+        let body: Value = self
+            .client
+            .post(&self.url)
+            .json(
+                &json!({"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": [
+                {"from": from, "to": to, "data": format!("0x{}", hex(data))}, "latest"]}),
+            )
+            .send()
+            .await
+            .expect("eth_call")
+            .json()
+            .await
+            .expect("eth_call answer");
+        if let Some(error) = body.get("error") {
+            return Err(error.clone());
+        }
+        let digits = body["result"]
+            .as_str()
+            .expect("call data")
+            .trim_start_matches("0x");
+        Ok((0..digits.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&digits[i..i + 2], 16).expect("hex"))
+            .collect())
+    }
+
+    /// Sends `data` to `to` from the unlocked `from` and waits for it; panics unless it
+    /// succeeded. The receipt.
+    pub async fn send_ok(&self, from: &str, to: &str, data: &[u8]) -> Value {
+        let hash = self.send(from, Some(to), data, Some(500_000)).await;
+        let receipt = self.mined(&hash).await;
+        assert_eq!(receipt["status"], "0x1", "transaction reverted: {receipt}");
+        receipt
+    }
+
     /// The receipt of `hash` (`null` when unknown).
     pub async fn receipt(&self, hash: &str) -> Value {
         self.rpc("eth_getTransactionReceipt", json!([hash])).await
@@ -253,7 +304,16 @@ impl Chain {
 
     /// Deploys a fresh test token from dev account 0; its address.
     pub async fn deploy_token(&self) -> String {
-        let code = token_bytecode();
+        self.deploy(&token_bytecode()).await
+    }
+
+    /// Deploys a fresh escrow contract from dev account 0; its address.
+    pub async fn deploy_escrow(&self) -> String {
+        self.deploy(&escrow_bytecode()).await
+    }
+
+    /// Deploys creation bytecode `code` (hex) from dev account 0; the contract's address.
+    async fn deploy(&self, code: &str) -> String {
         let code = (0..code.len())
             .step_by(2)
             .map(|i| u8::from_str_radix(&code[i..i + 2], 16).expect("hex bytecode"))
@@ -261,10 +321,7 @@ impl Chain {
         let (_, deployer) = dev_account(0);
         let hash = self.send(&deployer, None, &code, Some(3_000_000)).await;
         let receipt = self.mined(&hash).await;
-        assert_eq!(
-            receipt["status"], "0x1",
-            "token deployment failed: {receipt}"
-        );
+        assert_eq!(receipt["status"], "0x1", "deployment failed: {receipt}");
         receipt["contractAddress"]
             .as_str()
             .expect("a contract address")

@@ -1,5 +1,5 @@
 //! The command line: `aimarket-hub [serve] | keygen | verify | crawl | demo | search | invoke |
-//! run | peers`.
+//! run | peers | escrow`.
 //!
 //! Each subcommand lives in its own module and returns an [`ExitCode`]; errors are printed
 //! to stderr as `error: …`. `serve` is the default, so `aimarket-hub --listen ADDR` works.
@@ -8,6 +8,7 @@
 
 mod crawl;
 mod demo;
+mod escrow;
 mod invoke;
 mod keygen;
 pub mod peers;
@@ -24,6 +25,7 @@ use clap::{Parser, Subcommand};
 
 pub use crawl::CrawlArgs;
 pub use demo::DemoArgs;
+pub use escrow::EscrowArgs;
 pub use invoke::InvokeArgs;
 pub use keygen::KeygenArgs;
 pub use peers::PeersArgs;
@@ -77,6 +79,8 @@ pub enum Command {
     Run(RunArgs),
     /// Manage a running hub's peers: list, approve, remove, repin, add-seed (admin token).
     Peers(PeersArgs),
+    /// Escrow channel helpers: sign a DebitAuthorization (`escrow sign-debit --key FILE …`).
+    Escrow(EscrowArgs),
 }
 
 /// Loads the settings and builds the multi-threaded runtime of a subcommand that needs
@@ -110,6 +114,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 | Command::Invoke(_)
                 | Command::Run(_)
                 | Command::Peers(_)
+                | Command::Escrow(_)
         )
     ) && std::env::var_os("RUST_LOG").is_none();
     // `serve` loads its settings first: they say whether traces are exported.
@@ -154,5 +159,6 @@ pub fn run(cli: Cli) -> ExitCode {
         Some(Command::Invoke(args)) => invoke::run(&args),
         Some(Command::Run(args)) => run::run(&args),
         Some(Command::Peers(args)) => peers::run(&args),
+        Some(Command::Escrow(args)) => escrow::run(&args),
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! - `POST /ai-market/v2/channel/open` (v1 alias `/ai-market/channel/open`)
 //!   `{deposit_usd, tx_hash?, token?, chain?, payer?, payer_signature?}` → the channel, both enveloped (`channel`) and
-//!   flat, because SDKs read either; `channel_secret` appears only here.
+//!   flat, because SDKs read either; `channel_secret` appears only here. With
+//!   `{escrow_channel_id, payer, payer_signature}` instead, a channel opened on the escrow
+//!   contract is mirrored (`kind: "escrow"`; its debits need a signed `payment_authorization`).
 //! - `GET /ai-market/v2/channel/{id}` → the channel without its secret, with `balance_usd`,
 //!   `used_usd`, `invocations`, `status` (`open`, `expired`, `closed`).
 //! - `POST /ai-market/v2/channel/close` (v1 alias `/ai-market/channel/close`)
@@ -15,8 +17,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::http::error::ApiError;
-use crate::payments::{Channel, OpenChannel, Settlement, micros_to_usd};
+use crate::http::error::{ApiError, ErrorKind, code};
+use crate::payments::escrow::ledger::EscrowOpen;
+use crate::payments::{Channel, OpenChannel, PaymentError, Settlement, micros_to_usd};
 use crate::state::AppState;
 use crate::store::now_ms;
 
@@ -41,7 +44,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// Body of channel open. Unknown members (`depositor`, …) are ignored.
 #[derive(Debug, Deserialize)]
 struct OpenBody {
-    deposit_usd: f64,
+    #[serde(default)]
+    deposit_usd: Option<f64>,
+    /// A channel opened on the escrow contract, to mirror (non-custodial).
+    #[serde(default)]
+    escrow_channel_id: Option<String>,
     #[serde(default)]
     tx_hash: Option<String>,
     #[serde(default)]
@@ -90,6 +97,8 @@ fn channel_fields(c: &Channel) -> Map<String, Value> {
         ("tx_hash", json!(c.tx_hash)),
         ("payer", json!(c.payer)),
         ("secret_required", json!(c.secret_required)),
+        ("kind", json!(c.kind())),
+        ("escrow_channel_id", json!(c.escrow_id)),
     ] {
         fields.insert(key.to_owned(), value);
     }
@@ -113,22 +122,51 @@ async fn open(
     body: web::Json<OpenBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    let channel = state
+    let channel = if let Some(escrow_channel_id) = body.escrow_channel_id {
+        state
+            .ledger
+            .open_escrow_channel(EscrowOpen {
+                escrow_channel_id,
+                chain: body.chain,
+                token: body.token,
+                payer: body.payer,
+                payer_signature: body.payer_signature,
+            })
+            .await?
+    } else {
+        // The answer the JSON extractor gave when `deposit_usd` was a required member.
+        let deposit_usd = body.deposit_usd.ok_or_else(|| {
+            ApiError::new(
+                ErrorKind::BadRequest,
+                code::INVALID_JSON,
+                "missing field `deposit_usd` (or `escrow_channel_id` for an escrow channel)",
+            )
+        })?;
+        open_custodial(&state, body, deposit_usd).await?
+    };
+    let mut fields = channel_fields(&channel);
+    if let Some(secret) = &channel.secret {
+        fields.insert("channel_secret".into(), json!(secret.expose()));
+    }
+    Ok(HttpResponse::Ok().json(channel_answer(fields)))
+}
+
+async fn open_custodial(
+    state: &AppState,
+    body: OpenBody,
+    deposit_usd: f64,
+) -> Result<Channel, PaymentError> {
+    state
         .ledger
         .open_channel(OpenChannel {
-            deposit_usd: body.deposit_usd,
+            deposit_usd,
             tx_hash: body.tx_hash,
             token: body.token,
             chain: body.chain,
             payer: body.payer,
             payer_signature: body.payer_signature,
         })
-        .await?;
-    let mut fields = channel_fields(&channel);
-    if let Some(secret) = &channel.secret {
-        fields.insert("channel_secret".into(), json!(secret.expose()));
-    }
-    Ok(HttpResponse::Ok().json(channel_answer(fields)))
+        .await
 }
 
 async fn get(

@@ -99,6 +99,12 @@ pub fn document(state: &AppState, summary: &CatalogSummary) -> Value {
         },
         "peers": summary.peers,
     });
+    // Which channels this hub opens; with the escrow, what a depositor signs.
+    let mut channels = json!({ "kinds": state.ledger.channel_kinds() });
+    if let Some(terms) = state.ledger.escrow_terms() {
+        channels["escrow"] = terms;
+    }
+    doc["payment_channels"] = channels;
     if let Some(extensions) = state.plugins.well_known_extensions() {
         doc["plugin_extensions"] = extensions;
     }

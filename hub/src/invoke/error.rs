@@ -183,7 +183,8 @@ impl InvokeError {
             | PaymentError::Expired { .. }
             | PaymentError::Closed { .. }
             | PaymentError::InsufficientBalance { .. }
-            | PaymentError::BadSecret { .. } => Self::ChannelRefused {
+            | PaymentError::BadSecret { .. }
+            | PaymentError::AuthorizationRequired { .. } => Self::ChannelRefused {
                 cause,
                 option: Box::new(option.clone()),
             },

@@ -79,6 +79,14 @@ pub struct HubPaymentOption {
     pub product_id: String,
     /// The capability the price is for.
     pub capability_id: String,
+    /// The channel kinds this hub opens: `custodial` (a deposit to the hub, or demo) and/or
+    /// `escrow` (non-custodial, on the escrow contract; each paid call then carries a
+    /// `payment_authorization`).
+    pub channel_kinds: Vec<&'static str>,
+    /// How to pay through the escrow (contract, chain id, this hub's address, token, EIP-712
+    /// domain and type), when this hub takes escrow channels.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub escrow: Option<Value>,
 }
 
 impl HubPaymentOption {
@@ -118,7 +126,21 @@ impl HubPaymentOption {
             hub_pays_provider_via,
             product_id: offer.product_id.clone(),
             capability_id: offer.capability_id.clone(),
+            channel_kinds: if channels_open {
+                vec!["custodial"]
+            } else {
+                Vec::new()
+            },
+            escrow: None,
         }
+    }
+
+    /// This option with the ledger's channel kinds and escrow terms.
+    pub fn with_ledger(mut self, ledger: &crate::payments::Ledger) -> Self {
+        self.channel_kinds = ledger.channel_kinds();
+        self.escrow = ledger.escrow_terms();
+        self.available = !self.channel_kinds.is_empty() && !self.hub_pays_provider_via.is_empty();
+        self
     }
 
     /// The option as JSON (the body's `hub_payment`).
@@ -130,6 +152,7 @@ impl HubPaymentOption {
     pub fn as_payment_way(&self) -> Value {
         serde_json::json!({
             "rail": self.rail,
+            "channel_kinds": self.channel_kinds,
             "header": self.header,
             "secret_header": self.secret_header,
             "open": self.open,

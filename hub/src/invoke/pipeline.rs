@@ -78,6 +78,9 @@ pub(super) enum Funding {
         hold_id: String,
         /// The held amount.
         micros: i64,
+        /// An escrow channel: the hold carries the depositor's authorization, which the
+        /// collector puts on-chain once captured.
+        escrow: bool,
     },
 }
 
@@ -181,6 +184,7 @@ fn hub_option(state: &AppState, offer: &Offer) -> HubPaymentOption {
         state.ledger.payments_available(),
         offer,
     )
+    .with_ledger(&state.ledger)
 }
 
 async fn run_inner(
@@ -300,23 +304,15 @@ async fn run_inner(
     let funding = match (&call.headers.channel_id, held_micros) {
         _ if rail == Rail::HubX402 => super::x402_rail::verify(state, call, routed_micros).await?,
         (Some(channel_id), micros) if micros > 0 => {
-            let hold_id = new_nonce();
-            timed_ledger(
-                state,
-                LedgerOp::Hold,
-                state.ledger.hold(
-                    channel_id,
-                    call.headers.channel_secret.as_deref(),
-                    micros,
-                    &hold_id,
-                ),
-            )
-            .await
-            .map_err(|e| InvokeError::channel_refused(e, &hub_option(state, offer)))?;
+            let (hold_id, escrow) =
+                timed_ledger(state, LedgerOp::Hold, hold(state, call, channel_id, micros))
+                    .await
+                    .map_err(|e| InvokeError::channel_refused(e, &hub_option(state, offer)))?;
             Funding::Channel {
                 channel_id: channel_id.clone(),
                 hold_id,
                 micros,
+                escrow,
             }
         }
         _ => Funding::Buyer,
@@ -365,6 +361,43 @@ async fn run_inner(
         started,
     );
     Ok(result)
+}
+
+/// Step 5 on a channel: the hold, and whether the channel is an escrow channel. On an escrow
+/// channel the buyer's `payment_authorization` is checked first (every refusal is 402
+/// `payment_authorization_required`) and the hold id is its receipt id; a custodial channel
+/// ignores one.
+async fn hold(
+    state: &AppState,
+    call: &InvokeCall,
+    channel_id: &str,
+    micros: i64,
+) -> Result<(String, bool), crate::payments::PaymentError> {
+    let secret = call.headers.channel_secret.as_deref();
+    if let Some(authorization) = &call.request.payment_authorization
+        && state.ledger.escrow().is_some()
+    {
+        let channel = state.ledger.get_channel(channel_id).await?;
+        if channel.escrow_id.is_some() {
+            // The channel's secret (optional on escrow channels) is still checked when sent.
+            state
+                .ledger
+                .authenticate_channel(channel_id, secret)
+                .await?;
+            let hold_id = state
+                .ledger
+                .hold_escrow(&channel, Some(authorization), micros)
+                .await?;
+            return Ok((hold_id, true));
+        }
+    }
+    let hold_id = new_nonce();
+    // An escrow channel without an authorization is refused here (402).
+    state
+        .ledger
+        .hold(channel_id, secret, micros, &hold_id)
+        .await?;
+    Ok((hold_id, false))
 }
 
 /// Checks `input` against the offer's schema (an offer whose schema does not compile

@@ -36,6 +36,9 @@ pub struct InvokeRequest {
     pub input: Value,
     /// The buyer's price cap, USD.
     pub max_price_usd: Option<f64>,
+    /// The depositor's signed `DebitAuthorization` for a call paid from an escrow channel,
+    /// as sent (checked by the ledger before anything is held).
+    pub payment_authorization: Option<Value>,
 }
 
 /// The wire shape, before checks. Unknown keys are ignored on purpose (spec §4.1: hubs that
@@ -50,6 +53,8 @@ struct Wire {
     input: Option<Value>,
     #[serde(default)]
     max_price_usd: Option<Value>,
+    #[serde(default)]
+    payment_authorization: Option<Value>,
 }
 
 fn id_field(value: Option<Value>, name: &str) -> Result<String, InvokeError> {
@@ -137,6 +142,7 @@ impl InvokeRequest {
             source_hub,
             input,
             max_price_usd,
+            payment_authorization: wire.payment_authorization.filter(|v| !v.is_null()),
         })
     }
 

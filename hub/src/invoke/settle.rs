@@ -202,13 +202,25 @@ pub(super) async fn settle(
                     InvokeError::Internal(format!("cannot sign the routing receipt: {e}"))
                 })?;
             match funding {
-                Funding::Channel { hold_id, .. } => {
+                Funding::Channel {
+                    hold_id, escrow, ..
+                } => {
                     timed_ledger(
                         state,
                         LedgerOp::Capture,
                         state.ledger.capture(hold_id, &routing_receipt),
                     )
                     .await?;
+                    if *escrow {
+                        // The authorization goes on-chain off the request path.
+                        let ledger = state.ledger.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = ledger.collect_debits().await {
+                                tracing::warn!(error = %e, "collecting escrow debits failed; \
+                                    retried by the sweeper");
+                            }
+                        });
+                    }
                 }
                 Funding::X402 { .. } | Funding::Buyer => invoker
                     .recorder

@@ -47,7 +47,7 @@ pub struct OpenChannel {
 pub struct ChannelSecret(String);
 
 impl ChannelSecret {
-    fn generate() -> Self {
+    pub(super) fn generate() -> Self {
         let bytes: [u8; 32] = rand::random();
         Self(format!("chs_{}", hex::encode(bytes)))
     }
@@ -128,6 +128,8 @@ pub struct Channel {
     pub closed_at: Option<i64>,
     /// The settlement transaction named at close, if any.
     pub settle_tx_hash: Option<String>,
+    /// The escrow channel this channel mirrors (`0x` + 64 hex), for non-custodial channels.
+    pub escrow_id: Option<String>,
     /// The secret: `Some` only on the value [`Ledger::open_channel`] returns.
     pub secret: Option<ChannelSecret>,
 }
@@ -141,6 +143,16 @@ impl Channel {
     /// What goes back to the depositor at close: deposit − captured.
     pub fn refund_micros(&self) -> i64 {
         self.deposit_micros - self.used_micros
+    }
+
+    /// `escrow` (funds on the escrow contract, debits signed by the depositor) or
+    /// `custodial` (a deposit to the hub, or a demo channel).
+    pub fn kind(&self) -> &'static str {
+        if self.escrow_id.is_some() {
+            "escrow"
+        } else {
+            "custodial"
+        }
     }
 
     /// Whether the channel's lifetime has ended at `now_ms`.
@@ -190,7 +202,7 @@ pub struct Settlement {
 macro_rules! channel_columns {
     () => {
         "id, deposit, used, held, invocations, token, chain, tx_hash, payer, verifier, \
-         secret_required, status, created_at, expires_at, closed_at, settle_tx_hash"
+         secret_required, status, created_at, expires_at, closed_at, settle_tx_hash, escrow_id"
     };
 }
 
@@ -212,6 +224,7 @@ pub(super) struct RawChannel {
     expires_at: i64,
     closed_at: Option<i64>,
     settle_tx_hash: Option<String>,
+    escrow_id: Option<String>,
 }
 
 impl TryFrom<RawChannel> for Channel {
@@ -234,6 +247,7 @@ impl TryFrom<RawChannel> for Channel {
             expires_at: r.expires_at,
             closed_at: r.closed_at,
             settle_tx_hash: r.settle_tx_hash,
+            escrow_id: r.escrow_id,
             secret: None,
         })
     }
@@ -304,7 +318,7 @@ pub(super) fn normalize_tx_hash(
     }))
 }
 
-fn label(raw: Option<&str>, default: &str, what: &str) -> Result<String, PaymentError> {
+pub(super) fn label(raw: Option<&str>, default: &str, what: &str) -> Result<String, PaymentError> {
     let value = raw
         .map(str::trim)
         .filter(|v| !v.is_empty())
@@ -370,6 +384,7 @@ impl Ledger {
             expires_at: now.saturating_add(duration_ms(self.config.channel_ttl)),
             closed_at: None,
             settle_tx_hash: None,
+            escrow_id: None,
             secret: Some(secret),
         };
         self.insert_channel(&channel).await?;
@@ -386,16 +401,23 @@ impl Ledger {
     /// the hub has a wallet and the deposit a proven payer.
     async fn settle_on_chain(&self, channel: Channel) -> Result<Settlement, PaymentError> {
         let mut settlement = channel.settlement();
-        if let Some(tx_hash) = self.refund_on_chain(&channel).await? {
+        // An escrow channel is paid out by the contract (settleChannel), never by a refund
+        // from the hub's wallet: the hub never held the deposit.
+        let sent = if channel.escrow_id.is_some() {
+            self.settle_escrow(&channel).await?
+        } else {
+            self.refund_on_chain(&channel).await?
+        };
+        if let Some(tx_hash) = sent {
             settlement.settle_tx_hash = Some(tx_hash);
         }
         Ok(settlement)
     }
 
-    async fn insert_channel(&self, c: &Channel) -> Result<(), PaymentError> {
+    pub(super) async fn insert_channel(&self, c: &Channel) -> Result<(), PaymentError> {
         const SQL: &str = "INSERT INTO channels (id, secret_sha256, secret_required, deposit, \
-             token, chain, tx_hash, verifier, status, created_at, expires_at, payer) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'open', $9, $10, $11)";
+             token, chain, tx_hash, verifier, status, created_at, expires_at, payer, escrow_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'open', $9, $10, $11, $12)";
         let digest = hex::encode(secret_digest(
             c.secret
                 .as_ref()
@@ -415,15 +437,20 @@ impl Ledger {
                 .bind(c.created_at)
                 .bind(c.expires_at)
                 .bind(&c.payer)
+                .bind(&c.escrow_id)
                 .execute(pool)
                 .await
                 .map(|_| ())
         });
         match result {
             Ok(()) => Ok(()),
-            Err(e) if is_unique_violation(&e) && c.tx_hash.is_some() => {
+            Err(e) if is_unique_violation(&e) && (c.tx_hash.is_some() || c.escrow_id.is_some()) => {
                 Err(PaymentError::TxAlreadyUsed {
-                    tx_hash: c.tx_hash.clone().unwrap_or_default(),
+                    tx_hash: c
+                        .tx_hash
+                        .clone()
+                        .or(c.escrow_id.clone())
+                        .unwrap_or_default(),
                 })
             }
             Err(e) => Err(e.into()),

@@ -79,6 +79,15 @@ pub enum PaymentError {
         /// What the check found.
         reason: String,
     },
+    /// A paid call on an escrow channel without a valid `payment_authorization` (the
+    /// depositor's EIP-712 `DebitAuthorization`): which member is missing or wrong, and why.
+    #[error("payment_authorization{}: {reason}", field_path(field))]
+    AuthorizationRequired {
+        /// The member (`payment_authorization` itself, `nonce`, `signature`, …).
+        field: &'static str,
+        /// What the check found.
+        reason: String,
+    },
     /// The verifier's backend (the JSON-RPC node) could not be asked.
     #[error("deposit verifier unavailable: {reason}")]
     VerifierUnavailable {
@@ -193,6 +202,7 @@ impl PaymentError {
             Self::PayerProofInvalid { .. } => "payer_proof_invalid",
             Self::NotPayer { .. } => "not_payer",
             Self::X402Rejected { .. } => "payment_invalid",
+            Self::AuthorizationRequired { .. } => "payment_authorization_required",
             Self::VerifierUnavailable { .. } => "payment_verifier_unavailable",
             Self::TxAlreadyUsed { .. } => "tx_already_used",
             Self::ChannelNotFound { .. } => "channel_not_found",
@@ -220,8 +230,18 @@ impl PaymentError {
             Self::Closed { .. } => Some("channel_closed"),
             Self::InsufficientBalance { .. } => Some("insufficient_balance"),
             Self::DepositRejected { .. } => Some("deposit_not_verified"),
+            Self::AuthorizationRequired { .. } => Some("payment_authorization_required"),
             _ => None,
         }
+    }
+}
+
+/// `.field` after `payment_authorization`, unless the field is the object itself.
+fn field_path(field: &str) -> String {
+    if field == "payment_authorization" {
+        String::new()
+    } else {
+        format!(".{field}")
     }
 }
 

@@ -80,6 +80,7 @@ struct RawAuth {
     status: String,
     expires_at: i64,
     balance: i64,
+    escrow: bool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -140,7 +141,8 @@ impl Ledger {
     /// [`PaymentError::ChannelNotFound`].
     async fn channel_auth(&self, channel_id: &str) -> Result<RawAuth, PaymentError> {
         const AUTH: &str = "SELECT secret_sha256, secret_required, status, expires_at, \
-             deposit - used - held AS balance FROM channels WHERE id = $1";
+             deposit - used - held AS balance, escrow_id IS NOT NULL AS escrow \
+             FROM channels WHERE id = $1";
         let not_found = || PaymentError::ChannelNotFound {
             channel_id: channel_id.to_owned(),
         };
@@ -163,12 +165,28 @@ impl Ledger {
     /// channels, optional but checked when given for demo channels), not closed, not expired,
     /// balance ≥ amount. The reservation itself is one guarded `UPDATE` in the same
     /// transaction as the hold row, so concurrent holds can never overdraw the channel.
+    ///
+    /// An escrow channel is refused with [`PaymentError::AuthorizationRequired`]: its debits
+    /// go through [`Ledger::hold_escrow`], with the depositor's signed authorization.
     pub async fn hold(
         &self,
         channel_id: &str,
         secret: Option<&str>,
         amount_micros: i64,
         hold_id: &str,
+    ) -> Result<Hold, PaymentError> {
+        self.hold_checked(channel_id, secret, amount_micros, hold_id, false)
+            .await
+    }
+
+    /// [`Ledger::hold`]; `authorized` when the caller verified an escrow authorization.
+    pub(super) async fn hold_checked(
+        &self,
+        channel_id: &str,
+        secret: Option<&str>,
+        amount_micros: i64,
+        hold_id: &str,
+        authorized: bool,
     ) -> Result<Hold, PaymentError> {
         const RESERVE: &str = "UPDATE channels SET held = held + $2 \
              WHERE id = $1 AND status = 'open' AND expires_at > $3 \
@@ -185,6 +203,15 @@ impl Ledger {
         // Read-only checks first, outside the write slot: refusals never queue for it.
         let auth = self.channel_auth(channel_id).await?;
         check_secret(&auth, secret)?;
+        if auth.escrow && !authorized {
+            return Err(PaymentError::AuthorizationRequired {
+                field: "payment_authorization",
+                reason: format!(
+                    "required on escrow channel {channel_id}: a DebitAuthorization for \
+                     {amount_micros} base units signed by the depositor"
+                ),
+            });
+        }
         let now = now_ms();
         if auth.status == ChannelStatus::Closed.as_str() {
             return Err(PaymentError::Closed {

@@ -25,6 +25,7 @@
 pub mod chain;
 mod channels;
 mod error;
+pub mod escrow;
 mod holds;
 mod idempotency;
 pub mod payer_proof;
@@ -135,6 +136,8 @@ pub struct Ledger {
     live: crate::stats::LiveFeed,
     /// The hub's wallet, when configured: refunds on close, x402 settlement.
     payout: Option<Arc<refunds::Payout>>,
+    /// The escrow contract of non-custodial channels, when configured.
+    escrow: Option<Arc<escrow::Escrow>>,
 }
 
 impl Ledger {
@@ -146,6 +149,7 @@ impl Ledger {
             config,
             live: crate::stats::LiveFeed::default(),
             payout: None,
+            escrow: None,
         }
     }
 
@@ -208,6 +212,12 @@ impl Ledger {
                 }
                 if let Err(e) = ledger.reconcile_sends().await {
                     tracing::warn!(error = %e, "reconciling the wallet's sends failed");
+                }
+                if let Err(e) = ledger.collect_debits().await {
+                    tracing::warn!(error = %e, "collecting escrow debits failed");
+                }
+                if let Err(e) = ledger.settle_expired_escrow().await {
+                    tracing::warn!(error = %e, "settling expired escrow channels failed");
                 }
                 if let Err(e) = ledger.purge_idempotency().await {
                     tracing::error!(error = %e, "purging expired idempotency records failed");

@@ -64,6 +64,15 @@ impl Payout {
     }
 }
 
+/// Which contract a wallet transaction calls, with what gas limit.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ContractCall {
+    /// The contract.
+    pub contract: Address,
+    /// Gas limit.
+    pub gas: u64,
+}
+
 #[derive(sqlx::FromRow)]
 struct SendRow {
     tx_hash: String,
@@ -88,7 +97,7 @@ impl Ledger {
     }
 
     /// The stored send `id`, if any.
-    async fn find_send(&self, id: &str) -> Result<Option<SignedSend>, PaymentError> {
+    pub(crate) async fn find_send(&self, id: &str) -> Result<Option<SignedSend>, PaymentError> {
         const SQL: &str = "SELECT tx_hash, nonce, raw_tx FROM chain_sends WHERE id = $1";
         let row: Option<SendRow> = on_pool!(&self.store, |pool| {
             sqlx::query_as(SQL).bind(id).fetch_optional(pool).await?
@@ -108,6 +117,24 @@ impl Ledger {
         amount: i64,
         input: Vec<u8>,
     ) -> Result<(SignedSend, bool), PaymentError> {
+        let call = ContractCall {
+            contract: payout.token,
+            gas: super::chain::wallet::TOKEN_CALL_GAS,
+        };
+        self.record_call(payout, id, call, to, amount, input).await
+    }
+
+    /// As [`Ledger::record_send`], for a call of `input` on any contract (the escrow's
+    /// `debitChannel` and `settleChannel`); `to` and `amount` say who the call pays what.
+    pub(crate) async fn record_call(
+        &self,
+        payout: &Payout,
+        id: &str,
+        call: ContractCall,
+        to: Address,
+        amount: i64,
+        input: Vec<u8>,
+    ) -> Result<(SignedSend, bool), PaymentError> {
         const MAX_NONCE: &str = "SELECT MAX(nonce) FROM chain_sends";
         const INSERT: &str = "INSERT INTO chain_sends (id, to_address, amount, nonce, tx_hash, \
              raw_tx, state, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'signed', $7)";
@@ -122,7 +149,10 @@ impl Ledger {
         });
         let next_stored = stored.map_or(0, |n| u64::try_from(n).unwrap_or_default() + 1);
         let nonce = payout.wallet.pending_nonce().await?.max(next_stored);
-        let send = payout.wallet.sign_call(payout.token, input, nonce).await?;
+        let send = payout
+            .wallet
+            .sign_call_with_gas(call.contract, input, nonce, call.gas)
+            .await?;
         let nonce_db = i64::try_from(nonce)
             .map_err(|_| PaymentError::Corrupt("wallet nonce out of range".into()))?;
         on_pool_write!(&self.store, |pool| {

@@ -13,11 +13,14 @@
 //! | `evm_max_fee_gwei`      | `AIMARKET_EVM_MAX_FEE_GWEI`       | 100     |
 //! | `token_name`            | `AIMARKET_PAYMENT_TOKEN_NAME`     | `USD Coin` |
 //! | `token_version`         | `AIMARKET_PAYMENT_TOKEN_VERSION`  | `2`     |
+//! | `escrow_contract`       | `AIMARKET_ESCROW_CONTRACT`        | none    |
 //!
 //! The EVM deposit verifier is on when the first three are set (all or none). The RPC URL
 //! often embeds a provider API key, so it is never printed in full. The hub's wallet (a
 //! secp256k1 key, hex, from the file or the variable; never logged) needs the EVM settings:
-//! it refunds channels on close and settles x402 payments.
+//! it refunds channels on close and settles x402 payments. With `escrow_contract` too, the hub
+//! also mirrors non-custodial channels of that escrow contract (`contracts/AIMarketEscrow.sol`)
+//! and debits them with the depositors' signed authorizations.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -63,6 +66,9 @@ pub struct PaymentSettings {
     pub token_name: String,
     /// The token's EIP-712 domain version (`AIMARKET_PAYMENT_TOKEN_VERSION`; USDC: `2`).
     pub token_version: String,
+    /// The escrow contract of non-custodial channels (`AIMARKET_ESCROW_CONTRACT`); needs the
+    /// hub wallet.
+    pub escrow_contract: Option<EvmAddress>,
 }
 
 /// Default fee cap, gwei.
@@ -82,6 +88,7 @@ impl Default for PaymentSettings {
             evm_max_fee_gwei: DEFAULT_MAX_FEE_GWEI,
             token_name: "USD Coin".to_owned(),
             token_version: "2".to_owned(),
+            escrow_contract: None,
         }
     }
 }
@@ -110,6 +117,21 @@ impl PaymentSettings {
                 String::new(),
                 "the hub wallet needs the EVM settings (AIMARKET_EVM_RPC_URL, \
                  AIMARKET_PAYMENT_RECIPIENT, AIMARKET_PAYMENT_TOKEN_CONTRACT)"
+                    .to_owned(),
+            ));
+        }
+        if self.escrow_contract.is_some()
+            && self.wallet_key.is_none()
+            && self.wallet_key_path.is_none()
+        {
+            return Err((
+                "payments.escrow_contract",
+                self.escrow_contract
+                    .as_ref()
+                    .map(|a| a.as_str().to_owned())
+                    .unwrap_or_default(),
+                "escrow channels need the hub wallet (AIMARKET_WALLET_KEY or \
+                 AIMARKET_WALLET_KEY_PATH) and the EVM settings"
                     .to_owned(),
             ));
         }

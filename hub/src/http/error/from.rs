@@ -244,6 +244,12 @@ impl From<PaymentError> for ApiError {
             PaymentError::X402Rejected { .. } => {
                 Self::new(K::PaymentRequired, code::PAYMENT_INVALID, detail)
             }
+            PaymentError::AuthorizationRequired { field, .. } => Self::new(
+                K::PaymentRequired,
+                code::PAYMENT_AUTHORIZATION_REQUIRED,
+                detail,
+            )
+            .with_field("field", field),
             PaymentError::VerifierUnavailable { .. } => {
                 Self::new(K::Unavailable, code::PAYMENT_VERIFIER_UNAVAILABLE, detail)
                     .with_retry_after(5)
@@ -410,6 +416,20 @@ impl From<CatalogError> for ApiError {
 /// test to take its "open a channel and retry" path; the specific cause is `reason`, the
 /// ledger's code. `hub_payment` and `payment_ways[0]` say how to pay this hub.
 fn channel_refused(cause: PaymentError, option: &crate::invoke::HubPaymentOption) -> ApiError {
+    if let PaymentError::AuthorizationRequired { field, .. } = &cause {
+        // Its own code, so that a client learns the channel needs a signed debit, not money.
+        return ApiError::new(
+            ErrorKind::PaymentRequired,
+            code::PAYMENT_AUTHORIZATION_REQUIRED,
+            cause.to_string(),
+        )
+        .with_field("field", *field)
+        .with_field("reason", "payment_authorization_required")
+        .with_field("needed", option.needed)
+        .with_field("needed_base_units", option.needed_base_units.clone())
+        .with_field("hub_payment", option.to_json())
+        .with_field("payment_ways", Value::Array(vec![option.as_payment_way()]));
+    }
     let reason = cause.reason().unwrap_or(cause.code());
     let detail = format!(
         "{cause}; open a channel at this hub (POST {}) and retry with X-Payment-Channel \

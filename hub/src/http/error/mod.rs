@@ -104,6 +104,8 @@ pub mod code {
     pub const NOT_PAYER: &str = "not_payer";
     /// An x402 payment to the hub that does not pay (402).
     pub const PAYMENT_INVALID: &str = "payment_invalid";
+    /// 402: a paid call on an escrow channel without a valid `payment_authorization`.
+    pub const PAYMENT_AUTHORIZATION_REQUIRED: &str = "payment_authorization_required";
     /// The transaction already funded a channel.
     pub const TX_ALREADY_USED: &str = "tx_already_used";
     /// No payment channel with this id.

@@ -100,12 +100,25 @@ impl HubWallet {
         quantity(Some(&answer), "transaction count")
     }
 
-    /// Signs a call of `input` on `to` with `nonce`, fees from the node under the cap.
+    /// Signs a token call of `input` on `to` with `nonce` ([`TOKEN_CALL_GAS`]), fees from the
+    /// node under the cap.
     pub async fn sign_call(
         &self,
         to: Address,
         input: Vec<u8>,
         nonce: u64,
+    ) -> Result<SignedSend, PaymentError> {
+        self.sign_call_with_gas(to, input, nonce, TOKEN_CALL_GAS)
+            .await
+    }
+
+    /// Signs a call of `input` on `to` with `nonce` and a gas limit of `gas`.
+    pub async fn sign_call_with_gas(
+        &self,
+        to: Address,
+        input: Vec<u8>,
+        nonce: u64,
+        gas: u64,
     ) -> Result<SignedSend, PaymentError> {
         let tip = quantity(
             Some(&self.rpc.call("eth_maxPriorityFeePerGas", json!([])).await?),
@@ -121,7 +134,7 @@ impl HubWallet {
         let tx = TxEip1559 {
             chain_id: self.chain_id,
             nonce,
-            gas_limit: TOKEN_CALL_GAS,
+            gas_limit: gas,
             max_fee_per_gas: max_fee,
             max_priority_fee_per_gas: u128::from(tip).min(max_fee),
             to: TxKind::Call(to),
