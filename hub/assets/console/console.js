@@ -162,9 +162,67 @@ function openCapability(m) {
     ', trust ' + num(m.trust_score, 2) + ', p50 ' + m.p50_latency_ms + ' ms, from ' + m.source_hub;
   $('cap-explain').hidden = true;
   $('cap-pay').hidden = true;
+  $('cap-paid').hidden = true;
   $('cap-output').textContent = '';
   schemaForm(m.input_schema);
   $('capability').scrollIntoView();
+  capabilityDetails(m);
+}
+
+// A value for each property of `schema`: its example, default or first enum value, else a
+// placeholder of its type.
+function exampleInput(schema) {
+  const out = {};
+  const props = (schema && schema.properties) || {};
+  for (const [name, p] of Object.entries(props)) {
+    const q = p || {};
+    if (Array.isArray(q.examples) && q.examples.length) out[name] = q.examples[0];
+    else if (q.example !== undefined) out[name] = q.example;
+    else if (q.default !== undefined) out[name] = q.default;
+    else if (Array.isArray(q.enum) && q.enum.length) out[name] = q.enum[0];
+    else out[name] = { string: 'text', number: 1.5, integer: 1, boolean: true, array: [] }[q.type] ?? {};
+  }
+  return out;
+}
+
+// The example call, who listed the capability and with which key, and its trust breakdown
+// (the listing hub's reputation components). All text goes in with textContent.
+async function capabilityDetails(m) {
+  const body = { product_id: m.product_id, capability_id: m.capability_id, input: exampleInput(m.input_schema) };
+  const url = location.origin + API + '/invoke';
+  const json = JSON.stringify(body);
+  $('cap-example').textContent = 'POST ' + url + '\n' + JSON.stringify(body, null, 2) +
+    "\n\ncurl -s " + url + " -H 'Content-Type: application/json' -d '" + json.replace(/'/g, "'\\''") + "'";
+  say($('cap-key'), 'checking who lists it…');
+  clear($('cap-trust'));
+  const peers = await call('GET', API + '/federation/peers');
+  if (current !== m) return;
+  const all = peers.status === 200 ? [...(peers.data.peers || []), ...(peers.data.pending || [])] : [];
+  const p = all.find(x => x.url === m.source_hub);
+  if (p) {
+    say($('cap-key'), 'Listed by ' + p.url + ' (' + p.status + '). Its manifest\'s Ed25519 signature is ' +
+      'verified at every crawl with key ' + fingerprint(p) + ' (key source: ' + (p.key_source || 'unknown') +
+      '); last successful crawl ' + when(p.last_success) +
+      (p.last_error ? '; last error: ' + p.last_error : '; no error') + '.');
+  } else {
+    say($('cap-key'), 'Learned through another hub (a re-export of ' + m.source_hub + '): that hub\'s ' +
+      'signed manifest was verified with its pinned key.');
+  }
+  const rep = await call('GET', API + '/reputation/' + encodeURIComponent(m.source_hub));
+  if (current !== m) return;
+  const box = $('cap-trust');
+  clear(box);
+  if (rep.status !== 200) { box.append(el('li', {}, 'no reputation record: ' + refusal(rep))); return; }
+  const d = rep.data || {};
+  const c = d.components || {};
+  const w = d.weights || {};
+  box.append(el('li', {}, 'capability trust ' + num(m.trust_score, 3) + ', listing hub ' + num(d.trust_score, 3) +
+    (d.passes_floor ? ' (passes this hub\'s floor)' : ' (below this hub\'s floor)')));
+  for (const k of Object.keys(c)) {
+    box.append(el('li', { 'data-component': k }, k + ': ' + num(c[k], 3) +
+      (typeof w[k] === 'number' ? ' (weight ' + num(w[k], 2) + ')' : '')));
+  }
+  if (d.formula) box.append(el('li', {}, d.formula));
 }
 
 function explain402(r) {
@@ -199,10 +257,23 @@ async function runCapability() {
     headers['X-Payment-Channel-Secret'] = channel.channel_secret;
   }
   const body = { product_id: current.product_id, capability_id: current.capability_id, source_hub: current.source_hub, input };
+  $('cap-paid').hidden = true;
   const r = await call('POST', API + '/invoke', body, headers);
   if (r.status === 402) { explain402(r); say($('cap-output'), JSON.stringify(r.data, null, 2)); return; }
   $('cap-explain').hidden = true;
+  if (r.status === 200 && channel) showPaid(r.data || {});
   say($('cap-output'), 'HTTP ' + r.status + '\n' + JSON.stringify(r.data, null, 2), r.status >= 400);
+}
+
+// What a channel-funded call cost, from the hub's signed routing receipt.
+function showPaid(d) {
+  const receipt = d.routing_receipt;
+  if (!receipt) return;
+  const box = $('cap-paid');
+  box.textContent = 'Paid ' + usd(receipt.price_usd) + ' from demo channel ' + channel.channel_id +
+    ' (' + (receipt.payment_rail || 'channel') + '); receipt ' + (receipt.nonce || '—') +
+    (d.receipt ? ', with the provider\'s receipt' : '') + '.';
+  box.hidden = false;
 }
 
 async function payWithDemoChannel() {

@@ -19,7 +19,7 @@ mod summary;
 
 pub use changes::CatalogUpdate;
 pub use context::CrawlContext;
-pub use context::{PeerRejections, RUN_HISTORY, RunRejections};
+pub use crate::store::PeerRejections;
 pub use run::Progress;
 pub use scheduler::{CrawlService, CrawlTicket, RunOutcome, spawn_scheduler, trigger};
 pub use summary::{
