@@ -8,7 +8,7 @@ breakdown; a priced call's 402 explained, then paid through a
 demo channel opened from the page (the answer and the hub's receipt shown); a hostile
 description rendered inert; approving a pending peer and finding its capability searchable;
 an invocation made outside the browser (urllib, like curl) appearing in the live feed within
-2 s. On any failure it saves a screenshot to SCREENSHOT_PATH and exits 1.
+2 s, and in the per-capability and per-provider breakdowns. On any failure it saves a screenshot to SCREENSHOT_PATH and exits 1.
 """
 
 import json
@@ -166,6 +166,11 @@ def main(driver):
     WebDriverWait(driver, 2).until(lambda d: len(rows(d, "feed")) > before)
     assert time.monotonic() - sent <= 2.5
     assert "echo@v1" in rows(driver, "feed")[0].text
+    # Calls and revenue by capability and by provider; the chart can show one of them.
+    assert any("echo@v1" in r.text for r in rows(driver, "by-capability")), "no per-capability row"
+    assert rows(driver, "by-provider"), "no per-provider row"
+    options = [o.get_attribute("value") for o in driver.find_elements(By.CSS_SELECTOR, "#chart-by option")]
+    assert any(o.startswith("capability:") and "echo@v1" in o for o in options), options
 
 
 if __name__ == "__main__":

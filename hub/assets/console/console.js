@@ -338,7 +338,7 @@ async function loadFederation() {
     const preview = p.preview && typeof p.preview.capabilities_count === 'number' ? p.preview.capabilities_count : p.capability_count;
     pending.append(el('tr', { 'data-peer': p.url },
       el('td', {}, el('strong', {}, p.name || ''), el('br'), p.url),
-      el('td', {}, p.status), el('td', {}, String(preview)), el('td', {}, when(p.first_seen)),
+      el('td', {}, p.status), el('td', {}, String(preview), previewList(p.preview)), el('td', {}, when(p.first_seen)),
       el('td', {}, p.last_error || ''), el('td', {}, fingerprint(p)),
       el('td', {},
         actionButton('Approve', () => act('approve', 'POST', API + '/federation/peers/approve', { url: p.url })),
@@ -360,10 +360,31 @@ async function loadFederation() {
   }
 }
 
+// A pending peer's catalog preview (unapproved: fetched and verified, not indexed).
+function previewList(preview) {
+  if (!preview || !Array.isArray(preview.capabilities) || preview.capabilities.length === 0) return null;
+  const list = el('ul', { class: 'preview' });
+  for (const t of preview.capabilities) {
+    list.append(el('li', {}, (t.name || t.capability_id) + ' — ' + usd(t.price_usd) +
+      (t.description ? ': ' + t.description : '')));
+  }
+  return el('details', {}, el('summary', {}, (preview.verified ? 'verified' : 'unverified') + ' preview'), list);
+}
+
 // ---------- factory floor ----------
 let stream = null;
-const minutes = new Map();   // minute (ms) -> {calls, revenue}
+// Per series ('all', 'capability:<product/capability>', 'provider:<origin>'): minute (ms) ->
+// {calls, revenue}; and per capability and provider: totals.
+const series = new Map();
 const totals = { calls: 0, success: 0, pending: 0, revenue: 0 };
+const byCapability = new Map();
+const byProvider = new Map();
+
+function bump(map, key, e) {
+  const t = map.get(key) || { calls: 0, revenue: 0 };
+  t.calls += 1; t.revenue += e.price_usd || 0;
+  map.set(key, t);
+}
 
 function record(e) {
   totals.calls += 1;
@@ -372,9 +393,26 @@ function record(e) {
   totals.revenue += e.price_usd || 0;
   const at = Date.parse(e.timestamp) || Date.now();
   const minute = Math.floor(at / 60000) * 60000;
-  const m = minutes.get(minute) || { calls: 0, revenue: 0 };
-  m.calls += 1; m.revenue += e.price_usd || 0;
-  minutes.set(minute, m);
+  const capability = e.product_id + ' / ' + e.capability_id;
+  const provider = e.source_hub || '—';
+  bump(byCapability, capability, e);
+  bump(byProvider, provider, e);
+  for (const name of ['all', 'capability:' + capability, 'provider:' + provider]) {
+    if (!series.has(name)) {
+      series.set(name, new Map());
+      if (name !== 'all') $('chart-by').append(el('option', { value: name }, name.replace(':', ': ')));
+    }
+    bump(series.get(name), minute, e);
+  }
+}
+
+function breakdown(table, map) {
+  const body = $(table).tBodies[0];
+  clear(body);
+  const rows = [...map.entries()].sort((a, b) => b[1].revenue - a[1].revenue || b[1].calls - a[1].calls);
+  for (const [key, t] of rows.slice(0, 20)) {
+    body.append(el('tr', {}, el('td', {}, key), el('td', {}, String(t.calls)), el('td', {}, usd(t.revenue))));
+  }
 }
 
 function feedRow(e) {
@@ -391,6 +429,8 @@ function counters() {
   $('c-success').textContent = totals.success;
   $('c-402').textContent = totals.pending;
   $('c-revenue').textContent = totals.revenue.toFixed(6);
+  breakdown('by-capability', byCapability);
+  breakdown('by-provider', byProvider);
 }
 
 function draw() {
@@ -400,6 +440,7 @@ function draw() {
   g.clearRect(0, 0, w, h);
   const now = Math.floor(Date.now() / 60000) * 60000;
   const slots = [];
+  const minutes = series.get($('chart-by').value) || new Map();
   for (let i = 29; i >= 0; i--) slots.push(minutes.get(now - i * 60000) || { calls: 0, revenue: 0 });
   const maxCalls = Math.max(1, ...slots.map(s => s.calls));
   const maxRevenue = Math.max(1e-9, ...slots.map(s => s.revenue));
@@ -469,6 +510,7 @@ document.addEventListener('DOMContentLoaded', () => {
   $('search-form').addEventListener('submit', search);
   $('cap-run').addEventListener('click', runCapability);
   $('cap-pay').addEventListener('click', payWithDemoChannel);
+  $('chart-by').addEventListener('change', draw);
   $('crawl-now').addEventListener('click', () => act('crawl', 'POST', API + '/federation/crawl'));
   $('seed-form').addEventListener('submit', (e) => {
     e.preventDefault();
