@@ -275,10 +275,7 @@ impl Catalog {
         let version = self.store.catalog_version().await?;
         let invoke_url: Arc<str> = format!("{}{INVOKE_PATH}", self.public_url).into();
         let bps = self.routing_fee_bps;
-        let mut parts = Parts {
-            version,
-            ..Parts::default()
-        };
+        let mut parts = Parts::at(version);
         let mut after = 0;
         loop {
             let rows = self.store.list_capabilities(after, PAGE).await?;
@@ -419,10 +416,7 @@ mod tests {
     }
 
     fn parts_of(rows: &[CapabilityRow], version: i64) -> Parts {
-        let mut parts = Parts {
-            version,
-            ..Parts::default()
-        };
+        let mut parts = Parts::at(version);
         for row in rows {
             parts.put(built_tool(row, 100, URL).unwrap());
         }

@@ -139,6 +139,14 @@ impl std::fmt::Debug for Parts {
 }
 
 impl Parts {
+    /// No tools yet, at catalog `version`.
+    pub fn at(version: i64) -> Self {
+        Self {
+            version,
+            ..Self::default()
+        }
+    }
+
     /// Number of tools placed (and pending).
     pub fn len(&self) -> usize {
         self.keys.len()

@@ -268,6 +268,7 @@ impl Store {
                     .bind(&tools)
                     .execute(pool)
                     .await?
+                    .rows_affected()
             });
         }
         for chunk in clean.chunks(CLEAR_CHUNK) {
@@ -281,7 +282,7 @@ impl Store {
                     urls.push_bind(verdict.url.as_str());
                 }
                 query.push("))");
-                query.build().execute(pool).await?
+                query.build().execute(pool).await?.rows_affected()
             });
         }
         Ok(())
