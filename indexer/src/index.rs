@@ -433,7 +433,7 @@ fn distinct_hubs(segments: &[SegmentReader]) -> Result<usize> {
         };
         // Ords are dense (0..num_terms): a flag per ord, not a hash set per document, since
         // this runs after every commit over every live document of a segment with deletes.
-        let terms = usize::try_from(column.num_terms()).unwrap_or(0);
+        let terms = column.num_terms();
         let mut used = vec![false; terms];
         match segment.alive_bitset() {
             None => used.iter_mut().for_each(|u| *u = true),
