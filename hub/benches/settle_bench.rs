@@ -148,7 +148,10 @@ async fn run(n: usize) {
                 index_at = Some(written.elapsed());
             }
             if manifest_at.is_none()
-                && state.catalog.manifest_version().is_some_and(|v| v >= version)
+                && state
+                    .catalog
+                    .manifest_version()
+                    .is_some_and(|v| v >= version)
             {
                 manifest_at = Some(written.elapsed());
             }

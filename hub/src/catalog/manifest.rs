@@ -18,11 +18,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use aimarket_indexer::IndexedCapability;
 use aimarket_protocol::canonical::{Style, digest_hex, to_canonical_vec};
 use aimarket_protocol::signing::KeyPair;
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
-use aimarket_indexer::IndexedCapability;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
@@ -425,7 +425,14 @@ mod tests {
 
     fn build(rows: &[CapabilityRow], key: &KeyPair) -> RenderedManifest {
         let mut parts = parts_of(rows, 9);
-        render(&mut parts, key, "https://hub.example", Utc::now(), &HashMap::new()).unwrap()
+        render(
+            &mut parts,
+            key,
+            "https://hub.example",
+            Utc::now(),
+            &HashMap::new(),
+        )
+        .unwrap()
     }
 
     fn gunzip(body: &ManifestBody) -> Vec<u8> {
@@ -552,7 +559,11 @@ mod tests {
                 render(&mut parts, &key, "https://hub.example", at, &confirmed).unwrap();
             let mut fresh = parts_of(&store.values().cloned().collect::<Vec<_>>(), 2 + step);
             let full = render(&mut fresh, &key, "https://hub.example", at, &confirmed).unwrap();
-            assert_eq!(incremental.body.to_bytes(), full.body.to_bytes(), "step {step}");
+            assert_eq!(
+                incremental.body.to_bytes(),
+                full.body.to_bytes(),
+                "step {step}"
+            );
             assert_eq!(incremental.etag, full.etag);
             assert_eq!(incremental.capabilities, store.len());
             assert_eq!(gunzip(&incremental.gzip), full.body.to_bytes());

@@ -21,10 +21,10 @@
 
 pub mod manifest;
 pub mod params;
+mod parts;
 pub mod ranking;
 pub mod rows;
 mod search;
-mod parts;
 mod settle;
 mod sync;
 pub mod trust;

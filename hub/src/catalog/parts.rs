@@ -230,8 +230,10 @@ impl Parts {
             Some(s) => (s.tools, s.json, s.canonical),
             None => (Vec::new(), Bytes::new(), Bytes::new()),
         };
-        let mut merged: BTreeMap<i64, Entry> =
-            old_tools.into_iter().map(|t| (t.id, Entry::Old(t))).collect();
+        let mut merged: BTreeMap<i64, Entry> = old_tools
+            .into_iter()
+            .map(|t| (t.id, Entry::Old(t)))
+            .collect();
         for (id, change) in std::mem::take(&mut changes) {
             match change {
                 Change::Put(tool) => merged.insert(id, Entry::New(tool)),

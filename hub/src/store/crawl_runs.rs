@@ -146,9 +146,8 @@ impl TryFrom<RawRun> for CrawlRunRow {
     fn try_from(r: RawRun) -> Result<Self, StoreError> {
         let errors = serde_json::from_str(&r.errors)
             .map_err(|e| StoreError::Corrupt(format!("crawl run {} errors: {e}", r.id)))?;
-        let sample = serde_json::from_str(&r.rejected_tools_sample).map_err(|e| {
-            StoreError::Corrupt(format!("crawl run {} rejected tools: {e}", r.id))
-        })?;
+        let sample = serde_json::from_str(&r.rejected_tools_sample)
+            .map_err(|e| StoreError::Corrupt(format!("crawl run {} rejected tools: {e}", r.id)))?;
         Ok(CrawlRunRow {
             id: r.id,
             started_at: r.started_at,
@@ -292,14 +291,12 @@ impl Store {
     pub async fn peer_rejections(&self) -> Result<HashMap<String, PeerRejections>, StoreError> {
         const SQL: &str = "SELECT p.url, r.run_id, r.judged_at, r.rejected_tools, r.tools \
              FROM peer_rejections r JOIN peers p ON p.id = r.peer_id";
-        let rows: Vec<(String, i64, i64, i64, String)> = on_pool!(self, |pool| {
-            sqlx::query_as(SQL).fetch_all(pool).await?
-        });
+        let rows: Vec<(String, i64, i64, i64, String)> =
+            on_pool!(self, |pool| { sqlx::query_as(SQL).fetch_all(pool).await? });
         rows.into_iter()
             .map(|(url, run_id, at, count, tools)| {
-                let tools = serde_json::from_str(&tools).map_err(|e| {
-                    StoreError::Corrupt(format!("rejected tools of {url}: {e}"))
-                })?;
+                let tools = serde_json::from_str(&tools)
+                    .map_err(|e| StoreError::Corrupt(format!("rejected tools of {url}: {e}")))?;
                 let at = DateTime::from_timestamp_millis(at).unwrap_or_default();
                 Ok((
                     url,

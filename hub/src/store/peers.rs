@@ -187,9 +187,8 @@ impl Store {
     ) -> Result<std::collections::HashMap<i64, i64>, StoreError> {
         const SQL: &str = "SELECT id, last_success FROM peers \
              WHERE state = 'active' AND last_success IS NOT NULL";
-        let rows: Vec<(i64, i64)> = on_pool!(self, |pool| {
-            sqlx::query_as(SQL).fetch_all(pool).await?
-        });
+        let rows: Vec<(i64, i64)> =
+            on_pool!(self, |pool| { sqlx::query_as(SQL).fetch_all(pool).await? });
         Ok(rows.into_iter().collect())
     }
 

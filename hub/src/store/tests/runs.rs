@@ -85,7 +85,9 @@ pub(super) async fn peer_rejections_are_stored(ctx: Ctx) {
     let verdict = |url: &str, count: i64| PeerVerdict {
         url: url.to_owned(),
         count,
-        tools: (0..usize::try_from(count).unwrap()).map(|i| dropped(url, i)).collect(),
+        tools: (0..usize::try_from(count).unwrap())
+            .map(|i| dropped(url, i))
+            .collect(),
     };
     let unknown = verdict("https://unknown.example", 1);
     store
