@@ -292,7 +292,7 @@ impl Store {
         const SQL: &str = "SELECT p.url, r.run_id, r.judged_at, r.rejected_tools, r.tools \
              FROM peer_rejections r JOIN peers p ON p.id = r.peer_id";
         let rows: Vec<(String, i64, i64, i64, String)> =
-            on_pool!(self, |pool| { sqlx::query_as(SQL).fetch_all(pool).await? });
+            on_pool!(self, |pool| sqlx::query_as(SQL).fetch_all(pool).await?);
         rows.into_iter()
             .map(|(url, run_id, at, count, tools)| {
                 let tools = serde_json::from_str(&tools)

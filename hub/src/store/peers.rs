@@ -188,7 +188,7 @@ impl Store {
         const SQL: &str = "SELECT id, last_success FROM peers \
              WHERE state = 'active' AND last_success IS NOT NULL";
         let rows: Vec<(i64, i64)> =
-            on_pool!(self, |pool| { sqlx::query_as(SQL).fetch_all(pool).await? });
+            on_pool!(self, |pool| sqlx::query_as(SQL).fetch_all(pool).await?);
         Ok(rows.into_iter().collect())
     }
 
