@@ -186,7 +186,8 @@ impl AppState {
     /// [`AppState::publish_catalog_update`] instead.
     pub fn apply_catalog_update(&self, update: CatalogUpdate) {
         self.catalog_changed();
-        self.catalog_updates.send_replace(update);
+        self.catalog_updates
+            .send_modify(|current| current.supersede(update));
     }
 
     /// Read-your-writes: waits (at most [`crate::catalog::SETTLE_TIMEOUT`]) until search and

@@ -431,16 +431,26 @@ fn distinct_hubs(segments: &[SegmentReader]) -> Result<usize> {
         let Some(column) = segment.fast_fields().str(HUB)? else {
             continue;
         };
-        let mut ords: HashSet<u64> = HashSet::new();
+        // Ords are dense (0..num_terms): a flag per ord, not a hash set per document, since
+        // this runs after every commit over every live document of a segment with deletes.
+        let terms = column.num_terms();
+        let mut used = vec![false; terms];
         match segment.alive_bitset() {
-            None => ords.extend(0..column.num_terms() as u64),
+            None => used.iter_mut().for_each(|u| *u = true),
             Some(alive) => {
+                let ords = column.ords();
                 for doc in alive.iter_alive() {
-                    ords.extend(column.ords().values_for_doc(doc));
+                    for ord in ords.values_for_doc(doc) {
+                        if let Some(u) = usize::try_from(ord).ok().and_then(|o| used.get_mut(o)) {
+                            *u = true;
+                        }
+                    }
                 }
             }
         }
-        for ord in ords {
+        let ords = used.iter().enumerate().filter(|(_, u)| **u);
+        for (ord, _) in ords {
+            let ord = ord as u64;
             let mut hub = String::new();
             column
                 .ord_to_str(ord, &mut hub)

@@ -3,10 +3,12 @@
 usage: console_browser.py HUB_URL ADMIN_TOKEN PENDING_PEER_URL SCREENSHOT_PATH
 
 Checks, in one browser session: admin actions refused without the token; search and a filter;
-a free call run from the capability page; a priced call's 402 explained; a hostile
+a free call run from the capability page; a capability page's example, key status and trust
+breakdown; a priced call's 402 explained, then paid through a
+demo channel opened from the page (the answer and the hub's receipt shown); a hostile
 description rendered inert; approving a pending peer and finding its capability searchable;
 an invocation made outside the browser (urllib, like curl) appearing in the live feed within
-2 s. On any failure it saves a screenshot to SCREENSHOT_PATH and exits 1.
+2 s, and in the per-capability and per-provider breakdowns. On any failure it saves a screenshot to SCREENSHOT_PATH and exits 1.
 """
 
 import json
@@ -114,8 +116,27 @@ def main(driver):
     [r for r in rows(driver, "results") if r.get_attribute("data-capability") == "priced@v1"][0].click()
     wait(driver, "the input form", lambda d: d.find_element(By.CSS_SELECTOR, "#cap-form [data-field=text]")).send_keys("x")
     driver.find_element(By.ID, "cap-run").click()
+    # The page shows an example call, who lists it with which key, and its trust breakdown.
+    assert "priced@v1" in text(driver, "#cap-example") and "curl" in text(driver, "#cap-example")
+    key = wait(driver, "the key status", lambda d: "Ed25519" in text(d, "#cap-key") and text(d, "#cap-key"))
+    assert "SHA256:" in key and "Listed by" in key, key
+    wait(driver, "the trust breakdown", lambda d: d.find_elements(By.CSS_SELECTOR, "#cap-trust [data-component=age]"))
     wait(driver, "the 402 explanation", lambda d: d.find_element(By.ID, "cap-explain").is_displayed())
     assert "Payment required" in text(driver, "#cap-explain"), text(driver, "#cap-explain")
+
+    # Paid with a demo channel opened from the page: the answer and the receipt are shown.
+    pay = driver.find_element(By.ID, "cap-pay")
+    assert pay.is_displayed(), "no demo-channel payment offered"
+    pay.click()
+    wait(driver, "the paid call's answer", lambda d: "HTTP 200" in text(d, "#cap-output"))
+    answer = json.loads(text(driver, "#cap-output").split("\n", 1)[1])
+    receipt = answer["routing_receipt"]
+    assert receipt["payment_rail"] == "hub_channel", receipt
+    assert abs(receipt["price_usd"] - 0.0101) < 1e-9, receipt
+    assert answer.get("receipt"), answer
+    paid = wait(driver, "the payment summary", lambda d: d.find_element(By.ID, "cap-paid").is_displayed() and text(d, "#cap-paid"))
+    assert receipt["nonce"] in paid and "demo channel" in paid, paid
+    assert not driver.find_element(By.ID, "cap-explain").is_displayed()
 
     # The token, entered once for this tab, enables approve; the peer becomes searchable.
     driver.get(HUB + "/#federation")
@@ -145,6 +166,11 @@ def main(driver):
     WebDriverWait(driver, 2).until(lambda d: len(rows(d, "feed")) > before)
     assert time.monotonic() - sent <= 2.5
     assert "echo@v1" in rows(driver, "feed")[0].text
+    # Calls and revenue by capability and by provider; the chart can show one of them.
+    assert any("echo@v1" in r.text for r in rows(driver, "by-capability")), "no per-capability row"
+    assert rows(driver, "by-provider"), "no per-provider row"
+    options = [o.get_attribute("value") for o in driver.find_elements(By.CSS_SELECTOR, "#chart-by option")]
+    assert any(o.startswith("capability:") and "echo@v1" in o for o in options), options
 
 
 if __name__ == "__main__":

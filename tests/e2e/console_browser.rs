@@ -16,6 +16,7 @@ use aimarket_hub::crawl::CatalogUpdate;
 use reqwest::StatusCode;
 
 use crate::federation::{ANNOUNCE, server_with, signed};
+use crate::invoke_payments::API_KEY;
 
 const REQUIREMENTS: [&str; 1] = ["selenium==4.35.0"];
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/console_browser.py");
@@ -64,10 +65,8 @@ async fn the_console_works_in_a_real_browser() {
     let Some(python) = tokio::task::spawn_blocking(python).await.unwrap() else {
         return;
     };
-    let hub = TestHub::builder()
-        .settings(|s| s.open_admission = true)
-        .start()
-        .await;
+    // The priced tool is paid by the hub with its API key at the provider; demo payments on,
+    // so the console can open a demo channel and pay the hub.
     let provider = FakeProvider::builder()
         .tool(FakeTool::echo("echo@v1"))
         .tool(
@@ -75,10 +74,19 @@ async fn the_console_works_in_a_real_browser() {
                 .priced(0.01)
                 .behaving(Behaviour::Priced {
                     price_usd: 0.01,
-                    api_key: None,
+                    api_key: Some(API_KEY.to_owned()),
                 }),
         )
         .tool(FakeTool::echo("hostile@v1"))
+        .start()
+        .await;
+    let credentials = format!("{}=apikey:{API_KEY}", provider.url);
+    let hub = TestHub::builder()
+        .settings(|s| {
+            s.open_admission = true;
+            s.demo_payments = true;
+            s.invoke.peer_credentials = credentials.parse().unwrap();
+        })
         .start()
         .await;
     let mut catalog = provider.catalog();

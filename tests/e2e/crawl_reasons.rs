@@ -1,13 +1,16 @@
 //! Reasons are kept and shown (issue #15): tools a crawl drops are listed with their reason
 //! in the crawl answer (a sample), per peer in `GET …/federation/peers` and per run in
-//! `GET …/federation/crawls`; a peer's admission state is `status` everywhere (`state`
-//! stays in the listing as a deprecated alias).
+//! `GET …/federation/crawls`, and still after a restart (they are stored); a peer's
+//! admission state is `status` everywhere (`state` stays in the listing as a deprecated
+//! alias).
 
+use aimarket_e2e::TestHub;
 use aimarket_e2e::catalog_server::{CatalogServer, tool, tools};
+use aimarket_hub::settings::Seed;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::crawl::{crawl, peer, peers, start_hub};
+use crate::crawl::{crawl, peer, peers};
 
 const CRAWLS: &str = "/ai-market/v2/federation/crawls";
 
@@ -18,7 +21,15 @@ async fn dropped_tools_are_listed_with_their_reasons() {
     bad["price_per_call_usd"] = serde_json::json!(-5.0);
     listed.push(bad);
     let a = CatalogServer::with_tools(listed).await;
-    let hub = start_hub(None, &[&a.url], |_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let seed: Seed = a.url.parse().unwrap();
+    let start = || {
+        TestHub::builder()
+            .data_dir(dir.path())
+            .settings(|s| s.seeds = vec![seed.clone()])
+            .start()
+    };
+    let hub = start().await;
 
     let body = crawl(&hub).await;
     let stats = &body["stats"];
@@ -52,6 +63,27 @@ async fn dropped_tools_are_listed_with_their_reasons() {
     assert_eq!(runs[1]["rejected_tools"], 1, "{history}");
     assert_dropped(&runs[1]["rejected_tools_sample"][0], &a.url);
     assert_eq!(runs[0]["rejected_tools"], 0, "{history}");
+
+    // Stored: a restarted hub (or any other replica) shows the same reasons.
+    hub.stop().await;
+    let hub = start().await;
+    let listed = peers(&hub).await;
+    let p = peer(&listed, &a.url);
+    assert_eq!(p["rejected_tools"]["count"], 1, "{p}");
+    assert_eq!(p["rejected_tools"]["run_id"], body["run_id"], "{p}");
+    assert_dropped(&p["rejected_tools"]["tools"][0], &a.url);
+    let (status, after) = hub.get(CRAWLS).await;
+    assert_eq!(status, StatusCode::OK, "{after}");
+    // The restarted hub may have crawled its seed since: the earlier runs read the same.
+    for run in runs {
+        let again = after["runs"]
+            .as_array()
+            .expect("runs")
+            .iter()
+            .find(|r| r["run_id"] == run["run_id"]);
+        assert_eq!(again, Some(run), "the same run after a restart: {after}");
+    }
+    hub.stop().await;
 }
 
 fn assert_dropped(entry: &Value, url: &str) {

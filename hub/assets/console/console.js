@@ -162,9 +162,67 @@ function openCapability(m) {
     ', trust ' + num(m.trust_score, 2) + ', p50 ' + m.p50_latency_ms + ' ms, from ' + m.source_hub;
   $('cap-explain').hidden = true;
   $('cap-pay').hidden = true;
+  $('cap-paid').hidden = true;
   $('cap-output').textContent = '';
   schemaForm(m.input_schema);
   $('capability').scrollIntoView();
+  capabilityDetails(m);
+}
+
+// A value for each property of `schema`: its example, default or first enum value, else a
+// placeholder of its type.
+function exampleInput(schema) {
+  const out = {};
+  const props = (schema && schema.properties) || {};
+  for (const [name, p] of Object.entries(props)) {
+    const q = p || {};
+    if (Array.isArray(q.examples) && q.examples.length) out[name] = q.examples[0];
+    else if (q.example !== undefined) out[name] = q.example;
+    else if (q.default !== undefined) out[name] = q.default;
+    else if (Array.isArray(q.enum) && q.enum.length) out[name] = q.enum[0];
+    else out[name] = { string: 'text', number: 1.5, integer: 1, boolean: true, array: [] }[q.type] ?? {};
+  }
+  return out;
+}
+
+// The example call, who listed the capability and with which key, and its trust breakdown
+// (the listing hub's reputation components). All text goes in with textContent.
+async function capabilityDetails(m) {
+  const body = { product_id: m.product_id, capability_id: m.capability_id, input: exampleInput(m.input_schema) };
+  const url = location.origin + API + '/invoke';
+  const json = JSON.stringify(body);
+  $('cap-example').textContent = 'POST ' + url + '\n' + JSON.stringify(body, null, 2) +
+    "\n\ncurl -s " + url + " -H 'Content-Type: application/json' -d '" + json.replace(/'/g, "'\\''") + "'";
+  say($('cap-key'), 'checking who lists it…');
+  clear($('cap-trust'));
+  const peers = await call('GET', API + '/federation/peers');
+  if (current !== m) return;
+  const all = peers.status === 200 ? [...(peers.data.peers || []), ...(peers.data.pending || [])] : [];
+  const p = all.find(x => x.url === m.source_hub);
+  if (p) {
+    say($('cap-key'), 'Listed by ' + p.url + ' (' + p.status + '). Its manifest\'s Ed25519 signature is ' +
+      'verified at every crawl with key ' + fingerprint(p) + ' (key source: ' + (p.key_source || 'unknown') +
+      '); last successful crawl ' + when(p.last_success) +
+      (p.last_error ? '; last error: ' + p.last_error : '; no error') + '.');
+  } else {
+    say($('cap-key'), 'Learned through another hub (a re-export of ' + m.source_hub + '): that hub\'s ' +
+      'signed manifest was verified with its pinned key.');
+  }
+  const rep = await call('GET', API + '/reputation/' + encodeURIComponent(m.source_hub));
+  if (current !== m) return;
+  const box = $('cap-trust');
+  clear(box);
+  if (rep.status !== 200) { box.append(el('li', {}, 'no reputation record: ' + refusal(rep))); return; }
+  const d = rep.data || {};
+  const c = d.components || {};
+  const w = d.weights || {};
+  box.append(el('li', {}, 'capability trust ' + num(m.trust_score, 3) + ', listing hub ' + num(d.trust_score, 3) +
+    (d.passes_floor ? ' (passes this hub\'s floor)' : ' (below this hub\'s floor)')));
+  for (const k of Object.keys(c)) {
+    box.append(el('li', { 'data-component': k }, k + ': ' + num(c[k], 3) +
+      (typeof w[k] === 'number' ? ' (weight ' + num(w[k], 2) + ')' : '')));
+  }
+  if (d.formula) box.append(el('li', {}, d.formula));
 }
 
 function explain402(r) {
@@ -199,10 +257,23 @@ async function runCapability() {
     headers['X-Payment-Channel-Secret'] = channel.channel_secret;
   }
   const body = { product_id: current.product_id, capability_id: current.capability_id, source_hub: current.source_hub, input };
+  $('cap-paid').hidden = true;
   const r = await call('POST', API + '/invoke', body, headers);
   if (r.status === 402) { explain402(r); say($('cap-output'), JSON.stringify(r.data, null, 2)); return; }
   $('cap-explain').hidden = true;
+  if (r.status === 200 && channel) showPaid(r.data || {});
   say($('cap-output'), 'HTTP ' + r.status + '\n' + JSON.stringify(r.data, null, 2), r.status >= 400);
+}
+
+// What a channel-funded call cost, from the hub's signed routing receipt.
+function showPaid(d) {
+  const receipt = d.routing_receipt;
+  if (!receipt) return;
+  const box = $('cap-paid');
+  box.textContent = 'Paid ' + usd(receipt.price_usd) + ' from demo channel ' + channel.channel_id +
+    ' (' + (receipt.payment_rail || 'channel') + '); receipt ' + (receipt.nonce || '—') +
+    (d.receipt ? ', with the provider\'s receipt' : '') + '.';
+  box.hidden = false;
 }
 
 async function payWithDemoChannel() {
@@ -267,7 +338,7 @@ async function loadFederation() {
     const preview = p.preview && typeof p.preview.capabilities_count === 'number' ? p.preview.capabilities_count : p.capability_count;
     pending.append(el('tr', { 'data-peer': p.url },
       el('td', {}, el('strong', {}, p.name || ''), el('br'), p.url),
-      el('td', {}, p.status), el('td', {}, String(preview)), el('td', {}, when(p.first_seen)),
+      el('td', {}, p.status), el('td', {}, String(preview), previewList(p.preview)), el('td', {}, when(p.first_seen)),
       el('td', {}, p.last_error || ''), el('td', {}, fingerprint(p)),
       el('td', {},
         actionButton('Approve', () => act('approve', 'POST', API + '/federation/peers/approve', { url: p.url })),
@@ -289,10 +360,31 @@ async function loadFederation() {
   }
 }
 
+// A pending peer's catalog preview (unapproved: fetched and verified, not indexed).
+function previewList(preview) {
+  if (!preview || !Array.isArray(preview.capabilities) || preview.capabilities.length === 0) return null;
+  const list = el('ul', { class: 'preview' });
+  for (const t of preview.capabilities) {
+    list.append(el('li', {}, (t.name || t.capability_id) + ' — ' + usd(t.price_usd) +
+      (t.description ? ': ' + t.description : '')));
+  }
+  return el('details', {}, el('summary', {}, (preview.verified ? 'verified' : 'unverified') + ' preview'), list);
+}
+
 // ---------- factory floor ----------
 let stream = null;
-const minutes = new Map();   // minute (ms) -> {calls, revenue}
+// Per series ('all', 'capability:<product/capability>', 'provider:<origin>'): minute (ms) ->
+// {calls, revenue}; and per capability and provider: totals.
+const series = new Map();
 const totals = { calls: 0, success: 0, pending: 0, revenue: 0 };
+const byCapability = new Map();
+const byProvider = new Map();
+
+function bump(map, key, e) {
+  const t = map.get(key) || { calls: 0, revenue: 0 };
+  t.calls += 1; t.revenue += e.price_usd || 0;
+  map.set(key, t);
+}
 
 function record(e) {
   totals.calls += 1;
@@ -301,9 +393,26 @@ function record(e) {
   totals.revenue += e.price_usd || 0;
   const at = Date.parse(e.timestamp) || Date.now();
   const minute = Math.floor(at / 60000) * 60000;
-  const m = minutes.get(minute) || { calls: 0, revenue: 0 };
-  m.calls += 1; m.revenue += e.price_usd || 0;
-  minutes.set(minute, m);
+  const capability = e.product_id + ' / ' + e.capability_id;
+  const provider = e.source_hub || '—';
+  bump(byCapability, capability, e);
+  bump(byProvider, provider, e);
+  for (const name of ['all', 'capability:' + capability, 'provider:' + provider]) {
+    if (!series.has(name)) {
+      series.set(name, new Map());
+      if (name !== 'all') $('chart-by').append(el('option', { value: name }, name.replace(':', ': ')));
+    }
+    bump(series.get(name), minute, e);
+  }
+}
+
+function breakdown(table, map) {
+  const body = $(table).tBodies[0];
+  clear(body);
+  const rows = [...map.entries()].sort((a, b) => b[1].revenue - a[1].revenue || b[1].calls - a[1].calls);
+  for (const [key, t] of rows.slice(0, 20)) {
+    body.append(el('tr', {}, el('td', {}, key), el('td', {}, String(t.calls)), el('td', {}, usd(t.revenue))));
+  }
 }
 
 function feedRow(e) {
@@ -320,6 +429,8 @@ function counters() {
   $('c-success').textContent = totals.success;
   $('c-402').textContent = totals.pending;
   $('c-revenue').textContent = totals.revenue.toFixed(6);
+  breakdown('by-capability', byCapability);
+  breakdown('by-provider', byProvider);
 }
 
 function draw() {
@@ -329,6 +440,7 @@ function draw() {
   g.clearRect(0, 0, w, h);
   const now = Math.floor(Date.now() / 60000) * 60000;
   const slots = [];
+  const minutes = series.get($('chart-by').value) || new Map();
   for (let i = 29; i >= 0; i--) slots.push(minutes.get(now - i * 60000) || { calls: 0, revenue: 0 });
   const maxCalls = Math.max(1, ...slots.map(s => s.calls));
   const maxRevenue = Math.max(1e-9, ...slots.map(s => s.revenue));
@@ -398,6 +510,7 @@ document.addEventListener('DOMContentLoaded', () => {
   $('search-form').addEventListener('submit', search);
   $('cap-run').addEventListener('click', runCapability);
   $('cap-pay').addEventListener('click', payWithDemoChannel);
+  $('chart-by').addEventListener('change', draw);
   $('crawl-now').addEventListener('click', () => act('crawl', 'POST', API + '/federation/crawl'));
   $('seed-form').addEventListener('submit', (e) => {
     e.preventDefault();

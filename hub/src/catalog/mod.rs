@@ -11,9 +11,9 @@
 //!   index, at worst an older one, which the version check then rebuilds.
 //! - [`params`]: the typed search parameters; search: running a search (index, then the
 //!   plugin `rank` chain by blocks, see [`ranking`]).
-//! - [`manifest`]: the signed `GET /ai-market/v2/manifest` document, rebuilt off the request
-//!   path whenever the catalog changes (and every [`manifest::REFRESH_INTERVAL`] so its
-//!   `generated_at` stays fresh for crawlers).
+//! - [`manifest`]: the signed `GET /ai-market/v2/manifest` document, updated off the request
+//!   path whenever the catalog changes (only the changed parts, see `parts`) and rebuilt in
+//!   full every [`manifest::REFRESH_INTERVAL`] so its `generated_at` stays fresh for crawlers.
 //! - settle: read-your-writes, [`Catalog::settle`] waits (bounded) until search and the
 //!   manifest both show a catalog version, so a write's answer describes what clients see.
 //! - [`trust`]: THE function that says how much a capability is trusted.
@@ -21,6 +21,7 @@
 
 pub mod manifest;
 pub mod params;
+mod parts;
 pub mod ranking;
 pub mod rows;
 mod search;
@@ -39,7 +40,7 @@ use aimarket_protocol::ProtocolError;
 use aimarket_protocol::signing::KeyPair;
 use tokio::sync::watch;
 
-pub use manifest::{ManifestCache, RenderedManifest};
+pub use manifest::{ManifestBody, ManifestCache, RenderedManifest};
 pub use params::{HubFilter, ParamError, SearchParams};
 pub use ranking::{QualityRanker, RANK_BLOCK};
 pub use search::SearchOutcome;
@@ -136,6 +137,9 @@ pub struct Catalog {
     /// and must be rebuilt whatever its version says.
     needs_rebuild: AtomicBool,
     manifest: ManifestCache,
+    /// The manifest's parts as last published, for incremental updates (`None` before the
+    /// first build and after a failed one).
+    manifest_parts: tokio::sync::Mutex<Option<parts::Parts>>,
     /// Bumped after each index sync and manifest build, for [`Catalog::settle`].
     progress: settle::Progress,
     /// Counters.
@@ -218,6 +222,7 @@ impl Catalog {
             signing_key,
             needs_rebuild: AtomicBool::new(needs_rebuild),
             manifest: ManifestCache::default(),
+            manifest_parts: tokio::sync::Mutex::new(None),
             progress: settle::Progress::default(),
             stats: CatalogStats::default(),
             stop: watch::Sender::new(false),

@@ -8,7 +8,8 @@
 //!    version; otherwise (an update was missed) rebuild from the store. The rebuild reads the
 //!    version *before* the rows, so a change racing it is applied again by the next update,
 //!    which is idempotent, rather than lost;
-//! 2. manifest: rebuilt after every update, and every `manifest::REFRESH_INTERVAL`.
+//! 2. manifest: brought to every update (incrementally when the update's `since` covers it,
+//!    by the same rule), and rebuilt in full every `manifest::REFRESH_INTERVAL`.
 //!
 //! A failed sync is retried after [`RETRY_AFTER`]. Rebuilds stream the store in pages
 //! through a bounded channel into the blocking index writer, so memory stays flat at any
@@ -104,7 +105,7 @@ async fn sleep_or_forever(wait: Option<Duration>) {
     }
 }
 
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, CatalogError> + Send + 'static,
 ) -> Result<T, CatalogError> {
     tokio::task::spawn_blocking(f)
@@ -156,16 +157,23 @@ impl Catalog {
         }
     }
 
-    /// Rebuilds the manifest at startup, after each catalog change and every
-    /// [`REFRESH_INTERVAL`]; a failed build is retried after [`RETRY_AFTER`].
+    /// Builds the manifest at startup, brings it to each catalog update (incrementally when
+    /// it can, see [`Catalog::update_manifest`]) and rebuilds it in full every
+    /// [`REFRESH_INTERVAL`]; a failed build is retried after [`RETRY_AFTER`] (in full).
     async fn run_manifest(&self, mut updates: watch::Receiver<CatalogUpdate>) {
         let mut stop = self.stop.subscribe();
+        let mut full = true;
         loop {
             if self.is_closed() {
                 return;
             }
-            updates.borrow_and_update();
-            let wait = match self.refresh_manifest().await {
+            let update = updates.borrow_and_update().clone();
+            let built = if full {
+                self.refresh_manifest().await
+            } else {
+                self.update_manifest(&update).await
+            };
+            let wait = match built {
                 Ok(_) => {
                     self.progress.bump();
                     REFRESH_INTERVAL
@@ -180,9 +188,10 @@ impl Catalog {
                     if changed.is_err() {
                         return;
                     }
+                    full = false;
                 }
                 _ = stop.wait_for(|stopped| *stopped) => return,
-                () = tokio::time::sleep(wait) => {}
+                () = tokio::time::sleep(wait) => full = true,
             }
         }
     }

@@ -37,6 +37,26 @@ impl CatalogUpdate {
         }
     }
 
+    /// Makes `next` the latest update. Writers publish after their commit, so an older
+    /// change can be published after a newer one (a crawl and a reputation recompute
+    /// racing): replacing the newer update with it would lose the newer one's keys for a
+    /// subscriber that had not read it yet. So an older update is folded into the newer one
+    /// instead (the later version, the earlier `since`, both key lists: re-reading a key is
+    /// idempotent).
+    pub fn supersede(&mut self, next: CatalogUpdate) {
+        if next.version >= self.version {
+            *self = next;
+            return;
+        }
+        self.since = match (self.since, next.since) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            _ => None,
+        };
+        self.added.extend(next.added);
+        self.changed.extend(next.changed);
+        self.removed.extend(next.removed);
+    }
+
     /// Number of keys touched.
     pub fn len(&self) -> usize {
         self.added.len() + self.changed.len() + self.removed.len()
@@ -219,5 +239,34 @@ mod tests {
         let mut log = ChangeLog::new(3);
         log.peers_changed(true);
         assert_eq!(log.finish(3).expect("published").since, None);
+    }
+
+    #[test]
+    fn an_older_update_published_late_is_folded_into_the_newer_one() {
+        let newer = log_update(12, Some(11), "b");
+        let older = log_update(11, Some(10), "a");
+        let mut current = CatalogUpdate::initial(10);
+        current.supersede(newer.clone());
+        assert_eq!(current, newer);
+        current.supersede(older);
+        assert_eq!(current.version, 12);
+        assert_eq!(current.since, Some(10));
+        assert_eq!(current.changed.len(), 2, "both key lists: {current:?}");
+        // A newer one replaces.
+        current.supersede(log_update(13, Some(12), "c"));
+        assert_eq!(current.changed.len(), 1);
+    }
+
+    fn log_update(version: i64, since: Option<i64>, key: &str) -> CatalogUpdate {
+        CatalogUpdate {
+            version,
+            since,
+            changed: vec![CapabilityKey {
+                origin: "https://p.example".into(),
+                product_id: "p".into(),
+                capability_id: key.into(),
+            }],
+            ..CatalogUpdate::default()
+        }
     }
 }

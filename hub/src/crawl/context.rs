@@ -2,7 +2,7 @@
 //! once from the settings and shared by the hub's scheduler, the admin endpoint, the CLI
 //! and the benchmark.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use aimarket_crawler::{
@@ -11,9 +11,9 @@ use aimarket_crawler::{
 use chrono::{DateTime, Utc};
 
 use super::CrawlRunError;
-use super::summary::{CrawlSummary, ToolRejection};
+use super::summary::CrawlSummary;
 use crate::settings::Settings;
-use crate::store::{Store, normalize_origin};
+use crate::store::{PeerVerdict, Store, StoreError, normalize_origin};
 
 /// Per-peer facts kept in memory instead of the database, so that a crawl of unchanged
 /// peers writes nothing (issue 3: "100 unchanged peers cost … no database writes").
@@ -27,38 +27,6 @@ pub(crate) struct PeerMemory {
     well_known_checked: HashMap<String, DateTime<Utc>>,
     /// When each peer last answered 304 (a successful crawl that wrote nothing).
     confirmed: HashMap<String, DateTime<Utc>>,
-    /// Each peer's dropped tools as judged by the last run that read a new manifest of it
-    /// (a 304 keeps them: the manifest, hence the verdict, did not change).
-    rejections: HashMap<String, PeerRejections>,
-    /// The last [`RUN_HISTORY`] runs' dropped tools, newest first.
-    runs: VecDeque<RunRejections>,
-}
-
-/// Runs whose dropped tools are remembered (`GET /ai-market/v2/federation/crawls`).
-pub const RUN_HISTORY: usize = 20;
-
-/// A peer's dropped tools, as its last new manifest was judged.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct PeerRejections {
-    /// The run that judged it.
-    pub run_id: i64,
-    /// When that run started.
-    pub at: DateTime<Utc>,
-    /// How many tools were dropped.
-    pub count: usize,
-    /// The first `MAX_REJECTED_PER_PEER` of them with their reasons.
-    pub tools: Vec<ToolRejection>,
-}
-
-/// One run's dropped tools (the sample of its summary).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct RunRejections {
-    /// The run.
-    pub run_id: i64,
-    /// How many tools it dropped.
-    pub count: u64,
-    /// Its sample, with reasons.
-    pub tools: Vec<ToolRejection>,
 }
 
 /// Shared inputs of crawl runs. Cheap to share behind an `Arc`; the fetcher inside keeps
@@ -169,43 +137,26 @@ impl CrawlContext {
         memory.confirmed.retain(|o, _| known.contains(o));
     }
 
-    /// Records a finished run's dropped tools, per peer and in the run history (bounded,
-    /// newest first), and forgets peers the store no longer has. Kept in memory like the
-    /// other per-peer facts: lost on restart, local to the replica that ran the crawl.
-    pub(crate) fn remember_run(&self, summary: &CrawlSummary, known: &HashSet<String>) {
-        let mut memory = self.memory();
-        for peer in summary.peers.iter().filter(|p| p.status == "updated") {
-            memory.rejections.insert(
-                peer.url.clone(),
-                PeerRejections {
-                    run_id: summary.run_id,
-                    at: summary.started_at,
-                    count: peer.rejected_tools,
-                    tools: peer.rejected.clone(),
-                },
-            );
-        }
-        memory.rejections.retain(|o, _| known.contains(o));
-        memory.runs.push_front(RunRejections {
-            run_id: summary.run_id,
-            count: summary.rejected_tools,
-            tools: summary.rejected_tools_sample.clone(),
-        });
-        memory.runs.truncate(RUN_HISTORY);
-    }
-
-    /// `origin`'s dropped tools as its last new manifest was judged, if this process knows.
-    pub fn rejections(&self, origin: &str) -> Option<PeerRejections> {
-        self.memory().rejections.get(origin).cloned()
-    }
-
-    /// The dropped tools of run `run_id`, if it is among the last [`RUN_HISTORY`] runs of
-    /// this process.
-    pub fn run_rejections(&self, run_id: i64) -> Option<RunRejections> {
-        self.memory()
-            .runs
+    /// Stores a finished run's verdict on each peer whose new manifest it judged (a 304
+    /// keeps the previous verdict: the manifest, hence the verdict, did not change). The
+    /// run's own count and sample are stored with its row.
+    pub(crate) async fn record_rejections(&self, summary: &CrawlSummary) -> Result<(), StoreError> {
+        let verdicts: Vec<PeerVerdict> = summary
+            .peers
             .iter()
-            .find(|r| r.run_id == run_id)
-            .cloned()
+            .filter(|p| p.status == "updated")
+            .map(|p| PeerVerdict {
+                url: p.url.clone(),
+                count: i64::try_from(p.rejected_tools).unwrap_or(i64::MAX),
+                tools: p.rejected.clone(),
+            })
+            .collect();
+        self.store
+            .record_peer_rejections(
+                summary.run_id,
+                summary.started_at.timestamp_millis(),
+                &verdicts,
+            )
+            .await
     }
 }

@@ -17,9 +17,9 @@ mod run;
 pub mod scheduler;
 mod summary;
 
+pub use crate::store::PeerRejections;
 pub use changes::CatalogUpdate;
 pub use context::CrawlContext;
-pub use context::{PeerRejections, RUN_HISTORY, RunRejections};
 pub use run::Progress;
 pub use scheduler::{CrawlService, CrawlTicket, RunOutcome, spawn_scheduler, trigger};
 pub use summary::{

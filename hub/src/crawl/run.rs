@@ -108,6 +108,8 @@ impl CrawlContext {
                         peer: String::new(),
                         error: e.to_string(),
                     }],
+                    rejected_tools: 0,
+                    rejected_tools_sample: Vec::new(),
                 };
                 if let Err(finish) = self.store.finish_run(run_id, &failed).await {
                     tracing::warn!(run_id, error = %finish, "cannot mark the crawl run failed");
@@ -194,7 +196,7 @@ impl CrawlContext {
         let mut summary = run.summary;
         summary.catalog_update = run.log.finish(version);
         summary.finished_at = Utc::now();
-        self.remember_run(&summary, &known);
+        self.record_rejections(&summary).await?;
         Ok(summary)
     }
 

@@ -15,18 +15,7 @@ pub const MAX_REJECTED_PER_PEER: usize = 20;
 /// Most dropped tools kept (with their reasons) in a run's sample, over all peers.
 pub const MAX_REJECTED_SAMPLE: usize = 50;
 
-/// One tool of a verified manifest dropped by the crawl, and why.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ToolRejection {
-    /// The peer whose manifest held it.
-    pub peer: String,
-    /// Its index in the manifest's `tools` array.
-    pub index: usize,
-    /// Its `name`, when it was a string (stranger-provided text: escape it when shown).
-    pub name: Option<String>,
-    /// Why it was dropped.
-    pub reason: String,
-}
+pub use crate::store::ToolRejection;
 
 impl ToolRejection {
     /// The first [`MAX_REJECTED_PER_PEER`] of a catalog's dropped tools.
@@ -157,8 +146,8 @@ impl CrawlSummary {
     }
 
     /// A finished run as stored (another replica's run, joined through the crawl lease):
-    /// the stored totals and errors; what is not stored (`peers`, `peers_updated`,
-    /// `rejected_tools`, pending counts) is zero or empty.
+    /// the stored totals, errors and dropped tools; what is not stored (`peers`,
+    /// `peers_updated`, pending counts) is zero or empty.
     pub(crate) fn from_stored(row: &CrawlRunRow) -> Self {
         let count = |n: i64| u64::try_from(n).unwrap_or(0);
         let at = |ms: i64| DateTime::from_timestamp_millis(ms).unwrap_or_default();
@@ -168,6 +157,8 @@ impl CrawlSummary {
         summary.capabilities_indexed = count(row.summary.capabilities_indexed);
         summary.not_modified = count(row.summary.not_modified);
         summary.rejected = count(row.summary.rejected);
+        summary.rejected_tools = count(row.summary.rejected_tools);
+        summary.rejected_tools_sample = row.summary.rejected_tools_sample.clone();
         summary.errors = row
             .summary
             .errors
@@ -197,6 +188,8 @@ impl CrawlSummary {
                     error: e.error.clone(),
                 })
                 .collect(),
+            rejected_tools: count(self.rejected_tools),
+            rejected_tools_sample: self.rejected_tools_sample.clone(),
         }
     }
 }

@@ -12,11 +12,12 @@
 //!   `unapproved`) once one was fetched. Each peer carries its admission `status` (`state`
 //!   is a deprecated alias) and `rejected_tools`: the tools its last new manifest had
 //!   dropped, with reasons (`{run_id, at, count, tools: [{peer, index, name, reason}]}`,
-//!   at most `crawl::MAX_REJECTED_PER_PEER`; `null` when this process has not judged one).
-//! - `GET /ai-market/v2/federation/crawls`: the last runs, newest first, with refused peers
-//!   (`errors`) and dropped tools (`rejected_tools_sample`; `null` for runs this replica
-//!   did not make since it started). `DELETE …/peers?url=` (admin) removes a peer
-//!   (`http::announce`).
+//!   at most `crawl::MAX_REJECTED_PER_PEER`; `null` when none was dropped). Stored, so every
+//!   replica and a restarted hub show the same.
+//! - `GET /ai-market/v2/federation/crawls`: the last 20 runs, newest first, with refused
+//!   peers (`errors`) and dropped tools (`rejected_tools` and `rejected_tools_sample`, at
+//!   most `crawl::MAX_REJECTED_SAMPLE`, stored with the run). `DELETE …/peers?url=` (admin)
+//!   removes a peer (`http::announce`).
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
@@ -37,7 +38,7 @@ pub const PEERS_PATH: &str = "/ai-market/v2/federation/peers";
 /// Path of the crawl history.
 pub const CRAWLS_PATH: &str = "/ai-market/v2/federation/crawls";
 /// Runs listed by the crawl history.
-const CRAWL_HISTORY: u32 = crawl::RUN_HISTORY as u32;
+const CRAWL_HISTORY: u32 = 20;
 
 /// Registers the crawl trigger and the peers list.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -153,29 +154,22 @@ fn peer_json(
 async fn list_peers(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let rows = state.store.list_peers(None).await?;
     let context = state.crawl.context();
+    let mut rejections = state.store.peer_rejections().await?;
     let (active, pending): (Vec<&PeerRow>, Vec<&PeerRow>) =
         rows.iter().partition(|p| p.state == PeerState::Active);
-    let render = |peers: Vec<&PeerRow>| -> Vec<Value> {
+    let mut render = |peers: Vec<&PeerRow>| -> Vec<Value> {
         peers
             .into_iter()
-            .map(|p| {
-                peer_json(
-                    p,
-                    context.last_confirmed(&p.url),
-                    context.rejections(&p.url),
-                )
-            })
+            .map(|p| peer_json(p, context.last_confirmed(&p.url), rejections.remove(&p.url)))
             .collect()
     };
+    let active = render(active);
     let previews = crate::federation::preview::previews(&state.store).await?;
     let pending: Vec<Value> = pending
         .into_iter()
         .map(|p| {
-            let mut entry = peer_json(
-                p,
-                context.last_confirmed(&p.url),
-                context.rejections(&p.url),
-            );
+            let dropped = rejections.remove(&p.url);
+            let mut entry = peer_json(p, context.last_confirmed(&p.url), dropped);
             // Pending peers are not scored (admission comes first, spec §2.4).
             entry["trust_score"] = Value::Null;
             if let Some(preview) = previews.get(&p.id) {
@@ -186,7 +180,7 @@ async fn list_peers(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         .collect();
     let (count, pending_count) = (active.len(), pending.len());
     Ok(HttpResponse::Ok().json(json!({
-        "peers": render(active),
+        "peers": active,
         "count": count,
         "pending": pending,
         "pending_count": pending_count,
@@ -198,11 +192,9 @@ async fn list_peers(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 /// since it started) their dropped tools.
 async fn list_crawls(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let rows = state.store.last_runs(CRAWL_HISTORY).await?;
-    let context = state.crawl.context();
     let runs: Vec<Value> = rows
         .iter()
         .map(|run| {
-            let dropped = context.run_rejections(run.id);
             json!({
                 "run_id": run.id,
                 "status": run.summary.status.as_str(),
@@ -215,8 +207,8 @@ async fn list_crawls(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
                 "errors": run.summary.errors.iter()
                     .map(|e| json!({"url": e.peer, "error": e.error}))
                     .collect::<Vec<_>>(),
-                "rejected_tools": dropped.as_ref().map(|d| d.count),
-                "rejected_tools_sample": dropped.map(|d| d.tools),
+                "rejected_tools": run.summary.rejected_tools,
+                "rejected_tools_sample": run.summary.rejected_tools_sample,
             })
         })
         .collect();

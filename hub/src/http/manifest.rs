@@ -3,8 +3,10 @@
 //! [`crate::catalog::manifest`]). `If-None-Match` answers 304; `Accept-Encoding: gzip`
 //! gets the precompressed copy.
 
+use std::convert::Infallible;
 use std::time::Duration;
 
+use actix_web::body::SizedStream;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 
@@ -106,7 +108,10 @@ async fn get_manifest(
     if gzip {
         response.insert_header((header::CONTENT_ENCODING, HeaderValue::from_static("gzip")));
     }
-    Ok(response.body(body.clone()))
+    // The document's shared chunks, streamed with their total length (no copy per request).
+    let chunks = body.chunks().to_vec();
+    let stream = futures_util::stream::iter(chunks.into_iter().map(Ok::<_, Infallible>));
+    Ok(response.body(SizedStream::new(body.len(), stream)))
 }
 
 #[cfg(test)]

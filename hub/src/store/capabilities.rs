@@ -277,35 +277,70 @@ impl Store {
 
     /// The visible rows for these keys (keys not in the visible catalog are skipped), for
     /// applying a [`CatalogDiff`](super::CatalogDiff)'s `added` and `changed` keys.
+    ///
+    /// More keys than one statement takes are read in one read transaction (a snapshot:
+    /// SQLite's WAL read transaction, PostgreSQL's repeatable read), so the rows never mix
+    /// states before and after a write committed between two statements (a peer's trust
+    /// changing halfway through would publish two scores for one peer).
     pub async fn get_capabilities_by_keys(
         &self,
         keys: &[super::CapabilityKey],
     ) -> Result<Vec<CapabilityRow>, StoreError> {
-        let mut out = Vec::with_capacity(keys.len());
-        for chunk in keys.chunks(KEY_CHUNK) {
-            let rows: Vec<RawCapability> = on_pool!(self, |pool| {
-                // The keys drive the join so each one is an index lookup, not a scan.
-                let mut query =
-                    sqlx::QueryBuilder::new(concat!(capability_columns!(), " FROM (VALUES "));
-                let mut first = true;
-                for key in chunk {
-                    query.push(if first { "(" } else { ", (" });
-                    first = false;
-                    query.push_bind(key.origin.as_str()).push(", ");
-                    query.push_bind(key.product_id.as_str()).push(", ");
-                    query.push_bind(key.capability_id.as_str()).push(")");
+        /// One statement per chunk of keys on `$conn`.
+        macro_rules! by_keys {
+            ($conn:expr) => {{
+                let mut rows: Vec<RawCapability> = Vec::with_capacity(keys.len());
+                for chunk in keys.chunks(KEY_CHUNK) {
+                    // The keys drive the join so each one is an index lookup, not a scan.
+                    let mut query =
+                        sqlx::QueryBuilder::new(concat!(capability_columns!(), " FROM (VALUES "));
+                    let mut first = true;
+                    for key in chunk {
+                        query.push(if first { "(" } else { ", (" });
+                        first = false;
+                        query.push_bind(key.origin.as_str()).push(", ");
+                        query.push_bind(key.product_id.as_str()).push(", ");
+                        query.push_bind(key.capability_id.as_str()).push(")");
+                    }
+                    query.push(concat!(
+                        ") AS k CROSS JOIN capabilities c CROSS JOIN peers p",
+                        reputation_join!(),
+                        " WHERE c.origin = k.column1 AND c.product_id = k.column2 \
+                         AND c.capability_id = k.column3 AND p.id = c.peer_id \
+                         AND p.state = 'active' ORDER BY c.id",
+                    ));
+                    let page: Vec<RawCapability> =
+                        query.build_query_as().fetch_all(&mut *$conn).await?;
+                    rows.extend(page);
                 }
-                query.push(concat!(
-                    ") AS k CROSS JOIN capabilities c CROSS JOIN peers p",
-                    reputation_join!(),
-                    " WHERE c.origin = k.column1 AND c.product_id = k.column2 \
-                     AND c.capability_id = k.column3 AND p.id = c.peer_id \
-                     AND p.state = 'active' ORDER BY c.id",
-                ));
-                query.build_query_as().fetch_all(pool).await?
-            });
-            out.extend(convert(rows)?);
+                rows
+            }};
         }
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<RawCapability> = match self {
+            Store::Sqlite(db) => {
+                let mut tx = db.pool().begin().await?;
+                let rows = by_keys!(tx);
+                tx.commit().await?;
+                rows
+            }
+            Store::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                if keys.len() > KEY_CHUNK {
+                    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let rows = by_keys!(tx);
+                tx.commit().await?;
+                rows
+            }
+        };
+        let mut out = convert(rows)?;
+        // Each statement is ordered by id; the whole answer is too.
+        out.sort_by_key(|r| r.id);
         Ok(out)
     }
 

@@ -1,8 +1,54 @@
-//! Crawl run bookkeeping: one row per crawl, started and finished by the crawl job.
+//! Crawl run bookkeeping: one row per crawl, started and finished by the crawl job, with the
+//! tools it dropped and why; and each peer's dropped tools as its last new manifest was
+//! judged (`peer_rejections`). Both are stored, so every replica and a restarted hub show
+//! the same reasons.
 
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError, now_ms, on_pool};
+
+/// Peers per statement when clearing verdicts.
+const CLEAR_CHUNK: usize = 300;
+
+/// One tool of a verified manifest dropped by the crawl, and why (stored as JSON).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolRejection {
+    /// The peer whose manifest held it.
+    pub peer: String,
+    /// Its index in the manifest's `tools` array.
+    pub index: usize,
+    /// Its `name`, when it was a string (stranger-provided text: escape it when shown).
+    pub name: Option<String>,
+    /// Why it was dropped.
+    pub reason: String,
+}
+
+/// A peer's dropped tools, as its last new manifest was judged.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PeerRejections {
+    /// The run that judged it.
+    pub run_id: i64,
+    /// When that run started.
+    pub at: DateTime<Utc>,
+    /// How many tools were dropped.
+    pub count: i64,
+    /// The first of them (at most 20) with their reasons.
+    pub tools: Vec<ToolRejection>,
+}
+
+/// A peer's verdict to record: its origin, how many tools were dropped, and the kept ones.
+#[derive(Debug, Clone)]
+pub struct PeerVerdict {
+    /// The peer's origin.
+    pub url: String,
+    /// How many tools its manifest had dropped.
+    pub count: i64,
+    /// The kept sample, with reasons.
+    pub tools: Vec<ToolRejection>,
+}
 
 /// Lifecycle of a crawl run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -61,6 +107,10 @@ pub struct RunSummary {
     pub rejected: i64,
     /// Per-peer failures.
     pub errors: Vec<RunError>,
+    /// Tools of verified manifests dropped one by one.
+    pub rejected_tools: i64,
+    /// A sample of them with their reasons (bounded by the crawl).
+    pub rejected_tools_sample: Vec<ToolRejection>,
 }
 
 /// A stored crawl run. Timestamps are unix milliseconds.
@@ -87,6 +137,8 @@ struct RawRun {
     rejected: i64,
     errors: String,
     status: String,
+    rejected_tools: i64,
+    rejected_tools_sample: String,
 }
 
 impl TryFrom<RawRun> for CrawlRunRow {
@@ -94,6 +146,8 @@ impl TryFrom<RawRun> for CrawlRunRow {
     fn try_from(r: RawRun) -> Result<Self, StoreError> {
         let errors = serde_json::from_str(&r.errors)
             .map_err(|e| StoreError::Corrupt(format!("crawl run {} errors: {e}", r.id)))?;
+        let sample = serde_json::from_str(&r.rejected_tools_sample)
+            .map_err(|e| StoreError::Corrupt(format!("crawl run {} rejected tools: {e}", r.id)))?;
         Ok(CrawlRunRow {
             id: r.id,
             started_at: r.started_at,
@@ -105,6 +159,8 @@ impl TryFrom<RawRun> for CrawlRunRow {
                 not_modified: r.not_modified,
                 rejected: r.rejected,
                 errors,
+                rejected_tools: r.rejected_tools,
+                rejected_tools_sample: sample,
             },
         })
     }
@@ -127,9 +183,11 @@ impl Store {
     pub async fn finish_run(&self, run_id: i64, summary: &RunSummary) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE crawl_runs SET finished_at = $2, status = $3, \
              peers_reached = $4, capabilities_indexed = $5, not_modified = $6, rejected = $7, \
-             errors = $8 WHERE id = $1";
+             errors = $8, rejected_tools = $9, rejected_tools_sample = $10 WHERE id = $1";
         let errors = serde_json::to_string(&summary.errors)
             .map_err(|e| StoreError::Corrupt(format!("crawl run errors: {e}")))?;
+        let sample = serde_json::to_string(&summary.rejected_tools_sample)
+            .map_err(|e| StoreError::Corrupt(format!("crawl run rejected tools: {e}")))?;
         let done = on_pool!(self, |pool| {
             sqlx::query(SQL)
                 .bind(run_id)
@@ -140,6 +198,8 @@ impl Store {
                 .bind(summary.not_modified)
                 .bind(summary.rejected)
                 .bind(&errors)
+                .bind(summary.rejected_tools)
+                .bind(&sample)
                 .execute(pool)
                 .await?
                 .rows_affected()
@@ -153,8 +213,8 @@ impl Store {
     /// Run `run_id`, if it exists (another replica's run, when its lease is released).
     pub async fn crawl_run(&self, run_id: i64) -> Result<Option<CrawlRunRow>, StoreError> {
         const SQL: &str = "SELECT id, started_at, finished_at, peers_reached, \
-             capabilities_indexed, not_modified, rejected, errors, status \
-             FROM crawl_runs WHERE id = $1";
+             capabilities_indexed, not_modified, rejected, errors, status, rejected_tools, \
+             rejected_tools_sample FROM crawl_runs WHERE id = $1";
         let row: Option<RawRun> = on_pool!(self, |pool| {
             sqlx::query_as(SQL)
                 .bind(run_id)
@@ -167,8 +227,8 @@ impl Store {
     /// The `n` most recent runs, newest first.
     pub async fn last_runs(&self, n: u32) -> Result<Vec<CrawlRunRow>, StoreError> {
         const SQL: &str = "SELECT id, started_at, finished_at, peers_reached, \
-             capabilities_indexed, not_modified, rejected, errors, status \
-             FROM crawl_runs ORDER BY id DESC LIMIT $1";
+             capabilities_indexed, not_modified, rejected, errors, status, rejected_tools, \
+             rejected_tools_sample FROM crawl_runs ORDER BY id DESC LIMIT $1";
         let rows: Vec<RawRun> = on_pool!(self, |pool| {
             sqlx::query_as(SQL)
                 .bind(i64::from(n))
@@ -176,5 +236,78 @@ impl Store {
                 .await?
         });
         rows.into_iter().map(CrawlRunRow::try_from).collect()
+    }
+
+    /// Records the verdicts of run `run_id` (started at `at`, unix ms) on the peers whose new
+    /// manifest it judged: each replaces the peer's previous one; a verdict without dropped
+    /// tools clears it. Peers unknown to the store are skipped.
+    pub async fn record_peer_rejections(
+        &self,
+        run_id: i64,
+        at: i64,
+        verdicts: &[PeerVerdict],
+    ) -> Result<(), StoreError> {
+        const UPSERT: &str = "INSERT INTO peer_rejections \
+             (peer_id, run_id, judged_at, rejected_tools, tools) \
+             SELECT id, $2, $3, $4, $5 FROM peers WHERE url = $1 \
+             ON CONFLICT (peer_id) DO UPDATE SET run_id = excluded.run_id, \
+             judged_at = excluded.judged_at, rejected_tools = excluded.rejected_tools, \
+             tools = excluded.tools";
+        let (dropped, clean): (Vec<&PeerVerdict>, Vec<&PeerVerdict>) =
+            verdicts.iter().partition(|v| v.count > 0);
+        for verdict in dropped {
+            let tools = serde_json::to_string(&verdict.tools)
+                .map_err(|e| StoreError::Corrupt(format!("rejected tools: {e}")))?;
+            on_pool!(self, |pool| {
+                sqlx::query(UPSERT)
+                    .bind(&verdict.url)
+                    .bind(run_id)
+                    .bind(at)
+                    .bind(verdict.count)
+                    .bind(&tools)
+                    .execute(pool)
+                    .await?
+                    .rows_affected()
+            });
+        }
+        for chunk in clean.chunks(CLEAR_CHUNK) {
+            on_pool!(self, |pool| {
+                let mut query = sqlx::QueryBuilder::new(
+                    "DELETE FROM peer_rejections WHERE peer_id IN \
+                     (SELECT id FROM peers WHERE url IN (",
+                );
+                let mut urls = query.separated(", ");
+                for verdict in chunk {
+                    urls.push_bind(verdict.url.as_str());
+                }
+                query.push("))");
+                query.build().execute(pool).await?.rows_affected()
+            });
+        }
+        Ok(())
+    }
+
+    /// Every peer's last recorded verdict with dropped tools, by peer origin.
+    pub async fn peer_rejections(&self) -> Result<HashMap<String, PeerRejections>, StoreError> {
+        const SQL: &str = "SELECT p.url, r.run_id, r.judged_at, r.rejected_tools, r.tools \
+             FROM peer_rejections r JOIN peers p ON p.id = r.peer_id";
+        let rows: Vec<(String, i64, i64, i64, String)> =
+            on_pool!(self, |pool| sqlx::query_as(SQL).fetch_all(pool).await?);
+        rows.into_iter()
+            .map(|(url, run_id, at, count, tools)| {
+                let tools = serde_json::from_str(&tools)
+                    .map_err(|e| StoreError::Corrupt(format!("rejected tools of {url}: {e}")))?;
+                let at = DateTime::from_timestamp_millis(at).unwrap_or_default();
+                Ok((
+                    url,
+                    PeerRejections {
+                        run_id,
+                        at,
+                        count,
+                        tools,
+                    },
+                ))
+            })
+            .collect()
     }
 }

@@ -36,7 +36,9 @@ pub use capabilities::{CapabilityKey, CapabilityRow, CountByOrigin, CountByPeer}
 pub(crate) use catalog::BUMP_VERSION;
 pub use catalog::{CatalogDiff, NewCapability};
 pub use checkpoint::CHECKPOINT_INTERVAL;
-pub use crawl_runs::{CrawlRunRow, RunError, RunStatus, RunSummary};
+pub use crawl_runs::{
+    CrawlRunRow, PeerRejections, PeerVerdict, RunError, RunStatus, RunSummary, ToolRejection,
+};
 pub use error::StoreError;
 pub use peer_types::{CrawlSuccess, KeySource, NewPeer, PeerRow, PeerState, Validators};
 

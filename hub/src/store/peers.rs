@@ -180,6 +180,18 @@ impl Store {
         rows.into_iter().map(PeerRow::try_from).collect()
     }
 
+    /// Each active peer's last successful crawl (unix ms), by peer id: what the manifest's
+    /// `by_hub.last_crawl` takes as a confirmation of the peer's listing.
+    pub async fn active_peer_successes(
+        &self,
+    ) -> Result<std::collections::HashMap<i64, i64>, StoreError> {
+        const SQL: &str = "SELECT id, last_success FROM peers \
+             WHERE state = 'active' AND last_success IS NOT NULL";
+        let rows: Vec<(i64, i64)> =
+            on_pool!(self, |pool| sqlx::query_as(SQL).fetch_all(pool).await?);
+        Ok(rows.into_iter().collect())
+    }
+
     /// Moves a peer between `pending` and `active`. Its stored capabilities become visible
     /// (`added`) or hidden (`removed`) accordingly, so the catalog version is bumped and the
     /// diff names them. Setting the current state again writes nothing.

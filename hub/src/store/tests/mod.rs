@@ -173,6 +173,7 @@ store_cases!(
     catalog::concurrent_writers_all_succeed,
     catalog::unknown_peer_is_an_error,
     runs::crawl_run_bookkeeping,
+    runs::peer_rejections_are_stored,
 );
 
 /// A tool on `origin` whose content is determined by `rev`.

@@ -1,7 +1,7 @@
 //! Crawl run bookkeeping.
 
 use super::Ctx;
-use crate::store::{RunError, RunStatus, RunSummary};
+use crate::store::{PeerVerdict, RunError, RunStatus, RunSummary, ToolRejection};
 
 pub(super) async fn crawl_run_bookkeeping(ctx: Ctx) {
     let store = &ctx.store;
@@ -26,6 +26,8 @@ pub(super) async fn crawl_run_bookkeeping(ctx: Ctx) {
                 error: "generated_at is 9 days old: \"quoted\" \u{2028} ünïcode".into(),
             },
         ],
+        rejected_tools: 41,
+        rejected_tools_sample: vec![dropped("https://a.example", 3)],
     };
     store.finish_run(first, &summary).await.unwrap();
 
@@ -50,6 +52,8 @@ pub(super) async fn crawl_run_bookkeeping(ctx: Ctx) {
         not_modified: 0,
         rejected: 0,
         errors: vec![],
+        rejected_tools: 0,
+        rejected_tools_sample: Vec::new(),
     };
     store.finish_run(second, &failed).await.unwrap();
     let latest = store.last_runs(1).await.unwrap();
@@ -58,4 +62,58 @@ pub(super) async fn crawl_run_bookkeeping(ctx: Ctx) {
 
     let err = store.finish_run(second + 100, &failed).await.unwrap_err();
     assert_eq!(err.code(), "crawl_run_not_found");
+}
+
+fn dropped(peer: &str, index: usize) -> ToolRejection {
+    ToolRejection {
+        peer: peer.to_owned(),
+        index,
+        name: Some(format!("prod.tool{index} «ü»")),
+        reason: "source_hub: not a public address".to_owned(),
+    }
+}
+
+/// Each peer's verdict is stored (replacing the previous one), cleared by a verdict without
+/// dropped tools, and gone with the peer.
+pub(super) async fn peer_rejections_are_stored(ctx: Ctx) {
+    let store = &ctx.store;
+    let a = "https://a.example";
+    let b = "https://b.example";
+    store.upsert_seed_peer(a, None).await.unwrap();
+    let peer_b = store.upsert_seed_peer(b, None).await.unwrap();
+    assert!(store.peer_rejections().await.unwrap().is_empty());
+    let verdict = |url: &str, count: i64| PeerVerdict {
+        url: url.to_owned(),
+        count,
+        tools: (0..usize::try_from(count).unwrap())
+            .map(|i| dropped(url, i))
+            .collect(),
+    };
+    let unknown = verdict("https://unknown.example", 1);
+    store
+        .record_peer_rejections(7, 1_000, &[verdict(a, 2), verdict(b, 1), unknown])
+        .await
+        .unwrap();
+    let stored = store.peer_rejections().await.unwrap();
+    assert_eq!(stored.len(), 2, "unknown peers are skipped: {stored:?}");
+    assert_eq!(stored[a].run_id, 7);
+    assert_eq!(stored[a].count, 2);
+    assert_eq!(stored[a].at.timestamp_millis(), 1_000);
+    assert_eq!(stored[a].tools, vec![dropped(a, 0), dropped(a, 1)]);
+
+    // The next verdicts replace (a) and clear (b) the previous ones.
+    store
+        .record_peer_rejections(8, 2_000, &[verdict(a, 1), verdict(b, 0)])
+        .await
+        .unwrap();
+    let stored = store.peer_rejections().await.unwrap();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!((stored[a].run_id, stored[a].count), (8, 1));
+
+    store
+        .record_peer_rejections(9, 3_000, &[verdict(b, 1)])
+        .await
+        .unwrap();
+    store.delete_peer(peer_b.id).await.unwrap();
+    assert!(!store.peer_rejections().await.unwrap().contains_key(b));
 }
