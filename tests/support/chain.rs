@@ -9,7 +9,7 @@
 //! tests send transactions with `eth_sendTransaction` and sign proofs with the keys.
 //!
 //! The hub's binary tests (`hub/tests/it`) include this file too (`#[path]`), for the kill -9
-//! test around channel close.
+//! tests around channel close and escrow debits.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

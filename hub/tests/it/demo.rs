@@ -12,10 +12,11 @@ use serde_json::Value;
 use crate::support::{WAIT, client, hub};
 
 /// A running `demo` child with its printed walkthrough and hub URL; killed on drop.
-struct DemoChild {
+pub(crate) struct DemoChild {
     child: Child,
     text: String,
-    hub_url: String,
+    /// The demo hub's `http://ADDR`.
+    pub(crate) hub_url: String,
 }
 
 impl Drop for DemoChild {
@@ -25,7 +26,8 @@ impl Drop for DemoChild {
     }
 }
 
-fn start_demo(dir: &Path, port_file: &Path) -> DemoChild {
+/// Starts `aimarket-hub demo` (temporary files under `dir`) and waits for its walkthrough.
+pub(crate) fn start_demo(dir: &Path, port_file: &Path) -> DemoChild {
     let mut child = hub()
         .args(["demo", "--listen", "127.0.0.1:0", "--port-file"])
         .arg(port_file)

@@ -3,8 +3,12 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "../../../tests/support/chain.rs"]
+#[allow(dead_code)]
+mod chain;
 mod crawl_cli;
 mod demo;
+mod escrow_crash;
 mod keygen;
 mod refund_crash;
 mod replica;

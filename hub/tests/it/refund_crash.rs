@@ -8,17 +8,14 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-#[path = "../../../tests/support/chain.rs"]
-#[allow(dead_code)]
-mod chain;
-
+use super::chain::{Chain, DEV_KEYS, dev_account, open_body};
 use super::support::{Served, client};
-use chain::{Chain, DEV_KEYS, dev_account, open_body};
 
 const PAYER: usize = 1;
 const HUB: usize = 3;
 
-async fn post(base: &str, path: &str, body: &Value) -> (StatusCode, Value) {
+/// POSTs `body` as JSON: the status and the JSON answer (`null` when none).
+pub(crate) async fn post(base: &str, path: &str, body: &Value) -> (StatusCode, Value) {
     let response = client()
         .post(format!("{base}{path}"))
         .json(body)
@@ -32,7 +29,7 @@ async fn post(base: &str, path: &str, body: &Value) -> (StatusCode, Value) {
 }
 
 /// The wallet's transactions waiting in the node's pool, by hash.
-async fn pending_hashes(chain: &Chain, wallet: &str) -> Vec<String> {
+pub(crate) async fn pending_hashes(chain: &Chain, wallet: &str) -> Vec<String> {
     let pool = chain.rpc("txpool_content", json!([])).await;
     let mut hashes = Vec::new();
     if let Some(by_sender) = pool["pending"].as_object() {
