@@ -4,6 +4,7 @@
 
 use aimarket_e2e::chain::{CHAIN_ID, Chain, dev_account, open_body};
 use aimarket_e2e::{TestHub, assert_protocol_error};
+use aimarket_hub::payments::ReleaseReason;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -131,7 +132,8 @@ async fn a_real_deposit_opens_one_channel_for_its_payer_only() {
     let ledger = &hub.state.ledger;
     let missing = ledger.hold(&id, None, 1, "h1").await.unwrap_err();
     assert_eq!(missing.reason(), Some("missing_channel_secret"));
-    ledger.hold(&id, Some(&secret), 1, "h2").await.unwrap();
+    let held = ledger.hold(&id, Some(&secret), 1, "h2").await.unwrap();
+    held.release(ReleaseReason::CallFailed).await.unwrap();
 }
 
 #[tokio::test]
@@ -267,12 +269,12 @@ async fn close_refunds_the_unused_deposit_on_chain_exactly_once() {
     let secret = body["channel_secret"].as_str().unwrap().to_owned();
     // 1.25 tokens are captured (a paid call), 1.75 go back.
     let ledger = &hub.state.ledger;
-    ledger
+    let held = ledger
         .hold(&id, Some(&secret), 1_250_000, "call-1")
         .await
         .unwrap();
     let receipt = json!({"nonce": "call-1", "price_usd": 1.25, "channel_id": id});
-    ledger.capture("call-1", &receipt).await.unwrap();
+    held.capture(&receipt).await.unwrap();
 
     let before = chain.balance(&token, &payer).await;
     let (status, closed) = hub

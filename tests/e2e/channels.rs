@@ -68,14 +68,14 @@ async fn open_balance_close_as_the_sdks_read_them() {
 
     // Spend some of it through the ledger the invoke path uses.
     let ledger = &hub.state.ledger;
-    ledger
+    let held = ledger
         .hold(&id, Some(&secret), 250_000, "rcpt_e2e_1")
         .await
         .unwrap();
     let mut receipt = json!({"nonce": "rcpt_e2e_1", "product_id": "p", "capability_id": "c@v1",
         "price_usd": 0.25, "timestamp": "2026-01-01T00:00:00Z", "success": true, "latency_ms": 1});
     sign_receipt(&mut receipt, &hub.state.signing_key, ReceiptVersion::V1).unwrap();
-    ledger.capture("rcpt_e2e_1", &receipt).await.unwrap();
+    held.capture(&receipt).await.unwrap();
 
     let (status, body) = hub.get(&format!("/ai-market/v2/channel/{id}")).await;
     assert_eq!(status, StatusCode::OK, "{body}");

@@ -1,31 +1,33 @@
-//! Step 6 of an invoke with failover: one upstream attempt, the `after_invoke` hooks on its
-//! answer, and — when the attempt failed with a connect error, a timeout or a 5xx and the
-//! chain's [`aimarket_plugins::RetryPolicy`] allows it — one retry on the next routed
-//! provider (after `before_invoke` ran again for it).
+//! Steps 6–8 of an invoke: one upstream attempt, the `after_invoke` hooks on its answer,
+//! and — when the attempt failed with a connect error, a timeout or a 5xx and the chain's
+//! [`aimarket_plugins::RetryPolicy`] allows it — one retry on the next routed provider
+//! (after `before_invoke` ran again for it); then the settlement of the final outcome.
+//!
+//! The [`Run`] owns the call's funding: [`Run::settle_after_failover`] consumes it, so the
+//! hold is captured or released exactly once, whatever the outcome.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use aimarket_plugins::{AttemptFailure, InvokeView, Refusal, RefusalKind, UpstreamPayment};
+use serde_json::Value;
 use tracing::Instrument as _;
 
 use super::error::InvokeError;
-use super::forward::{ForwardError, OutgoingHeaders, names};
+use super::forward::{ForwardError, OutgoingHeaders, Trace, names};
 use super::hooks::{self, PluginRun};
-use super::pipeline::{
-    Funding, Sent, Settled, Timing, Trace, check_input, elapsed_ms, record, resolve_target, settle,
-    timed_ledger, upstream_error,
-};
 use super::provider_pay::ChosenCredential;
 use super::rails::{self, Rail};
 use super::receipt::new_nonce;
+use super::record;
 use super::relay::{self, Answer};
 use super::resolve::Offer;
-use super::target::{self, Target};
-use super::{InvokeCall, InvokeResult};
+use super::settle::{Funding, Sent, Settled, settle};
+use super::target::{self, Target, resolve_target};
+use super::timing::{Timing, elapsed_ms};
+use super::{InvokeCall, InvokeResult, Invoker};
 use crate::limits::ProviderPermit;
-use crate::metrics::LedgerOp;
-use crate::payments::usd_to_micros;
+use crate::payments::{ReleaseReason, usd_to_micros};
 use crate::state::AppState;
 use crate::telemetry::span;
 
@@ -39,10 +41,23 @@ pub(super) struct Attempt {
     pub(super) _permit: ProviderPermit,
 }
 
+/// What a final attempt leaves to settle.
+pub(super) enum Outcome {
+    /// A classified provider answer, with what went upstream and the plugins' receipt
+    /// extensions for a success.
+    Answer {
+        answer: Answer,
+        sent: Sent,
+        extensions: Option<Value>,
+    },
+    /// An `after_invoke` plugin blocked the answer.
+    Blocked(Refusal),
+}
+
 /// How an attempt ended.
 pub(super) enum Tried {
-    /// Final (relayed, settled, or an error that is not retried).
-    Done(Result<Settled, InvokeError>),
+    /// Final (an answer to settle, or an error that is not retried).
+    Done(Result<Outcome, InvokeError>),
     /// No usable answer; the failover rule decides whether the next provider is tried.
     Failed {
         failure: AttemptFailure,
@@ -55,7 +70,8 @@ pub(super) struct Run<'a> {
     pub(super) state: &'a AppState,
     pub(super) call: &'a InvokeCall,
     pub(super) rail: Rail,
-    pub(super) funding: &'a Funding,
+    /// The call's funding (the hold, if any), settled when the run ends.
+    pub(super) funding: Funding,
     pub(super) payment: UpstreamPayment,
     pub(super) trace: &'a Trace,
     /// The buyer's opaque id toward providers (`X-AIMarket-Buyer`).
@@ -67,13 +83,57 @@ pub(super) struct Run<'a> {
 }
 
 impl Run<'_> {
+    /// Steps 6–8: forwards with failover, then settles the funding with the final outcome
+    /// (a hold is captured on a billed success and released on anything else). Returns the
+    /// provider the outcome belongs to.
+    pub(super) async fn settle_after_failover(
+        mut self,
+        providers: &[Arc<Offer>],
+        first: Attempt,
+    ) -> (Arc<Offer>, Settled) {
+        let (offer, outcome) = self.forward_with_failover(providers, first).await;
+        let state = self.state;
+        let settled = match outcome {
+            Ok(Outcome::Answer {
+                answer,
+                sent,
+                extensions,
+            }) => {
+                settle(
+                    state,
+                    &offer,
+                    self.funding,
+                    answer,
+                    sent,
+                    extensions,
+                    self.started,
+                )
+                .instrument(span!("invoke.settle"))
+                .await
+            }
+            Ok(Outcome::Blocked(refusal)) => {
+                let funding = std::mem::replace(&mut self.funding, Funding::Buyer);
+                Err(self.reject(&offer, refusal, funding).await)
+            }
+            Err(e) => {
+                self.funding
+                    .release(state, ReleaseReason::CallFailed)
+                    .await;
+                Err(e)
+            }
+        };
+        let settled =
+            settled.unwrap_or_else(|e| Settled::unbilled(InvokeResult::from_error(e)));
+        (offer, settled)
+    }
+
     /// Tries `first`, then, when the failover rule allows it, the next routed provider once.
     /// Returns the provider the outcome belongs to.
-    pub(super) async fn forward_with_failover(
+    async fn forward_with_failover(
         &mut self,
         providers: &[Arc<Offer>],
         first: Attempt,
-    ) -> (Arc<Offer>, Result<Settled, InvokeError>) {
+    ) -> (Arc<Offer>, Result<Outcome, InvokeError>) {
         let policy = self.state.plugins.retry_policy();
         let mut attempt = first;
         loop {
@@ -94,10 +154,10 @@ impl Run<'_> {
                 "invoke failed over to the next provider"
             );
             // The failed provider's call counts against it.
-            record(
+            record::invocation(
                 self.state,
                 &attempt.offer,
-                &Funding::Buyer,
+                None,
                 InvokeResult::from_error(error).status,
                 false,
                 0,
@@ -137,17 +197,15 @@ impl Run<'_> {
     /// buyer what was agreed (the same held amount for a channel-funded call, within
     /// `max_price_usd` otherwise).
     fn can_fail_over(&self, next: &Offer) -> bool {
-        if check_input(next, &self.call.request.input).is_err() {
+        if next.check_input(&self.call.request.input).is_err() {
             return false;
         }
         let Ok(micros) = usd_to_micros(next.routed_price_usd) else {
             return false;
         };
-        match self.funding {
-            Funding::Channel { micros: held, .. } | Funding::X402 { micros: held, .. } => {
-                micros == *held
-            }
-            Funding::Buyer => self
+        match self.funding.hub_charged_micros() {
+            Some(held) => micros == held,
+            None => self
                 .call
                 .request
                 .max_price_usd
@@ -157,7 +215,7 @@ impl Run<'_> {
 
     /// One upstream call and what it becomes for the buyer.
     async fn try_once(&mut self, attempt: &Attempt) -> Tried {
-        let (state, call, funding) = (self.state, self.call, self.funding);
+        let (state, call, funding) = (self.state, self.call, &self.funding);
         let invoker = &state.invoker;
         let offer = &*attempt.offer;
         let forwarder = match invoker.forwarder() {
@@ -320,7 +378,11 @@ impl Run<'_> {
             .after_invoke(attempt.view.as_ref(), outcome.as_ref())
             .await
         {
-            return Tried::Done(Err(self.reject(offer, refusal).await));
+            // A failing fail-closed plugin is 503; the hold is released with the error.
+            if refusal.kind == RefusalKind::PluginFailed {
+                return Tried::Done(Err(InvokeError::PluginUnavailable(refusal)));
+            }
+            return Tried::Done(Ok(Outcome::Blocked(refusal)));
         }
         let extensions = match &answer {
             Answer::Success { .. } => self
@@ -333,57 +395,27 @@ impl Run<'_> {
             credential: paid_with.is_some(),
             signed,
         };
-        Tried::Done(
-            settle(
-                state,
-                offer,
-                funding,
-                answer,
-                sent,
-                extensions,
-                self.started,
-            )
-            .instrument(span!("invoke.settle"))
-            .await,
-        )
+        Tried::Done(Ok(Outcome::Answer {
+            answer,
+            sent,
+            extensions,
+        }))
     }
 
-    /// An `after_invoke` refusal: the hold is released, and a blocked answer gets a signed,
-    /// stored v2 rejection receipt. A failing fail-closed plugin is 503 (hold released by the
-    /// caller).
-    async fn reject(&self, offer: &Offer, refusal: Refusal) -> InvokeError {
-        if refusal.kind == RefusalKind::PluginFailed {
-            return InvokeError::PluginUnavailable(refusal);
-        }
+    /// An `after_invoke` block: the hold is released, and the answer gets a signed, stored
+    /// v2 rejection receipt.
+    async fn reject(&self, offer: &Offer, refusal: Refusal, funding: Funding) -> InvokeError {
         let state = self.state;
-        let (nonce, channel_id, refunded) = match self.funding {
-            Funding::Channel {
-                channel_id,
-                hold_id,
-                ..
-            } => {
-                let refunded = match timed_ledger(
-                    state,
-                    LedgerOp::Release,
-                    state.ledger.release(hold_id),
-                )
-                .await
-                {
-                    Ok(()) => true,
-                    Err(e) => {
-                        // The sweeper releases it when its lease ends.
-                        tracing::error!(hold_id, error = %e, "cannot release a blocked call's hold");
-                        false
-                    }
-                };
-                (hold_id.clone(), Some(channel_id.as_str()), refunded)
-            }
-            Funding::X402 { .. } | Funding::Buyer => (new_nonce(), None, false),
+        let nonce = match &funding {
+            Funding::Channel { hold, .. } => hold.id().to_owned(),
+            Funding::X402 { .. } | Funding::Buyer => new_nonce(),
         };
+        let channel_id = funding.channel_id().map(str::to_owned);
+        let refunded = funding.release(state, ReleaseReason::Blocked).await;
         let rejection = hooks::Rejection {
             nonce: &nonce,
             offer,
-            channel_id,
+            channel_id: channel_id.as_deref(),
             refunded,
             trace_id: hooks::trace_id(&self.trace.traceparent),
             latency_ms: elapsed_ms(self.started),
@@ -402,5 +434,19 @@ impl Run<'_> {
             "provider answer blocked by a plugin"
         );
         InvokeError::Rejected { refusal, receipt }
+    }
+}
+
+/// What a failed forward becomes for the buyer.
+fn upstream_error(e: ForwardError, offer: &Offer, invoker: &Invoker) -> InvokeError {
+    match e {
+        ForwardError::Timeout => InvokeError::ProviderTimeout {
+            peer: offer.peer_url.clone(),
+            timeout_s: invoker.timeout.as_secs(),
+        },
+        other => InvokeError::ProviderError {
+            peer: offer.peer_url.clone(),
+            detail: other.to_string(),
+        },
     }
 }

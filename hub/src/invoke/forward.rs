@@ -342,6 +342,14 @@ fn classify(e: reqwest::Error) -> ForwardError {
     }
 }
 
+/// The trace headers of one invoke (the same for every attempt).
+pub(super) struct Trace {
+    /// The upstream `traceparent`.
+    pub traceparent: String,
+    /// The upstream `X-Request-Id`.
+    pub request_id: String,
+}
+
 /// A W3C `traceparent` for the upstream call: the buyer's trace id and flags with a fresh
 /// parent (span) id when the buyer sent a valid one, else a new trace.
 pub fn traceparent(incoming: Option<&str>) -> String {

@@ -27,6 +27,7 @@ pub mod relay;
 pub mod request;
 pub mod resolve;
 mod settle;
+mod timing;
 pub mod target;
 pub mod validate;
 mod x402_rail;

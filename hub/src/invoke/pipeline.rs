@@ -12,129 +12,40 @@
 //!    provider once (`before_invoke` runs again for it);
 //! 7. plugin `after_invoke` hooks on the classified answer, before settlement (a block
 //!    releases the hold and answers 403 with a signed v2 rejection receipt);
-//! 8. settle ([`settle`]): capture with the signed routing receipt (plugin receipt
+//! 8. settle (`settle`): capture with the signed routing receipt (plugin receipt
 //!    extensions under `plugin_extensions`) on success, release on anything else; an x402
 //!    authorization to the hub, verified at step 5 instead of a hold, settles on-chain only
 //!    on success;
 //! 9. record the outcome off the hot path.
+//!
+//! Steps 1–5 live here; the run of steps 6–8 (`failover::Run`) owns the call's funding, so
+//! the hold taken at step 5 is settled exactly once, by the run. The dependency goes one way:
+//! this module uses the run, the run uses `settle`, `target` and `record`, and none of them
+//! reaches back here.
 
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use aimarket_plugins::UpstreamPayment;
-use serde_json::Value;
 use tracing::Instrument as _;
 
 use super::error::InvokeError;
 use super::failover::{Attempt, Run};
-use super::forward::{self, ForwardError};
+use super::forward::{self, Trace};
 use super::hooks::{self, PluginRun};
 use super::hub_payment::HubPaymentOption;
 use super::rails::{self, Rail};
 use super::receipt::new_nonce;
-use super::record::Write;
+use super::record;
 use super::resolve::{LookupContext, Offer, choose_providers, not_found};
-use super::target::{self, FAILED_PROBE_TTL, KIND_TTL, PeerKind, Target};
+use super::settle::Funding;
+use super::target::{known_target_url, resolve_target};
+use super::timing::{Timing, timed_ledger};
 use super::{InvokeCall, InvokeResult, Invoker};
 use crate::metrics::{InvokeOutcome, LedgerOp};
-use crate::payments::x402::ExactPayment;
-use crate::payments::{InvocationRecord, PaymentError, usd_to_micros};
+use crate::payments::{PaymentError, usd_to_micros};
 use crate::settings::SellerDirectFee;
 use crate::state::AppState;
 use crate::telemetry::span;
-
-pub(super) use super::settle::{Sent, Settled, elapsed_ms, release, settle};
-
-/// Bound on the well-known probe that tells a v2 hub from a v1 factory.
-const KIND_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// The trace headers of one invoke (the same for every attempt).
-pub(super) struct Trace {
-    /// The upstream `traceparent`.
-    pub traceparent: String,
-    /// The upstream `X-Request-Id`.
-    pub request_id: String,
-}
-
-/// How the provider is paid for this call.
-pub(super) enum Funding {
-    /// The buyer's x402 exact authorization to this hub's wallet, verified for `micros`
-    /// (the routed price; token base units are micro-USD) and settled only once the
-    /// provider succeeded; the hub pays the provider.
-    X402 {
-        /// The verified authorization.
-        payment: ExactPayment,
-        /// The routed price it was verified for.
-        micros: i64,
-    },
-    /// Nothing is charged by this hub; the buyer's own payment headers (if any) go upstream.
-    Buyer,
-    /// The buyer's channel holds `micros` under `hold_id`; the hub pays the provider.
-    Channel {
-        /// The buyer's channel.
-        channel_id: String,
-        /// The hold (and the receipt nonce).
-        hold_id: String,
-        /// The held amount.
-        micros: i64,
-        /// An escrow channel: the hold carries the depositor's authorization, which the
-        /// collector puts on-chain once captured.
-        escrow: bool,
-    },
-}
-
-impl Funding {
-    /// What the buyer pays this hub for the call, when the hub is paid (a hold or an x402
-    /// authorization): the amount sent upstream as `X-AIMarket-Hub-Charged`.
-    pub(super) fn hub_charged_micros(&self) -> Option<i64> {
-        match self {
-            Self::Channel { micros, .. } | Self::X402 { micros, .. } => Some(*micros),
-            Self::Buyer => None,
-        }
-    }
-}
-
-/// What one invoke measured for the metrics: time spent waiting on providers, whether one
-/// answered, whether the answer was a success, and the rail. Atomics, so the borrowed
-/// reference keeps the invoke future `Send`.
-#[derive(Debug, Default)]
-pub(super) struct Timing {
-    provider_micros: AtomicU64,
-    reached: AtomicBool,
-    success: AtomicBool,
-    rail: OnceLock<&'static str>,
-}
-
-impl Timing {
-    /// Adds one provider call's duration.
-    pub(super) fn provider_call(&self, elapsed: Duration) {
-        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        self.provider_micros.fetch_add(micros, Ordering::Relaxed);
-        self.reached.store(true, Ordering::Relaxed);
-    }
-
-    fn provider(&self) -> Duration {
-        Duration::from_micros(self.provider_micros.load(Ordering::Relaxed))
-    }
-}
-
-/// Times a ledger write into `aimarket_ledger_operation_duration_seconds` (and counts store
-/// failures), inside a span named after it.
-pub(super) async fn timed_ledger<T>(
-    state: &AppState,
-    op: LedgerOp,
-    write: impl std::future::Future<Output = Result<T, PaymentError>>,
-) -> Result<T, PaymentError> {
-    let started = Instant::now();
-    let span = span!("ledger.write", operation = op.as_str());
-    let result = write.instrument(span).await;
-    let store_error = matches!(&result, Err(PaymentError::Store(_)));
-    state
-        .metrics
-        .observe_ledger(op, started.elapsed(), store_error);
-    result
-}
 
 /// Runs steps 1–9 and renders the outcome. Every 402 (the provider's, relayed, or this
 /// hub's own) leaves with this hub's payment option in its headers.
@@ -162,12 +73,8 @@ pub(super) async fn run(state: &AppState, call: &InvokeCall) -> InvokeResult {
     {
         hub_option(state, offer).attach(&mut result);
     }
-    let outcome = InvokeOutcome::classify(
-        result.status,
-        timing.success.load(Ordering::Relaxed),
-        timing.reached.load(Ordering::Relaxed),
-    );
-    let rail = timing.rail.get().copied().unwrap_or("none");
+    let outcome = InvokeOutcome::classify(result.status, timing.success(), timing.reached());
+    let rail = timing.rail();
     state
         .metrics
         .observe_invoke(outcome, rail, started.elapsed(), timing.provider());
@@ -263,7 +170,7 @@ async fn run_inner(
     *routed = Some(offer.clone());
 
     // 2. Validate the input.
-    span!("invoke.validate").in_scope(|| check_input(offer, &request.input))?;
+    span!("invoke.validate").in_scope(|| offer.check_input(&request.input))?;
 
     // 3. Price limit, compared in whole micro-dollars.
     let routed_micros = usd_to_micros(offer.routed_price_usd)?;
@@ -280,7 +187,7 @@ async fn run_inner(
     // 4. Plugins before the call: a block charges nothing.
     let hub_wallet = state.ledger.payout().map(|p| p.wallet().address());
     let rail = Rail::choose(&call.headers, routed_micros, hub_wallet);
-    let _ = timing.rail.set(rail.as_str());
+    timing.set_rail(rail.as_str());
     let held_micros = held_micros(invoker, rail, offer, routed_micros)?;
     if held_micros > 0 && call.headers.channel_id.is_none() {
         return Err(InvokeError::RoutingFeeRequired {
@@ -304,26 +211,21 @@ async fn run_inner(
     let funding = match (&call.headers.channel_id, held_micros) {
         _ if rail == Rail::HubX402 => super::x402_rail::verify(state, call, routed_micros).await?,
         (Some(channel_id), micros) if micros > 0 => {
-            let (hold_id, escrow) =
-                timed_ledger(state, LedgerOp::Hold, hold(state, call, channel_id, micros))
-                    .await
-                    .map_err(|e| InvokeError::channel_refused(e, &hub_option(state, offer)))?;
-            Funding::Channel {
-                channel_id: channel_id.clone(),
-                hold_id,
-                micros,
-                escrow,
-            }
+            timed_ledger(state, LedgerOp::Hold, hold(state, call, channel_id, micros))
+                .await
+                .map_err(|e| InvokeError::channel_refused(e, &hub_option(state, offer)))?
         }
         _ => Funding::Buyer,
     };
+    let channel_id = funding.channel_id().map(str::to_owned);
 
-    // 6–8. Forward (with failover) and settle; every path out of here settles the hold.
-    let mut run = Run {
+    // 6–8. Forward (with failover) and settle: the run owns the funding, and every way out
+    // of it captures or releases the hold.
+    let run = Run {
         state,
         call,
         rail,
-        funding: &funding,
+        funding,
         payment,
         trace: &trace,
         buyer_id: rails::buyer_id(&state.signing_key, &call.client),
@@ -338,41 +240,31 @@ async fn run_inner(
         index: 0,
         _permit: permit,
     };
-    let (used, outcome) = run.forward_with_failover(&providers, first).await;
-    let (result, success, charged_micros) = match outcome {
-        Ok(settled) => (settled.result, settled.success, settled.charged_micros),
-        Err(e) => {
-            if let Funding::Channel { hold_id, .. } = &funding {
-                release(state, hold_id).await;
-            }
-            (InvokeResult::from_error(e), false, 0)
-        }
-    };
-
-    timing.success.store(success, Ordering::Relaxed);
+    let (used, settled) = run.settle_after_failover(&providers, first).await;
+    timing.set_success(settled.success);
     // 9. Record.
-    record(
+    record::invocation(
         state,
         &used,
-        &funding,
-        result.status,
-        success,
-        charged_micros,
+        channel_id,
+        settled.result.status,
+        settled.success,
+        settled.charged_micros,
         started,
     );
-    Ok(result)
+    Ok(settled.result)
 }
 
-/// Step 5 on a channel: the hold, and whether the channel is an escrow channel. On an escrow
-/// channel the buyer's `payment_authorization` is checked first (every refusal is 402
-/// `payment_authorization_required`) and the hold id is its receipt id; a custodial channel
-/// ignores one.
+/// Step 5 on a channel: the hold (on an escrow channel, with the depositor's authorization).
+/// On an escrow channel the buyer's `payment_authorization` is checked first (every refusal
+/// is 402 `payment_authorization_required`) and the hold id is its receipt id; a custodial
+/// channel ignores one.
 async fn hold(
     state: &AppState,
     call: &InvokeCall,
     channel_id: &str,
     micros: i64,
-) -> Result<(String, bool), crate::payments::PaymentError> {
+) -> Result<Funding, PaymentError> {
     let secret = call.headers.channel_secret.as_deref();
     if let Some(authorization) = &call.request.payment_authorization
         && state.ledger.escrow().is_some()
@@ -384,31 +276,22 @@ async fn hold(
                 .ledger
                 .authenticate_channel(channel_id, secret)
                 .await?;
-            let hold_id = state
+            let hold = state
                 .ledger
                 .hold_escrow(&channel, Some(authorization), micros)
                 .await?;
-            return Ok((hold_id, true));
+            return Ok(Funding::Channel { hold, escrow: true });
         }
     }
-    let hold_id = new_nonce();
     // An escrow channel without an authorization is refused here (402).
-    state
+    let hold = state
         .ledger
-        .hold(channel_id, secret, micros, &hold_id)
+        .hold(channel_id, secret, micros, &new_nonce())
         .await?;
-    Ok((hold_id, false))
-}
-
-/// Checks `input` against the offer's schema (an offer whose schema does not compile
-/// accepts any object).
-pub(super) fn check_input(offer: &Offer, input: &Value) -> Result<(), InvokeError> {
-    match &offer.schema {
-        Some(schema) => schema
-            .check(input)
-            .map_err(|violations| InvokeError::InputInvalid { violations }),
-        None => Ok(()),
-    }
+    Ok(Funding::Channel {
+        hold,
+        escrow: false,
+    })
 }
 
 /// What payment credential goes upstream (it decides whether a failed attempt may be
@@ -467,101 +350,4 @@ async fn resolve_product(
             candidates: listed.into_iter().take(MAX_CANDIDATES as usize).collect(),
         }),
     }
-}
-
-/// The target of `offer` (probing the peer's kind when needed).
-pub(super) async fn resolve_target(
-    invoker: &Invoker,
-    offer: &Offer,
-) -> Result<Target, InvokeError> {
-    let kind = peer_kind(invoker, offer).await?;
-    target::target_for(offer, kind).map_err(InvokeError::Internal)
-}
-
-/// The URL the hub would post to as far as it knows without probing (for `route` views).
-fn known_target_url(invoker: &Invoker, offer: &Offer) -> String {
-    let kind = if target::needs_kind(offer) {
-        invoker
-            .kinds
-            .get(&offer.peer_url)
-            .unwrap_or(PeerKind::V2Hub)
-    } else {
-        PeerKind::V2Hub
-    };
-    target::target_for(offer, kind)
-        .map(|t| t.url.to_string())
-        .unwrap_or_else(|_| offer.peer_url.clone())
-}
-
-/// Queues the invocation record of a call to `offer`.
-pub(super) fn record(
-    state: &AppState,
-    offer: &Offer,
-    funding: &Funding,
-    status: u16,
-    success: bool,
-    charged_micros: i64,
-    started: Instant,
-) {
-    let record = InvocationRecord {
-        peer_url: offer.peer_url.clone(),
-        origin: offer.origin.clone(),
-        product_id: offer.product_id.clone(),
-        capability_id: offer.capability_id.clone(),
-        status,
-        success,
-        latency_ms: elapsed_ms(started),
-        price_micros: charged_micros,
-        channel_id: match funding {
-            Funding::Channel { channel_id, .. } => Some(channel_id.clone()),
-            Funding::X402 { .. } | Funding::Buyer => None,
-        },
-        ts: crate::store::now_ms(),
-    };
-    state
-        .invoker
-        .recorder
-        .send(&state.ledger, Write::Invocation(record));
-}
-
-pub(super) fn upstream_error(e: ForwardError, offer: &Offer, invoker: &Invoker) -> InvokeError {
-    match e {
-        ForwardError::Timeout => InvokeError::ProviderTimeout {
-            peer: offer.peer_url.clone(),
-            timeout_s: invoker.timeout.as_secs(),
-        },
-        other => InvokeError::ProviderError {
-            peer: offer.peer_url.clone(),
-            detail: other.to_string(),
-        },
-    }
-}
-
-/// The kind of the called peer, from the cache or a well-known probe (only needed when the
-/// offer has neither a relay hub nor its own endpoint).
-pub(super) async fn peer_kind(invoker: &Invoker, offer: &Offer) -> Result<PeerKind, InvokeError> {
-    if !target::needs_kind(offer) {
-        return Ok(PeerKind::V2Hub);
-    }
-    if let Some(kind) = invoker.kinds.get(&offer.peer_url) {
-        return Ok(kind);
-    }
-    let forwarder = invoker.forwarder()?;
-    let probe = match url::Url::parse(&offer.peer_well_known_url) {
-        Ok(url) => forwarder
-            .get_json(&url, offer.operator_origin(), KIND_PROBE_TIMEOUT)
-            .await
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    let (kind, ttl) = match probe {
-        Ok(doc) => (PeerKind::from_well_known(&doc), KIND_TTL),
-        Err(e) => {
-            tracing::warn!(peer = %offer.peer_url, error = %e,
-                "cannot read the peer's well-known; invoking it as a v1 factory");
-            (PeerKind::V1Factory, FAILED_PROBE_TTL)
-        }
-    };
-    invoker.kinds.put(&offer.peer_url, kind, ttl);
-    Ok(kind)
 }

@@ -9,11 +9,15 @@
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use super::resolve::Offer;
+use super::timing::elapsed_ms;
 use crate::payments::{InvocationRecord, Ledger};
+use crate::state::AppState;
 
 /// Items queued before new ones are dropped.
 const QUEUE: usize = 16_384;
@@ -57,6 +61,34 @@ impl Recorder {
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
+}
+
+/// Queues the invocation record of a call to `offer` (paid from `channel_id`, if any).
+pub(super) fn invocation(
+    state: &AppState,
+    offer: &Offer,
+    channel_id: Option<String>,
+    status: u16,
+    success: bool,
+    charged_micros: i64,
+    started: Instant,
+) {
+    let record = InvocationRecord {
+        peer_url: offer.peer_url.clone(),
+        origin: offer.origin.clone(),
+        product_id: offer.product_id.clone(),
+        capability_id: offer.capability_id.clone(),
+        status,
+        success,
+        latency_ms: elapsed_ms(started),
+        price_micros: charged_micros,
+        channel_id,
+        ts: crate::store::now_ms(),
+    };
+    state
+        .invoker
+        .recorder
+        .send(&state.ledger, Write::Invocation(record));
 }
 
 /// Most writes committed in one transaction.

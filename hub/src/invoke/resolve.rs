@@ -257,6 +257,17 @@ impl Offer {
     pub fn operator_origin(&self) -> Option<&str> {
         self.peer_operator.then_some(self.peer_url.as_str())
     }
+
+    /// Checks `input` against the offer's schema (an offer whose schema does not compile
+    /// accepts any object).
+    pub fn check_input(&self, input: &Value) -> Result<(), InvokeError> {
+        match &self.schema {
+            Some(schema) => schema
+                .check(input)
+                .map_err(|violations| InvokeError::InputInvalid { violations }),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Orders the offers that may serve one invoke, best first, and drops those that may not.

@@ -9,17 +9,76 @@ use serde_json::{Map, Value};
 
 use super::InvokeResult;
 use super::error::InvokeError;
-use super::pipeline::Funding;
-use super::pipeline::timed_ledger;
 use super::rails::Rail;
 use super::receipt::{RoutingReceipt, new_nonce};
 use super::record::Write;
 use super::relay::{self, Answer};
 use super::resolve::Offer;
+use super::timing::{elapsed_ms, timed_ledger};
 use crate::metrics::LedgerOp;
-use crate::payments::x402::payment_response;
+use crate::payments::x402::{ExactPayment, payment_response};
+use crate::payments::{HoldGuard, ReleaseReason};
 use crate::settings::SellerDirectFee;
 use crate::state::AppState;
+
+/// How the provider is paid for this call. Owned by the run: settling consumes it, and a
+/// channel hold inside can only be captured or released ([`HoldGuard`]).
+pub(super) enum Funding {
+    /// The buyer's x402 exact authorization to this hub's wallet, verified for `micros`
+    /// (the routed price; token base units are micro-USD) and settled only once the
+    /// provider succeeded; the hub pays the provider.
+    X402 {
+        /// The verified authorization.
+        payment: ExactPayment,
+        /// The routed price it was verified for.
+        micros: i64,
+    },
+    /// Nothing is charged by this hub; the buyer's own payment headers (if any) go upstream.
+    Buyer,
+    /// The buyer's channel holds the amount under the hold's id (the receipt nonce); the hub
+    /// pays the provider.
+    Channel {
+        /// The hold on the buyer's channel.
+        hold: HoldGuard,
+        /// An escrow channel: the hold carries the depositor's authorization, which the
+        /// collector puts on-chain once captured.
+        escrow: bool,
+    },
+}
+
+impl Funding {
+    /// What the buyer pays this hub for the call, when the hub is paid (a hold or an x402
+    /// authorization): the amount sent upstream as `X-AIMarket-Hub-Charged`.
+    pub(super) fn hub_charged_micros(&self) -> Option<i64> {
+        match self {
+            Self::Channel { hold, .. } => Some(hold.hold().amount_micros),
+            Self::X402 { micros, .. } => Some(*micros),
+            Self::Buyer => None,
+        }
+    }
+
+    /// The buyer's channel, when the call is channel-funded.
+    pub(super) fn channel_id(&self) -> Option<&str> {
+        match self {
+            Self::Channel { hold, .. } => Some(&hold.hold().channel_id),
+            Self::X402 { .. } | Self::Buyer => None,
+        }
+    }
+
+    /// Gives a channel hold back (nothing else was taken yet); whether it was, for a
+    /// channel-funded call. A failure is logged by the guard, and the sweeper releases the
+    /// hold when its lease ends.
+    pub(super) async fn release(self, state: &AppState, reason: ReleaseReason) -> bool {
+        match self {
+            Self::Channel { hold, .. } => {
+                timed_ledger(state, LedgerOp::Release, hold.release(reason))
+                    .await
+                    .is_ok()
+            }
+            Self::X402 { .. } | Self::Buyer => false,
+        }
+    }
+}
 
 /// What went upstream with one attempt: the rail, and whether the hub's credential and its
 /// admission signature were on it.
@@ -60,7 +119,8 @@ pub(super) struct Settled {
 }
 
 impl Settled {
-    fn unbilled(result: InvokeResult) -> Self {
+    /// An answer that charged the buyer nothing.
+    pub(super) fn unbilled(result: InvokeResult) -> Self {
         Self {
             result,
             success: false,
@@ -69,37 +129,51 @@ impl Settled {
     }
 }
 
-pub(super) fn elapsed_ms(started: Instant) -> u64 {
-    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
-}
-
-pub(super) async fn release(state: &AppState, hold_id: &str) {
-    let released = timed_ledger(state, LedgerOp::Release, state.ledger.release(hold_id)).await;
-    if let Err(e) = released {
-        // The hold sweeper releases it when its lease ends; the buyer is never charged.
-        tracing::error!(hold_id, error = %e, "cannot release a hold; the sweeper will");
-    }
-}
-
-/// Step 8: what the classified answer becomes for the buyer, with the hold settled
-/// (captured on success, released otherwise; on `Err` the caller releases it).
+/// Step 8: what the classified answer becomes for the buyer, with the funding settled: a
+/// hold captured on success and released on anything else (also when this fails), an x402
+/// authorization settled on-chain only on success.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn settle(
     state: &AppState,
     offer: &Offer,
-    funding: &Funding,
+    funding: Funding,
     answer: Answer,
     sent: Sent,
     plugin_extensions: Option<Value>,
     started: Instant,
 ) -> Result<Settled, InvokeError> {
-    let invoker = &state.invoker;
-    let latency_ms = elapsed_ms(started);
-    let release_hold = || async {
-        if let Funding::Channel { hold_id, .. } = funding {
-            release(state, hold_id).await;
+    let success = match answer {
+        Answer::Success {
+            body,
+            result,
+            signature,
+            relayed,
+            body_signature,
+        } => Success {
+            body,
+            result,
+            signature,
+            relayed,
+            body_signature,
+        },
+        unpaid => {
+            // The buyer is charged nothing: the hold goes back before the answer does.
+            funding.release(state, ReleaseReason::Unbilled).await;
+            return unbilled(state, offer, unpaid, sent, elapsed_ms(started));
         }
     };
+    billed(state, offer, funding, success, sent, plugin_extensions, started).await
+}
+
+/// A provider answer that is not a billable success.
+fn unbilled(
+    state: &AppState,
+    offer: &Offer,
+    answer: Answer,
+    sent: Sent,
+    latency_ms: u64,
+) -> Result<Settled, InvokeError> {
+    let invoker = &state.invoker;
     match answer {
         Answer::PaymentRequired(upstream) => {
             if sent.rail.hub_paid() {
@@ -109,7 +183,6 @@ pub(super) async fn settle(
                 });
             }
             // The buyer has not paid the provider (yet): its challenge goes back verbatim.
-            release_hold().await;
             // Could this hub pay the provider, were the buyer to pay the hub: a credential,
             // or a provider it signs for (demo channels only where the challenge offers one).
             let hub_can_pay = invoker.pay.has_credential(&offer.peer_url)
@@ -134,158 +207,179 @@ pub(super) async fn settle(
                 ),
             })
         }
-        Answer::ClientError(upstream) => {
-            release_hold().await;
-            Ok(Settled::unbilled(relay::client_error(upstream)))
-        }
+        Answer::ClientError(upstream) => Ok(Settled::unbilled(relay::client_error(upstream))),
         Answer::Failed { body, relayed } => {
-            release_hold().await;
             let mut result = relay::json_ok(&failed_body(body, offer, latency_ms));
             result.headers.extend(relayed);
             Ok(Settled::unbilled(result))
         }
-        Answer::Success {
-            body,
-            result,
-            signature,
-            relayed,
-            body_signature,
-        } => {
-            let (charged_micros, nonce) = match funding {
-                Funding::Channel {
-                    hold_id, micros, ..
-                } => (*micros, hold_id.clone()),
-                Funding::X402 { micros, .. } => (*micros, new_nonce()),
-                Funding::Buyer => (0, new_nonce()),
-            };
-            // The provider succeeded: now the buyer's authorization is settled (a refusal
-            // here, e.g. a concurrent replay of it, leaves the buyer without the result).
-            let settlement = match funding {
-                Funding::X402 { payment, .. } => {
-                    let tx = state.ledger.settle_verified_x402(payment).await?;
-                    Some(payment_response(
-                        &tx,
-                        &payment.network,
-                        payment.authorization.from,
-                    ))
-                }
-                _ => None,
-            };
-            let charged_usd = crate::payments::micros_to_usd(charged_micros);
-            let fee_waived = sent.rail == Rail::SellerDirect
-                && invoker.rails.seller_direct_fee == SellerDirectFee::Waived;
-            let routing_fee_bps = if fee_waived {
-                0
-            } else {
-                invoker.routing_fee_bps
-            };
-            let receipt_span = crate::telemetry::span!("invoke.receipt");
-            let routing_receipt = receipt_span
-                .in_scope(|| {
-                    RoutingReceipt {
-                        nonce: &nonce,
-                        product_id: &offer.product_id,
-                        capability_id: &offer.capability_id,
-                        price_usd: charged_usd,
-                        list_price_usd: offer.price_usd,
-                        routing_fee_bps,
-                        latency_ms,
-                        source_hub: &offer.origin,
-                        routing_hub: state.public_url.as_str(),
-                        payment_rail: sent.rail.as_str(),
-                        routing_fee_policy: (sent.rail == Rail::SellerDirect)
-                            .then(|| invoker.rails.seller_direct_fee.as_str()),
-                    }
-                    .sign_with_extensions(&state.signing_key, plugin_extensions)
-                })
-                .map_err(|e| {
-                    InvokeError::Internal(format!("cannot sign the routing receipt: {e}"))
-                })?;
-            match funding {
-                Funding::Channel {
-                    hold_id, escrow, ..
-                } => {
-                    timed_ledger(
-                        state,
-                        LedgerOp::Capture,
-                        state.ledger.capture(hold_id, &routing_receipt),
-                    )
-                    .await?;
-                    if *escrow {
-                        // The authorization goes on-chain off the request path.
-                        let ledger = state.ledger.clone();
-                        tokio::spawn(async move {
-                            if let Err(e) = ledger.collect_debits().await {
-                                tracing::warn!(error = %e, "collecting escrow debits failed; \
-                                    retried by the sweeper");
-                            }
-                        });
-                    }
-                }
-                Funding::X402 { .. } | Funding::Buyer => invoker
-                    .recorder
-                    .send(&state.ledger, Write::Receipt(routing_receipt.clone())),
-            }
-            let price_usd = match sent.rail {
-                Rail::HubPays | Rail::HubX402 => charged_usd,
-                // What the buyer paid the provider (its receipt says), plus any fee here.
-                Rail::SellerDirect => {
-                    body.get("receipt")
-                        .and_then(|r| r.get("price_usd"))
-                        .and_then(Value::as_f64)
-                        .unwrap_or(offer.price_usd)
-                        + charged_usd
-                }
-                Rail::Unpaid => 0.0,
-            };
-            // The provider's fields pass through untouched (`receipt`, `signature`,
-            // `provider_pubkey`, `provenance`, `hub_billing`, anything new); the hub's own
-            // answer fields are set on top.
-            state.metrics.observe_revenue(
-                sent.rail.as_str(),
-                price_usd,
-                routing_fee_usd(sent, charged_usd, offer),
-            );
-            let mut out = body;
-            out.insert("success".into(), Value::Bool(true));
-            out.insert("result".into(), result);
-            out.insert("routing_receipt".into(), routing_receipt);
-            out.insert("price_usd".into(), price_usd.into());
-            out.insert("list_price_usd".into(), offer.price_usd.into());
-            out.insert("routed_price_usd".into(), offer.routed_price_usd.into());
-            out.insert("routing_fee_bps".into(), routing_fee_bps.into());
-            out.insert(
-                "routing_fee_usd".into(),
-                routing_fee_usd(sent, charged_usd, offer).into(),
-            );
-            out.insert("payment_rail".into(), sent.rail.as_str().into());
-            out.insert("latency_ms".into(), latency_ms.into());
-            out.insert("source_hub".into(), offer.origin.clone().into());
-            out.insert("routed_via".into(), state.public_url.as_str().into());
-            out.insert("provider_signature".into(), signature.as_str().into());
-            if let Some(checked) = body_signature {
-                out.insert("provider_body_signature".into(), checked);
-            }
-            out.insert("protocol_version".into(), "v2".into());
-            let mut answer = relay::json_ok(&Value::Object(out));
-            if let Some(response) = settlement {
-                // The buyer's settlement, not the provider's: any settlement header the
-                // provider sent answers this hub's own payment to it and stays here. x402 v2
-                // names it PAYMENT-RESPONSE; v1 clients read X-PAYMENT-RESPONSE.
-                answer
-                    .headers
-                    .push(("x-payment-response".into(), response.clone()));
-                answer.headers.push(("payment-response".into(), response));
-            } else {
-                answer.headers.extend(relayed);
-            }
-            Ok(Settled {
-                result: answer,
-                success: true,
-                charged_micros,
-            })
-        }
+        // `settle` bills successes; one here is a bug, answered as one.
+        Answer::Success { .. } => Err(InvokeError::Internal(
+            "a successful answer reached the unbilled path".into(),
+        )),
     }
+}
+
+/// The parts of a provider's success ([`Answer::Success`]).
+struct Success {
+    body: Map<String, Value>,
+    result: Value,
+    signature: relay::SignatureStatus,
+    relayed: Vec<(String, String)>,
+    body_signature: Option<Value>,
+}
+
+/// A provider's success: the buyer's payment is taken (the hold captured with the signed
+/// routing receipt, or the x402 authorization settled) and the answer built. A failure
+/// before the capture releases the hold.
+async fn billed(
+    state: &AppState,
+    offer: &Offer,
+    funding: Funding,
+    success: Success,
+    sent: Sent,
+    plugin_extensions: Option<Value>,
+    started: Instant,
+) -> Result<Settled, InvokeError> {
+    let invoker = &state.invoker;
+    let latency_ms = elapsed_ms(started);
+    let Success {
+        body,
+        result,
+        signature,
+        relayed,
+        body_signature,
+    } = success;
+    let (charged_micros, nonce) = match &funding {
+        Funding::Channel { hold, .. } => (hold.hold().amount_micros, hold.id().to_owned()),
+        Funding::X402 { micros, .. } => (*micros, new_nonce()),
+        Funding::Buyer => (0, new_nonce()),
+    };
+    // The provider succeeded: now the buyer's authorization is settled (a refusal here,
+    // e.g. a concurrent replay of it, leaves the buyer without the result).
+    let settlement = match &funding {
+        Funding::X402 { payment, .. } => {
+            let tx = state.ledger.settle_verified_x402(payment).await?;
+            Some(payment_response(
+                &tx,
+                &payment.network,
+                payment.authorization.from,
+            ))
+        }
+        Funding::Channel { .. } | Funding::Buyer => None,
+    };
+    let charged_usd = crate::payments::micros_to_usd(charged_micros);
+    let fee_waived = sent.rail == Rail::SellerDirect
+        && invoker.rails.seller_direct_fee == SellerDirectFee::Waived;
+    let routing_fee_bps = if fee_waived {
+        0
+    } else {
+        invoker.routing_fee_bps
+    };
+    let receipt_span = crate::telemetry::span!("invoke.receipt");
+    let signed = receipt_span.in_scope(|| {
+        RoutingReceipt {
+            nonce: &nonce,
+            product_id: &offer.product_id,
+            capability_id: &offer.capability_id,
+            price_usd: charged_usd,
+            list_price_usd: offer.price_usd,
+            routing_fee_bps,
+            latency_ms,
+            source_hub: &offer.origin,
+            routing_hub: state.public_url.as_str(),
+            payment_rail: sent.rail.as_str(),
+            routing_fee_policy: (sent.rail == Rail::SellerDirect)
+                .then(|| invoker.rails.seller_direct_fee.as_str()),
+        }
+        .sign_with_extensions(&state.signing_key, plugin_extensions)
+    });
+    let routing_receipt = match signed {
+        Ok(receipt) => receipt,
+        Err(e) => {
+            funding.release(state, ReleaseReason::CaptureFailed).await;
+            return Err(InvokeError::Internal(format!(
+                "cannot sign the routing receipt: {e}"
+            )));
+        }
+    };
+    match funding {
+        Funding::Channel { hold, escrow } => {
+            // A failed capture releases the hold (the guard does) before the error returns.
+            timed_ledger(state, LedgerOp::Capture, hold.capture(&routing_receipt)).await?;
+            if escrow {
+                // The authorization goes on-chain off the request path.
+                let ledger = state.ledger.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = ledger.collect_debits().await {
+                        tracing::warn!(error = %e, "collecting escrow debits failed; \
+                            retried by the sweeper");
+                    }
+                });
+            }
+        }
+        Funding::X402 { .. } | Funding::Buyer => invoker
+            .recorder
+            .send(&state.ledger, Write::Receipt(routing_receipt.clone())),
+    }
+    let price_usd = match sent.rail {
+        Rail::HubPays | Rail::HubX402 => charged_usd,
+        // What the buyer paid the provider (its receipt says), plus any fee here.
+        Rail::SellerDirect => {
+            body.get("receipt")
+                .and_then(|r| r.get("price_usd"))
+                .and_then(Value::as_f64)
+                .unwrap_or(offer.price_usd)
+                + charged_usd
+        }
+        Rail::Unpaid => 0.0,
+    };
+    // The provider's fields pass through untouched (`receipt`, `signature`,
+    // `provider_pubkey`, `provenance`, `hub_billing`, anything new); the hub's own
+    // answer fields are set on top.
+    state.metrics.observe_revenue(
+        sent.rail.as_str(),
+        price_usd,
+        routing_fee_usd(sent, charged_usd, offer),
+    );
+    let mut out = body;
+    out.insert("success".into(), Value::Bool(true));
+    out.insert("result".into(), result);
+    out.insert("routing_receipt".into(), routing_receipt);
+    out.insert("price_usd".into(), price_usd.into());
+    out.insert("list_price_usd".into(), offer.price_usd.into());
+    out.insert("routed_price_usd".into(), offer.routed_price_usd.into());
+    out.insert("routing_fee_bps".into(), routing_fee_bps.into());
+    out.insert(
+        "routing_fee_usd".into(),
+        routing_fee_usd(sent, charged_usd, offer).into(),
+    );
+    out.insert("payment_rail".into(), sent.rail.as_str().into());
+    out.insert("latency_ms".into(), latency_ms.into());
+    out.insert("source_hub".into(), offer.origin.clone().into());
+    out.insert("routed_via".into(), state.public_url.as_str().into());
+    out.insert("provider_signature".into(), signature.as_str().into());
+    if let Some(checked) = body_signature {
+        out.insert("provider_body_signature".into(), checked);
+    }
+    out.insert("protocol_version".into(), "v2".into());
+    let mut answer = relay::json_ok(&Value::Object(out));
+    if let Some(response) = settlement {
+        // The buyer's settlement, not the provider's: any settlement header the
+        // provider sent answers this hub's own payment to it and stays here. x402 v2
+        // names it PAYMENT-RESPONSE; v1 clients read X-PAYMENT-RESPONSE.
+        answer
+            .headers
+            .push(("x-payment-response".into(), response.clone()));
+        answer.headers.push(("payment-response".into(), response));
+    } else {
+        answer.headers.extend(relayed);
+    }
+    Ok(Settled {
+        result: answer,
+        success: true,
+        charged_micros,
+    })
 }
 
 /// The routing fee this hub kept for the call, USD.

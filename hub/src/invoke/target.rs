@@ -21,7 +21,12 @@ use serde::Serialize;
 use serde_json::Value;
 use url::Url;
 
+use super::Invoker;
+use super::error::InvokeError;
 use super::resolve::Offer;
+
+/// Bound on the well-known probe that tells a v2 hub from a v1 factory.
+const KIND_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long a peer's kind is remembered.
 pub const KIND_TTL: Duration = Duration::from_secs(300);
@@ -208,6 +213,59 @@ pub fn body_for(shape: &BodyShape, offer: &Offer, input: &Value) -> Vec<u8> {
         BodyShape::Factory => serde_json::to_vec(&FactoryBody { input }),
     };
     rendered.expect("a JSON value with string keys always serialises")
+}
+
+/// The target of `offer` (probing the peer's kind when needed).
+pub(super) async fn resolve_target(
+    invoker: &Invoker,
+    offer: &Offer,
+) -> Result<Target, InvokeError> {
+    let kind = peer_kind(invoker, offer).await?;
+    target_for(offer, kind).map_err(InvokeError::Internal)
+}
+
+/// The URL the hub would post to as far as it knows without probing (for `route` views).
+pub(super) fn known_target_url(invoker: &Invoker, offer: &Offer) -> String {
+    let kind = if needs_kind(offer) {
+        invoker
+            .kinds
+            .get(&offer.peer_url)
+            .unwrap_or(PeerKind::V2Hub)
+    } else {
+        PeerKind::V2Hub
+    };
+    target_for(offer, kind)
+        .map(|t| t.url.to_string())
+        .unwrap_or_else(|_| offer.peer_url.clone())
+}
+
+/// The kind of the called peer, from the cache or a well-known probe (only needed when the
+/// offer has neither a relay hub nor its own endpoint).
+async fn peer_kind(invoker: &Invoker, offer: &Offer) -> Result<PeerKind, InvokeError> {
+    if !needs_kind(offer) {
+        return Ok(PeerKind::V2Hub);
+    }
+    if let Some(kind) = invoker.kinds.get(&offer.peer_url) {
+        return Ok(kind);
+    }
+    let forwarder = invoker.forwarder()?;
+    let probe = match url::Url::parse(&offer.peer_well_known_url) {
+        Ok(url) => forwarder
+            .get_json(&url, offer.operator_origin(), KIND_PROBE_TIMEOUT)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let (kind, ttl) = match probe {
+        Ok(doc) => (PeerKind::from_well_known(&doc), KIND_TTL),
+        Err(e) => {
+            tracing::warn!(peer = %offer.peer_url, error = %e,
+                "cannot read the peer's well-known; invoking it as a v1 factory");
+            (PeerKind::V1Factory, FAILED_PROBE_TTL)
+        }
+    };
+    invoker.kinds.put(&offer.peer_url, kind, ttl);
+    Ok(kind)
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use serde_json::Value;
 use super::InvokeCall;
 use super::error::InvokeError;
 use super::forward::Upstream;
-use super::pipeline::Funding;
+use super::settle::Funding;
 use super::rails;
 use crate::payments::PaymentError;
 use crate::payments::x402::{ExactPayment, sign_exact_authorization};

@@ -36,6 +36,13 @@ pub async fn render(state: &AppState) -> String {
     let mut out = encode(&state.metrics);
     catalog_series(state, &mut out);
     stored_state_series(state, &mut out).await;
+    series(
+        &mut out,
+        "aimarket_ledger_holds_dropped_total",
+        "counter",
+        "Channel holds whose guard was dropped unsettled and released from a background task.",
+        state.ledger.holds_dropped(),
+    );
 
     // One labelled series per limit, zeros included, so dashboards see every limit.
     let name = "aimarket_limit_refusals_total";

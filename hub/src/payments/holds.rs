@@ -8,7 +8,7 @@ use subtle::ConstantTimeEq;
 use super::channels::{ChannelStatus, MAX_CHANNEL_ID_CHARS, secret_digest};
 use super::error::{SecretProblem, is_unique_violation};
 use super::records::{ReceiptRow, insert_receipt};
-use super::{Ledger, PaymentError, duration_ms, is_lookup_key};
+use super::{HoldGuard, Ledger, PaymentError, duration_ms, is_lookup_key};
 use crate::store::{BeginWrite as _, Store, now_ms, on_pool, on_pool_write};
 
 /// Longest hold id accepted.
@@ -168,13 +168,15 @@ impl Ledger {
     ///
     /// An escrow channel is refused with [`PaymentError::AuthorizationRequired`]: its debits
     /// go through [`Ledger::hold_escrow`], with the depositor's signed authorization.
+    ///
+    /// The returned guard must be captured or released (see [`HoldGuard`]).
     pub async fn hold(
         &self,
         channel_id: &str,
         secret: Option<&str>,
         amount_micros: i64,
         hold_id: &str,
-    ) -> Result<Hold, PaymentError> {
+    ) -> Result<HoldGuard, PaymentError> {
         self.hold_checked(channel_id, secret, amount_micros, hold_id, false)
             .await
     }
@@ -187,7 +189,7 @@ impl Ledger {
         amount_micros: i64,
         hold_id: &str,
         authorized: bool,
-    ) -> Result<Hold, PaymentError> {
+    ) -> Result<HoldGuard, PaymentError> {
         const RESERVE: &str = "UPDATE channels SET held = held + $2 \
              WHERE id = $1 AND status = 'open' AND expires_at > $3 \
              AND deposit - used - held >= $2 RETURNING 1";
@@ -272,12 +274,15 @@ impl Ledger {
             }
         };
         match reserved {
-            Ok(true) => Ok(Hold {
-                id: hold_id.to_owned(),
-                channel_id: channel_id.to_owned(),
-                amount_micros,
-                lease_until,
-            }),
+            Ok(true) => Ok(HoldGuard::new(
+                self,
+                Hold {
+                    id: hold_id.to_owned(),
+                    channel_id: channel_id.to_owned(),
+                    amount_micros,
+                    lease_until,
+                },
+            )),
             // The guard failed between the read and the write: say why, from a fresh read.
             Ok(false) => {
                 let channel = self.get_channel(channel_id).await?;
@@ -307,7 +312,10 @@ impl Ledger {
     /// ONE transaction: the hold becomes `captured`, the channel's `used` grows by the held
     /// amount, `invocations` by one, and the receipt row records the amount charged. Either
     /// all of it happens or none.
-    pub async fn capture(&self, hold_id: &str, receipt: &Value) -> Result<(), PaymentError> {
+    ///
+    /// Calls settle through their [`HoldGuard`]; by id only for holds whose guard is gone
+    /// (a previous process's).
+    pub(crate) async fn capture(&self, hold_id: &str, receipt: &Value) -> Result<(), PaymentError> {
         const TAKE: &str = "UPDATE holds SET state = 'captured', settled_at = $2 \
              WHERE id = $1 AND state = 'held' RETURNING channel_id, amount";
         const DEBIT: &str = "UPDATE channels SET held = held - $2, used = used + $2, \
@@ -366,7 +374,7 @@ impl Ledger {
     /// Releases hold `hold_id`: the amount goes back to the channel's balance. Releasing an
     /// already released hold is a no-op; a captured hold cannot be released
     /// ([`PaymentError::HoldSettled`]).
-    pub async fn release(&self, hold_id: &str) -> Result<(), PaymentError> {
+    pub(crate) async fn release(&self, hold_id: &str) -> Result<(), PaymentError> {
         const TAKE: &str = "UPDATE holds SET state = 'released', settled_at = $2 \
              WHERE id = $1 AND state = 'held' RETURNING channel_id, amount";
         let now = now_ms();

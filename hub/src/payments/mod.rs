@@ -11,9 +11,10 @@
 //! row lock, SQLite serialises writers (the store's writer slot plus `BEGIN IMMEDIATE`). A
 //! `CHECK (used + held <= deposit)` in both schemas backs the guard up.
 //!
-//! The call lifecycle is [`Ledger::hold`] before forwarding, then exactly one of
-//! [`Ledger::capture`] (one transaction: hold captured, channel debited, receipt stored) or
-//! [`Ledger::release`]. Holds carry a lease; holds left behind by a dead process are released
+//! The call lifecycle is [`Ledger::hold`] before forwarding, which returns a [`HoldGuard`]
+//! consumed by exactly one of [`HoldGuard::capture`] (one transaction: hold captured, channel
+//! debited, receipt stored) or [`HoldGuard::release`]; a guard dropped unsettled is released
+//! from a spawned task and counted. Holds carry a lease; holds left behind by a dead process are released
 //! by [`Ledger::recover_on_startup`] and by the periodic [`Ledger::release_expired_holds`].
 //!
 //! Channel secrets: the secret is returned once at open and only its SHA-256 is stored. A
@@ -26,6 +27,7 @@ pub mod chain;
 mod channels;
 mod error;
 pub mod escrow;
+mod hold_guard;
 mod holds;
 mod idempotency;
 pub mod payer_proof;
@@ -39,10 +41,12 @@ pub mod x402;
 mod tests;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 pub use channels::{Channel, ChannelSecret, ChannelStatus, OpenChannel, Settlement};
 pub use error::{PaymentError, SecretProblem};
+pub use hold_guard::{HoldGuard, ReleaseReason};
 pub use holds::{Hold, HoldState};
 pub use idempotency::{IdemState, StoredResponse};
 pub use records::{InvocationRecord, PeerStats};
@@ -138,6 +142,8 @@ pub struct Ledger {
     payout: Option<Arc<refunds::Payout>>,
     /// The escrow contract of non-custodial channels, when configured.
     escrow: Option<Arc<escrow::Escrow>>,
+    /// Hold guards dropped unsettled (each one a bug in a settlement path).
+    holds_dropped: Arc<AtomicU64>,
 }
 
 impl Ledger {
@@ -150,6 +156,7 @@ impl Ledger {
             live: crate::stats::LiveFeed::default(),
             payout: None,
             escrow: None,
+            holds_dropped: Arc::default(),
         }
     }
 
@@ -186,6 +193,16 @@ impl Ledger {
     /// The tunables in force.
     pub fn config(&self) -> LedgerConfig {
         self.config
+    }
+
+    /// How many hold guards were dropped unsettled (and released from a spawned task):
+    /// `aimarket_ledger_holds_dropped_total`.
+    pub fn holds_dropped(&self) -> u64 {
+        self.holds_dropped.load(Ordering::Relaxed)
+    }
+
+    fn count_dropped_hold(&self) {
+        self.holds_dropped.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Whether any deposit verifier is configured (channels can be opened at all).

@@ -107,6 +107,7 @@ ledger_cases!(
     channels::expired_channels_refuse_debits_but_settle,
     channels::closed_channels_refuse_debits_and_close_is_idempotent,
     channels::hold_capture_release_errors,
+    channels::dropped_hold_guard_is_released_once_and_counted,
     channels::duplicate_hold_id_changes_nothing,
     channels::without_verifiers_payments_are_unavailable,
     channels::nul_in_ids_is_not_found,

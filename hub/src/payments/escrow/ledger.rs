@@ -32,7 +32,9 @@ use crate::payments::channels::{
 use crate::payments::error::is_unique_violation;
 use crate::payments::payer_proof::PayerProof;
 use crate::payments::refunds::{ContractCall, Payout};
-use crate::payments::{Ledger, MAX_DEPOSIT_USD, PaymentError, micros_to_usd};
+use crate::payments::{
+    HoldGuard, Ledger, MAX_DEPOSIT_USD, PaymentError, ReleaseReason, micros_to_usd,
+};
 use crate::store::{now_ms, on_pool, on_pool_write};
 
 /// The ledger stops taking debits this long before the on-chain expiry, so that the
@@ -269,14 +271,14 @@ impl Ledger {
 
     /// Checks the depositor's `authorization` for a debit of `micros` from escrow channel
     /// `channel`, then holds `micros` under the authorization's receipt id and stores it for
-    /// the collector. The hold id (the receipt id, `0x` + 64 hex). Every refusal is
+    /// the collector. The hold's id is the receipt id (`0x` + 64 hex). Every refusal is
     /// [`PaymentError::AuthorizationRequired`] naming the member, and nothing is held.
     pub async fn hold_escrow(
         &self,
         channel: &Channel,
         authorization: Option<&Value>,
         micros: i64,
-    ) -> Result<String, PaymentError> {
+    ) -> Result<HoldGuard, PaymentError> {
         const CAPTURED_MAX: &str = "SELECT MAX(d.nonce) FROM escrow_debits d \
              JOIN holds h ON h.id = d.hold_id \
              WHERE d.escrow_id = $1 AND h.state = 'captured' AND d.state <> 'failed'";
@@ -370,7 +372,8 @@ impl Ledger {
                 ),
             ));
         }
-        self.hold_checked(&channel.id, None, micros, &hold_id, true)
+        let guard = self
+            .hold_checked(&channel.id, None, micros, &hold_id, true)
             .await
             .map_err(|e| match e {
                 PaymentError::DuplicateHold { .. } => {
@@ -379,12 +382,11 @@ impl Ledger {
                 other => other,
             })?;
         if let Err(e) = self.store_debit(channel, &debit, &hold_id, micros).await {
-            if let Err(release) = self.release(&hold_id).await {
-                tracing::error!(hold_id, error = %release, "cannot release a hold; the sweeper will");
-            }
+            // A failure to release is logged by the guard; the sweeper takes it then.
+            let _ = guard.release(ReleaseReason::Incomplete).await;
             return Err(e);
         }
-        Ok(hold_id)
+        Ok(guard)
     }
 
     /// Stores a verified authorization under its hold; a nonce held by a call in flight is

@@ -8,7 +8,10 @@ use aimarket_protocol::signing::KeyPair;
 use super::rpc::{FakeRpc, RECIPIENT, TOKEN, receipt, transfer_log, tx};
 use super::{Ctx, LedgerCtx, demo, open_demo, signed_receipt};
 use crate::payments::verifier::{DemoVerifier, EvmVerifier, PaymentVerifier, Verifiers};
-use crate::payments::{ChannelStatus, LedgerConfig, OpenChannel, PaymentError, SecretProblem};
+use crate::payments::{
+    ChannelStatus, HoldState, LedgerConfig, OpenChannel, PaymentError, ReleaseReason,
+    SecretProblem,
+};
 use crate::store::now_ms;
 
 pub async fn open_get_close_round_trip(ctx: Ctx) {
@@ -49,15 +52,14 @@ pub async fn open_get_close_round_trip(ctx: Ctx) {
         .hold(&opened.id, Some(secret.expose()), 400_000, "n1")
         .await
         .unwrap();
-    assert_eq!(hold.amount_micros, 400_000);
+    assert_eq!(hold.hold().amount_micros, 400_000);
     let held = ledger.get_channel(&opened.id).await.unwrap();
     assert_eq!(
         (held.balance_micros(), held.held_micros, held.used_micros),
         (2_100_000, 400_000, 0)
     );
     let key = KeyPair::from_seed(&[3; 32]);
-    ledger
-        .capture("n1", &signed_receipt(&key, "n1", 0.4, &opened.id))
+    hold.capture(&signed_receipt(&key, "n1", 0.4, &opened.id))
         .await
         .unwrap();
     let read = ledger.get_channel(&opened.id).await.unwrap();
@@ -185,14 +187,14 @@ pub async fn secrets_are_required_for_real_deposits_only(ctx: Ctx) {
         wrong.to_string().contains("invalid channel secret"),
         "{wrong}"
     );
-    ledger
+    let c = ledger
         .hold(&real.id, Some(secret.expose()), 10, "c")
         .await
         .unwrap();
 
     // A demo channel debits without a secret but refuses a wrong one.
     let play = open_demo(&ledger, 1.0).await;
-    ledger.hold(&play.id, None, 10, "d").await.unwrap();
+    let d = ledger.hold(&play.id, None, 10, "d").await.unwrap();
     let other_secret = real.secret.unwrap();
     assert!(matches!(
         ledger
@@ -206,6 +208,9 @@ pub async fn secrets_are_required_for_real_deposits_only(ctx: Ctx) {
     // Refused holds reserved nothing.
     assert_eq!(ledger.get_channel(&real.id).await.unwrap().held_micros, 10);
     assert_eq!(ledger.get_channel(&play.id).await.unwrap().held_micros, 10);
+    for guard in [c, d] {
+        guard.release(ReleaseReason::CallFailed).await.unwrap();
+    }
 }
 
 pub async fn expired_channels_refuse_debits_but_settle(ctx: Ctx) {
@@ -233,15 +238,14 @@ pub async fn closed_channels_refuse_debits_and_close_is_idempotent(ctx: Ctx) {
     let ledger = ctx.demo_ledger();
     let key = KeyPair::from_seed(&[4; 32]);
     let channel = open_demo(&ledger, 1.0).await;
-    ledger
+    let done = ledger
         .hold(&channel.id, None, 250_000, "done")
         .await
         .unwrap();
-    ledger
-        .capture("done", &signed_receipt(&key, "done", 0.25, &channel.id))
+    done.capture(&signed_receipt(&key, "done", 0.25, &channel.id))
         .await
         .unwrap();
-    ledger
+    let running = ledger
         .hold(&channel.id, None, 100_000, "running")
         .await
         .unwrap();
@@ -250,7 +254,7 @@ pub async fn closed_channels_refuse_debits_and_close_is_idempotent(ctx: Ctx) {
         matches!(busy, PaymentError::ChannelBusy { holds: 1, .. }),
         "{busy:?}"
     );
-    ledger.release("running").await.unwrap();
+    running.release(ReleaseReason::CallFailed).await.unwrap();
 
     let first = ledger
         .close_channel(&channel.id, Some("agent-settle-1".into()))
@@ -308,8 +312,8 @@ pub async fn hold_capture_release_errors(ctx: Ctx) {
         PaymentError::HoldNotFound { .. }
     ));
 
-    ledger.hold(&channel.id, None, 1_000, "a").await.unwrap();
-    ledger.capture("a", &receipt("a")).await.unwrap();
+    let a = ledger.hold(&channel.id, None, 1_000, "a").await.unwrap();
+    a.capture(&receipt("a")).await.unwrap();
     assert!(matches!(
         ledger.capture("a", &receipt("a2")).await.unwrap_err(),
         PaymentError::HoldSettled {
@@ -325,11 +329,11 @@ pub async fn hold_capture_release_errors(ctx: Ctx) {
         }
     ));
 
-    ledger.hold(&channel.id, None, 1_000, "b").await.unwrap();
-    ledger.release("b").await.unwrap();
+    let b = ledger.hold(&channel.id, None, 1_000, "b").await.unwrap();
+    b.release(ReleaseReason::Unbilled).await.unwrap();
     ledger.release("b").await.unwrap();
     // A receipt whose nonce is taken rolls the whole capture back: the hold stays held.
-    ledger.hold(&channel.id, None, 1_000, "c").await.unwrap();
+    let held_c = ledger.hold(&channel.id, None, 1_000, "c").await.unwrap();
     assert!(matches!(
         ledger.capture("c", &receipt("a")).await.unwrap_err(),
         PaymentError::DuplicateReceipt { .. }
@@ -346,18 +350,89 @@ pub async fn hold_capture_release_errors(ctx: Ctx) {
         (c.used_micros, c.held_micros, c.invocations),
         (1_000, 1_000, 1)
     );
-    ledger.capture("c", &receipt("c")).await.unwrap();
+    held_c.capture(&receipt("c")).await.unwrap();
     let c = ledger.get_channel(&channel.id).await.unwrap();
     assert_eq!(
         (c.used_micros, c.held_micros, c.balance_micros()),
         (2_000, 0, 8_000)
+    );
+    // Through the guard, a failed capture gives the hold back at once.
+    let d = ledger.hold(&channel.id, None, 1_000, "d").await.unwrap();
+    assert!(matches!(
+        d.capture(&receipt("a")).await.unwrap_err(),
+        PaymentError::DuplicateReceipt { .. }
+    ));
+    assert_eq!(
+        ledger.hold_state("d").await.unwrap(),
+        Some(HoldState::Released)
+    );
+    let c = ledger.get_channel(&channel.id).await.unwrap();
+    assert_eq!(
+        (c.used_micros, c.held_micros, c.balance_micros()),
+        (2_000, 0, 8_000)
+    );
+    assert_eq!(ledger.holds_dropped(), 0);
+}
+
+/// A guard dropped unsettled releases its hold exactly once, from a spawned task, and is
+/// counted; settled guards are not.
+pub async fn dropped_hold_guard_is_released_once_and_counted(ctx: Ctx) {
+    let ledger = ctx.demo_ledger();
+    let key = KeyPair::from_seed(&[6; 32]);
+    let channel = open_demo(&ledger, 1.0).await;
+    let kept = ledger
+        .hold(&channel.id, None, 100_000, "kept")
+        .await
+        .unwrap();
+    let dropped = ledger
+        .hold(&channel.id, None, 200_000, "dropped")
+        .await
+        .unwrap();
+    assert_eq!(ledger.holds_dropped(), 0);
+    drop(dropped);
+    assert_eq!(ledger.holds_dropped(), 1);
+    // The release runs on a spawned task: wait for it, boundedly.
+    for _ in 0..250 {
+        if ledger.hold_state("dropped").await.unwrap() == Some(HoldState::Released) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        ledger.hold_state("dropped").await.unwrap(),
+        Some(HoldState::Released)
+    );
+    // Given back once: only the kept hold is still reserved.
+    let c = ledger.get_channel(&channel.id).await.unwrap();
+    assert_eq!(
+        (c.held_micros, c.used_micros, c.balance_micros()),
+        (100_000, 0, 900_000)
+    );
+    // A late release by id finds it released and changes nothing.
+    ledger.release("dropped").await.unwrap();
+    let again = ledger.get_channel(&channel.id).await.unwrap();
+    assert_eq!(again.held_micros, 100_000);
+
+    kept.capture(&signed_receipt(&key, "kept", 0.1, &channel.id))
+        .await
+        .unwrap();
+    let released = ledger
+        .hold(&channel.id, None, 50_000, "released")
+        .await
+        .unwrap();
+    released.release(ReleaseReason::CallFailed).await.unwrap();
+    assert_eq!(ledger.holds_dropped(), 1);
+    let c = ledger.get_channel(&channel.id).await.unwrap();
+    assert_eq!(
+        (c.held_micros, c.used_micros, c.balance_micros()),
+        (0, 100_000, 900_000)
     );
 }
 
 pub async fn duplicate_hold_id_changes_nothing(ctx: Ctx) {
     let ledger = ctx.demo_ledger();
     let channel = open_demo(&ledger, 1.0).await;
-    ledger
+    let same = ledger
         .hold(&channel.id, None, 300_000, "same")
         .await
         .unwrap();
@@ -374,6 +449,7 @@ pub async fn duplicate_hold_id_changes_nothing(ctx: Ctx) {
         ledger.hold(&channel.id, None, 1, "").await.unwrap_err(),
         PaymentError::InvalidRequest(_)
     ));
+    same.release(ReleaseReason::CallFailed).await.unwrap();
 }
 
 pub async fn without_verifiers_payments_are_unavailable(ctx: Ctx) {

@@ -1,12 +1,15 @@
 //! The money invariants under concurrency and crashes.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use aimarket_protocol::signing::KeyPair;
 use futures_util::future::join_all;
 
 use super::{Ctx, LedgerCtx, open_demo, signed_receipt};
-use crate::payments::{HoldState, Ledger, LedgerConfig, OpenChannel, PaymentError, usd_to_micros};
+use crate::payments::{
+    HoldState, Ledger, LedgerConfig, OpenChannel, PaymentError, ReleaseReason, usd_to_micros,
+};
 
 /// $0.001 per call: a $0.50 channel pays for exactly 500.
 const PRICE_USD: f64 = 0.001;
@@ -25,10 +28,7 @@ pub async fn thousand_concurrent_holds_pay_exactly_five_hundred(ctx: Ctx) {
         let secret = secret.clone();
         tokio::spawn(async move {
             let nonce = format!("rcpt_{i:04}");
-            ledger
-                .hold(&id, Some(secret.expose()), PRICE, &nonce)
-                .await
-                .map(|hold| hold.id)
+            ledger.hold(&id, Some(secret.expose()), PRICE, &nonce).await
         })
     });
     let outcomes: Vec<_> = join_all(tasks)
@@ -40,7 +40,7 @@ pub async fn thousand_concurrent_holds_pay_exactly_five_hundred(ctx: Ctx) {
     let mut refused = 0;
     for outcome in outcomes {
         match outcome {
-            Ok(id) => held.push(id),
+            Ok(guard) => held.push(guard),
             Err(PaymentError::InsufficientBalance { needed_micros, .. }) => {
                 assert_eq!(needed_micros, PRICE);
                 refused += 1;
@@ -56,11 +56,10 @@ pub async fn thousand_concurrent_holds_pay_exactly_five_hundred(ctx: Ctx) {
     );
 
     // Capture every hold concurrently, each with its signed receipt.
-    let captures = held.iter().map(|nonce| {
-        let ledger = ledger.clone();
-        let receipt = signed_receipt(&key, nonce, PRICE_USD, &channel.id);
-        let nonce = nonce.clone();
-        tokio::spawn(async move { ledger.capture(&nonce, &receipt).await })
+    let nonces: Vec<String> = held.iter().map(|guard| guard.id().to_owned()).collect();
+    let captures = held.into_iter().map(|guard| {
+        let receipt = signed_receipt(&key, guard.id(), PRICE_USD, &channel.id);
+        tokio::spawn(async move { guard.capture(&receipt).await })
     });
     for joined in join_all(captures).await {
         joined.unwrap().unwrap();
@@ -74,7 +73,7 @@ pub async fn thousand_concurrent_holds_pay_exactly_five_hundred(ctx: Ctx) {
 
     // The ledger equals the sum of the signed receipts' prices.
     let mut receipts_total = 0;
-    for nonce in &held {
+    for nonce in &nonces {
         let receipt = ledger.get_receipt(nonce).await.unwrap().unwrap();
         aimarket_protocol::signing::verify_receipt(&receipt, &key.public_key()).unwrap();
         receipts_total += usd_to_micros(receipt["price_usd"].as_f64().unwrap()).unwrap();
@@ -117,20 +116,24 @@ pub async fn abandoned_holds_are_released_after_a_crash(ctx: Ctx) {
     let key = KeyPair::from_seed(&[8; 32]);
     let a = open_demo(&ledger, 1.0).await;
     let b = open_demo(&ledger, 0.25).await;
+    let mut guards = HashMap::new();
     for (i, channel) in [&a, &a, &a, &b, &b, &a, &b].iter().enumerate() {
-        ledger
-            .hold(&channel.id, None, 10_000, &format!("h{i}"))
-            .await
-            .unwrap();
+        let nonce = format!("h{i}");
+        let guard = ledger.hold(&channel.id, None, 10_000, &nonce).await.unwrap();
+        guards.insert(nonce, guard);
     }
     // Three calls finished (two on a, one on b); four were in flight when the process died.
     for (nonce, channel) in [("h0", &a), ("h1", &a), ("h3", &b)] {
         let receipt = signed_receipt(&key, nonce, 0.01, &channel.id);
-        ledger.capture(nonce, &receipt).await.unwrap();
+        let guard = guards.remove(nonce).unwrap();
+        guard.capture(&receipt).await.unwrap();
     }
     let before = ledger.get_channel(&a.id).await.unwrap();
     assert_eq!((before.used_micros, before.held_micros), (20_000, 20_000));
-    // The "process" goes away without releasing anything.
+    // The "process" goes away without releasing anything: no destructor runs under kill -9.
+    for guard in guards.into_values() {
+        std::mem::forget(guard);
+    }
     drop(ledger);
     ctx.store.close().await;
 
@@ -184,7 +187,8 @@ pub async fn abandoned_holds_are_released_after_a_crash(ctx: Ctx) {
 pub async fn live_holds_of_other_replicas_survive_recovery(ctx: Ctx) {
     let live = ctx.demo_ledger();
     let channel = open_demo(&live, 0.1).await;
-    live.hold(&channel.id, None, 5_000, "in-flight")
+    let in_flight = live
+        .hold(&channel.id, None, 5_000, "in-flight")
         .await
         .unwrap();
     let other_replica = Ledger::new(
@@ -197,19 +201,22 @@ pub async fn live_holds_of_other_replicas_survive_recovery(ctx: Ctx) {
     if ctx.is_postgres() {
         assert_eq!((released, state), (0, Some(HoldState::Held)));
         assert_eq!(other_replica.release_expired_holds().await.unwrap(), 0);
-        live.capture(
-            "in-flight",
-            &signed_receipt(
+        in_flight
+            .capture(&signed_receipt(
                 &KeyPair::from_seed(&[1; 32]),
                 "in-flight",
                 0.005,
                 &channel.id,
-            ),
-        )
-        .await
-        .unwrap();
+            ))
+            .await
+            .unwrap();
     } else {
         assert_eq!((released, state), (1, Some(HoldState::Released)));
+        // Releasing what recovery already released is a no-op.
+        in_flight
+            .release(ReleaseReason::CallFailed)
+            .await
+            .unwrap();
     }
     other_replica.store().close().await;
 }

@@ -1,0 +1,139 @@
+//! The typed end of a hold: [`Ledger::hold`] returns a [`HoldGuard`], and the only ways to
+//! consume one are [`HoldGuard::capture`] (with the call's receipt) and
+//! [`HoldGuard::release`] (with a reason). "Every path settles the hold" is thereby checked
+//! by the compiler (`#[must_use]`, move semantics) instead of by review; a guard dropped
+//! unsettled anyway (an early return, a cancelled request future) releases its hold from a
+//! spawned task and is counted in `aimarket_ledger_holds_dropped_total`, so a bug shows up
+//! in the metrics instead of as money held until the lease sweeper runs.
+
+use serde_json::Value;
+
+use super::{Hold, Ledger, PaymentError};
+
+/// Why a hold is given back (logged with failures to release it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReleaseReason {
+    /// The call failed before a provider's answer could be billed (unreachable, timed out,
+    /// refused by this hub or a plugin).
+    CallFailed,
+    /// The provider answered without a billable success (its 402, a 4xx, a typed failure).
+    Unbilled,
+    /// A plugin blocked the provider's answer.
+    Blocked,
+    /// The capture itself failed (its receipt could not be stored).
+    CaptureFailed,
+    /// The hold could not be completed (an escrow authorization could not be stored).
+    Incomplete,
+    /// The guard was dropped unsettled.
+    Dropped,
+}
+
+impl ReleaseReason {
+    /// The reason as logged.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CallFailed => "call_failed",
+            Self::Unbilled => "unbilled",
+            Self::Blocked => "blocked",
+            Self::CaptureFailed => "capture_failed",
+            Self::Incomplete => "incomplete",
+            Self::Dropped => "dropped",
+        }
+    }
+}
+
+/// A hold that must be settled: consumed by [`HoldGuard::capture`] or
+/// [`HoldGuard::release`]. Dropping it unsettled releases the hold (from a task spawned on
+/// the current runtime; without one, the lease sweeper does) and counts it.
+#[must_use = "a hold must be captured or released; dropping it releases it and counts it as a bug"]
+#[derive(Debug)]
+pub struct HoldGuard {
+    hold: Hold,
+    /// The ledger that settles it; `None` once settled (then dropping does nothing).
+    ledger: Option<Ledger>,
+}
+
+impl HoldGuard {
+    pub(super) fn new(ledger: &Ledger, hold: Hold) -> Self {
+        Self {
+            hold,
+            ledger: Some(ledger.clone()),
+        }
+    }
+
+    /// The reservation.
+    pub fn hold(&self) -> &Hold {
+        &self.hold
+    }
+
+    /// The hold's id (the receipt nonce of the call).
+    pub fn id(&self) -> &str {
+        &self.hold.id
+    }
+
+    /// Captures the hold with `receipt` ([`Ledger::capture`]: one transaction debits the
+    /// channel and stores the receipt). When the capture fails the hold is released before
+    /// the error is returned, so a failed capture never leaves money held.
+    pub async fn capture(mut self, receipt: &Value) -> Result<(), PaymentError> {
+        // The guard stays armed across the await: a capture whose future is dropped midway is
+        // released (or found captured) by the drop.
+        let Some(ledger) = self.ledger.clone() else {
+            return Ok(());
+        };
+        let captured = ledger.capture(&self.hold.id, receipt).await;
+        self.ledger = None;
+        if let Err(e) = &captured {
+            release_logged(&ledger, &self.hold.id, ReleaseReason::CaptureFailed, e).await;
+        }
+        captured
+    }
+
+    /// Releases the hold ([`Ledger::release`]): the amount goes back to the channel.
+    pub async fn release(mut self, reason: ReleaseReason) -> Result<(), PaymentError> {
+        let Some(ledger) = self.ledger.clone() else {
+            return Ok(());
+        };
+        let released = ledger.release(&self.hold.id).await;
+        self.ledger = None;
+        if let Err(e) = &released {
+            release_failed(&self.hold.id, reason, e);
+        }
+        released
+    }
+}
+
+impl Drop for HoldGuard {
+    fn drop(&mut self) {
+        let Some(ledger) = self.ledger.take() else {
+            return;
+        };
+        ledger.count_dropped_hold();
+        let hold_id = std::mem::take(&mut self.hold.id);
+        tracing::warn!(hold_id, "a hold guard was dropped unsettled; releasing its hold");
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if let Err(e) = ledger.release(&hold_id).await {
+                        release_failed(&hold_id, ReleaseReason::Dropped, &e);
+                    }
+                });
+            }
+            // No runtime to release on (a process shutting down): the lease sweeper or the
+            // next startup's recovery releases it.
+            Err(_) => tracing::warn!(hold_id, "no runtime to release a dropped hold on"),
+        }
+    }
+}
+
+/// Releases `hold_id` after a failed capture (`cause`), logging a failure to do so.
+async fn release_logged(ledger: &Ledger, hold_id: &str, reason: ReleaseReason, cause: &PaymentError) {
+    match ledger.release(hold_id).await {
+        Ok(()) => tracing::warn!(hold_id, error = %cause, "capture failed; hold released"),
+        Err(e) => release_failed(hold_id, reason, &e),
+    }
+}
+
+fn release_failed(hold_id: &str, reason: ReleaseReason, error: &PaymentError) {
+    tracing::error!(hold_id, reason = reason.as_str(), error = %error,
+        "cannot release a hold; the sweeper will when its lease ends");
+}
