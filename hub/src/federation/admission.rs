@@ -29,7 +29,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::operator::admit_as_operator;
-use super::{FederationError, crawl_soon, peer_url, store};
+use super::{FederationError, crawl_soon, peer_url};
 use crate::state::AppState;
 use crate::store::{KeySource, NewPeer, PeerState, normalize_origin};
 
@@ -138,13 +138,10 @@ async fn operator_announce(
     let parsed = parse(state, body, false).await?;
     let key = parsed.key.as_ref().map(PublicKey::to_b64);
     let (before, row) = admit_as_operator(state, &parsed.origin, key.as_deref()).await?;
-    store::set_announced(
-        &state.store,
-        row.id,
-        &parsed.well_known_url,
-        parsed.name.as_deref(),
-    )
-    .await?;
+    state
+        .store
+        .set_peer_announced(row.id, &parsed.well_known_url, parsed.name.as_deref())
+        .await?;
     crawl_soon(state);
     Ok(AnnounceOutcome {
         acknowledged: true,
@@ -164,7 +161,7 @@ async fn stranger_announce(
     }
     let limit = state.settings.max_pending_peers;
     let full = |pending: i64| pending >= i64::from(limit);
-    if full(store::count_pending(&state.store).await?) {
+    if full(state.store.count_pending_peers().await?) {
         return Err(FederationError::PendingLimit { limit });
     }
     let parsed = parse(state, body, true).await?;
@@ -178,7 +175,7 @@ async fn stranger_announce(
             crawl_scheduled: false,
         });
     }
-    if full(store::count_pending(&state.store).await?) {
+    if full(state.store.count_pending_peers().await?) {
         return Err(FederationError::PendingLimit { limit });
     }
     let new = NewPeer {

@@ -25,13 +25,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use aimarket_crawler::SafeUrl;
-use chrono::{DateTime, SecondsFormat};
-use serde::Serialize;
 use tokio::sync::mpsc;
 
-use super::{Federation, store};
+use super::Federation;
 use crate::state::AppState;
-use crate::store::{NewPeer, PeerState, Store, StoreError, normalize_origin, now_ms, on_pool};
+pub use crate::store::InboundCrawler;
+use crate::store::{NewPeer, PeerState, Store, StoreError, normalize_origin, now_ms};
 
 /// Header values queued before new ones are dropped.
 pub const QUEUE: usize = 1024;
@@ -83,7 +82,7 @@ struct Seen {
 pub(super) async fn run(state: Arc<AppState>, mut queue: mpsc::Receiver<String>) {
     let own = normalize_origin(state.public_url.as_str()).ok();
     let mut seen: HashMap<String, Seen> = HashMap::new();
-    let mut stored = match count(&state.store).await {
+    let mut stored = match state.store.count_inbound_crawlers().await {
         Ok(n) => usize::try_from(n).unwrap_or(usize::MAX),
         Err(e) => {
             tracing::warn!(error = %e, "cannot count recorded crawlers; assuming none");
@@ -133,38 +132,17 @@ pub(super) async fn run(state: Arc<AppState>, mut queue: mpsc::Receiver<String>)
         match write(&state, &origin, hits, stored < MAX_RECORDED).await {
             Ok(true) => stored += 1,
             Ok(false) => {}
-            Err(StoreError::Database(sqlx::Error::PoolClosed)) => return,
+            Err(e) if e.is_closed() => return,
             Err(e) => tracing::warn!(crawler = origin, error = %e, "cannot record a crawler"),
         }
     }
 }
 
-async fn count(store: &Store) -> Result<i64, StoreError> {
-    Ok(on_pool!(store, |pool| {
-        sqlx::query_scalar("SELECT COUNT(*) FROM inbound_crawlers")
-            .fetch_one(pool)
-            .await?
-    }))
-}
-
 /// Records `hits` for `origin`; returns true when the origin was new and stored (only with
 /// `room`: a full set still counts hits of the origins it holds).
 async fn write(state: &AppState, origin: &str, hits: i64, room: bool) -> Result<bool, StoreError> {
-    const BUMP: &str =
-        "UPDATE inbound_crawlers SET hits = hits + $2, last_seen = $3 WHERE url = $1";
-    const INSERT: &str = "INSERT INTO inbound_crawlers (url, first_seen, last_seen, hits, \
-         status, detail) VALUES ($1, $2, $2, $3, $4, $5) ON CONFLICT (url) DO NOTHING";
     let now = now_ms();
-    let updated = on_pool!(&state.store, |pool| {
-        sqlx::query(BUMP)
-            .bind(origin)
-            .bind(hits)
-            .bind(now)
-            .execute(pool)
-            .await?
-            .rows_affected()
-    });
-    if updated > 0 {
+    if state.store.count_inbound_hits(origin, hits, now).await? {
         return Ok(false);
     }
     if !room {
@@ -176,16 +154,10 @@ async fn write(state: &AppState, origin: &str, hits: i64, room: bool) -> Result<
         return Ok(false);
     }
     let (status, detail) = admit(state, origin).await?;
-    on_pool!(&state.store, |pool| {
-        sqlx::query(INSERT)
-            .bind(origin)
-            .bind(now)
-            .bind(hits)
-            .bind(status)
-            .bind(detail)
-            .execute(pool)
-            .await?;
-    });
+    state
+        .store
+        .insert_inbound_crawler(origin, now, hits, status, detail.as_deref())
+        .await?;
     Ok(true)
 }
 
@@ -209,7 +181,7 @@ async fn admit(
     }
     let _admission = state.federation.admission.lock().await;
     let limit = i64::from(state.settings.max_pending_peers);
-    if store::count_pending(&state.store).await? >= limit {
+    if state.store.count_pending_peers().await? >= limit {
         return Ok(("recorded", Some("pending-peer limit reached".into())));
     }
     let new = NewPeer {
@@ -230,48 +202,9 @@ async fn admit(
     }
 }
 
-/// One recorded crawler, as the operator sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
-pub struct InboundCrawler {
-    /// The claimed origin.
-    pub url: String,
-    /// First seen (unix ms; rendered by the endpoint).
-    #[serde(skip)]
-    pub first_seen: i64,
-    /// Last written (unix ms).
-    #[serde(skip)]
-    pub last_seen: i64,
-    /// Requests counted (writes are throttled, so recent hits may not be counted yet).
-    pub hits: i64,
-    /// `recorded`, `pending_peer`, `known_peer` or `refused`.
-    pub status: String,
-    /// Why, for `refused` and `known_peer`.
-    pub detail: Option<String>,
-}
-
-impl InboundCrawler {
-    /// `first_seen` as RFC 3339.
-    pub fn first_seen_iso(&self) -> Option<String> {
-        iso(self.first_seen)
-    }
-
-    /// `last_seen` as RFC 3339.
-    pub fn last_seen_iso(&self) -> Option<String> {
-        iso(self.last_seen)
-    }
-}
-
-fn iso(ms: i64) -> Option<String> {
-    DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
-}
-
 /// The recorded crawlers, most recent first (at most [`LIST_LIMIT`]).
 pub async fn list(store: &Store) -> Result<Vec<InboundCrawler>, StoreError> {
-    const SQL: &str = "SELECT url, first_seen, last_seen, hits, status, detail \
-         FROM inbound_crawlers ORDER BY last_seen DESC, url LIMIT $1";
-    Ok(on_pool!(store, |pool| {
-        sqlx::query_as(SQL).bind(LIST_LIMIT).fetch_all(pool).await?
-    }))
+    store.list_inbound_crawlers(LIST_LIMIT).await
 }
 
 /// The recorder's counters `(queue_full, invalid, set_full)`.

@@ -17,7 +17,6 @@ pub mod admission;
 pub mod inbound;
 pub mod operator;
 pub mod preview;
-mod store;
 
 use std::sync::{Arc, Mutex};
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use aimarket_protocol::signing::PublicKey;
 use serde::Serialize;
 
-use super::{FederationError, crawl_soon, peer_url, publish_diff, publish_peer_change, store};
+use super::{FederationError, crawl_soon, peer_url, publish_diff, publish_peer_change};
 use crate::state::AppState;
 use crate::store::{PeerRow, PeerState, normalize_origin};
 
@@ -93,9 +93,9 @@ pub(super) async fn admit_as_operator(
         .as_ref()
         .is_some_and(|b| b.pinned_key.is_some() && b.pinned_key != row.pinned_key);
     if let (true, Some(key)) = (key_changed, key) {
-        store::repin(&state.store, row.id, key).await?;
+        state.store.repin_peer(row.id, key).await?;
     }
-    store::delete_preview(&state.store, row.id).await?;
+    state.store.delete_peer_preview(row.id).await?;
     match &before {
         // Stored rows of a formerly pending peer may have become visible without a diff.
         Some(b) if b.state == PeerState::Pending && b.capability_count > 0 => {
@@ -117,12 +117,12 @@ pub async fn approve(state: &Arc<AppState>, url: &str) -> Result<PeerAction, Fed
             .store
             .set_peer_state(peer.id, PeerState::Active)
             .await?;
-        store::set_trusted(&state.store, peer.id).await?;
-        store::delete_preview(&state.store, peer.id).await?;
+        state.store.set_peer_trusted(peer.id).await?;
+        state.store.delete_peer_preview(peer.id).await?;
         publish_diff(state, diff);
         crawl_soon(state);
     } else {
-        store::set_trusted(&state.store, peer.id).await?;
+        state.store.set_peer_trusted(peer.id).await?;
     }
     let mut action = PeerAction::of(&reload(state, peer.id).await?);
     action.promoted_from_pending = promoted;
@@ -162,7 +162,7 @@ pub async fn repin(
 ) -> Result<PeerAction, FederationError> {
     let key = parse_key(public_key)?;
     let peer = find(state, url).await?;
-    if !store::repin(&state.store, peer.id, &key).await? {
+    if !state.store.repin_peer(peer.id, &key).await? {
         return Err(FederationError::PeerNotFound(peer.url));
     }
     let scheduled = peer.state == PeerState::Active;

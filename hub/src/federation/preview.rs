@@ -19,12 +19,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aimarket_crawler::{KnownPeer, PeerOutcome, SafeUrl, VerifiedCatalog};
-use chrono::{DateTime, SecondsFormat};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::state::AppState;
-use crate::store::{PeerState, Store, StoreError, now_ms, on_pool};
+use crate::store::{NewPreview, PeerState, Store, StoreError, now_ms, rfc3339_from_ms};
 
 /// Preview requests queued before new ones are dropped (the sweep catches up).
 pub const QUEUE: usize = 256;
@@ -105,64 +104,34 @@ async fn write(
     peer_id: i64,
     outcome: Result<&VerifiedCatalog, &str>,
 ) -> Result<(), StoreError> {
-    const SQL: &str = "INSERT INTO peer_previews (peer_id, capabilities, capabilities_count, \
-         public_key, manifest_url, verified_at, checked_at, error) \
-         SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
-         WHERE EXISTS (SELECT 1 FROM peers WHERE id = $1 AND state = 'pending') \
-         ON CONFLICT (peer_id) DO UPDATE SET capabilities = excluded.capabilities, \
-         capabilities_count = excluded.capabilities_count, public_key = excluded.public_key, \
-         manifest_url = excluded.manifest_url, verified_at = excluded.verified_at, \
-         checked_at = excluded.checked_at, error = excluded.error";
     let now = now_ms();
     // A failed check clears what was shown: only a manifest that verifies now is displayed.
-    let (tools, count, key, manifest_url, verified_at, error) = match outcome {
-        Ok(catalog) => (
-            summary(catalog).to_string(),
-            i64::try_from(catalog.tools.len()).unwrap_or(i64::MAX),
-            Some(catalog.peer.public_key.clone()),
-            Some(catalog.peer.manifest_url.to_string()),
-            Some(now),
-            None,
-        ),
-        Err(e) => ("[]".to_owned(), 0, None, None, None, Some(e.to_owned())),
+    let preview = match outcome {
+        Ok(catalog) => NewPreview {
+            capabilities: summary(catalog).to_string(),
+            capabilities_count: i64::try_from(catalog.tools.len()).unwrap_or(i64::MAX),
+            public_key: Some(catalog.peer.public_key.clone()),
+            manifest_url: Some(catalog.peer.manifest_url.to_string()),
+            verified_at: Some(now),
+            checked_at: now,
+            error: None,
+        },
+        Err(e) => NewPreview {
+            capabilities: "[]".to_owned(),
+            capabilities_count: 0,
+            public_key: None,
+            manifest_url: None,
+            verified_at: None,
+            checked_at: now,
+            error: Some(e.to_owned()),
+        },
     };
-    on_pool!(store, |pool| {
-        sqlx::query(SQL)
-            .bind(peer_id)
-            .bind(&tools)
-            .bind(count)
-            .bind(&key)
-            .bind(&manifest_url)
-            .bind(verified_at)
-            .bind(now)
-            .bind(&error)
-            .execute(pool)
-            .await?;
-    });
-    Ok(())
-}
-
-#[derive(Debug, sqlx::FromRow)]
-struct PreviewRow {
-    peer_id: i64,
-    capabilities: String,
-    capabilities_count: i64,
-    public_key: Option<String>,
-    verified_at: Option<i64>,
-    checked_at: i64,
-    error: Option<String>,
-}
-
-fn iso(ms: i64) -> Option<String> {
-    DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+    store.write_peer_preview(peer_id, &preview).await
 }
 
 /// Every stored preview by peer id, as the peers endpoint shows it (`unapproved: true`).
 pub async fn previews(store: &Store) -> Result<HashMap<i64, Value>, StoreError> {
-    const SQL: &str = "SELECT v.peer_id, v.capabilities, v.capabilities_count, v.public_key, \
-         v.verified_at, v.checked_at, v.error FROM peer_previews v \
-         JOIN peers p ON p.id = v.peer_id WHERE p.state = 'pending'";
-    let rows: Vec<PreviewRow> = on_pool!(store, |pool| sqlx::query_as(SQL).fetch_all(pool).await?);
+    let rows = store.pending_peer_previews().await?;
     Ok(rows
         .into_iter()
         .map(|r| {
@@ -173,8 +142,8 @@ pub async fn previews(store: &Store) -> Result<HashMap<i64, Value>, StoreError> 
                 "capabilities": tools,
                 "capabilities_count": r.capabilities_count,
                 "signed_by": r.public_key,
-                "verified_at": r.verified_at.and_then(iso),
-                "checked_at": iso(r.checked_at),
+                "verified_at": r.verified_at.and_then(rfc3339_from_ms),
+                "checked_at": rfc3339_from_ms(r.checked_at),
                 "error": r.error,
                 "note": "the signature shows only that the manifest was signed by the key \
                          this peer advertises; it says nothing about whether to trust it",
@@ -186,17 +155,10 @@ pub async fn previews(store: &Store) -> Result<HashMap<i64, Value>, StoreError> 
 
 /// Pending peers due for a preview.
 async fn due(store: &Store) -> Result<Vec<i64>, StoreError> {
-    const SQL: &str = "SELECT p.id FROM peers p LEFT JOIN peer_previews v ON v.peer_id = p.id \
-         WHERE p.state = 'pending' AND (v.peer_id IS NULL OR v.checked_at < $1) \
-         ORDER BY p.id LIMIT $2";
     let refresh = i64::try_from(REFRESH_AFTER.as_millis()).unwrap_or(i64::MAX);
-    Ok(on_pool!(store, |pool| {
-        sqlx::query_scalar(SQL)
-            .bind(now_ms() - refresh)
-            .bind(SWEEP_BATCH)
-            .fetch_all(pool)
-            .await?
-    }))
+    store
+        .peers_due_for_preview(now_ms() - refresh, SWEEP_BATCH)
+        .await
 }
 
 /// The preview worker: queued peers as they come, the sweep on its interval.
@@ -211,7 +173,7 @@ pub(super) async fn run(state: Arc<AppState>, mut queue: mpsc::Receiver<i64>) {
             },
             _ = sweep.tick() => match due(&state.store).await {
                 Ok(ids) => ids,
-                Err(StoreError::Database(sqlx::Error::PoolClosed)) => return,
+                Err(e) if e.is_closed() => return,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot list pending peers to preview");
                     Vec::new()
@@ -224,7 +186,7 @@ pub(super) async fn run(state: Arc<AppState>, mut queue: mpsc::Receiver<i64>) {
             }
             match preview_peer(&state, id).await {
                 Ok(()) => {}
-                Err(StoreError::Database(sqlx::Error::PoolClosed)) => return,
+                Err(e) if e.is_closed() => return,
                 Err(e) => tracing::warn!(peer_id = id, error = %e, "preview failed"),
             }
         }

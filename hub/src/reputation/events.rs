@@ -34,7 +34,7 @@ use serde_json::{Map, Value};
 
 use super::ReputationError;
 use crate::state::AppState;
-use crate::store::{PeerState, Store, normalize_origin, now_ms, on_pool_write};
+use crate::store::{NewReputationEvent, PeerState, Store, normalize_origin, now_ms};
 
 /// Most events per request.
 pub const MAX_EVENTS: usize = 100;
@@ -227,31 +227,20 @@ async fn reporter_keys(
 
 /// Inserts the accepted events; returns how many were new (the rest are replays).
 async fn store_events(store: &Store, events: &[Accepted]) -> Result<usize, ReputationError> {
-    const SQL: &str = "INSERT INTO reputation_events (signature, consumer_hub, provider_hub, \
-         kind, capability_id, event_ts, price_usd, latency_ms, received_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (signature) DO NOTHING";
-    if events.is_empty() {
-        return Ok(0);
-    }
-    let now = now_ms();
-    let mut stored = 0;
-    on_pool_write!(store, |pool| {
-        for e in events {
-            stored += sqlx::query(SQL)
-                .bind(&e.signature_hex)
-                .bind(&e.consumer_hub)
-                .bind(&e.provider_hub)
-                .bind(&e.kind)
-                .bind(&e.capability_id)
-                .bind(e.event_ts)
-                .bind(e.price_usd)
-                .bind(e.latency_ms)
-                .bind(now)
-                .execute(pool)
-                .await?
-                .rows_affected();
-        }
-    });
+    let rows: Vec<NewReputationEvent<'_>> = events
+        .iter()
+        .map(|e| NewReputationEvent {
+            signature_hex: &e.signature_hex,
+            consumer_hub: &e.consumer_hub,
+            provider_hub: &e.provider_hub,
+            kind: &e.kind,
+            capability_id: e.capability_id.as_deref(),
+            event_ts: e.event_ts,
+            price_usd: e.price_usd,
+            latency_ms: e.latency_ms,
+        })
+        .collect();
+    let stored = store.insert_reputation_events(&rows, now_ms()).await?;
     Ok(usize::try_from(stored).unwrap_or(usize::MAX))
 }
 

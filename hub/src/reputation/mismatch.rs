@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 
 use super::events::event_canonical;
 use crate::state::AppState;
-use crate::store::{normalize_origin, now_ms, on_pool_write};
+use crate::store::{NewReputationEvent, normalize_origin, now_ms};
 
 /// The event type.
 pub const PRICE_MISMATCH: &str = "price_mismatch";
@@ -92,9 +92,6 @@ fn signed_event(own_origin: &str, peer: &str, event: &PriceMismatch, key: &KeyPa
 }
 
 async fn record(state: &AppState, event: &PriceMismatch) -> Result<(), super::ReputationError> {
-    const SQL: &str = "INSERT INTO reputation_events (signature, consumer_hub, provider_hub, \
-         kind, capability_id, event_ts, price_usd, latency_ms, received_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (signature) DO NOTHING";
     let own = normalize_origin(state.public_url.as_str())
         .map_err(|e| super::ReputationError::BadRequest(e.to_string()))?;
     let peer = normalize_origin(&event.peer_url)
@@ -112,20 +109,17 @@ async fn record(state: &AppState, event: &PriceMismatch) -> Result<(), super::Re
     } else {
         0.0
     };
-    on_pool_write!(&state.store, |pool| {
-        sqlx::query(SQL)
-            .bind(&signature_hex)
-            .bind(&own)
-            .bind(&peer)
-            .bind(PRICE_MISMATCH)
-            .bind(event.capability_id.as_ref())
-            .bind(now)
-            .bind(requested)
-            .bind(0_i64)
-            .bind(now)
-            .execute(pool)
-            .await?;
-    });
+    let row = NewReputationEvent {
+        signature_hex: &signature_hex,
+        consumer_hub: &own,
+        provider_hub: &peer,
+        kind: PRICE_MISMATCH,
+        capability_id: Some(event.capability_id.as_ref()),
+        event_ts: now,
+        price_usd: requested,
+        latency_ms: 0,
+    };
+    state.store.insert_reputation_events(&[row], now).await?;
     Ok(())
 }
 

@@ -280,9 +280,7 @@ pub fn spawn(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
                     );
                 }
                 Ok(_) => {}
-                Err(ReputationError::Store(StoreError::Database(sqlx::Error::PoolClosed))) => {
-                    return;
-                }
+                Err(ReputationError::Store(e)) if e.is_closed() => return,
                 Err(e) => tracing::warn!(error = %e, "trust score recompute failed"),
             }
             let own = state.reputation.published();

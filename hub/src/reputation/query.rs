@@ -8,40 +8,16 @@
 
 use std::collections::HashSet;
 
-use chrono::{DateTime, SecondsFormat};
 use serde_json::{Value, json};
 
-use super::recompute::{
-    Inputs, PEER_REPUTATION_COLUMNS, PeerReputationRow, components, event_lines, fold_events,
-};
+use super::recompute::{Inputs, PeerReputationRow, components, event_lines, fold_events};
 use super::{FORMULA, ReputationError, TrustPolicy, WEIGHTS, WINDOW};
 use crate::payments::micros_to_usd;
 use crate::state::AppState;
-use crate::store::{PeerState, normalize_origin, now_ms, on_pool};
+use crate::store::{PeerState, normalize_origin, now_ms, rfc3339_from_ms};
 
 /// Events listed in `recent_events`.
 const RECENT_EVENTS: i64 = 20;
-
-#[derive(Debug, sqlx::FromRow)]
-struct RecentEvent {
-    kind: String,
-    consumer_hub: String,
-    capability_id: Option<String>,
-    event_ts: i64,
-    price_usd: f64,
-    latency_ms: i64,
-}
-
-#[derive(Debug, sqlx::FromRow)]
-struct OwnTotals {
-    calls: i64,
-    successes: i64,
-    volume_micros: i64,
-}
-
-fn iso(ms: i64) -> Option<String> {
-    DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
-}
 
 /// The report for `hub_url` (any URL on the hub's origin).
 pub async fn report(state: &AppState, hub_url: &str) -> Result<Value, ReputationError> {
@@ -49,14 +25,7 @@ pub async fn report(state: &AppState, hub_url: &str) -> Result<Value, Reputation
         normalize_origin(hub_url).map_err(|e| ReputationError::BadRequest(e.to_string()))?;
     let store = &state.store;
     let peer = store.get_peer_by_url(&origin).await?;
-    let stored: Option<PeerReputationRow> = on_pool!(store, |pool| {
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {PEER_REPUTATION_COLUMNS} FROM peer_reputation WHERE peer_url = $1"
-        )))
-        .bind(&origin)
-        .fetch_optional(pool)
-        .await?
-    });
+    let stored = store.peer_reputation_row(&origin).await?;
     let bond_usd = state.settings.reputation.peer_bonds.get(&origin);
     let policy = TrustPolicy::of(&state.settings.reputation);
     let inputs = live_inputs(state, &origin).await?;
@@ -70,17 +39,9 @@ pub async fn report(state: &AppState, hub_url: &str) -> Result<Value, Reputation
             (row, c.trust())
         }
     };
-    let events: Vec<RecentEvent> = on_pool!(store, |pool| {
-        sqlx::query_as(
-            "SELECT kind, consumer_hub, capability_id, event_ts, price_usd, latency_ms \
-             FROM reputation_events WHERE provider_hub = $1 ORDER BY event_ts DESC, id DESC \
-             LIMIT $2",
-        )
-        .bind(&origin)
-        .bind(RECENT_EVENTS)
-        .fetch_all(pool)
-        .await?
-    });
+    let events = store
+        .recent_reputation_events(&origin, RECENT_EVENTS)
+        .await?;
     let recent: Vec<Value> = events
         .into_iter()
         .map(|e| {
@@ -88,7 +49,7 @@ pub async fn report(state: &AppState, hub_url: &str) -> Result<Value, Reputation
                 "type": e.kind,
                 "consumer_hub": e.consumer_hub,
                 "capability_id": e.capability_id,
-                "timestamp": iso(e.event_ts),
+                "timestamp": rfc3339_from_ms(e.event_ts),
                 "price_usd": e.price_usd,
                 "latency_ms": e.latency_ms,
             })
@@ -110,7 +71,7 @@ pub async fn report(state: &AppState, hub_url: &str) -> Result<Value, Reputation
         "formula": FORMULA,
         "inputs": inputs_json(&policy, &row, &inputs),
         "bond_usd": bond_usd,
-        "first_success": peer.as_ref().and_then(|p| p.first_success).and_then(iso),
+        "first_success": peer.as_ref().and_then(|p| p.first_success).and_then(rfc3339_from_ms),
         "observations_30d": {
             "calls": row.calls_30d,
             "successes": row.successes_30d,
@@ -118,7 +79,7 @@ pub async fn report(state: &AppState, hub_url: &str) -> Result<Value, Reputation
             "events": row.events_30d,
             "event_successes": row.event_successes_30d,
         },
-        "computed_at": iso(row.computed_at),
+        "computed_at": rfc3339_from_ms(row.computed_at),
         "recent_events": recent,
         "protocol_version": "v2",
     }))
@@ -149,18 +110,7 @@ fn round6(x: f64) -> f64 {
 async fn live_inputs(state: &AppState, origin: &str) -> Result<Inputs, ReputationError> {
     let now = now_ms();
     let since = now.saturating_sub(i64::try_from(WINDOW.as_millis()).unwrap_or(i64::MAX));
-    let own: OwnTotals = on_pool!(&state.store, |pool| {
-        sqlx::query_as(
-            "SELECT COUNT(*) AS calls, \
-             CAST(COALESCE(SUM(CASE WHEN success THEN 1 ELSE 0 END), 0) AS BIGINT) AS successes, \
-             CAST(COALESCE(SUM(price), 0) AS BIGINT) AS volume_micros \
-             FROM invocations WHERE peer_url = $1 AND ts >= $2 AND status <> 402",
-        )
-        .bind(origin)
-        .bind(since)
-        .fetch_one(pool)
-        .await?
-    });
+    let own = state.store.peer_invocation_totals(origin, since).await?;
     let lines = event_lines(&state.store, since, Some(origin)).await?;
     let reporters: Vec<String> = state
         .store

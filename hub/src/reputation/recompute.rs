@@ -16,9 +16,10 @@ use super::{
 use crate::crawl::CatalogUpdate;
 use crate::payments::{PeerStats, micros_to_usd};
 use crate::state::AppState;
+pub(super) use crate::store::{EventLine, PeerReputationRow};
 use crate::store::{
-    BUMP_VERSION, BeginWrite as _, CapabilityKey, PeerRow, PeerState, Store, now_ms, on_pool,
-    on_pool_write,
+    CapabilityKey, CapabilityReputationRow, EventKinds, PeerRow, PeerState, ReputationWrite,
+    Store, now_ms,
 };
 
 /// Event types that count as a success.
@@ -43,17 +44,6 @@ pub struct RecomputeOutcome {
     pub capabilities_changed: usize,
     /// The catalog version published, when something visible changed.
     pub version: Option<i64>,
-}
-
-/// One (provider, reporting hub) line of the events aggregate.
-#[derive(Debug, sqlx::FromRow)]
-pub(super) struct EventLine {
-    pub provider_hub: String,
-    pub consumer_hub: String,
-    pub events: i64,
-    pub successes: i64,
-    pub failures: i64,
-    pub volume_usd: f64,
 }
 
 /// Events about one provider, after weighting and capping.
@@ -103,41 +93,21 @@ pub(super) async fn event_lines(
     since_ms: i64,
     provider: Option<&str>,
 ) -> Result<Vec<EventLine>, ReputationError> {
-    let sql = format!(
-        "SELECT provider_hub, consumer_hub, COUNT(*) AS events, \
-         CAST(SUM(CASE WHEN kind IN ({s}) THEN 1 ELSE 0 END) AS BIGINT) AS successes, \
-         CAST(SUM(CASE WHEN kind IN ({f}) THEN 1 ELSE 0 END) AS BIGINT) AS failures, \
-         CAST(SUM(CASE WHEN kind = '{m}' THEN 0 ELSE price_usd END) AS DOUBLE PRECISION) \
-         AS volume_usd \
-         FROM reputation_events WHERE event_ts >= $1 AND ($2 IS NULL OR provider_hub = $2) \
-         GROUP BY provider_hub, consumer_hub",
-        s = sql_list(SUCCESS_KINDS),
-        f = sql_list(FAILURE_KINDS),
+    let kinds = EventKinds {
+        success: SUCCESS_KINDS,
+        failure: FAILURE_KINDS,
         // A mismatch's amount is what the provider asked, not money that moved.
-        m = super::mismatch::PRICE_MISMATCH,
-    );
-    Ok(on_pool!(store, |pool| {
-        sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
-            .bind(since_ms)
-            .bind(provider)
-            .fetch_all(pool)
-            .await?
-    }))
+        unpriced: super::mismatch::PRICE_MISMATCH,
+    };
+    Ok(store
+        .reputation_event_lines(kinds, since_ms, provider)
+        .await?)
 }
 
 /// This hub's origin, as it appears as `consumer_hub` of its own events.
 pub(super) fn own_origin(state: &AppState) -> String {
     crate::store::normalize_origin(state.public_url.as_str())
         .unwrap_or_else(|_| state.public_url.as_str().to_owned())
-}
-
-/// `'a', 'b'` for constant strings without quotes in them.
-fn sql_list(items: &[&str]) -> String {
-    items
-        .iter()
-        .map(|k| format!("'{k}'"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// The inputs of one peer's score.
@@ -196,22 +166,6 @@ fn own_inputs(stats: Option<&PeerStats>, events: Option<&EventTotals>) -> Inputs
     }
 }
 
-/// A stored `peer_reputation` row.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub(super) struct PeerReputationRow {
-    pub peer_url: String,
-    pub age: f64,
-    pub bond: f64,
-    pub success_rate: f64,
-    pub volume: f64,
-    pub calls_30d: i64,
-    pub successes_30d: i64,
-    pub volume_usd_30d: f64,
-    pub events_30d: i64,
-    pub event_successes_30d: i64,
-    pub computed_at: i64,
-}
-
 impl PeerReputationRow {
     pub(super) fn new(url: &str, c: &Components, inputs: &Inputs, now: i64) -> Self {
         Self {
@@ -250,20 +204,6 @@ impl PeerReputationRow {
     }
 }
 
-pub(super) const PEER_REPUTATION_COLUMNS: &str = "peer_url, age, bond, success_rate, volume, \
-     calls_30d, successes_30d, volume_usd_30d, events_30d, event_successes_30d, computed_at";
-
-/// A stored `capability_reputation` row (its key plus the measured values).
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-struct CapabilityReputationRow {
-    origin: String,
-    product_id: String,
-    capability_id: String,
-    calls_30d: i64,
-    successes_30d: i64,
-    trust_score: Option<f64>,
-}
-
 impl CapabilityReputationRow {
     fn key(&self) -> CapabilityKey {
         CapabilityKey {
@@ -283,17 +223,6 @@ impl CapabilityReputationRow {
             )
         })
     }
-}
-
-/// One (capability, listing peer) line of the invocation aggregate.
-#[derive(Debug, sqlx::FromRow)]
-struct CapabilityCalls {
-    origin: String,
-    product_id: String,
-    capability_id: String,
-    peer_url: String,
-    calls: i64,
-    successes: i64,
 }
 
 /// Everything to write, decided before the write transaction starts.
@@ -330,14 +259,10 @@ pub async fn recompute(state: &AppState) -> Result<RecomputeOutcome, ReputationE
     // This hub's own events (price-guard mismatches) count like an admitted peer's.
     reporters.insert(own_origin.as_str());
     let events = fold_events(event_lines(store, since, None).await?, &reporters);
-    let stored_rows: HashMap<String, PeerReputationRow> = on_pool!(store, |pool| {
-        sqlx::query_as::<_, PeerReputationRow>(sqlx::AssertSqlSafe(format!(
-            "SELECT {PEER_REPUTATION_COLUMNS} FROM peer_reputation"
-        )))
-        .fetch_all(pool)
+    let stored_rows: HashMap<String, PeerReputationRow> = store
+        .peer_reputation_rows()
         .await?
-    })
-    .into_iter()
+        .into_iter()
     .map(|r| (r.peer_url.clone(), r))
     .collect();
 
@@ -390,20 +315,8 @@ async fn plan_capabilities(
     peers: &HashMap<&str, (Components, &PeerRow)>,
     plan: &mut Plan,
 ) -> Result<(), ReputationError> {
-    const CALLS: &str = "SELECT origin, product_id, capability_id, peer_url, \
-         COUNT(*) AS calls, \
-         CAST(SUM(CASE WHEN success THEN 1 ELSE 0 END) AS BIGINT) AS successes \
-         FROM invocations WHERE ts >= $1 AND status <> 402 \
-         GROUP BY origin, product_id, capability_id, peer_url";
-    const STORED: &str = "SELECT origin, product_id, capability_id, calls_30d, successes_30d, \
-         trust_score FROM capability_reputation";
-    let (lines, stored): (Vec<CapabilityCalls>, Vec<CapabilityReputationRow>) =
-        on_pool!(store, |pool| {
-            (
-                sqlx::query_as(CALLS).bind(since).fetch_all(pool).await?,
-                sqlx::query_as(STORED).fetch_all(pool).await?,
-            )
-        });
+    let lines = store.capability_calls(since).await?;
+    let stored = store.capability_reputation_rows().await?;
     // Per key: totals, and the listing peer with the most calls (a capability re-listed
     // by another peer within the window keeps one score).
     let mut totals: HashMap<CapabilityKey, (i64, i64, String, i64)> = HashMap::new();
@@ -463,127 +376,31 @@ async fn plan_capabilities(
     Ok(())
 }
 
-/// Writes `plan` in one transaction; bumps the catalog version when a visible score changed.
-/// Writes `plan` in one transaction; returns the outcome and the keys of the capabilities
-/// whose trust follows a changed peer.
+/// Writes `plan` in one transaction, bumping the catalog version when a visible score
+/// changed; returns the outcome and the keys of the capabilities whose trust follows a
+/// changed peer.
 async fn write(
     store: &Store,
     plan: &Plan,
     now: i64,
 ) -> Result<(RecomputeOutcome, Vec<CapabilityKey>), ReputationError> {
-    const KEYS_OF_PEER: &str =
-        "SELECT origin, product_id, capability_id FROM capabilities WHERE peer_id = $1";
-    const PEER: &str =
-        "UPDATE peers SET trust_score = $2, bond_usd = $3, updated_at = $4 WHERE id = $1";
-    const PEER_ROW: &str = "INSERT INTO peer_reputation (peer_url, age, bond, success_rate, \
-         volume, calls_30d, successes_30d, volume_usd_30d, events_30d, event_successes_30d, \
-         computed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-         ON CONFLICT (peer_url) DO UPDATE SET age = excluded.age, bond = excluded.bond, \
-         success_rate = excluded.success_rate, volume = excluded.volume, \
-         calls_30d = excluded.calls_30d, successes_30d = excluded.successes_30d, \
-         volume_usd_30d = excluded.volume_usd_30d, events_30d = excluded.events_30d, \
-         event_successes_30d = excluded.event_successes_30d, computed_at = excluded.computed_at";
-    const FORGET_PEERS: &str = "DELETE FROM peer_reputation \
-         WHERE peer_url NOT IN (SELECT url FROM peers WHERE state = 'active')";
-    const CAP_ROW: &str = "INSERT INTO capability_reputation (origin, product_id, \
-         capability_id, calls_30d, successes_30d, trust_score, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) \
-         ON CONFLICT (origin, product_id, capability_id) DO UPDATE SET \
-         calls_30d = excluded.calls_30d, successes_30d = excluded.successes_30d, \
-         trust_score = excluded.trust_score, updated_at = excluded.updated_at";
-    const CAP_STALE: &str = "DELETE FROM capability_reputation WHERE origin = $1 \
-         AND product_id = $2 AND capability_id = $3";
-    const PURGE_EVENTS: &str = "DELETE FROM reputation_events WHERE received_at < $1";
-
-    let mut outcome = RecomputeOutcome {
+    let (version, peer_keys) = store
+        .write_reputation(&ReputationWrite {
+            peers: &plan.peers,
+            changed_peer_ids: &plan.changed_peer_ids,
+            peer_rows: &plan.peer_rows,
+            capability_rows: &plan.capability_rows,
+            stale_capabilities: &plan.stale_capabilities,
+            bump_version: !plan.changed_peer_ids.is_empty() || !plan.visible_keys.is_empty(),
+            purge_events_before: now.saturating_sub(EVENT_RETENTION_MS),
+            now,
+        })
+        .await?;
+    let outcome = RecomputeOutcome {
         peers_changed: plan.peers.len(),
         capabilities_changed: plan.visible_keys.len(),
-        version: None,
+        version,
     };
-    let nothing = plan.peers.is_empty()
-        && plan.peer_rows.is_empty()
-        && plan.capability_rows.is_empty()
-        && plan.stale_capabilities.is_empty();
-    let (version, peer_keys) = on_pool_write!(store, |pool| {
-        sqlx::query(PURGE_EVENTS)
-            .bind(now.saturating_sub(EVENT_RETENTION_MS))
-            .execute(pool)
-            .await?;
-        if nothing {
-            return Ok((outcome, Vec::new()));
-        }
-        let mut tx = pool.begin_write().await?;
-        for (id, trust, bond) in &plan.peers {
-            sqlx::query(PEER)
-                .bind(id)
-                .bind(trust)
-                .bind(bond)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-        }
-        // The keys whose trust follows a changed peer, read after the peer rows are written
-        // and inside the same transaction. Read before it, a crawl committing that peer's
-        // capabilities in between was missed: its own update could be applied before this
-        // commit (old score) and this update did not name its keys, so search kept the old
-        // trust until the next change. Now a crawl that commits first is read here, and one
-        // that commits later (the peer row it updates waits for this transaction) is applied
-        // with the new score.
-        let mut peer_keys: Vec<CapabilityKey> = Vec::new();
-        for id in &plan.changed_peer_ids {
-            let found: Vec<CapabilityKey> = sqlx::query_as(KEYS_OF_PEER)
-                .bind(id)
-                .fetch_all(&mut *tx)
-                .await?;
-            peer_keys.extend(found);
-        }
-        for r in &plan.peer_rows {
-            sqlx::query(PEER_ROW)
-                .bind(&r.peer_url)
-                .bind(r.age)
-                .bind(r.bond)
-                .bind(r.success_rate)
-                .bind(r.volume)
-                .bind(r.calls_30d)
-                .bind(r.successes_30d)
-                .bind(r.volume_usd_30d)
-                .bind(r.events_30d)
-                .bind(r.event_successes_30d)
-                .bind(r.computed_at)
-                .execute(&mut *tx)
-                .await?;
-        }
-        sqlx::query(FORGET_PEERS).execute(&mut *tx).await?;
-        for r in &plan.capability_rows {
-            sqlx::query(CAP_ROW)
-                .bind(&r.origin)
-                .bind(&r.product_id)
-                .bind(&r.capability_id)
-                .bind(r.calls_30d)
-                .bind(r.successes_30d)
-                .bind(r.trust_score)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-        }
-        for key in &plan.stale_capabilities {
-            sqlx::query(CAP_STALE)
-                .bind(&key.origin)
-                .bind(&key.product_id)
-                .bind(&key.capability_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        let visible = !plan.changed_peer_ids.is_empty() || !plan.visible_keys.is_empty();
-        let version: Option<i64> = if visible {
-            Some(sqlx::query_scalar(BUMP_VERSION).fetch_one(&mut *tx).await?)
-        } else {
-            None
-        };
-        tx.commit().await?;
-        (version, peer_keys)
-    });
-    outcome.version = version;
     Ok((outcome, peer_keys))
 }
 

@@ -15,10 +15,39 @@ use super::{
 };
 
 /// Statement that bumps the catalog version and returns the new value.
-pub(crate) const BUMP_VERSION: &str =
+const BUMP_VERSION: &str =
     "UPDATE catalog_state SET version = version + 1 WHERE id = 1 RETURNING version";
 /// Statement that reads the catalog version.
 pub(super) const CURRENT_VERSION: &str = "SELECT version FROM catalog_state WHERE id = 1";
+
+/// The catalog version inside a write transaction, on either engine. Every change visible
+/// to search bumps it in the transaction that makes the change, so a reader that sees the
+/// new version also sees the change (and the bump serialises concurrent writers on the
+/// `catalog_state` row).
+pub(super) trait CatalogVersionTx {
+    /// Bumps the catalog version; returns the new value.
+    fn bump_catalog_version(&mut self) -> impl Future<Output = Result<i64, sqlx::Error>> + Send;
+    /// Reads the catalog version.
+    fn catalog_version(&mut self) -> impl Future<Output = Result<i64, sqlx::Error>> + Send;
+}
+
+macro_rules! catalog_version_tx {
+    ($db:ty) => {
+        impl CatalogVersionTx for sqlx::Transaction<'static, $db> {
+            async fn bump_catalog_version(&mut self) -> Result<i64, sqlx::Error> {
+                sqlx::query_scalar(BUMP_VERSION).fetch_one(&mut **self).await
+            }
+
+            async fn catalog_version(&mut self) -> Result<i64, sqlx::Error> {
+                sqlx::query_scalar(CURRENT_VERSION)
+                    .fetch_one(&mut **self)
+                    .await
+            }
+        }
+    };
+}
+catalog_version_tx!(sqlx::Sqlite);
+catalog_version_tx!(sqlx::Postgres);
 
 /// Rows per multi-row `INSERT`: 17 parameters each, far below SQLite's 32,766 and
 /// PostgreSQL's 65,535 parameter limits.
@@ -322,9 +351,7 @@ impl Store {
                 diff.removed.extend(removed);
             }
             if diff.is_empty() {
-                let version = sqlx::query_scalar(CURRENT_VERSION)
-                    .fetch_one(&mut *tx)
-                    .await?;
+                let version = tx.catalog_version().await?;
                 tx.commit().await?;
                 return Ok(CatalogDiff::unchanged(version));
             }
@@ -336,13 +363,9 @@ impl Store {
                     .await?;
             }
             if active {
-                diff.version = sqlx::query_scalar(BUMP_VERSION).fetch_one(&mut *tx).await?;
+                diff.version = tx.bump_catalog_version().await?;
             } else {
-                diff = CatalogDiff::unchanged(
-                    sqlx::query_scalar(CURRENT_VERSION)
-                        .fetch_one(&mut *tx)
-                        .await?,
-                );
+                diff = CatalogDiff::unchanged(tx.catalog_version().await?);
             }
             tx.commit().await?;
             Ok(diff)

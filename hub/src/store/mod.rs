@@ -17,9 +17,11 @@ mod catalog;
 mod checkpoint;
 mod crawl_runs;
 mod error;
+mod federation;
 mod peer_types;
 mod peers;
 mod pipelines;
+mod reputation;
 #[cfg(test)]
 pub(crate) mod tests;
 
@@ -33,13 +35,17 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use capabilities::{CapabilityKey, CapabilityRow, CountByOrigin, CountByPeer};
-pub(crate) use catalog::BUMP_VERSION;
 pub use catalog::{CatalogDiff, NewCapability};
 pub use checkpoint::CHECKPOINT_INTERVAL;
 pub use crawl_runs::{
     CrawlRunRow, PeerRejections, PeerVerdict, RunError, RunStatus, RunSummary, ToolRejection,
 };
 pub use error::StoreError;
+pub use federation::{InboundCrawler, NewPreview, PreviewRow, rfc3339_from_ms};
+pub use reputation::{
+    CapabilityCalls, CapabilityReputationRow, EventKinds, EventLine, InvocationTotals,
+    NewReputationEvent, PeerReputationRow, RecentEvent, ReputationWrite,
+};
 pub use peer_types::{CrawlSuccess, KeySource, NewPeer, PeerRow, PeerState, Validators};
 
 /// File name of the embedded database inside the data directory.
@@ -264,6 +270,14 @@ impl BeginWrite for PgPool {
     ) -> impl Future<Output = Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error>> + Send
     {
         self.begin()
+    }
+}
+
+impl StoreError {
+    /// Whether the store was closed (the hub is shutting down): background loops stop
+    /// instead of logging the error.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::PoolClosed))
     }
 }
 

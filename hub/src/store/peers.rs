@@ -1,7 +1,7 @@
 //! Peers: the hubs and providers this hub crawls, their admission state, pinned keys and
 //! per-document HTTP validators.
 
-use super::catalog::{BUMP_VERSION, CURRENT_VERSION, CatalogDiff};
+use super::catalog::{CURRENT_VERSION, CatalogDiff, CatalogVersionTx as _};
 use super::peer_types::RawPeer;
 use super::{
     BeginWrite as _, CapabilityKey, CrawlSuccess, KeySource, NewPeer, PeerRow, PeerState, Store,
@@ -243,7 +243,7 @@ impl Store {
             }
             // The well-known `peers` array lists active peers, so any state change is a
             // catalog change even when the peer has no capabilities.
-            diff.version = sqlx::query_scalar(BUMP_VERSION).fetch_one(&mut *tx).await?;
+            diff.version = tx.bump_catalog_version().await?;
             tx.commit().await?;
             Ok(diff)
         })
@@ -270,6 +270,71 @@ impl Store {
                 .rows_affected()
         });
         peer_updated(done, peer_id)
+    }
+
+    /// Pins `key` as the operator's and forgets the peer's validators, so the next crawl
+    /// fetches and verifies both documents in full (after its key changed, a 304 must not
+    /// stand in for verification); `false` when there is no such peer.
+    pub async fn repin_peer(&self, peer_id: i64, key: &str) -> Result<bool, StoreError> {
+        const SQL: &str = "UPDATE peers SET pinned_key = $2, key_source = $3, \
+             well_known_etag = NULL, well_known_last_modified = NULL, manifest_etag = NULL, \
+             manifest_last_modified = NULL, updated_at = $4 WHERE id = $1";
+        let done = on_pool!(self, |pool| {
+            sqlx::query(SQL)
+                .bind(peer_id)
+                .bind(key)
+                .bind(KeySource::Operator.as_str())
+                .bind(now_ms())
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(done > 0)
+    }
+
+    /// Marks a peer operator-trusted (approval, operator announce).
+    pub async fn set_peer_trusted(&self, peer_id: i64) -> Result<(), StoreError> {
+        const SQL: &str =
+            "UPDATE peers SET trusted = TRUE, updated_at = $2 WHERE id = $1 AND NOT trusted";
+        on_pool!(self, |pool| {
+            sqlx::query(SQL)
+                .bind(peer_id)
+                .bind(now_ms())
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Sets the well-known URL and name an operator announced for a peer (keeping the name
+    /// when none is given).
+    pub async fn set_peer_announced(
+        &self,
+        peer_id: i64,
+        well_known_url: &str,
+        name: Option<&str>,
+    ) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE peers SET well_known_url = $2, name = COALESCE($3, name), \
+             updated_at = $4 WHERE id = $1";
+        on_pool!(self, |pool| {
+            sqlx::query(SQL)
+                .bind(peer_id)
+                .bind(well_known_url)
+                .bind(name)
+                .bind(now_ms())
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Number of pending peers.
+    pub async fn count_pending_peers(&self) -> Result<i64, StoreError> {
+        Ok(on_pool!(self, |pool| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM peers WHERE state = 'pending'")
+                .fetch_one(pool)
+                .await?
+        }))
     }
 
     /// Trust on first use: pins `key` only if the peer has no pinned key yet. Returns the key
@@ -417,7 +482,7 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
-            let version = sqlx::query_scalar(BUMP_VERSION).fetch_one(&mut *tx).await?;
+            let version = tx.bump_catalog_version().await?;
             tx.commit().await?;
             Ok(CatalogDiff {
                 version,
