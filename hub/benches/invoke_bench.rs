@@ -252,7 +252,7 @@ async fn main() {
     for i in 0..n {
         let nonce = format!("rcpt_bench_{i}");
         let started = Instant::now();
-        state
+        let held = state
             .ledger
             .hold(&channel_id, Some(&channel_secret), 1010, &nonce)
             .await
@@ -268,11 +268,7 @@ async fn main() {
         )
         .expect("sign");
         let capture_started = Instant::now();
-        state
-            .ledger
-            .capture(&nonce, &receipt)
-            .await
-            .expect("capture");
+        held.capture(&receipt).await.expect("capture");
         capture_samples.push(capture_started.elapsed());
         ledger_samples.push(started.elapsed());
     }

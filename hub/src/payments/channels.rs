@@ -6,11 +6,8 @@ use sha2::{Digest, Sha256};
 
 use super::payer_proof::PayerProof;
 use super::verifier::DepositClaim;
-use super::{
-    Ledger, MAX_DEPOSIT_USD, PaymentError, duration_ms, error::is_unique_violation, is_lookup_key,
-    usd_to_micros,
-};
-use crate::store::{now_ms, on_pool, on_pool_write};
+use super::{Ledger, MAX_DEPOSIT_USD, PaymentError, duration_ms, is_lookup_key, usd_to_micros};
+use crate::store::{ChannelRow, NewChannelRow, now_ms};
 
 /// Token label when the opener names none.
 pub const DEFAULT_TOKEN: &str = "USDC";
@@ -198,38 +195,9 @@ pub struct Settlement {
     pub closed_at: i64,
 }
 
-/// The columns [`RawChannel`] decodes, for `SELECT`/`RETURNING` lists.
-macro_rules! channel_columns {
-    () => {
-        "id, deposit, used, held, invocations, token, chain, tx_hash, payer, verifier, \
-         secret_required, status, created_at, expires_at, closed_at, settle_tx_hash, escrow_id"
-    };
-}
-
-#[derive(sqlx::FromRow)]
-pub(super) struct RawChannel {
-    id: String,
-    deposit: i64,
-    used: i64,
-    held: i64,
-    invocations: i64,
-    token: String,
-    chain: String,
-    tx_hash: Option<String>,
-    payer: Option<String>,
-    verifier: String,
-    secret_required: bool,
-    status: String,
-    created_at: i64,
-    expires_at: i64,
-    closed_at: Option<i64>,
-    settle_tx_hash: Option<String>,
-    escrow_id: Option<String>,
-}
-
-impl TryFrom<RawChannel> for Channel {
+impl TryFrom<ChannelRow> for Channel {
     type Error = PaymentError;
-    fn try_from(r: RawChannel) -> Result<Self, PaymentError> {
+    fn try_from(r: ChannelRow) -> Result<Self, PaymentError> {
         Ok(Channel {
             status: ChannelStatus::parse(&r.status)?,
             id: r.id,
@@ -337,17 +305,13 @@ impl Ledger {
     /// time it is available). A transaction hash funds one channel, ever:
     /// [`PaymentError::TxAlreadyUsed`] otherwise.
     pub async fn open_channel(&self, request: OpenChannel) -> Result<Channel, PaymentError> {
-        const USED: &str = "SELECT COUNT(*) FROM channels WHERE tx_hash = $1";
         let deposit = deposit_micros(request.deposit_usd)?;
         let token = label(request.token.as_deref(), DEFAULT_TOKEN, "token")?;
         let chain = label(request.chain.as_deref(), DEFAULT_CHAIN, "chain")?;
         let tx_hash = normalize_tx_hash(request.tx_hash.as_deref(), "tx_hash")?;
         if let Some(hash) = &tx_hash {
             // Cheap early answer that spares the RPC call; the UNIQUE constraint decides.
-            let used: i64 = on_pool!(&self.store, |pool| {
-                sqlx::query_scalar(USED).bind(hash).fetch_one(pool).await?
-            });
-            if used > 0 {
+            if self.store.channel_tx_hash_used(hash).await? {
                 return Err(PaymentError::TxAlreadyUsed {
                     tx_hash: hash.clone(),
                 });
@@ -415,45 +379,40 @@ impl Ledger {
     }
 
     pub(super) async fn insert_channel(&self, c: &Channel) -> Result<(), PaymentError> {
-        const SQL: &str = "INSERT INTO channels (id, secret_sha256, secret_required, deposit, \
-             token, chain, tx_hash, verifier, status, created_at, expires_at, payer, escrow_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'open', $9, $10, $11, $12)";
         let digest = hex::encode(secret_digest(
             c.secret
                 .as_ref()
                 .map(ChannelSecret::expose)
                 .unwrap_or_default(),
         ));
-        let result = on_pool_write!(&self.store, |pool| {
-            sqlx::query(SQL)
-                .bind(&c.id)
-                .bind(&digest)
-                .bind(c.secret_required)
-                .bind(c.deposit_micros)
-                .bind(&c.token)
-                .bind(&c.chain)
-                .bind(&c.tx_hash)
-                .bind(&c.verifier)
-                .bind(c.created_at)
-                .bind(c.expires_at)
-                .bind(&c.payer)
-                .bind(&c.escrow_id)
-                .execute(pool)
-                .await
-                .map(|_| ())
-        });
-        match result {
-            Ok(()) => Ok(()),
-            Err(e) if is_unique_violation(&e) && (c.tx_hash.is_some() || c.escrow_id.is_some()) => {
-                Err(PaymentError::TxAlreadyUsed {
-                    tx_hash: c
-                        .tx_hash
-                        .clone()
-                        .or(c.escrow_id.clone())
-                        .unwrap_or_default(),
-                })
-            }
-            Err(e) => Err(e.into()),
+        let inserted = self
+            .store
+            .insert_channel(&NewChannelRow {
+                id: &c.id,
+                secret_sha256: &digest,
+                secret_required: c.secret_required,
+                deposit: c.deposit_micros,
+                token: &c.token,
+                chain: &c.chain,
+                tx_hash: c.tx_hash.as_deref(),
+                verifier: &c.verifier,
+                created_at: c.created_at,
+                expires_at: c.expires_at,
+                payer: c.payer.as_deref(),
+                escrow_id: c.escrow_id.as_deref(),
+            })
+            .await?;
+        match (inserted, c.tx_hash.as_ref().or(c.escrow_id.as_ref())) {
+            (true, _) => Ok(()),
+            // The funding transaction (or escrow channel) is taken: it funds one channel.
+            (false, Some(funding)) => Err(PaymentError::TxAlreadyUsed {
+                tx_hash: funding.clone(),
+            }),
+            // Only the random channel id can collide here.
+            (false, None) => Err(PaymentError::Corrupt(format!(
+                "channel id {} is taken",
+                c.id
+            ))),
         }
     }
 
@@ -470,14 +429,7 @@ impl Ledger {
         if !is_lookup_key(id, MAX_CHANNEL_ID_CHARS) {
             return Ok(None);
         }
-        const SQL: &str = concat!(
-            "SELECT ",
-            channel_columns!(),
-            " FROM channels WHERE id = $1"
-        );
-        let row: Option<RawChannel> = on_pool!(&self.store, |pool| {
-            sqlx::query_as(SQL).bind(id).fetch_optional(pool).await?
-        });
+        let row = self.store.channel(id).await?;
         row.map(Channel::try_from).transpose()
     }
 
@@ -492,24 +444,13 @@ impl Ledger {
         id: &str,
         settle_tx_hash: Option<String>,
     ) -> Result<Settlement, PaymentError> {
-        const HELD: &str = "SELECT COUNT(*) FROM holds WHERE channel_id = $1 AND state = 'held'";
         let settle = normalize_tx_hash(settle_tx_hash.as_deref(), "settle_tx_hash")?;
-        const CLOSE: &str = concat!(
-            "UPDATE channels SET status = 'closed', closed_at = $2, settle_tx_hash = $3 \
-             WHERE id = $1 AND status = 'open' AND held = 0 RETURNING ",
-            channel_columns!()
-        );
-        let closed: Option<RawChannel> = if !is_lookup_key(id, MAX_CHANNEL_ID_CHARS) {
+        let closed = if !is_lookup_key(id, MAX_CHANNEL_ID_CHARS) {
             None
         } else {
-            on_pool_write!(&self.store, |pool| {
-                sqlx::query_as(CLOSE)
-                    .bind(id)
-                    .bind(now_ms())
-                    .bind(&settle)
-                    .fetch_optional(pool)
-                    .await?
-            })
+            self.store
+                .close_channel(id, now_ms(), settle.as_deref())
+                .await?
         };
         if let Some(row) = closed {
             let channel = Channel::try_from(row)?;
@@ -526,9 +467,7 @@ impl Ledger {
             // A retried close resumes the refund (same recorded transaction, never a second).
             return self.settle_on_chain(channel).await;
         }
-        let holds: i64 = on_pool!(&self.store, |pool| {
-            sqlx::query_scalar(HELD).bind(id).fetch_one(pool).await?
-        });
+        let holds = self.store.count_open_holds(id).await?;
         Err(PaymentError::ChannelBusy {
             channel_id: id.to_owned(),
             holds: holds.max(1),
@@ -537,14 +476,7 @@ impl Ledger {
 
     /// Channels open and not yet expired (the `aimarket_channels_open` gauge).
     pub async fn open_channels(&self) -> Result<i64, PaymentError> {
-        const SQL: &str = "SELECT COUNT(*) FROM channels WHERE status = 'open' AND expires_at > $1";
-        let open: i64 = on_pool!(&self.store, |pool| {
-            sqlx::query_scalar(SQL)
-                .bind(now_ms())
-                .fetch_one(pool)
-                .await?
-        });
-        Ok(open)
+        Ok(self.store.count_open_channels(now_ms()).await?)
     }
 }
 

@@ -244,9 +244,3 @@ fn field_path(field: &str) -> String {
         format!(".{field}")
     }
 }
-
-/// True when `e` is a unique-constraint violation (both engines report it the same way
-/// through sqlx).
-pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
-}

@@ -109,7 +109,10 @@ impl Drop for HoldGuard {
         };
         ledger.count_dropped_hold();
         let hold_id = std::mem::take(&mut self.hold.id);
-        tracing::warn!(hold_id, "a hold guard was dropped unsettled; releasing its hold");
+        tracing::warn!(
+            hold_id,
+            "a hold guard was dropped unsettled; releasing its hold"
+        );
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(async move {
@@ -126,7 +129,12 @@ impl Drop for HoldGuard {
 }
 
 /// Releases `hold_id` after a failed capture (`cause`), logging a failure to do so.
-async fn release_logged(ledger: &Ledger, hold_id: &str, reason: ReleaseReason, cause: &PaymentError) {
+async fn release_logged(
+    ledger: &Ledger,
+    hold_id: &str,
+    reason: ReleaseReason,
+    cause: &PaymentError,
+) {
     match ledger.release(hold_id).await {
         Ok(()) => tracing::warn!(hold_id, error = %cause, "capture failed; hold released"),
         Err(e) => release_failed(hold_id, reason, &e),

@@ -1,32 +1,16 @@
 //! Holds: reserve before forwarding, then capture (with the receipt) or release.
 
-use std::collections::BTreeMap;
-
 use serde_json::Value;
 use subtle::ConstantTimeEq;
 
 use super::channels::{ChannelStatus, MAX_CHANNEL_ID_CHARS, secret_digest};
-use super::error::{SecretProblem, is_unique_violation};
-use super::records::{ReceiptRow, insert_receipt};
+use super::error::SecretProblem;
+use super::records::receipt_row;
 use super::{HoldGuard, Ledger, PaymentError, duration_ms, is_lookup_key};
-use crate::store::{BeginWrite as _, Store, now_ms, on_pool, on_pool_write};
+use crate::store::{ChannelAuthRow, HoldCapture, HoldReserve, NewHold, Store, now_ms};
 
 /// Longest hold id accepted.
 const MAX_HOLD_ID_CHARS: usize = 200;
-/// Returns a released hold's amount to its channel.
-const GIVE_BACK: &str = "UPDATE channels SET held = held - $2 WHERE id = $1";
-/// SQLite's hold: the row is inserted only when the channel can pay, and the
-/// `holds_reserve` trigger reserves the amount in the same statement.
-const SQLITE_HOLD: &str = "INSERT INTO holds (id, channel_id, amount, state, created_at, \
-     lease_until) SELECT $1, id, $3, 'held', $4, $5 FROM channels \
-     WHERE id = $2 AND status = 'open' AND expires_at > $4 AND deposit - used - held >= $3";
-/// SQLite's capture: the receipt row is inserted only for a hold still `held`, and the
-/// `receipts_capture` trigger marks the hold captured and debits the channel in the same
-/// statement.
-const SQLITE_CAPTURE: &str = "INSERT INTO receipts (nonce, receipt, signer, channel_id, \
-     hold_id, charged, created_at) SELECT $1, $2, $3, channel_id, id, amount, $4 \
-     FROM holds WHERE id = $5 AND state = 'held'";
-
 /// Lifecycle of a hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HoldState {
@@ -73,24 +57,8 @@ pub struct Hold {
     pub lease_until: i64,
 }
 
-#[derive(sqlx::FromRow)]
-struct RawAuth {
-    secret_sha256: String,
-    secret_required: bool,
-    status: String,
-    expires_at: i64,
-    balance: i64,
-    escrow: bool,
-}
-
-#[derive(sqlx::FromRow)]
-struct Taken {
-    channel_id: String,
-    amount: i64,
-}
-
 /// Checks a presented secret against the stored digest in constant time.
-fn check_secret(auth: &RawAuth, secret: Option<&str>) -> Result<(), PaymentError> {
+fn check_secret(auth: &ChannelAuthRow, secret: Option<&str>) -> Result<(), PaymentError> {
     let Some(secret) = secret.filter(|s| !s.is_empty()) else {
         if auth.secret_required {
             return Err(PaymentError::BadSecret {
@@ -139,22 +107,14 @@ impl Ledger {
 
     /// The channel's authentication row (one indexed read, outside any write slot), or
     /// [`PaymentError::ChannelNotFound`].
-    async fn channel_auth(&self, channel_id: &str) -> Result<RawAuth, PaymentError> {
-        const AUTH: &str = "SELECT secret_sha256, secret_required, status, expires_at, \
-             deposit - used - held AS balance, escrow_id IS NOT NULL AS escrow \
-             FROM channels WHERE id = $1";
+    async fn channel_auth(&self, channel_id: &str) -> Result<ChannelAuthRow, PaymentError> {
         let not_found = || PaymentError::ChannelNotFound {
             channel_id: channel_id.to_owned(),
         };
         if !is_lookup_key(channel_id, MAX_CHANNEL_ID_CHARS) {
             return Err(not_found());
         }
-        let auth: Option<RawAuth> = on_pool!(&self.store, |pool| {
-            sqlx::query_as(AUTH)
-                .bind(channel_id)
-                .fetch_optional(pool)
-                .await?
-        });
+        let auth = self.store.channel_auth(channel_id).await?;
         auth.ok_or_else(not_found)
     }
 
@@ -190,11 +150,6 @@ impl Ledger {
         hold_id: &str,
         authorized: bool,
     ) -> Result<HoldGuard, PaymentError> {
-        const RESERVE: &str = "UPDATE channels SET held = held + $2 \
-             WHERE id = $1 AND status = 'open' AND expires_at > $3 \
-             AND deposit - used - held >= $2 RETURNING 1";
-        const INSERT: &str = "INSERT INTO holds (id, channel_id, amount, state, created_at, \
-             lease_until) VALUES ($1, $2, $3, 'held', $4, $5)";
         if amount_micros < 0 {
             return Err(PaymentError::InvalidAmount {
                 what: "hold amount",
@@ -233,48 +188,18 @@ impl Ledger {
         }
 
         let lease_until = now.saturating_add(duration_ms(self.config.hold_lease));
-        let reserved: Result<bool, sqlx::Error> = match &self.store {
-            // One guarded INSERT; the `holds_reserve` trigger (migration 0004) reserves the
-            // amount in the same statement.
-            Store::Sqlite(db) => {
-                let _slot = db.write_slot().await;
-                sqlx::query(SQLITE_HOLD)
-                    .bind(hold_id)
-                    .bind(channel_id)
-                    .bind(amount_micros)
-                    .bind(now)
-                    .bind(lease_until)
-                    .execute(db.pool())
-                    .await
-                    .map(|done| done.rows_affected() == 1)
-            }
-            Store::Postgres(pool) => {
-                async {
-                    let mut tx = pool.begin_write().await?;
-                    let reserved: Option<i32> = sqlx::query_scalar(RESERVE)
-                        .bind(channel_id)
-                        .bind(amount_micros)
-                        .bind(now)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    if reserved.is_some() {
-                        sqlx::query(INSERT)
-                            .bind(hold_id)
-                            .bind(channel_id)
-                            .bind(amount_micros)
-                            .bind(now)
-                            .bind(lease_until)
-                            .execute(&mut *tx)
-                            .await?;
-                        tx.commit().await?;
-                    }
-                    Ok(reserved.is_some())
-                }
-                .await
-            }
-        };
+        let reserved = self
+            .store
+            .reserve_hold(&NewHold {
+                id: hold_id,
+                channel_id,
+                amount: amount_micros,
+                now,
+                lease_until,
+            })
+            .await?;
         match reserved {
-            Ok(true) => Ok(HoldGuard::new(
+            HoldReserve::Reserved => Ok(HoldGuard::new(
                 self,
                 Hold {
                     id: hold_id.to_owned(),
@@ -284,7 +209,7 @@ impl Ledger {
                 },
             )),
             // The guard failed between the read and the write: say why, from a fresh read.
-            Ok(false) => {
+            HoldReserve::Refused => {
                 let channel = self.get_channel(channel_id).await?;
                 Err(if channel.status == ChannelStatus::Closed {
                     PaymentError::Closed {
@@ -301,10 +226,9 @@ impl Ledger {
                     }
                 })
             }
-            Err(e) if is_unique_violation(&e) => Err(PaymentError::DuplicateHold {
+            HoldReserve::Duplicate => Err(PaymentError::DuplicateHold {
                 hold_id: hold_id.to_owned(),
             }),
-            Err(e) => Err(e.into()),
         }
     }
 
@@ -316,58 +240,13 @@ impl Ledger {
     /// Calls settle through their [`HoldGuard`]; by id only for holds whose guard is gone
     /// (a previous process's).
     pub(crate) async fn capture(&self, hold_id: &str, receipt: &Value) -> Result<(), PaymentError> {
-        const TAKE: &str = "UPDATE holds SET state = 'captured', settled_at = $2 \
-             WHERE id = $1 AND state = 'held' RETURNING channel_id, amount";
-        const DEBIT: &str = "UPDATE channels SET held = held - $2, used = used + $2, \
-             invocations = invocations + 1 WHERE id = $1";
-        let mut row = ReceiptRow::from_receipt(receipt)?;
-        let now = now_ms();
-        let outcome: Result<bool, sqlx::Error> = match &self.store {
-            Store::Sqlite(db) => {
-                let _slot = db.write_slot().await;
-                sqlx::query(SQLITE_CAPTURE)
-                    .bind(&row.nonce)
-                    .bind(&row.json)
-                    .bind(&row.signer)
-                    .bind(now)
-                    .bind(hold_id)
-                    .execute(db.pool())
-                    .await
-                    .map(|done| done.rows_affected() == 1)
-            }
-            Store::Postgres(pool) => {
-                async {
-                    let mut tx = pool.begin_write().await?;
-                    let taken: Option<Taken> = sqlx::query_as(TAKE)
-                        .bind(hold_id)
-                        .bind(now)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    let Some(taken) = taken else {
-                        return Ok(false);
-                    };
-                    sqlx::query(DEBIT)
-                        .bind(&taken.channel_id)
-                        .bind(taken.amount)
-                        .execute(&mut *tx)
-                        .await?;
-                    row.channel_id = Some(taken.channel_id);
-                    row.hold_id = Some(hold_id.to_owned());
-                    row.charged = Some(taken.amount);
-                    insert_receipt!(row, &mut *tx, now)?;
-                    tx.commit().await?;
-                    Ok(true)
-                }
-                .await
-            }
-        };
-        match outcome {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(self.hold_not_held(hold_id).await?),
-            Err(e) if is_unique_violation(&e) => {
+        let row = receipt_row(receipt)?;
+        match self.store.capture_hold(hold_id, &row, now_ms()).await? {
+            HoldCapture::Captured => Ok(()),
+            HoldCapture::NotHeld => Err(self.hold_not_held(hold_id).await?),
+            HoldCapture::DuplicateReceipt => {
                 Err(PaymentError::DuplicateReceipt { nonce: row.nonce })
             }
-            Err(e) => Err(e.into()),
         }
     }
 
@@ -375,29 +254,7 @@ impl Ledger {
     /// already released hold is a no-op; a captured hold cannot be released
     /// ([`PaymentError::HoldSettled`]).
     pub(crate) async fn release(&self, hold_id: &str) -> Result<(), PaymentError> {
-        const TAKE: &str = "UPDATE holds SET state = 'released', settled_at = $2 \
-             WHERE id = $1 AND state = 'held' RETURNING channel_id, amount";
-        let now = now_ms();
-        let released: bool = on_pool_write!(&self.store, |pool| {
-            let mut tx = pool.begin_write().await?;
-            let taken: Option<Taken> = sqlx::query_as(TAKE)
-                .bind(hold_id)
-                .bind(now)
-                .fetch_optional(&mut *tx)
-                .await?;
-            match taken {
-                Some(taken) => {
-                    sqlx::query(GIVE_BACK)
-                        .bind(&taken.channel_id)
-                        .bind(taken.amount)
-                        .execute(&mut *tx)
-                        .await?;
-                    tx.commit().await?;
-                    true
-                }
-                None => false,
-            }
-        });
+        let released = self.store.release_hold(hold_id, now_ms()).await?;
         if released {
             return Ok(());
         }
@@ -411,16 +268,10 @@ impl Ledger {
 
     /// The state of hold `hold_id`, if it exists.
     pub async fn hold_state(&self, hold_id: &str) -> Result<Option<HoldState>, PaymentError> {
-        const SQL: &str = "SELECT state FROM holds WHERE id = $1";
         if !is_lookup_key(hold_id, 4 * MAX_HOLD_ID_CHARS) {
             return Ok(None);
         }
-        let state: Option<String> = on_pool!(&self.store, |pool| {
-            sqlx::query_scalar(SQL)
-                .bind(hold_id)
-                .fetch_optional(pool)
-                .await?
-        });
+        let state = self.store.hold_state(hold_id).await?;
         state.as_deref().map(HoldState::parse).transpose()
     }
 
@@ -465,35 +316,9 @@ impl Ledger {
         self.release_holds_before(now_ms()).await
     }
 
-    /// Releases holds still `held` with `lease_until <= cutoff`, in one transaction: the hold
-    /// rows are locked and flipped first, then each channel gets its sum back, so a
-    /// concurrent capture of one of them either wins before (and is not released) or fails.
+    /// Releases holds still `held` with `lease_until <= cutoff` (see
+    /// [`Store::release_holds_before`]).
     async fn release_holds_before(&self, cutoff: i64) -> Result<u64, PaymentError> {
-        const TAKE: &str = "UPDATE holds SET state = 'released', settled_at = $1 \
-             WHERE state = 'held' AND lease_until <= $2 RETURNING channel_id, amount";
-        let now = now_ms();
-        let released: u64 = on_pool_write!(&self.store, |pool| {
-            let mut tx = pool.begin_write().await?;
-            let taken: Vec<Taken> = sqlx::query_as(TAKE)
-                .bind(now)
-                .bind(cutoff)
-                .fetch_all(&mut *tx)
-                .await?;
-            // Sorted by channel id: concurrent sweeps lock channels in the same order.
-            let mut per_channel: BTreeMap<&str, i64> = BTreeMap::new();
-            for t in &taken {
-                *per_channel.entry(t.channel_id.as_str()).or_default() += t.amount;
-            }
-            for (channel_id, amount) in per_channel {
-                sqlx::query(GIVE_BACK)
-                    .bind(channel_id)
-                    .bind(amount)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
-            taken.len() as u64
-        });
-        Ok(released)
+        Ok(self.store.release_holds_before(cutoff, now_ms()).await?)
     }
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::{Ledger, PaymentError, duration_ms};
-use crate::store::{now_ms, on_pool, on_pool_write};
+use crate::store::{IdempotencyRow, now_ms};
 
 /// How long a finished answer is replayed.
 pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -39,17 +39,6 @@ pub enum IdemState {
     InFlight,
 }
 
-#[derive(sqlx::FromRow)]
-struct RawIdem {
-    body_sha256: String,
-    state: String,
-    status: Option<i64>,
-    response: Option<Vec<u8>>,
-    headers: Option<String>,
-    created_at: i64,
-    updated_at: i64,
-}
-
 fn check_key(what: &str, value: &str) -> Result<(), PaymentError> {
     if value.is_empty()
         || value.chars().count() > MAX_KEY_CHARS
@@ -62,23 +51,22 @@ fn check_key(what: &str, value: &str) -> Result<(), PaymentError> {
     Ok(())
 }
 
-impl RawIdem {
-    fn replay(self) -> Result<StoredResponse, PaymentError> {
-        let corrupt = |what: &str| PaymentError::Corrupt(format!("idempotency record: {what}"));
-        let status = self
-            .status
-            .and_then(|s| u16::try_from(s).ok())
-            .ok_or_else(|| corrupt("status"))?;
-        let headers = match self.headers.as_deref() {
-            None => Vec::new(),
-            Some(text) => serde_json::from_str(text).map_err(|_| corrupt("headers"))?,
-        };
-        Ok(StoredResponse {
-            status,
-            headers,
-            body: self.response.unwrap_or_default(),
-        })
-    }
+/// The stored answer of a finished record.
+fn replay(row: IdempotencyRow) -> Result<StoredResponse, PaymentError> {
+    let corrupt = |what: &str| PaymentError::Corrupt(format!("idempotency record: {what}"));
+    let status = row
+        .status
+        .and_then(|s| u16::try_from(s).ok())
+        .ok_or_else(|| corrupt("status"))?;
+    let headers = match row.headers.as_deref() {
+        None => Vec::new(),
+        Some(text) => serde_json::from_str(text).map_err(|_| corrupt("headers"))?,
+    };
+    Ok(StoredResponse {
+        status,
+        headers,
+        body: row.response.unwrap_or_default(),
+    })
 }
 
 impl Ledger {
@@ -93,40 +81,19 @@ impl Ledger {
         client: &str,
         body_sha256: &str,
     ) -> Result<IdemState, PaymentError> {
-        const INSERT: &str = "INSERT INTO idempotency_keys (client, idem_key, body_sha256, \
-             state, created_at, updated_at) VALUES ($1, $2, $3, 'in_flight', $4, $4) \
-             ON CONFLICT (client, idem_key) DO NOTHING";
-        const GET: &str = "SELECT body_sha256, state, status, response, headers, created_at, \
-             updated_at FROM idempotency_keys WHERE client = $1 AND idem_key = $2";
-        const TAKE_OVER: &str = "UPDATE idempotency_keys SET body_sha256 = $3, \
-             state = 'in_flight', status = NULL, response = NULL, headers = NULL, \
-             created_at = $4, updated_at = $4 \
-             WHERE client = $1 AND idem_key = $2 AND updated_at = $5 AND state = $6";
         check_key("Idempotency-Key", key)?;
         check_key("client id", client)?;
         check_key("body digest", body_sha256)?;
         for _ in 0..BEGIN_ATTEMPTS {
             let now = now_ms();
-            let inserted = on_pool_write!(&self.store, |pool| {
-                sqlx::query(INSERT)
-                    .bind(client)
-                    .bind(key)
-                    .bind(body_sha256)
-                    .bind(now)
-                    .execute(pool)
-                    .await?
-                    .rows_affected()
-            });
-            if inserted == 1 {
+            if self
+                .store
+                .claim_idempotency_key(client, key, body_sha256, now)
+                .await?
+            {
                 return Ok(IdemState::New);
             }
-            let row: Option<RawIdem> = on_pool!(&self.store, |pool| {
-                sqlx::query_as(GET)
-                    .bind(client)
-                    .bind(key)
-                    .fetch_optional(pool)
-                    .await?
-            });
+            let row = self.store.idempotency_record(client, key).await?;
             // Purged in between: try the insert again.
             let Some(row) = row else { continue };
             let expired = row.created_at <= now - duration_ms(IDEMPOTENCY_TTL);
@@ -137,25 +104,17 @@ impl Ledger {
                     return Ok(IdemState::Conflict);
                 }
                 if row.state == "done" {
-                    return Ok(IdemState::Replay(row.replay()?));
+                    return Ok(IdemState::Replay(replay(row)?));
                 }
                 if !abandoned {
                     return Ok(IdemState::InFlight);
                 }
             }
-            let taken = on_pool_write!(&self.store, |pool| {
-                sqlx::query(TAKE_OVER)
-                    .bind(client)
-                    .bind(key)
-                    .bind(body_sha256)
-                    .bind(now)
-                    .bind(row.updated_at)
-                    .bind(&row.state)
-                    .execute(pool)
-                    .await?
-                    .rows_affected()
-            });
-            if taken == 1 {
+            if self
+                .store
+                .take_over_idempotency_key(client, key, body_sha256, now, &row)
+                .await?
+            {
                 return Ok(IdemState::New);
             }
             // Another request changed the row first: look again.
@@ -170,50 +129,30 @@ impl Ledger {
         client: &str,
         response: &StoredResponse,
     ) -> Result<(), PaymentError> {
-        const SQL: &str = "UPDATE idempotency_keys SET state = 'done', status = $3, \
-             response = $4, headers = $5, updated_at = $6 \
-             WHERE client = $1 AND idem_key = $2 AND state = 'in_flight'";
         let headers = serde_json::to_string(&response.headers)
             .map_err(|e| PaymentError::InvalidRequest(format!("response headers: {e}")))?;
-        on_pool_write!(&self.store, |pool| {
-            sqlx::query(SQL)
-                .bind(client)
-                .bind(key)
-                .bind(i64::from(response.status))
-                .bind(&response.body)
-                .bind(&headers)
-                .bind(now_ms())
-                .execute(pool)
-                .await?;
-        });
+        self.store
+            .finish_idempotency_key(
+                client,
+                key,
+                response.status,
+                &response.body,
+                &headers,
+                now_ms(),
+            )
+            .await?;
         Ok(())
     }
 
     /// Forgets an in-flight claim whose answer must not be replayed (the request failed
     /// before anything was charged), so a retry runs afresh.
     pub async fn idempotency_abandon(&self, key: &str, client: &str) -> Result<(), PaymentError> {
-        const SQL: &str = "DELETE FROM idempotency_keys \
-             WHERE client = $1 AND idem_key = $2 AND state = 'in_flight'";
-        on_pool_write!(&self.store, |pool| {
-            sqlx::query(SQL)
-                .bind(client)
-                .bind(key)
-                .execute(pool)
-                .await?;
-        });
-        Ok(())
+        Ok(self.store.abandon_idempotency_key(client, key).await?)
     }
 
     /// Deletes records older than [`IDEMPOTENCY_TTL`]; returns how many.
     pub async fn purge_idempotency(&self) -> Result<u64, PaymentError> {
-        const SQL: &str = "DELETE FROM idempotency_keys WHERE created_at <= $1";
         let cutoff = now_ms() - duration_ms(IDEMPOTENCY_TTL);
-        Ok(on_pool_write!(&self.store, |pool| {
-            sqlx::query(SQL)
-                .bind(cutoff)
-                .execute(pool)
-                .await?
-                .rows_affected()
-        }))
+        Ok(self.store.purge_idempotency_keys(cutoff).await?)
     }
 }

@@ -224,7 +224,7 @@ impl Ledger {
                     Ok(0) => {}
                     Ok(n) => tracing::warn!(released = n, "released abandoned channel holds"),
                     // The hub is shutting down and closed its pools.
-                    Err(PaymentError::Database(sqlx::Error::PoolClosed)) => break,
+                    Err(PaymentError::Store(e)) if e.is_closed() => break,
                     Err(e) => tracing::error!(error = %e, "releasing abandoned holds failed"),
                 }
                 if let Err(e) = ledger.reconcile_sends().await {

@@ -15,7 +15,7 @@ use alloy_primitives::Address;
 
 use super::chain::{HubWallet, SendState, SignedSend, transfer_calldata};
 use super::{Channel, Ledger, PaymentError};
-use crate::store::{now_ms, on_pool, on_pool_write};
+use crate::store::{NewChainSend, SendRow, now_ms};
 
 /// How long a close waits for its refund to be mined before answering with the hash anyway
 /// (the send is recorded; reconciliation finishes it).
@@ -73,13 +73,6 @@ pub(crate) struct ContractCall {
     pub gas: u64,
 }
 
-#[derive(sqlx::FromRow)]
-struct SendRow {
-    tx_hash: String,
-    nonce: i64,
-    raw_tx: String,
-}
-
 impl From<SendRow> for SignedSend {
     fn from(r: SendRow) -> Self {
         SignedSend {
@@ -98,11 +91,7 @@ impl Ledger {
 
     /// The stored send `id`, if any.
     pub(crate) async fn find_send(&self, id: &str) -> Result<Option<SignedSend>, PaymentError> {
-        const SQL: &str = "SELECT tx_hash, nonce, raw_tx FROM chain_sends WHERE id = $1";
-        let row: Option<SendRow> = on_pool!(&self.store, |pool| {
-            sqlx::query_as(SQL).bind(id).fetch_optional(pool).await?
-        });
-        Ok(row.map(SignedSend::from))
+        Ok(self.store.chain_send(id).await?.map(SignedSend::from))
     }
 
     /// The send `id` of `amount` base units to `to`: the stored one, or a new one signed with
@@ -135,18 +124,13 @@ impl Ledger {
         amount: i64,
         input: Vec<u8>,
     ) -> Result<(SignedSend, bool), PaymentError> {
-        const MAX_NONCE: &str = "SELECT MAX(nonce) FROM chain_sends";
-        const INSERT: &str = "INSERT INTO chain_sends (id, to_address, amount, nonce, tx_hash, \
-             raw_tx, state, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'signed', $7)";
         let _one_at_a_time = payout.nonce_lock.lock().await;
         if let Some(send) = self.find_send(id).await? {
             return Ok((send, false));
         }
         // Stored sends may not have reached the node yet (a crash before the broadcast):
         // their nonces are taken too.
-        let stored: Option<i64> = on_pool!(&self.store, |pool| {
-            sqlx::query_scalar(MAX_NONCE).fetch_one(pool).await?
-        });
+        let stored = self.store.max_chain_send_nonce().await?;
         let next_stored = stored.map_or(0, |n| u64::try_from(n).unwrap_or_default() + 1);
         let nonce = payout.wallet.pending_nonce().await?.max(next_stored);
         let send = payout
@@ -155,19 +139,17 @@ impl Ledger {
             .await?;
         let nonce_db = i64::try_from(nonce)
             .map_err(|_| PaymentError::Corrupt("wallet nonce out of range".into()))?;
-        on_pool_write!(&self.store, |pool| {
-            sqlx::query(INSERT)
-                .bind(id)
-                .bind(format!("{to:#x}"))
-                .bind(amount)
-                .bind(nonce_db)
-                .bind(&send.tx_hash)
-                .bind(&send.raw)
-                .bind(now_ms())
-                .execute(pool)
-                .await
-                .map(|_| ())?
-        });
+        self.store
+            .insert_chain_send(&NewChainSend {
+                id,
+                to_address: &format!("{to:#x}"),
+                amount,
+                nonce: nonce_db,
+                tx_hash: &send.tx_hash,
+                raw_tx: &send.raw,
+                created_at: now_ms(),
+            })
+            .await?;
         Ok((send, true))
     }
 
@@ -185,8 +167,6 @@ impl Ledger {
     }
 
     async fn mark_send(&self, tx_hash: &str, state: SendState) -> Result<(), PaymentError> {
-        const SQL: &str = "UPDATE chain_sends SET state = $2, settled_at = $3 \
-             WHERE tx_hash = $1 AND state = 'signed'";
         let stored = match state {
             SendState::Unmined => return Ok(()),
             SendState::Succeeded => "succeeded",
@@ -195,16 +175,10 @@ impl Ledger {
                 "reverted"
             }
         };
-        on_pool_write!(&self.store, |pool| {
-            sqlx::query(SQL)
-                .bind(tx_hash)
-                .bind(stored)
-                .bind(now_ms())
-                .execute(pool)
-                .await
-                .map(|_| ())?
-        });
-        Ok(())
+        Ok(self
+            .store
+            .mark_chain_send(tx_hash, stored, now_ms())
+            .await?)
     }
 
     /// Refunds a closed channel's unused deposit to its payer on-chain, once: the refund
@@ -214,7 +188,6 @@ impl Ledger {
         &self,
         channel: &Channel,
     ) -> Result<Option<String>, PaymentError> {
-        const NAME: &str = "UPDATE channels SET settle_tx_hash = $2 WHERE id = $1";
         let (Some(payout), Some(payer)) = (&self.payout, &channel.payer) else {
             return Ok(None);
         };
@@ -232,14 +205,9 @@ impl Ledger {
         let (send, _) = self
             .record_send(payout, &id, to, amount, transfer_calldata(to, amount_units))
             .await?;
-        on_pool_write!(&self.store, |pool| {
-            sqlx::query(NAME)
-                .bind(&channel.id)
-                .bind(&send.tx_hash)
-                .execute(pool)
-                .await
-                .map(|_| ())?
-        });
+        self.store
+            .set_channel_settle_tx(&channel.id, &send.tx_hash)
+            .await?;
         match self.push_send(payout, &send, REFUND_WAIT).await {
             Ok(state) => tracing::info!(
                 channel_id = %channel.id,
@@ -262,14 +230,12 @@ impl Ledger {
     /// Finishes the wallet's recorded sends that are not known mined: re-broadcasts each
     /// (the same bytes) and records those that are mined. Run at start and by the sweeper.
     pub async fn reconcile_sends(&self) -> Result<usize, PaymentError> {
-        const OPEN: &str = "SELECT tx_hash, nonce, raw_tx FROM chain_sends \
-             WHERE state = 'signed' ORDER BY nonce LIMIT 100";
+        /// Sends finished per run.
+        const BATCH: i64 = 100;
         let Some(payout) = &self.payout else {
             return Ok(0);
         };
-        let rows: Vec<SendRow> = on_pool!(&self.store, |pool| {
-            sqlx::query_as(OPEN).fetch_all(pool).await?
-        });
+        let rows = self.store.unsettled_chain_sends(BATCH).await?;
         let mut settled = 0;
         for send in rows.into_iter().map(SignedSend::from) {
             let state = match payout.wallet.state(&send.tx_hash).await? {

@@ -3,8 +3,8 @@
 use serde::Serialize;
 
 use super::{LiveEvent, LiveFeed};
-use crate::payments::{InvocationRecord, micros_to_usd};
-use crate::store::{Store, StoreError, now_ms, on_pool};
+use crate::payments::micros_to_usd;
+use crate::store::{Store, StoreError, now_ms};
 
 /// Most events one request may ask for.
 pub const MAX_EVENTS: u32 = 200;
@@ -35,53 +35,15 @@ pub struct Summary {
     pub volume_total_usd: f64,
 }
 
-#[derive(Debug, sqlx::FromRow)]
-struct Totals {
-    total: i64,
-    successful: i64,
-    payment_required: i64,
-    price_sum: i64,
-    latency_sum: i64,
-    volume_1h: i64,
-    volume_24h: i64,
-}
-
-#[derive(Debug, sqlx::FromRow)]
-struct Row {
-    id: i64,
-    peer_url: String,
-    origin: String,
-    product_id: String,
-    capability_id: String,
-    status: i64,
-    success: bool,
-    latency_ms: i64,
-    price: i64,
-    ts: i64,
-}
-
 /// The summary (cached in `feed` for [`super::SUMMARY_TTL`]).
 pub async fn summary(store: &Store, feed: &LiveFeed) -> Result<Summary, StoreError> {
-    const SQL: &str = "SELECT COUNT(*) AS total, \
-         CAST(COALESCE(SUM(CASE WHEN success THEN 1 ELSE 0 END), 0) AS BIGINT) AS successful, \
-         CAST(COALESCE(SUM(CASE WHEN NOT success AND status = 402 THEN 1 ELSE 0 END), 0) \
-              AS BIGINT) AS payment_required, \
-         CAST(COALESCE(SUM(price), 0) AS BIGINT) AS price_sum, \
-         CAST(COALESCE(SUM(latency_ms), 0) AS BIGINT) AS latency_sum, \
-         CAST(COALESCE(SUM(CASE WHEN ts >= $1 THEN price ELSE 0 END), 0) AS BIGINT) AS volume_1h, \
-         CAST(COALESCE(SUM(CASE WHEN ts >= $2 THEN price ELSE 0 END), 0) AS BIGINT) AS volume_24h \
-         FROM invocations";
     if let Some(hit) = feed.cached_summary() {
         return Ok(hit);
     }
     let now = now_ms();
-    let t: Totals = on_pool!(store, |pool| {
-        sqlx::query_as(SQL)
-            .bind(now - 3_600_000)
-            .bind(now - 86_400_000)
-            .fetch_one(pool)
-            .await?
-    });
+    let t = store
+        .invocation_totals(now - 3_600_000, now - 86_400_000)
+        .await?;
     let per_call = |sum: f64| {
         if t.total == 0 {
             0.0
@@ -111,30 +73,11 @@ pub async fn summary(store: &Store, feed: &LiveFeed) -> Result<Summary, StoreErr
 
 /// The latest `limit` events, newest first.
 pub async fn recent_events(store: &Store, limit: u32) -> Result<Vec<LiveEvent>, StoreError> {
-    const SQL: &str = "SELECT id, peer_url, origin, product_id, capability_id, status, \
-         success, latency_ms, price, ts FROM invocations ORDER BY id DESC LIMIT $1";
-    let rows: Vec<Row> = on_pool!(store, |pool| {
-        sqlx::query_as(SQL)
-            .bind(i64::from(limit.min(MAX_EVENTS)))
-            .fetch_all(pool)
-            .await?
-    });
+    let rows = store
+        .recent_invocations(i64::from(limit.min(MAX_EVENTS)))
+        .await?;
     Ok(rows
         .into_iter()
-        .map(|r| {
-            let record = InvocationRecord {
-                peer_url: r.peer_url,
-                origin: r.origin,
-                product_id: r.product_id,
-                capability_id: r.capability_id,
-                status: u16::try_from(r.status).unwrap_or(0),
-                success: r.success,
-                latency_ms: u64::try_from(r.latency_ms).unwrap_or(0),
-                price_micros: r.price,
-                channel_id: None,
-                ts: r.ts,
-            };
-            LiveEvent::from_record(Some(r.id), &record)
-        })
+        .map(|(id, record)| LiveEvent::from_record(Some(id), &record))
         .collect())
 }

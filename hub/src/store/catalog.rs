@@ -35,7 +35,9 @@ macro_rules! catalog_version_tx {
     ($db:ty) => {
         impl CatalogVersionTx for sqlx::Transaction<'static, $db> {
             async fn bump_catalog_version(&mut self) -> Result<i64, sqlx::Error> {
-                sqlx::query_scalar(BUMP_VERSION).fetch_one(&mut **self).await
+                sqlx::query_scalar(BUMP_VERSION)
+                    .fetch_one(&mut **self)
+                    .await
             }
 
             async fn catalog_version(&mut self) -> Result<i64, sqlx::Error> {

@@ -18,6 +18,7 @@ mod checkpoint;
 mod crawl_runs;
 mod error;
 mod federation;
+mod ledger;
 mod peer_types;
 mod peers;
 mod pipelines;
@@ -42,11 +43,16 @@ pub use crawl_runs::{
 };
 pub use error::StoreError;
 pub use federation::{InboundCrawler, NewPreview, PreviewRow, rfc3339_from_ms};
+pub use ledger::{
+    ChannelAuthRow, ChannelRow, DebitRow, EscrowDebit, HoldCapture, HoldReserve, IdempotencyRow,
+    InvocationRecord, InvocationSummaryRow, NewChainSend, NewChannelRow, NewEscrowDebit, NewHold,
+    PeerStats, ReceiptRow, SendRow,
+};
+pub use peer_types::{CrawlSuccess, KeySource, NewPeer, PeerRow, PeerState, Validators};
 pub use reputation::{
     CapabilityCalls, CapabilityReputationRow, EventKinds, EventLine, InvocationTotals,
     NewReputationEvent, PeerReputationRow, RecentEvent, ReputationWrite,
 };
-pub use peer_types::{CrawlSuccess, KeySource, NewPeer, PeerRow, PeerState, Validators};
 
 /// File name of the embedded database inside the data directory.
 pub const SQLITE_FILE: &str = "hub.db";

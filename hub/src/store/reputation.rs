@@ -273,7 +273,10 @@ impl Store {
     }
 
     /// Calls and successes per (capability, listing peer) since `since_ms` (402s excluded).
-    pub async fn capability_calls(&self, since_ms: i64) -> Result<Vec<CapabilityCalls>, StoreError> {
+    pub async fn capability_calls(
+        &self,
+        since_ms: i64,
+    ) -> Result<Vec<CapabilityCalls>, StoreError> {
         const SQL: &str = "SELECT origin, product_id, capability_id, peer_url, \
              COUNT(*) AS calls, \
              CAST(SUM(CASE WHEN success THEN 1 ELSE 0 END) AS BIGINT) AS successes \

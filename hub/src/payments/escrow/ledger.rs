@@ -29,13 +29,13 @@ use super::{
 use crate::payments::channels::{
     Channel, ChannelSecret, ChannelStatus, DEFAULT_CHAIN, DEFAULT_TOKEN, label,
 };
-use crate::payments::error::is_unique_violation;
 use crate::payments::payer_proof::PayerProof;
 use crate::payments::refunds::{ContractCall, Payout};
 use crate::payments::{
     HoldGuard, Ledger, MAX_DEPOSIT_USD, PaymentError, ReleaseReason, micros_to_usd,
 };
-use crate::store::{now_ms, on_pool, on_pool_write};
+pub use crate::store::EscrowDebit;
+use crate::store::{NewEscrowDebit, now_ms};
 
 /// The ledger stops taking debits this long before the on-chain expiry, so that the
 /// collector gets them on-chain while the contract still accepts them.
@@ -64,28 +64,6 @@ pub struct EscrowOpen {
     /// The depositor's `AIMarket-Payer-Proof/v1` signature, with the escrow channel id as
     /// `tx` and the deposit in cents.
     pub payer_signature: Option<String>,
-}
-
-/// One stored authorization of an escrow channel and how far it got.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct EscrowDebit {
-    /// The receipt id (also the hold and receipt nonce).
-    pub hold_id: String,
-    /// The channel nonce it was signed for.
-    pub nonce: i64,
-    /// Base units.
-    pub amount: i64,
-    /// `pending` (not known on-chain), `debited` or `failed`.
-    pub state: String,
-    /// The `debitChannel` transaction, once signed.
-    pub tx_hash: Option<String>,
-}
-
-#[derive(sqlx::FromRow)]
-struct DebitRow {
-    hold_id: String,
-    escrow_id: String,
-    authorization_json: String,
 }
 
 fn u256_i64(v: U256, what: &str) -> Result<i64, PaymentError> {
@@ -156,7 +134,6 @@ impl Ledger {
     /// another hub, not debited, not about to expire, and the payer proof signed by its
     /// depositor. An escrow channel is mirrored once ([`PaymentError::TxAlreadyUsed`]).
     pub async fn open_escrow_channel(&self, request: EscrowOpen) -> Result<Channel, PaymentError> {
-        const USED: &str = "SELECT COUNT(*) FROM channels WHERE escrow_id = $1";
         let (payout, escrow) = self.escrow_parts()?;
         let id = parse_bytes32(&request.escrow_channel_id).ok_or_else(|| {
             PaymentError::InvalidRequest(
@@ -164,13 +141,7 @@ impl Ledger {
             )
         })?;
         let id_text = format!("{id:#x}");
-        let used: i64 = on_pool!(&self.store, |pool| {
-            sqlx::query_scalar(USED)
-                .bind(&id_text)
-                .fetch_one(pool)
-                .await?
-        });
-        if used > 0 {
+        if self.store.escrow_channel_mirrored(&id_text).await? {
             return Err(PaymentError::TxAlreadyUsed { tx_hash: id_text });
         }
         let chain = label(request.chain.as_deref(), DEFAULT_CHAIN, "chain")?;
@@ -279,9 +250,6 @@ impl Ledger {
         authorization: Option<&Value>,
         micros: i64,
     ) -> Result<HoldGuard, PaymentError> {
-        const CAPTURED_MAX: &str = "SELECT MAX(d.nonce) FROM escrow_debits d \
-             JOIN holds h ON h.id = d.hold_id \
-             WHERE d.escrow_id = $1 AND h.state = 'captured' AND d.state <> 'failed'";
         let (payout, escrow) = self.escrow_parts()?;
         let escrow_id = channel.escrow_id.as_deref().unwrap_or_default();
         let object = authorization.ok_or_else(|| {
@@ -353,12 +321,7 @@ impl Ledger {
         if receipt_used(rpc, escrow.contract(), debit.receipt_id).await? {
             return Err(refused("receiptId", "already debited on-chain"));
         }
-        let captured: Option<i64> = on_pool!(&self.store, |pool| {
-            sqlx::query_scalar(CAPTURED_MAX)
-                .bind(escrow_id)
-                .fetch_one(pool)
-                .await?
-        });
+        let captured = self.store.max_captured_debit_nonce(escrow_id).await?;
         // Debits captured here but not yet on-chain take their nonces too.
         let expected = captured
             .map(|n| U256::from(u64::try_from(n).unwrap_or_default()) + U256::from(1))
@@ -398,53 +361,34 @@ impl Ledger {
         hold_id: &str,
         micros: i64,
     ) -> Result<(), PaymentError> {
-        const STALE: &str = "DELETE FROM escrow_debits WHERE escrow_id = $1 AND nonce = $2 \
-             AND hold_id IN (SELECT id FROM holds WHERE state = 'released')";
-        const INSERT: &str = "INSERT INTO escrow_debits (hold_id, channel_id, escrow_id, nonce, \
-             amount, authorization_json, state, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7)";
         let escrow_id = channel.escrow_id.as_deref().unwrap_or_default();
         let nonce = u256_i64(debit.nonce, "nonce")?;
         let json = debit.to_json().to_string();
-        let result: Result<(), sqlx::Error> = on_pool_write!(&self.store, |pool| {
-            async {
-                sqlx::query(STALE)
-                    .bind(escrow_id)
-                    .bind(nonce)
-                    .execute(pool)
-                    .await?;
-                sqlx::query(INSERT)
-                    .bind(hold_id)
-                    .bind(&channel.id)
-                    .bind(escrow_id)
-                    .bind(nonce)
-                    .bind(micros)
-                    .bind(&json)
-                    .bind(now_ms())
-                    .execute(pool)
-                    .await
-                    .map(|_| ())
-            }
-            .await
-        });
-        match result {
-            Ok(()) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(refused(
+        let stored = self
+            .store
+            .insert_escrow_debit(&NewEscrowDebit {
+                hold_id,
+                channel_id: &channel.id,
+                escrow_id,
+                nonce,
+                amount: micros,
+                authorization_json: &json,
+                created_at: now_ms(),
+            })
+            .await?;
+        if stored {
+            Ok(())
+        } else {
+            Err(refused(
                 "nonce",
                 format!("nonce {nonce} is taken by a call in flight on this channel"),
-            )),
-            Err(e) => Err(e.into()),
+            ))
         }
     }
 
     /// The stored authorizations of channel `channel_id` whose hold was captured, by nonce.
     pub async fn escrow_debits(&self, channel_id: &str) -> Result<Vec<EscrowDebit>, PaymentError> {
-        const SQL: &str = "SELECT d.hold_id, d.nonce, d.amount, d.state, d.tx_hash \
-             FROM escrow_debits d JOIN holds h ON h.id = d.hold_id \
-             WHERE d.channel_id = $1 AND h.state = 'captured' ORDER BY d.nonce";
-        Ok(on_pool!(&self.store, |pool| {
-            sqlx::query_as(SQL).bind(channel_id).fetch_all(pool).await?
-        }))
+        Ok(self.store.escrow_debits(channel_id).await?)
     }
 
     async fn mark_debit(
@@ -453,19 +397,10 @@ impl Ledger {
         state: &str,
         tx_hash: Option<&str>,
     ) -> Result<(), PaymentError> {
-        const SQL: &str = "UPDATE escrow_debits SET state = $2, \
-             tx_hash = COALESCE($3, tx_hash), settled_at = $4 WHERE hold_id = $1";
-        on_pool_write!(&self.store, |pool| {
-            sqlx::query(SQL)
-                .bind(hold_id)
-                .bind(state)
-                .bind(tx_hash)
-                .bind(now_ms())
-                .execute(pool)
-                .await
-                .map(|_| ())?
-        });
-        Ok(())
+        Ok(self
+            .store
+            .mark_escrow_debit(hold_id, state, tx_hash, now_ms())
+            .await?)
     }
 
     /// Puts captured authorizations on-chain, in nonce order per channel, one collector at a
@@ -474,20 +409,11 @@ impl Ledger {
     /// chain and the ledger) is recorded as debited without a new transaction. The number of
     /// debits recorded as on-chain by this run.
     pub async fn collect_debits(&self) -> Result<usize, PaymentError> {
-        const PENDING: &str = "SELECT d.hold_id, d.escrow_id, d.authorization_json \
-             FROM escrow_debits d JOIN holds h ON h.id = d.hold_id \
-             WHERE d.state = 'pending' AND h.state = 'captured' \
-             ORDER BY d.escrow_id, d.nonce LIMIT $1";
         let Ok((payout, escrow)) = self.escrow_parts() else {
             return Ok(0);
         };
         let _one_at_a_time = escrow.collect_lock.lock().await;
-        let rows: Vec<DebitRow> = on_pool!(&self.store, |pool| {
-            sqlx::query_as(PENDING)
-                .bind(COLLECT_BATCH)
-                .fetch_all(pool)
-                .await?
-        });
+        let rows = self.store.pending_escrow_debits(COLLECT_BATCH).await?;
         let rpc = payout.wallet().rpc();
         let mut blocked: HashSet<String> = HashSet::new();
         let mut debited = 0;
@@ -536,14 +462,9 @@ impl Ledger {
                     debit.debit_calldata(),
                 )
                 .await?;
-            on_pool_write!(&self.store, |pool| {
-                sqlx::query("UPDATE escrow_debits SET tx_hash = $2 WHERE hold_id = $1")
-                    .bind(&row.hold_id)
-                    .bind(&send.tx_hash)
-                    .execute(pool)
-                    .await
-                    .map(|_| ())?
-            });
+            self.store
+                .set_escrow_debit_tx(&row.hold_id, &send.tx_hash)
+                .await?;
             match self.push_send(payout, &send, MINE_WAIT).await {
                 Ok(crate::payments::chain::SendState::Succeeded) => {
                     self.mark_debit(&row.hold_id, "debited", Some(&send.tx_hash))
@@ -576,9 +497,6 @@ impl Ledger {
     /// already paid out on-chain by someone else, or debits are still on their way (a
     /// retried close or the sweeper finishes).
     pub async fn settle_escrow(&self, channel: &Channel) -> Result<Option<String>, PaymentError> {
-        const OPEN: &str = "SELECT COUNT(*) FROM escrow_debits d JOIN holds h ON h.id = d.hold_id \
-             WHERE d.channel_id = $1 AND d.state = 'pending' AND h.state = 'captured'";
-        const NAME: &str = "UPDATE channels SET settle_tx_hash = $2 WHERE id = $1";
         let (payout, escrow) = self.escrow_parts()?;
         if channel.used_micros <= 0 {
             return Ok(None);
@@ -586,12 +504,7 @@ impl Ledger {
         if let Err(e) = self.collect_debits().await {
             tracing::warn!(error = %e, "collecting escrow debits before a settlement failed");
         }
-        let open: i64 = on_pool!(&self.store, |pool| {
-            sqlx::query_scalar(OPEN)
-                .bind(&channel.id)
-                .fetch_one(pool)
-                .await?
-        });
+        let open = self.store.count_pending_escrow_debits(&channel.id).await?;
         if open > 0 {
             tracing::warn!(channel_id = %channel.id, pending = open,
                 "escrow debits not yet on-chain; settlement deferred");
@@ -623,14 +536,9 @@ impl Ledger {
                 settle_calldata(id),
             )
             .await?;
-        on_pool_write!(&self.store, |pool| {
-            sqlx::query(NAME)
-                .bind(&channel.id)
-                .bind(&send.tx_hash)
-                .execute(pool)
-                .await
-                .map(|_| ())?
-        });
+        self.store
+            .set_channel_settle_tx(&channel.id, &send.tx_hash)
+            .await?;
         match self.push_send(payout, &send, MINE_WAIT).await {
             Ok(state) => tracing::info!(channel_id = %channel.id, tx_hash = %send.tx_hash,
                 used_micros = channel.used_micros, ?state, "escrow channel settled"),
@@ -643,18 +551,12 @@ impl Ledger {
     /// Closes (and so settles) escrow channels whose ledger lifetime ended, and settles
     /// closed ones whose settlement was deferred. Run by the sweeper.
     pub async fn settle_expired_escrow(&self) -> Result<usize, PaymentError> {
-        const DUE: &str = "SELECT id FROM channels WHERE escrow_id IS NOT NULL AND used > 0 \
-             AND ((status = 'open' AND expires_at <= $1 AND held = 0) \
-             OR (status = 'closed' AND settle_tx_hash IS NULL)) LIMIT 50";
+        /// Channels settled per sweep.
+        const BATCH: i64 = 50;
         if self.escrow_parts().is_err() {
             return Ok(0);
         }
-        let due: Vec<String> = on_pool!(&self.store, |pool| {
-            sqlx::query_scalar(DUE)
-                .bind(now_ms())
-                .fetch_all(pool)
-                .await?
-        });
+        let due = self.store.escrow_channels_due(now_ms(), BATCH).await?;
         let mut settled = 0;
         for id in due {
             match self.close_channel(&id, None).await {

@@ -9,8 +9,7 @@ use super::rpc::{FakeRpc, RECIPIENT, TOKEN, receipt, transfer_log, tx};
 use super::{Ctx, LedgerCtx, demo, open_demo, signed_receipt};
 use crate::payments::verifier::{DemoVerifier, EvmVerifier, PaymentVerifier, Verifiers};
 use crate::payments::{
-    ChannelStatus, HoldState, LedgerConfig, OpenChannel, PaymentError, ReleaseReason,
-    SecretProblem,
+    ChannelStatus, HoldState, LedgerConfig, OpenChannel, PaymentError, ReleaseReason, SecretProblem,
 };
 use crate::store::now_ms;
 

@@ -119,7 +119,10 @@ pub async fn abandoned_holds_are_released_after_a_crash(ctx: Ctx) {
     let mut guards = HashMap::new();
     for (i, channel) in [&a, &a, &a, &b, &b, &a, &b].iter().enumerate() {
         let nonce = format!("h{i}");
-        let guard = ledger.hold(&channel.id, None, 10_000, &nonce).await.unwrap();
+        let guard = ledger
+            .hold(&channel.id, None, 10_000, &nonce)
+            .await
+            .unwrap();
         guards.insert(nonce, guard);
     }
     // Three calls finished (two on a, one on b); four were in flight when the process died.
@@ -213,10 +216,7 @@ pub async fn live_holds_of_other_replicas_survive_recovery(ctx: Ctx) {
     } else {
         assert_eq!((released, state), (1, Some(HoldState::Released)));
         // Releasing what recovery already released is a no-op.
-        in_flight
-            .release(ReleaseReason::CallFailed)
-            .await
-            .unwrap();
+        in_flight.release(ReleaseReason::CallFailed).await.unwrap();
     }
     other_replica.store().close().await;
 }
