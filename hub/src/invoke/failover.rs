@@ -116,14 +116,11 @@ impl Run<'_> {
                 Err(self.reject(&offer, refusal, funding).await)
             }
             Err(e) => {
-                self.funding
-                    .release(state, ReleaseReason::CallFailed)
-                    .await;
+                self.funding.release(state, ReleaseReason::CallFailed).await;
                 Err(e)
             }
         };
-        let settled =
-            settled.unwrap_or_else(|e| Settled::unbilled(InvokeResult::from_error(e)));
+        let settled = settled.unwrap_or_else(|e| Settled::unbilled(InvokeResult::from_error(e)));
         (offer, settled)
     }
 

@@ -27,8 +27,8 @@ pub mod relay;
 pub mod request;
 pub mod resolve;
 mod settle;
-mod timing;
 pub mod target;
+mod timing;
 pub mod validate;
 mod x402_rail;
 

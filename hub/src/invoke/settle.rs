@@ -162,7 +162,16 @@ pub(super) async fn settle(
             return unbilled(state, offer, unpaid, sent, elapsed_ms(started));
         }
     };
-    billed(state, offer, funding, success, sent, plugin_extensions, started).await
+    billed(
+        state,
+        offer,
+        funding,
+        success,
+        sent,
+        plugin_extensions,
+        started,
+    )
+    .await
 }
 
 /// A provider answer that is not a billable success.

@@ -16,11 +16,11 @@ use super::{
 use crate::crawl::CatalogUpdate;
 use crate::payments::{PeerStats, micros_to_usd};
 use crate::state::AppState;
-pub(super) use crate::store::{EventLine, PeerReputationRow};
 use crate::store::{
-    CapabilityKey, CapabilityReputationRow, EventKinds, PeerRow, PeerState, ReputationWrite,
-    Store, now_ms,
+    CapabilityKey, CapabilityReputationRow, EventKinds, PeerRow, PeerState, ReputationWrite, Store,
+    now_ms,
 };
+pub(super) use crate::store::{EventLine, PeerReputationRow};
 
 /// Event types that count as a success.
 pub(super) const SUCCESS_KINDS: &[&str] = &["invocation_success", "verify_passed"];
@@ -263,8 +263,8 @@ pub async fn recompute(state: &AppState) -> Result<RecomputeOutcome, ReputationE
         .peer_reputation_rows()
         .await?
         .into_iter()
-    .map(|r| (r.peer_url.clone(), r))
-    .collect();
+        .map(|r| (r.peer_url.clone(), r))
+        .collect();
 
     let policy = TrustPolicy::of(&state.settings.reputation);
     let mut plan = Plan::default();
