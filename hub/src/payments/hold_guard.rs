@@ -49,15 +49,19 @@ impl ReleaseReason {
 #[derive(Debug)]
 pub struct HoldGuard {
     hold: Hold,
-    /// The ledger that settles it; `None` once settled (then dropping does nothing).
-    ledger: Option<Ledger>,
+    /// The ledger that settles it.
+    ledger: Ledger,
+    /// Still to be settled (cleared by capture and release; dropping an armed guard
+    /// releases the hold).
+    armed: bool,
 }
 
 impl HoldGuard {
     pub(super) fn new(ledger: &Ledger, hold: Hold) -> Self {
         Self {
             hold,
-            ledger: Some(ledger.clone()),
+            ledger: ledger.clone(),
+            armed: true,
         }
     }
 
@@ -77,24 +81,18 @@ impl HoldGuard {
     pub async fn capture(mut self, receipt: &Value) -> Result<(), PaymentError> {
         // The guard stays armed across the await: a capture whose future is dropped midway is
         // released (or found captured) by the drop.
-        let Some(ledger) = self.ledger.clone() else {
-            return Ok(());
-        };
-        let captured = ledger.capture(&self.hold.id, receipt).await;
-        self.ledger = None;
+        let captured = self.ledger.capture(&self.hold.id, receipt).await;
+        self.armed = false;
         if let Err(e) = &captured {
-            release_logged(&ledger, &self.hold.id, ReleaseReason::CaptureFailed, e).await;
+            release_logged(&self.ledger, &self.hold.id, ReleaseReason::CaptureFailed, e).await;
         }
         captured
     }
 
     /// Releases the hold ([`Ledger::release`]): the amount goes back to the channel.
     pub async fn release(mut self, reason: ReleaseReason) -> Result<(), PaymentError> {
-        let Some(ledger) = self.ledger.clone() else {
-            return Ok(());
-        };
-        let released = ledger.release(&self.hold.id).await;
-        self.ledger = None;
+        let released = self.ledger.release(&self.hold.id).await;
+        self.armed = false;
         if let Err(e) = &released {
             release_failed(&self.hold.id, reason, e);
         }
@@ -104,9 +102,10 @@ impl HoldGuard {
 
 impl Drop for HoldGuard {
     fn drop(&mut self) {
-        let Some(ledger) = self.ledger.take() else {
+        if !self.armed {
             return;
-        };
+        }
+        let ledger = self.ledger.clone();
         ledger.count_dropped_hold();
         let hold_id = std::mem::take(&mut self.hold.id);
         tracing::warn!(
