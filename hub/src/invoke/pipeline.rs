@@ -401,14 +401,9 @@ async fn hold(
 }
 
 /// Checks `input` against the offer's schema (an offer whose schema does not compile
-/// accepts any object).
+/// refuses every input: [`super::validate::check_offer`]).
 pub(super) fn check_input(offer: &Offer, input: &Value) -> Result<(), InvokeError> {
-    match &offer.schema {
-        Some(schema) => schema
-            .check(input)
-            .map_err(|violations| InvokeError::InputInvalid { violations }),
-        None => Ok(()),
-    }
+    super::validate::check_offer(offer, input)
 }
 
 /// What payment credential goes upstream (it decides whether a failed attempt may be
