@@ -203,6 +203,12 @@ impl Invoker {
         self.recorder.dropped()
     }
 
+    /// Queues a background write as an invoke would (tests of what reports the drops).
+    #[cfg(test)]
+    pub(crate) fn queue_record(&self, ledger: &crate::payments::Ledger, write: record::Write) {
+        self.recorder.send(ledger, write);
+    }
+
     fn forwarder(&self) -> Result<&forward::Forwarder, InvokeError> {
         self.forwarder
             .get_or_init(|| forward::Forwarder::new(self.policy, self.timeout, self.max_body))
