@@ -367,8 +367,9 @@ async fn main() {
     );
     println!(
         "  channel debited {used} µUSD for {} paid calls (+warm-up) and {n} ledger-only holds; \
-         background writes dropped: {}",
+         background writes dropped: {} (queue full), {} (failed batches)",
         n,
-        state.invoker.dropped_records()
+        state.invoker.dropped_records().queue_full,
+        state.invoker.dropped_records().write_failed
     );
 }

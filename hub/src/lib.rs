@@ -2,13 +2,15 @@
 //!
 //! The binary is a thin shell over this library ([`cli`]); everything is reachable from tests.
 //! [`startup::Application`] is the composition root, [`settings::Settings`] the one typed
-//! configuration, [`state::AppState`] what handlers share, and [`http`] the actix layer with
-//! the single error-to-HTTP mapping in [`http::error`].
+//! configuration, [`state::AppState`] what handlers share, [`error_code`] the one table of
+//! wire codes and their statuses that every area's error reports through, and [`http`] the
+//! actix layer (its [`http::error`] only turns those errors into responses).
 
 pub mod catalog;
 pub mod cli;
 pub mod crawl;
 pub mod demo;
+pub mod error_code;
 pub mod federation;
 pub mod http;
 pub mod invoke;
@@ -25,3 +27,5 @@ pub mod state;
 pub mod stats;
 pub mod store;
 pub mod telemetry;
+#[cfg(test)]
+mod testing;

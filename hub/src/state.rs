@@ -19,7 +19,6 @@ use tokio::sync::watch;
 
 use crate::catalog::Catalog;
 use crate::crawl::{CatalogUpdate, CrawlService};
-use crate::http::error::ApiError;
 use crate::http::well_known::WellKnownCache;
 use crate::invoke::Invoker;
 use crate::payments::Ledger;
@@ -211,7 +210,7 @@ impl AppState {
     /// The catalog as the published documents describe it: this hub serves no capabilities
     /// of its own; every visible capability is federated, and `peers` lists the active
     /// peers (never pending ones, spec §2.4 rule 5).
-    pub async fn catalog_summary(&self) -> Result<CatalogSummary, ApiError> {
+    pub async fn catalog_summary(&self) -> Result<CatalogSummary, crate::store::StoreError> {
         let federated = self.store.count_capabilities().await?;
         let policy = crate::reputation::TrustPolicy::of(&self.settings.reputation);
         // Only peers at or above the advertised floor: listing one the floor excludes would

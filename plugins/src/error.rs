@@ -149,7 +149,7 @@ impl std::fmt::Display for Refusal {
 impl std::error::Error for Refusal {}
 
 /// A plugin route could not answer. The hub maps each variant to an HTTP status
-/// (404, 405, 500, 504) in its single error-mapping place.
+/// (404, 405, 500, 503) in its single error-mapping place.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {
     /// No loaded plugin has that name, or it declares no route for that path.

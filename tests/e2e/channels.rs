@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use aimarket_e2e::{TestHub, assert_protocol_error, wait_until};
+use aimarket_hub::error_code::ErrorCode;
 use aimarket_protocol::signing::{KeyPair, ReceiptVersion, sign_receipt};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -216,7 +217,7 @@ async fn expired_channels_show_it_and_still_settle() {
         .hold(&id, None, 1, "late")
         .await
         .unwrap_err();
-    assert_eq!(err.code(), "channel_expired");
+    assert_eq!(err.wire_code().as_str(), "channel_expired");
     let (status, body) = hub.post(CLOSE, &json!({"channel_id": id})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["refund_usd"], 1.0);

@@ -120,6 +120,29 @@ async fn a_channel_funded_call_debits_exactly_the_routed_price() {
     assert!(seen[0].all("x-payment-channel-secret").is_empty());
 }
 
+/// Issue #14: a capability whose stored input schema does not compile (here a remote
+/// `$ref`, which the hub never fetches) used to be forwarded unchecked, and charged. It is
+/// refused now, 502 naming the capability, with nothing held or forwarded.
+#[tokio::test]
+async fn an_uncompilable_input_schema_is_refused_before_any_hold() {
+    let mut tool = paid_tool("remote-schema@v1", 0.4);
+    tool.input_schema = json!({"$ref": "https://schemas.example/input.json"});
+    let provider = FakeProvider::builder().tool(tool.clone()).start().await;
+    let hub = hub_paying(&provider.url, |_| {}).await;
+    seed_provider(&hub, &provider).await;
+    let channel = open_channel(&hub, 1.0).await;
+
+    let (status, _, body) = paid_call(&hub, &tool, &channel, None, json!({"text": "x"})).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_protocol_error(&body, "input_schema_invalid");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(detail.contains("prod-fake/remote-schema@v1"), "{detail}");
+    assert_eq!(body["capability_id"], "remote-schema@v1", "{body}");
+    assert_eq!(body["source_hub"], provider.url.as_str(), "{body}");
+    assert_eq!(balances(&hub, &channel.0).await, (1_000_000, 0, 0));
+    assert_eq!(provider.invoke_count(), 0);
+}
+
 #[tokio::test]
 async fn failures_release_the_hold() {
     let broken = FakeTool::echo("broken@v1")

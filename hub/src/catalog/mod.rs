@@ -46,6 +46,7 @@ pub use ranking::{QualityRanker, RANK_BLOCK};
 pub use search::SearchOutcome;
 pub use settle::{SETTLE_TIMEOUT, Settled};
 
+use crate::error_code::{ApiError, Code, ErrorCode};
 use crate::store::{Store, StoreError};
 
 /// Directory of the search index inside the data dir.
@@ -87,6 +88,37 @@ pub enum CatalogError {
     /// A blocking task panicked or was cancelled.
     #[error("background task failed: {0}")]
     Task(String),
+}
+
+impl ErrorCode for CatalogError {
+    /// Search and manifest failures: a fail-closed rank plugin is 503 `plugin_unavailable`,
+    /// a closed index (shutdown) 503; store errors as the store reads them; the rest are
+    /// 500s.
+    fn wire_code(&self) -> Code {
+        match self {
+            Self::Refused(_) => Code::PluginUnavailable,
+            Self::Closed => Code::Unavailable,
+            Self::Store(e) => e.wire_code(),
+            _ => Code::InternalError,
+        }
+    }
+
+    fn passes_on(&self) -> Option<&dyn ErrorCode> {
+        match self {
+            Self::Store(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    fn decorate(&self, api: ApiError) -> ApiError {
+        match self {
+            Self::Refused(refusal) => api
+                .with_field("plugin", refusal.plugin.as_str())
+                .with_field("category", refusal.category.as_str())
+                .with_retry_after(1),
+            _ => api,
+        }
+    }
 }
 
 /// A monotonic counter for `/metrics`.

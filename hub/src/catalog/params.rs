@@ -89,6 +89,17 @@ pub struct ParamError {
     pub reason: String,
 }
 
+impl crate::error_code::ErrorCode for ParamError {
+    /// 400 naming the parameter.
+    fn wire_code(&self) -> crate::error_code::Code {
+        crate::error_code::Code::BadRequest
+    }
+
+    fn decorate(&self, api: crate::error_code::ApiError) -> crate::error_code::ApiError {
+        api.with_field("param", self.param)
+    }
+}
+
 fn invalid(param: &'static str, reason: impl Into<String>) -> ParamError {
     ParamError {
         param,

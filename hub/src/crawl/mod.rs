@@ -27,6 +27,7 @@ pub use summary::{
     PeerReport, ToolRejection,
 };
 
+use crate::error_code::{Code, ErrorCode};
 use crate::store::StoreError;
 
 /// Why a crawl run as a whole failed (individual peers failing is normal and is reported
@@ -46,4 +47,36 @@ pub enum CrawlRunError {
     /// another replica's run that this trigger joined did not finish.
     #[error("crawl across replicas: {0}")]
     Replica(String),
+}
+
+impl ErrorCode for CrawlRunError {
+    /// A crawl run that could not run: store failures as the store reads them; a hub that is
+    /// shutting down, or that cannot coordinate the crawl with the other replicas, is 503.
+    fn wire_code(&self) -> Code {
+        match self {
+            Self::Store(e) => e.wire_code(),
+            Self::Aborted | Self::Replica(_) => Code::Unavailable,
+            Self::Setup(_) => Code::InternalError,
+        }
+    }
+
+    fn passes_on(&self) -> Option<&dyn ErrorCode> {
+        match self {
+            Self::Store(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// A run's shared outcome (several triggers may wait on one run): the same report as the
+/// owned error. Before issue #14 a shared transient store failure kept the driver's message
+/// as its detail and had no `Retry-After`; it now reads like the owned one.
+impl ErrorCode for std::sync::Arc<CrawlRunError> {
+    fn wire_code(&self) -> Code {
+        self.as_ref().wire_code()
+    }
+
+    fn passes_on(&self) -> Option<&dyn ErrorCode> {
+        Some(self.as_ref())
+    }
 }

@@ -25,6 +25,7 @@ use aimarket_protocol::ProtocolError;
 use tokio::sync::mpsc;
 
 use crate::crawl::{self, CatalogUpdate};
+use crate::error_code::{ApiError, Code, ErrorCode};
 use crate::state::AppState;
 use crate::store::{CatalogDiff, StoreError};
 
@@ -63,6 +64,42 @@ pub enum FederationError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl ErrorCode for FederationError {
+    /// Admission and operator actions: bad input 400 (`invalid_document` for a signature
+    /// that does not verify, `unsafe_url` for §7.4), closed admission 401, the pending bound
+    /// 429, an unknown peer 404; store errors as the store reads them.
+    fn wire_code(&self) -> Code {
+        match self {
+            Self::BadRequest(_) => Code::BadRequest,
+            Self::Announce(e) => e.wire_code(),
+            Self::UnsafeUrl { .. } => Code::UnsafeUrl,
+            Self::AdmissionClosed => Code::AdmissionClosed,
+            Self::PendingLimit { .. } => Code::PendingLimit,
+            Self::PeerNotFound(_) => Code::PeerNotFound,
+            Self::Store(e) => e.wire_code(),
+        }
+    }
+
+    /// A refused announcement reads as the protocol error itself (its message without
+    /// this enum's "announcement refused: ", and its `reason`).
+    fn passes_on(&self) -> Option<&dyn ErrorCode> {
+        match self {
+            Self::Announce(e) => Some(e),
+            Self::Store(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    fn decorate(&self, api: ApiError) -> ApiError {
+        match self {
+            Self::UnsafeUrl { url, .. } => api.with_field("url", url.as_str()),
+            Self::PendingLimit { limit } => api.with_field("limit", *limit).with_retry_after(3600),
+            Self::PeerNotFound(url) => api.with_field("url", url.as_str()),
+            _ => api,
+        }
+    }
 }
 
 impl From<sqlx::Error> for FederationError {

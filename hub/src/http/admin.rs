@@ -85,12 +85,13 @@ impl FromRequest for Admin {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use actix_web::ResponseError;
     use actix_web::http::StatusCode;
     use actix_web::test::TestRequest;
 
     #[test]
     fn answers() {
-        let status = |r: Result<Admin, ApiError>| r.err().map(|e| e.kind().status());
+        let status = |r: Result<Admin, ApiError>| r.err().map(|e| e.status_code());
         assert_eq!(
             status(check_admin(None, Some("t"))),
             Some(StatusCode::UNAUTHORIZED)

@@ -17,7 +17,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::http::error::{ApiError, ErrorKind, code};
+use crate::http::error::{ApiError, Code};
 use crate::payments::escrow::ledger::EscrowOpen;
 use crate::payments::{Channel, OpenChannel, PaymentError, Settlement, micros_to_usd};
 use crate::state::AppState;
@@ -137,8 +137,7 @@ async fn open(
         // The answer the JSON extractor gave when `deposit_usd` was a required member.
         let deposit_usd = body.deposit_usd.ok_or_else(|| {
             ApiError::new(
-                ErrorKind::BadRequest,
-                code::INVALID_JSON,
+                Code::InvalidJson,
                 "missing field `deposit_usd` (or `escrow_channel_id` for an escrow channel)",
             )
         })?;

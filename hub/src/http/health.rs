@@ -23,6 +23,10 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
         "mode": state.shared.mode(),
         "redis": redis,
         "replica_id": state.shared.replica_id(),
+        // Background invocation records and receipts lost (reputation and stats miss them):
+        // `queue_full` (the database could not keep up) and `write_failed` (a batch's
+        // transaction failed). Counted since start; also in /metrics.
+        "invoke_records_dropped": state.invoker.dropped_records(),
         "protocol_version": "v2",
     }))
 }

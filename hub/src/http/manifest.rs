@@ -11,7 +11,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::http::consistency::CATALOG_VERSION_HEADER;
-use crate::http::error::{ApiError, ErrorKind, code};
+use crate::http::error::{ApiError, Code};
 use crate::http::well_known::if_none_match_hits;
 use crate::state::AppState;
 
@@ -69,8 +69,7 @@ async fn get_manifest(
             .await
             .ok_or_else(|| {
                 ApiError::new(
-                    ErrorKind::Unavailable,
-                    code::UNAVAILABLE,
+                    Code::Unavailable,
                     "the manifest is being built; retry shortly",
                 )
                 .with_retry_after(5)

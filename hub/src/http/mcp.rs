@@ -19,7 +19,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde_json::Value;
 
-use crate::http::error::{ApiError, ErrorKind, code};
+use crate::http::error::{ApiError, Code};
 use crate::limits::LimitKind;
 use crate::mcp::{self, McpContext, PROTOCOL_VERSIONS, Reply};
 use crate::state::AppState;
@@ -154,8 +154,7 @@ async fn post(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) ->
 async fn get(req: HttpRequest) -> HttpResponse {
     if accepts(&req).iter().any(|t| t == "text/event-stream") {
         let error = ApiError::new(
-            ErrorKind::MethodNotAllowed,
-            code::METHOD_NOT_ALLOWED,
+            Code::MethodNotAllowed,
             "this MCP server does not open a server-to-client stream; POST JSON-RPC messages",
         );
         return HttpResponse::MethodNotAllowed()

@@ -10,7 +10,7 @@ use aimarket_plugins::{MOUNT_PREFIX, Method, PluginRequest};
 use bytes::Bytes;
 use serde_json::json;
 
-use crate::http::error::{ApiError, ErrorKind, code};
+use crate::http::error::{ApiError, Code};
 use crate::state::AppState;
 
 /// Path of the plugin list.
@@ -55,8 +55,7 @@ async fn dispatch(
     let tail = req.match_info().get("tail").unwrap_or_default();
     let method = Method::parse(req.method().as_str()).ok_or_else(|| {
         ApiError::new(
-            ErrorKind::MethodNotAllowed,
-            code::METHOD_NOT_ALLOWED,
+            Code::MethodNotAllowed,
             format!("plugin routes do not answer {}", req.method()),
         )
     })?;

@@ -14,7 +14,7 @@ use aimarket_protocol::ProtocolError;
 use aimarket_protocol::schema::SchemaKind;
 use serde_json::{Value, json};
 
-use crate::http::error::{ApiError, code};
+use crate::http::error::{ApiError, Code};
 use crate::payments::verify::check_receipt;
 use crate::state::AppState;
 
@@ -35,8 +35,8 @@ async fn get(
 ) -> Result<HttpResponse, ApiError> {
     match state.ledger.get_receipt(&nonce).await? {
         Some(receipt) => Ok(HttpResponse::Ok().json(receipt)),
-        None => Err(ApiError::not_found(
-            code::RECEIPT_NOT_FOUND,
+        None => Err(ApiError::new(
+            Code::ReceiptNotFound,
             format!("no receipt with nonce {nonce} is stored at this hub"),
         )),
     }

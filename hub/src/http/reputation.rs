@@ -10,7 +10,7 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
-use crate::http::error::{ApiError, code};
+use crate::http::error::{ApiError, Code};
 use crate::reputation;
 use crate::state::AppState;
 
@@ -94,8 +94,8 @@ async fn hub_reputation(
 }
 
 async fn verification(path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::not_found(
-        code::VERIFICATION_NOT_FOUND,
+    Err(ApiError::new(
+        Code::VerificationNotFound,
         "no verification verdict for this receipt nonce: this hub does not offer \
          Pay-on-Verified settlement",
     )

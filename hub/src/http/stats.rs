@@ -16,7 +16,7 @@ use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::{Instant, Interval, interval_at};
 
-use crate::http::error::{ApiError, ErrorKind, code};
+use crate::http::error::{ApiError, Code};
 use crate::state::AppState;
 use crate::stats::{self, LiveEvent, Subscription};
 
@@ -58,8 +58,7 @@ async fn live(
     if wants_stream(&req) {
         let subscription = feed.subscribe().ok_or_else(|| {
             ApiError::new(
-                ErrorKind::TooManyRequests,
-                code::TOO_MANY_STREAMS,
+                Code::TooManyStreams,
                 format!(
                     "at most {} live streams are served at once",
                     stats::MAX_CLIENTS

@@ -71,6 +71,41 @@ async fn health_reports_service_facts() {
     assert_eq!(body["protocol_version"], "v2");
 }
 
+/// Issue #14: a background record batch that fails is counted, in health and in /metrics
+/// (`reason="write_failed"`, apart from the queue-full drops).
+#[actix_web::test]
+async fn failed_record_batches_show_in_health_and_metrics() {
+    let (state, _dir) = state().await;
+    // A receipt without a nonce fails its whole batch.
+    state.invoker.queue_record(
+        &state.ledger,
+        crate::invoke::record::Write::Receipt(json!({"no": "nonce"})),
+    );
+    let mut waited = 0;
+    while state.invoker.dropped_records().write_failed == 0 && waited < 100 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        waited += 1;
+    }
+    let svc = test::init_service(app(state)).await;
+    let req = test::TestRequest::get()
+        .uri("/ai-market/v2/health")
+        .to_request();
+    let body: Value = test::call_and_read_body_json(&svc, req).await;
+    assert_eq!(
+        body["invoke_records_dropped"],
+        json!({"queue_full": 0, "write_failed": 1}),
+        "{body}"
+    );
+    let req = test::TestRequest::get().uri("/metrics").to_request();
+    let text = String::from_utf8(test::call_and_read_body(&svc, req).await.to_vec()).unwrap();
+    for line in [
+        "aimarket_invoke_records_dropped_total{reason=\"queue_full\"} 0",
+        "aimarket_invoke_records_dropped_total{reason=\"write_failed\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing");
+    }
+}
+
 #[actix_web::test]
 async fn unknown_path_and_wrong_method_use_the_protocol_body() {
     let (state, _dir) = state().await;

@@ -1,11 +1,12 @@
-//! Why an invoke failed before or instead of relaying a provider answer. Mapped to HTTP in
-//! `http/error.rs` (the one place statuses are chosen).
+//! Why an invoke failed before or instead of relaying a provider answer, and how the API
+//! reports each failure ([`ErrorCode`]: the code decides the status).
 
 use aimarket_plugins::Refusal;
 use serde::Serialize;
 use serde_json::Value;
 
 use super::hub_payment::HubPaymentOption;
+use crate::error_code::{ApiError, Code, ErrorCode};
 use crate::limits::LimitRefusal;
 use crate::payments::PaymentError;
 use crate::store::StoreError;
@@ -71,6 +72,22 @@ pub enum InvokeError {
     InputInvalid {
         /// The failing paths, at most a bounded number.
         violations: Vec<InputViolation>,
+    },
+    /// The capability's stored `input_schema` does not compile, so the input cannot be
+    /// checked: refused before anything is held or forwarded (fail closed).
+    #[error(
+        "capability {product_id}/{capability_id} of {source_hub} publishes an input_schema \
+         this hub cannot compile ({reason}); the call was not forwarded and nothing was charged"
+    )]
+    InputSchemaInvalid {
+        /// Product id of the offer.
+        product_id: String,
+        /// Capability id of the offer.
+        capability_id: String,
+        /// The offer's origin.
+        source_hub: String,
+        /// Why the schema does not compile.
+        reason: String,
     },
     /// `max_price_usd` is below what this hub charges for the call.
     #[error("routed price {routed_price_usd} USD exceeds max_price_usd {max_price_usd} USD")]
@@ -191,4 +208,187 @@ impl InvokeError {
             other => Self::Payment(other),
         }
     }
+}
+
+impl ErrorCode for InvokeError {
+    /// Routed-invoke failures (`POST /ai-market/v2/invoke`, and the MCP tool in process).
+    fn wire_code(&self) -> Code {
+        match self {
+            Self::InvalidJson(_) => Code::InvalidJson,
+            Self::BadRequest(_) => Code::BadRequest,
+            Self::CapabilityNotFound { .. } => Code::CapabilityNotFound,
+            Self::AmbiguousCapability { .. } => Code::AmbiguousCapability,
+            Self::RoutingFeeRequired { .. } => Code::RoutingFeeRequired,
+            Self::PeerPending { .. } => Code::PeerPending,
+            Self::InputNotObject | Self::InputInvalid { .. } => Code::InputInvalid,
+            Self::InputSchemaInvalid { .. } => Code::InputSchemaInvalid,
+            Self::PriceLimitExceeded { .. } => Code::PriceLimitExceeded,
+            Self::Limited(refusal) => refusal.wire_code(),
+            Self::IdempotencyConflict => Code::IdempotencyConflict,
+            Self::IdempotencyInFlight => Code::IdempotencyInFlight,
+            Self::Payment(e) => e.wire_code(),
+            // One code for every invoke 402 (the provider's relayed ones say
+            // `payment_required` too), so a client needs one test to take its "open a
+            // channel and retry" path; the specific cause is `reason`. A missing debit
+            // authorization keeps its own code: the channel needs a signature, not money.
+            Self::ChannelRefused { cause, .. } => match cause {
+                PaymentError::AuthorizationRequired { .. } => Code::PaymentAuthorizationRequired,
+                _ => Code::PaymentRequired,
+            },
+            Self::InvalidApiKey => Code::InvalidApiKey,
+            Self::ProviderTimeout { .. } => Code::ProviderTimeout,
+            Self::ProviderError { .. } => Code::ProviderError,
+            Self::ProviderSignatureInvalid { .. } => Code::ProviderSignatureInvalid,
+            Self::ProviderPaymentFailed { .. } => Code::ProviderPaymentFailed,
+            Self::NoProvider { .. } => Code::NoProvider,
+            Self::Blocked(_) | Self::Rejected { .. } => Code::Blocked,
+            Self::PluginUnavailable(_) => Code::PluginUnavailable,
+            Self::Store(e) => e.wire_code(),
+            Self::Internal(_) => Code::InternalError,
+        }
+    }
+
+    fn passes_on(&self) -> Option<&dyn ErrorCode> {
+        match self {
+            Self::Limited(refusal) => Some(refusal),
+            Self::Payment(e) => Some(e),
+            Self::Store(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            Self::ChannelRefused { cause, option } => match cause {
+                PaymentError::AuthorizationRequired { .. } => cause.to_string(),
+                _ => format!(
+                    "{cause}; open a channel at this hub (POST {}) and retry with \
+                     X-Payment-Channel and X-Payment-Channel-Secret",
+                    option.open
+                ),
+            },
+            other => other.to_string(),
+        }
+    }
+
+    fn decorate(&self, api: ApiError) -> ApiError {
+        match self {
+            Self::CapabilityNotFound {
+                source_hub: Some(hub),
+                ..
+            } => api.with_field("source_hub", hub.as_str()),
+            Self::AmbiguousCapability {
+                capability_id,
+                candidates,
+            } => {
+                let list: Vec<Value> = candidates
+                    .iter()
+                    .map(|(product_id, source_hub)| {
+                        serde_json::json!({"product_id": product_id, "source_hub": source_hub})
+                    })
+                    .collect();
+                api.with_field("capability_id", capability_id.as_str())
+                    .with_field("candidates", list)
+            }
+            Self::RoutingFeeRequired { fee_usd } => api.with_field("routing_fee_usd", *fee_usd),
+            Self::PeerPending { peer } => api
+                .with_field("reason", "peer_pending")
+                .with_field("category", "federation")
+                .with_field("source_hub", peer.as_str()),
+            Self::InputNotObject => api.with_field(
+                "errors",
+                serde_json::json!([{"path": "/", "message": "must be an object"}]),
+            ),
+            Self::InputInvalid { violations } => {
+                let paths: Vec<Value> = violations.iter().map(|v| v.path.clone().into()).collect();
+                let errors = serde_json::to_value(violations).unwrap_or(Value::Null);
+                api.with_field("paths", paths).with_field("errors", errors)
+            }
+            Self::InputSchemaInvalid {
+                product_id,
+                capability_id,
+                source_hub,
+                ..
+            } => api
+                .with_field("product_id", product_id.as_str())
+                .with_field("capability_id", capability_id.as_str())
+                .with_field("source_hub", source_hub.as_str()),
+            Self::PriceLimitExceeded {
+                routed_price_usd,
+                price_usd,
+                max_price_usd,
+            } => api
+                .with_field("routed_price_usd", *routed_price_usd)
+                .with_field("current_price_usd", *routed_price_usd)
+                .with_field("price_usd", *price_usd)
+                .with_field("max_price_usd", *max_price_usd),
+            Self::IdempotencyInFlight => api.with_retry_after(1),
+            Self::ChannelRefused { cause, option } => channel_refused(api, cause, option),
+            Self::InvalidApiKey => api.with_field("reason", Code::InvalidApiKey.as_str()),
+            Self::ProviderTimeout { peer, .. }
+            | Self::ProviderError { peer, .. }
+            | Self::ProviderSignatureInvalid { peer, .. }
+            | Self::ProviderPaymentFailed { peer, .. } => {
+                api.with_field("source_hub", peer.as_str())
+            }
+            Self::NoProvider { plugin, .. } => api.with_field("plugin", plugin.clone()),
+            Self::Blocked(refusal) => blocked(api, refusal),
+            Self::Rejected { refusal, receipt } => {
+                let refunded = receipt
+                    .get("refunded")
+                    .cloned()
+                    .unwrap_or(Value::Bool(false));
+                blocked(api, refusal)
+                    .with_field("refunded", refunded)
+                    .with_field("receipt", receipt.clone())
+            }
+            Self::PluginUnavailable(refusal) => api
+                .with_field("plugin", refusal.plugin.as_str())
+                .with_field("category", refusal.category.as_str())
+                .with_retry_after(1),
+            _ => api,
+        }
+    }
+}
+
+/// The 402 for a buyer channel this hub cannot debit: the ledger's machine `reason`, and
+/// `hub_payment` and `payment_ways[0]` saying how to pay this hub.
+fn channel_refused(api: ApiError, cause: &PaymentError, option: &HubPaymentOption) -> ApiError {
+    let payment = |api: ApiError| {
+        api.with_field("needed", option.needed)
+            .with_field("hub_payment", option.to_json())
+            .with_field("payment_ways", Value::Array(vec![option.as_payment_way()]))
+    };
+    if let PaymentError::AuthorizationRequired { field, .. } = cause {
+        return payment(
+            api.with_field("field", *field)
+                .with_field("reason", Code::PaymentAuthorizationRequired.as_str())
+                .with_field("needed_base_units", option.needed_base_units.clone()),
+        );
+    }
+    let reason = cause.reason().unwrap_or_else(|| cause.wire_code().as_str());
+    let api = payment(
+        api.with_field("reason", reason)
+            .with_field("needed_usd", option.needed)
+            .with_field("routed_price_usd", option.needed),
+    );
+    match cause {
+        PaymentError::ChannelNotFound { channel_id }
+        | PaymentError::Expired { channel_id }
+        | PaymentError::Closed { channel_id } => api.with_field("channel_id", channel_id.as_str()),
+        PaymentError::InsufficientBalance { balance_micros, .. } => api.with_field(
+            "balance_usd",
+            crate::payments::micros_to_usd(*balance_micros),
+        ),
+        _ => api,
+    }
+}
+
+/// 403 `blocked` for a plugin's block decision: `{category, reason, plugin, hook}`; the
+/// detail is the plugin's reason.
+fn blocked(api: ApiError, refusal: &Refusal) -> ApiError {
+    api.with_field("category", refusal.category.as_str())
+        .with_field("reason", refusal.reason.as_str())
+        .with_field("plugin", refusal.plugin.as_str())
+        .with_field("hook", refusal.hook.as_str())
 }

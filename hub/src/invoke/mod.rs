@@ -44,7 +44,7 @@ pub use hub_payment::HubPaymentOption;
 pub use request::{BuyerHeaders, InvokeRequest};
 pub use resolve::{Offer, choose_providers};
 
-use crate::http::error::ApiError;
+use crate::error_code::ApiError;
 use crate::limits::LimitKind;
 use crate::payments::{IdemState, StoredResponse};
 use crate::settings::Settings;
@@ -90,20 +90,16 @@ pub struct InvokeResult {
 }
 
 impl InvokeResult {
-    /// Renders an error in the protocol error shape with the status `http/error.rs` maps it
-    /// to.
+    /// Renders an error in the protocol error shape with the status its code has.
     pub fn from_error(error: InvokeError) -> Self {
         let api = ApiError::from(error);
-        let status = api.kind().status();
-        if status == actix_web::http::StatusCode::INTERNAL_SERVER_ERROR {
-            tracing::error!(error = ?api, "invoke failed with an internal error");
-        }
+        api.log_if_internal();
         let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
         if let Some(seconds) = api.retry_after() {
             headers.push(("retry-after".to_owned(), seconds.to_string()));
         }
         Self {
-            status: status.as_u16(),
+            status: api.status(),
             headers,
             body: Bytes::from(
                 serde_json::to_vec(&api.body()).expect("a JSON value always serialises"),
@@ -203,9 +199,15 @@ impl Invoker {
         self.recorder.pending()
     }
 
-    /// Background writes dropped because the queue was full.
-    pub fn dropped_records(&self) -> u64 {
+    /// Background writes lost so far (queue full, failed batch).
+    pub fn dropped_records(&self) -> record::Dropped {
         self.recorder.dropped()
+    }
+
+    /// Queues a background write as an invoke would (tests of what reports the drops).
+    #[cfg(test)]
+    pub(crate) fn queue_record(&self, ledger: &crate::payments::Ledger, write: record::Write) {
+        self.recorder.send(ledger, write);
     }
 
     fn forwarder(&self) -> Result<&forward::Forwarder, InvokeError> {

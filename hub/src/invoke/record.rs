@@ -5,12 +5,15 @@
 //! by `Ledger::capture` in the same transaction as the debit. Everything here is queued to
 //! one background task that writes whatever has queued in one transaction
 //! (`Ledger::record_batch`); when the queue is full (the database cannot keep up), items are
-//! dropped with a warning rather than slowing invokes down.
+//! dropped with a warning rather than slowing invokes down. A batch whose transaction fails
+//! is lost whole (up to [`BATCH`] writes). Both losses are counted ([`Dropped`]) and shown
+//! in `GET /ai-market/v2/health` and `/metrics`.
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -31,19 +34,37 @@ pub enum Write {
     Receipt(Value),
 }
 
+/// Background writes lost, by cause (the `reason` label of
+/// `aimarket_invoke_records_dropped_total`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Dropped {
+    /// Dropped because the queue was full (the database could not keep up).
+    pub queue_full: u64,
+    /// Lost with a batch whose transaction failed.
+    pub write_failed: u64,
+}
+
+#[derive(Debug, Default)]
+struct DropCounters {
+    queue_full: AtomicU64,
+    write_failed: AtomicU64,
+}
+
 /// The queue to the background writer, started on first use (it needs a runtime).
 #[derive(Debug, Default)]
 pub struct Recorder {
     sender: OnceLock<mpsc::Sender<Write>>,
-    dropped: AtomicU64,
+    dropped: Arc<DropCounters>,
 }
 
 impl Recorder {
     /// Queues `write`; never waits.
     pub fn send(&self, ledger: &Ledger, write: Write) {
-        let sender = self.sender.get_or_init(|| spawn_writer(ledger.clone()));
+        let sender = self
+            .sender
+            .get_or_init(|| spawn_writer(ledger.clone(), self.dropped.clone()));
         if sender.try_send(write).is_err() {
-            let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            let dropped = self.dropped.queue_full.fetch_add(1, Ordering::Relaxed) + 1;
             if dropped.is_power_of_two() {
                 tracing::warn!(dropped, "invocation record queue is full; dropping records");
             }
@@ -57,9 +78,12 @@ impl Recorder {
             .map_or(0, |s| s.max_capacity() - s.capacity())
     }
 
-    /// How many writes were dropped because the queue was full.
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+    /// How many writes were lost so far, by cause.
+    pub fn dropped(&self) -> Dropped {
+        Dropped {
+            queue_full: self.dropped.queue_full.load(Ordering::Relaxed),
+            write_failed: self.dropped.write_failed.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -96,7 +120,7 @@ const BATCH: usize = 512;
 /// How long a small batch waits for more writes before it is committed.
 const LINGER: std::time::Duration = std::time::Duration::from_millis(20);
 
-fn spawn_writer(ledger: Ledger) -> mpsc::Sender<Write> {
+fn spawn_writer(ledger: Ledger, dropped: Arc<DropCounters>) -> mpsc::Sender<Write> {
     let (sender, mut receiver) = mpsc::channel::<Write>(QUEUE);
     tokio::spawn(async move {
         let mut batch = Vec::with_capacity(BATCH);
@@ -122,6 +146,8 @@ fn spawn_writer(ledger: Ledger) -> mpsc::Sender<Write> {
                 }
             }
             if let Err(e) = ledger.record_batch(&records, &receipts).await {
+                let lost = u64::try_from(records.len() + receipts.len()).unwrap_or(u64::MAX);
+                dropped.write_failed.fetch_add(lost, Ordering::Relaxed);
                 tracing::error!(
                     error = %e,
                     records = records.len(),
@@ -132,4 +158,63 @@ fn spawn_writer(ledger: Ledger) -> mpsc::Sender<Write> {
         }
     });
     sender
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::time::Duration;
+
+    use super::*;
+    use crate::payments::{InvocationRecord, LedgerConfig, verifier::Verifiers};
+    use crate::store::Store;
+
+    fn record() -> InvocationRecord {
+        InvocationRecord {
+            peer_url: "https://p.example".into(),
+            origin: "https://p.example".into(),
+            product_id: "p".into(),
+            capability_id: "c@v1".into(),
+            status: 200,
+            success: true,
+            latency_ms: 1,
+            price_micros: 0,
+            channel_id: None,
+            ts: 1,
+        }
+    }
+
+    /// Issue #14: a batch whose transaction fails was lost with only a log line; its writes
+    /// are counted now, apart from queue-full drops.
+    #[tokio::test]
+    async fn a_failed_batch_is_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(None, dir.path()).await.unwrap();
+        let ledger = Ledger::new(store, Verifiers::new(Vec::new()), LedgerConfig::default());
+        let recorder = Recorder::default();
+        // A receipt without a nonce fails the whole batch, the invocation with it.
+        recorder.send(&ledger, Write::Invocation(record()));
+        recorder.send(&ledger, Write::Receipt(serde_json::json!({"no": "nonce"})));
+        let mut waited = 0;
+        while recorder.dropped().write_failed < 2 && waited < 100 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            waited += 1;
+        }
+        assert_eq!(
+            recorder.dropped(),
+            Dropped {
+                queue_full: 0,
+                write_failed: 2
+            }
+        );
+        // A good batch afterwards is written and adds nothing.
+        recorder.send(&ledger, Write::Invocation(record()));
+        let mut waited = 0;
+        while recorder.pending() > 0 && waited < 100 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            waited += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(recorder.dropped().write_failed, 2);
+    }
 }

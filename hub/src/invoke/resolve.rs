@@ -19,7 +19,7 @@ use aimarket_protocol::types::routed_price_usd;
 use serde_json::Value;
 
 use super::error::InvokeError;
-use super::validate::{InputSchema, SchemaCache};
+use super::validate::{Schema, SchemaCache};
 use crate::store::{CapabilityRow, PeerRow, PeerState, Store, StoreError};
 
 /// How often the store's catalog version is re-read to notice changes made by other
@@ -60,8 +60,8 @@ pub struct Offer {
     /// The key that signs `X-Provider-Signature`: the tool's `provider_pubkey`, else (for a
     /// direct peer) the peer's pinned key.
     pub provider_key: Option<PublicKey>,
-    /// Compiled `input_schema`; `None` when it does not compile.
-    pub schema: Option<Arc<InputSchema>>,
+    /// The `input_schema` as this hub can check it (compiled, absent, or refused).
+    pub schema: Schema,
 }
 
 type Offers = Arc<[Arc<Offer>]>;
@@ -259,14 +259,9 @@ impl Offer {
     }
 
     /// Checks `input` against the offer's schema (an offer whose schema does not compile
-    /// accepts any object).
+    /// refuses every input: [`super::validate::check_offer`]).
     pub fn check_input(&self, input: &Value) -> Result<(), InvokeError> {
-        match &self.schema {
-            Some(schema) => schema
-                .check(input)
-                .map_err(|violations| InvokeError::InputInvalid { violations }),
-            None => Ok(()),
-        }
+        super::validate::check_offer(self, input)
     }
 }
 
@@ -337,7 +332,7 @@ pub(crate) fn test_offer(origin: &str, via: Option<&str>) -> Offer {
         success_rate: 1.0,
         invoke_url: None,
         provider_key: None,
-        schema: None,
+        schema: Schema::Unconstrained,
     }
 }
 

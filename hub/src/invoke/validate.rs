@@ -4,6 +4,11 @@
 //! Schemas are compiled once per distinct schema text and cached by its SHA-256, so a
 //! catalog where thousands of tools share a schema compiles it once, and a re-crawl that
 //! does not change a schema does not recompile it.
+//!
+//! A capability that declares a schema this hub cannot compile (not JSON, not a schema, a
+//! remote `$ref` this hub never fetches) is refused, 502 `input_schema_invalid`, before
+//! anything is held or forwarded: letting the input through unchecked would charge the
+//! buyer for a call the hub promised to validate (issue #14; it was fail-open before).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -12,7 +17,8 @@ use jsonschema::Validator;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::error::InputViolation;
+use super::error::{InputViolation, InvokeError};
+use super::resolve::Offer;
 
 /// Most violations reported for one input.
 pub const MAX_VIOLATIONS: usize = 20;
@@ -57,17 +63,46 @@ impl InputSchema {
     }
 }
 
-/// Compiled schemas by content hash. `None` marks a schema that does not compile (for
-/// example one with a remote `$ref`, which this hub never fetches): such capabilities are
-/// forwarded unvalidated and the provider remains the judge of its input.
+/// A capability's stored input schema, as this hub can use it.
+#[derive(Debug, Clone, Default)]
+pub enum Schema {
+    /// No schema declared (`null`): any object is accepted.
+    #[default]
+    Unconstrained,
+    /// The compiled schema.
+    Compiled(Arc<InputSchema>),
+    /// A declared schema that does not compile, and why: every call is refused.
+    Uncompilable(Arc<str>),
+}
+
+/// Checks `input` against `offer`'s schema: its violations are 400 `input_invalid`; a
+/// schema that does not compile is 502 `input_schema_invalid` naming the capability (fail
+/// closed: the input cannot be checked, so the call is not made).
+pub fn check_offer(offer: &Offer, input: &Value) -> Result<(), InvokeError> {
+    match &offer.schema {
+        Schema::Unconstrained => Ok(()),
+        Schema::Compiled(schema) => schema
+            .check(input)
+            .map_err(|violations| InvokeError::InputInvalid { violations }),
+        Schema::Uncompilable(reason) => Err(InvokeError::InputSchemaInvalid {
+            product_id: offer.product_id.clone(),
+            capability_id: offer.capability_id.clone(),
+            source_hub: offer.origin.clone(),
+            reason: reason.to_string(),
+        }),
+    }
+}
+
+/// Compiled schemas by content hash, including the ones that do not compile (so a broken
+/// schema is diagnosed once, not on every call).
 #[derive(Debug, Default)]
 pub struct SchemaCache {
-    compiled: RwLock<HashMap<[u8; 32], Option<Arc<InputSchema>>>>,
+    compiled: RwLock<HashMap<[u8; 32], Schema>>,
 }
 
 impl SchemaCache {
     /// The compiled form of `schema_text` (JSON text), compiling it on first use.
-    pub fn get(&self, schema_text: &str) -> Option<Arc<InputSchema>> {
+    pub fn get(&self, schema_text: &str) -> Schema {
         let hash: [u8; 32] = Sha256::digest(schema_text.as_bytes()).into();
         if let Some(found) = self
             .compiled
@@ -102,25 +137,25 @@ impl SchemaCache {
     }
 }
 
-fn compile(schema_text: &str) -> Option<Arc<InputSchema>> {
+fn compile(schema_text: &str) -> Schema {
+    // The crawler stores an absent `input_schema` as `null`.
+    if matches!(schema_text.trim(), "" | "null") {
+        return Schema::Unconstrained;
+    }
+    let uncompilable = |reason: String| {
+        tracing::warn!(%reason, "stored input_schema does not compile; its calls are refused");
+        Schema::Uncompilable(reason.into())
+    };
     let schema: Value = match serde_json::from_str(schema_text) {
         Ok(schema) => schema,
-        Err(e) => {
-            tracing::warn!(error = %e, "stored input_schema is not JSON; input is not validated");
-            return None;
-        }
+        Err(e) => return uncompilable(format!("not JSON: {e}")),
     };
-    // An empty or non-object schema constrains nothing worth compiling.
     if !schema.is_object() && !schema.is_boolean() {
-        tracing::warn!("stored input_schema is not a schema object; input is not validated");
-        return None;
+        return uncompilable("not a JSON Schema object or boolean".to_owned());
     }
     match jsonschema::validator_for(&schema) {
-        Ok(validator) => Some(Arc::new(InputSchema { validator })),
-        Err(e) => {
-            tracing::warn!(error = %e, "input_schema does not compile; input is not validated");
-            None
-        }
+        Ok(validator) => Schema::Compiled(Arc::new(InputSchema { validator })),
+        Err(e) => uncompilable(e.to_string()),
     }
 }
 
@@ -130,13 +165,20 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn compiled(schema: Schema) -> Arc<InputSchema> {
+        match schema {
+            Schema::Compiled(s) => s,
+            other => panic!("expected a compiled schema, got {other:?}"),
+        }
+    }
+
     #[test]
     fn lists_failing_paths() {
         let cache = SchemaCache::default();
         let schema = json!({"type": "object", "required": ["text"],
             "properties": {"text": {"type": "string"}, "n": {"type": "integer", "maximum": 3}}})
         .to_string();
-        let s = cache.get(&schema).unwrap();
+        let s = compiled(cache.get(&schema));
         s.check(&json!({"text": "hi", "n": 2})).unwrap();
         let errs = s.check(&json!({"n": 9})).unwrap_err();
         let paths: Vec<&str> = errs.iter().map(|v| v.path.as_str()).collect();
@@ -147,19 +189,39 @@ mod tests {
     }
 
     #[test]
-    fn compiles_each_distinct_schema_once_and_tolerates_bad_ones() {
+    fn compiles_each_distinct_schema_once_and_marks_bad_ones() {
         let cache = SchemaCache::default();
         let schema = json!({"type": "object"}).to_string();
-        let a = cache.get(&schema).unwrap();
-        let b = cache.get(&schema).unwrap();
+        let a = compiled(cache.get(&schema));
+        let b = compiled(cache.get(&schema));
         assert!(Arc::ptr_eq(&a, &b));
-        assert!(cache.get("not json").is_none());
-        assert!(cache.get("[1]").is_none());
-        assert!(
-            cache
-                .get(r#"{"$ref": "https://example.com/remote.json"}"#)
-                .is_none()
+        for bad in [
+            "not json",
+            "[1]",
+            r#"{"$ref": "https://example.com/remote.json"}"#,
+        ] {
+            assert!(matches!(cache.get(bad), Schema::Uncompilable(_)), "{bad}");
+        }
+        assert!(matches!(cache.get("null"), Schema::Unconstrained));
+        assert_eq!(cache.len(), 5);
+    }
+
+    /// Issue #14: a schema that does not compile refuses the call (502, naming the
+    /// capability) instead of letting any input through.
+    #[test]
+    fn an_uncompilable_schema_fails_closed() {
+        let cache = SchemaCache::default();
+        let mut offer = crate::invoke::resolve::test_offer("https://p.example", None);
+        offer.schema = cache.get(r#"{"type": "no-such-type"}"#);
+        let error = check_offer(&offer, &json!({"text": "hi"})).unwrap_err();
+        let api = crate::error_code::ApiError::from(error);
+        assert_eq!(
+            (api.status(), api.code().as_str()),
+            (502, "input_schema_invalid")
         );
-        assert_eq!(cache.len(), 4);
+        assert!(api.detail().contains("p/c@v1"), "{}", api.detail());
+        assert_eq!(api.body()["source_hub"], "https://p.example");
+        offer.schema = Schema::Unconstrained;
+        check_offer(&offer, &json!({"text": "hi"})).unwrap();
     }
 }

@@ -103,6 +103,25 @@ pub struct LimitRefusal {
     pub provider: Option<String>,
 }
 
+impl crate::error_code::ErrorCode for LimitRefusal {
+    /// Every limit answers 429 `rate_limited` with `Retry-After`, the `limit` that was hit
+    /// and, for the provider limits, the provider (`source_hub`).
+    fn wire_code(&self) -> crate::error_code::Code {
+        crate::error_code::Code::RateLimited
+    }
+
+    fn decorate(&self, api: crate::error_code::ApiError) -> crate::error_code::ApiError {
+        let api = api
+            .with_field("limit", self.limit.as_str())
+            .with_field("retry_after_s", self.retry_after_s)
+            .with_retry_after(self.retry_after_s);
+        match &self.provider {
+            Some(provider) => api.with_field("source_hub", provider.as_str()),
+            None => api,
+        }
+    }
+}
+
 /// Every limit of one hub process.
 #[derive(Debug)]
 pub struct Limits {

@@ -4,9 +4,47 @@
 use serde_json::Value;
 
 use crate::catalog::rows::{Effective, manifest_tool};
-use crate::http::error::{ApiError, code};
+use crate::error_code::{Code, ErrorCode};
 use crate::state::AppState;
-use crate::store::{CapabilityRow, normalize_origin};
+use crate::store::{CapabilityRow, StoreError, normalize_origin};
+
+/// Why a capability lookup found nothing to describe.
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    /// `source_hub` is not a hub URL.
+    #[error("`source_hub` is not a hub URL: {0}")]
+    BadSourceHub(String),
+    /// No active peer offers the capability (from that origin, when one was named).
+    #[error("no active peer offers {product_id}/{capability_id}")]
+    NotFound {
+        /// Product id asked for.
+        product_id: String,
+        /// Capability id asked for.
+        capability_id: String,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ErrorCode for LookupError {
+    /// A bad `source_hub` 400, no offer 404 `capability_not_found`; store errors as the
+    /// store reads them.
+    fn wire_code(&self) -> Code {
+        match self {
+            Self::BadSourceHub(_) => Code::BadRequest,
+            Self::NotFound { .. } => Code::CapabilityNotFound,
+            Self::Store(e) => e.wire_code(),
+        }
+    }
+
+    fn passes_on(&self) -> Option<&dyn ErrorCode> {
+        match self {
+            Self::Store(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 /// A capability offer: the manifest tool and its effective numbers.
 #[derive(Debug, Clone)]
@@ -27,15 +65,14 @@ pub async fn describe(
     product_id: &str,
     capability_id: &str,
     source_hub: Option<&str>,
-) -> Result<Vec<Described>, ApiError> {
+) -> Result<Vec<Described>, LookupError> {
     let origin = match source_hub
         .map(str::trim)
         .filter(|s| !s.is_empty() && *s != "local")
     {
         Some(hub) => {
-            let origin = normalize_origin(hub).map_err(|e| {
-                ApiError::bad_request(format!("`source_hub` is not a hub URL: {e}"))
-            })?;
+            let origin =
+                normalize_origin(hub).map_err(|e| LookupError::BadSourceHub(e.to_string()))?;
             (origin != state.invoker.own_origin()).then_some(origin)
         }
         None => None,
@@ -45,10 +82,10 @@ pub async fn describe(
         .get_capability(origin.as_deref(), product_id, capability_id)
         .await?;
     if rows.is_empty() {
-        return Err(ApiError::not_found(
-            code::CAPABILITY_NOT_FOUND,
-            format!("no active peer offers {product_id}/{capability_id}"),
-        ));
+        return Err(LookupError::NotFound {
+            product_id: product_id.to_owned(),
+            capability_id: capability_id.to_owned(),
+        });
     }
     let bps = state.settings.routing_fee_bps;
     let invoke_url = state.public_url.join("/ai-market/v2/invoke");

@@ -1,6 +1,6 @@
 //! MCP (Model Context Protocol) server logic: JSON-RPC 2.0 messages in, answers out. The
 //! transport (Streamable HTTP at `/ai-market/mcp` and `/mcp`) lives in
-//! [`crate::http::mcp`]; this module never sees HTTP.
+//! the HTTP layer (`http::mcp`); this module never sees HTTP.
 //!
 //! | method | answer |
 //! |---|---|

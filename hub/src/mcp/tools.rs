@@ -14,7 +14,7 @@ use super::McpContext;
 use super::draft::draft_input;
 use super::lookup::describe;
 use crate::catalog::SearchParams;
-use crate::http::error::ApiError;
+use crate::error_code::ApiError;
 use crate::invoke::{BuyerHeaders, InvokeCall, InvokeRequest, InvokeResult};
 use crate::state::AppState;
 
@@ -109,7 +109,7 @@ pub fn tool_result(structured: Value, is_error: bool) -> Value {
 /// A failed tool call, with the hub's error body as its content.
 fn failed(error: &ApiError) -> Value {
     let mut body = error.body();
-    body["status"] = json!(error.kind().status().as_u16());
+    body["status"] = json!(error.status());
     tool_result(body, true)
 }
 

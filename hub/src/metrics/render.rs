@@ -88,12 +88,24 @@ pub async fn render(state: &AppState) -> String {
         "Trace spans the OTLP exporter delivered.",
         drops.exported,
     );
-    series(
+    let name = "aimarket_invoke_records_dropped_total";
+    family(
         &mut out,
-        "aimarket_invoke_records_dropped_total",
+        name,
         "counter",
-        "Invocation records dropped because the background write queue was full.",
-        state.invoker.dropped_records(),
+        "Background invocation records and receipts lost: the write queue was full \
+         (queue_full) or their batch's transaction failed (write_failed).",
+    );
+    let records = state.invoker.dropped_records();
+    let _ = writeln!(
+        out,
+        "{name}{{reason=\"queue_full\"}} {}",
+        records.queue_full
+    );
+    let _ = writeln!(
+        out,
+        "{name}{{reason=\"write_failed\"}} {}",
+        records.write_failed
     );
     out.push_str(&aimarket_plugins::render_prometheus(
         &state.plugins.metrics(),

@@ -1,6 +1,8 @@
 //! The payments area's single error type.
 
+use crate::error_code::{ApiError, Code, ErrorCode};
 use crate::store::StoreError;
+use crate::store::error::{database_code, database_detail, decorate_database};
 
 /// Why a channel credential was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,7 +25,7 @@ impl SecretProblem {
 
 /// Everything that can go wrong with channels, holds, receipts and idempotency records.
 ///
-/// Amounts are micro-dollars (`i64`); the HTTP mapping (`http/error.rs`) renders them in USD.
+/// Amounts are micro-dollars (`i64`); the [`ErrorCode`] rendering below shows them in USD.
 #[derive(Debug, thiserror::Error)]
 pub enum PaymentError {
     /// A money amount that is negative, not a number, or absurdly large.
@@ -189,39 +191,89 @@ pub enum PaymentError {
     Corrupt(String),
 }
 
-impl PaymentError {
-    /// A stable snake_case code: the wire `error` code of the HTTP answer.
-    pub fn code(&self) -> &'static str {
+impl ErrorCode for PaymentError {
+    /// A channel that cannot pay is 402 (with a machine `reason`, the detail says it in
+    /// words); ledger misuse by this hub (unknown or settled hold, duplicate receipt) is a
+    /// 500; store and driver failures as the store reads them.
+    fn wire_code(&self) -> Code {
         match self {
-            Self::InvalidAmount { .. } => "invalid_amount",
-            Self::InvalidRequest(_) => "bad_request",
-            Self::TxHashRequired => "tx_hash_required",
-            Self::PaymentsUnavailable => "payments_unavailable",
-            Self::DepositRejected { .. } => "deposit_not_verified",
-            Self::PayerProofRequired => "payer_proof_required",
-            Self::PayerProofInvalid { .. } => "payer_proof_invalid",
-            Self::NotPayer { .. } => "not_payer",
-            Self::X402Rejected { .. } => "payment_invalid",
-            Self::AuthorizationRequired { .. } => "payment_authorization_required",
-            Self::VerifierUnavailable { .. } => "payment_verifier_unavailable",
-            Self::TxAlreadyUsed { .. } => "tx_already_used",
-            Self::ChannelNotFound { .. } => "channel_not_found",
-            Self::BadSecret { .. } => "channel_unauthorized",
-            Self::Expired { .. } => "channel_expired",
-            Self::Closed { .. } => "channel_closed",
-            Self::InsufficientBalance { .. } => "insufficient_balance",
-            Self::ChannelBusy { .. } => "channel_busy",
-            Self::DuplicateHold { .. } => "duplicate_hold",
-            Self::HoldNotFound { .. } => "hold_not_found",
-            Self::HoldSettled { .. } => "hold_settled",
-            Self::DuplicateReceipt { .. } => "duplicate_receipt",
-            Self::InvalidReceipt(_) => "invalid_receipt",
-            Self::Store(e) => e.code(),
-            Self::Database(_) => "database_error",
-            Self::Corrupt(_) => "database_corrupt",
+            Self::InvalidAmount { .. } => Code::InvalidAmount,
+            Self::InvalidRequest(_) => Code::BadRequest,
+            Self::TxHashRequired => Code::TxHashRequired,
+            Self::PaymentsUnavailable => Code::PaymentsUnavailable,
+            Self::DepositRejected { .. } => Code::DepositNotVerified,
+            Self::PayerProofRequired => Code::PayerProofRequired,
+            Self::PayerProofInvalid { .. } => Code::PayerProofInvalid,
+            Self::NotPayer { .. } => Code::NotPayer,
+            Self::X402Rejected { .. } => Code::PaymentInvalid,
+            Self::AuthorizationRequired { .. } => Code::PaymentAuthorizationRequired,
+            Self::VerifierUnavailable { .. } => Code::PaymentVerifierUnavailable,
+            Self::TxAlreadyUsed { .. } => Code::TxAlreadyUsed,
+            Self::ChannelNotFound { .. } => Code::ChannelNotFound,
+            Self::BadSecret { .. } => Code::ChannelUnauthorized,
+            Self::Expired { .. } => Code::ChannelExpired,
+            Self::Closed { .. } => Code::ChannelClosed,
+            Self::InsufficientBalance { .. } => Code::InsufficientBalance,
+            Self::ChannelBusy { .. } => Code::ChannelBusy,
+            Self::Store(e) => e.wire_code(),
+            Self::Database(e) => database_code(e),
+            Self::DuplicateHold { .. }
+            | Self::HoldNotFound { .. }
+            | Self::HoldSettled { .. }
+            | Self::DuplicateReceipt { .. }
+            | Self::InvalidReceipt(_)
+            | Self::Corrupt(_) => Code::InternalError,
         }
     }
 
+    fn passes_on(&self) -> Option<&dyn ErrorCode> {
+        match self {
+            Self::Store(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            Self::Database(e) => database_detail(e),
+            other => other.to_string(),
+        }
+    }
+
+    /// The amounts in USD, the ids and fields the client needs to act, and the `reason`.
+    fn decorate(&self, api: ApiError) -> ApiError {
+        let api = match self {
+            Self::InvalidAmount { what, .. } => api.with_field("field", *what),
+            Self::AuthorizationRequired { field, .. } => api.with_field("field", *field),
+            Self::VerifierUnavailable { .. } => api.with_retry_after(5),
+            Self::TxAlreadyUsed { tx_hash } => api.with_field("tx_hash", tx_hash.as_str()),
+            Self::ChannelNotFound { channel_id }
+            | Self::Expired { channel_id }
+            | Self::Closed { channel_id } => api.with_field("channel_id", channel_id.as_str()),
+            Self::InsufficientBalance {
+                balance_micros,
+                needed_micros,
+            } => {
+                let needed = super::micros_to_usd(*needed_micros);
+                api.with_field("balance_usd", super::micros_to_usd(*balance_micros))
+                    .with_field("needed", needed)
+                    .with_field("needed_usd", needed)
+            }
+            Self::ChannelBusy { channel_id, holds } => api
+                .with_field("channel_id", channel_id.as_str())
+                .with_field("in_flight", *holds)
+                .with_retry_after(1),
+            Self::Database(e) => decorate_database(e, api),
+            _ => api,
+        };
+        match self.reason() {
+            Some(reason) => api.with_field("reason", reason),
+            None => api,
+        }
+    }
+}
+
+impl PaymentError {
     /// The short machine reason of a 402 (the body's `reason` field), if this is one.
     pub fn reason(&self) -> Option<&'static str> {
         match self {

@@ -13,7 +13,7 @@ mod concurrency;
 mod evm;
 mod idempotency;
 mod records;
-mod rpc;
+use crate::testing::fake_rpc as rpc;
 
 use std::sync::Arc;
 

@@ -1,5 +1,6 @@
-//! Why a pipeline is refused before it runs; mapped to HTTP in `http/error/from.rs` only.
+//! Why a pipeline is refused before it runs, and how the API reports it ([`ErrorCode`]).
 
+use crate::error_code::{ApiError, Code, ErrorCode};
 use crate::payments::PaymentError;
 use crate::store::StoreError;
 
@@ -54,4 +55,51 @@ pub enum PipelineError {
     /// Anything else inside this hub (details logged, not returned).
     #[error("{0}")]
     Internal(String),
+}
+
+impl ErrorCode for PipelineError {
+    /// `POST /ai-market/pipelines`, `/ai-market/v2/pipelines` and MCP `market_pipeline`:
+    /// everything refused before a run is a 4xx; the ledger's and store's own errors keep
+    /// their codes.
+    fn wire_code(&self) -> Code {
+        match self {
+            Self::InvalidJson(_) => Code::InvalidJson,
+            Self::Invalid { .. } => Code::PipelineInvalid,
+            Self::InputInvalid { .. } => Code::InputInvalid,
+            Self::BudgetExceeded { .. } => Code::BudgetExceeded,
+            Self::PaymentRequired(_) => Code::PaymentRequired,
+            Self::IdempotencyConflict => Code::IdempotencyConflict,
+            Self::IdempotencyInFlight => Code::IdempotencyInFlight,
+            Self::NotFound(_) => Code::PipelineNotFound,
+            Self::Payment(e) => e.wire_code(),
+            Self::Store(e) => e.wire_code(),
+            Self::Internal(_) => Code::InternalError,
+        }
+    }
+
+    fn passes_on(&self) -> Option<&dyn ErrorCode> {
+        match self {
+            Self::Payment(e) => Some(e),
+            Self::Store(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    fn decorate(&self, api: ApiError) -> ApiError {
+        match self {
+            Self::Invalid {
+                node: Some(node), ..
+            } => api.with_field("node", node.as_str()),
+            Self::InputInvalid { node, errors } => api
+                .with_field("node", node.as_str())
+                .with_field("errors", errors.clone()),
+            Self::BudgetExceeded {
+                planned_usd,
+                budget_usd,
+            } => api
+                .with_field("planned_total_usd", *planned_usd)
+                .with_field("max_total_usd", *budget_usd),
+            _ => api,
+        }
+    }
 }

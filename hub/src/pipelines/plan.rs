@@ -7,8 +7,8 @@ use serde_json::Value;
 
 use super::error::PipelineError;
 use super::spec::PipelineSpec;
-use crate::http::error::ErrorKind;
-use crate::invoke::validate::SchemaCache;
+use crate::error_code::{ErrorCode, ErrorKind};
+use crate::invoke::validate::{Schema, SchemaCache};
 use crate::mcp::lookup::describe;
 use crate::payments::{micros_to_usd, usd_to_micros};
 use crate::state::AppState;
@@ -74,16 +74,18 @@ pub async fn plan(state: &AppState, spec: &PipelineSpec) -> Result<Plan, Pipelin
             node.source_hub.as_deref(),
         )
         .await
-        .map_err(|e| match e.kind() {
-            ErrorKind::NotFound | ErrorKind::BadRequest => invalid(e.detail().to_owned()),
-            _ => PipelineError::Internal(e.detail().to_owned()),
+        .map_err(|e| match e.wire_code().kind() {
+            ErrorKind::NotFound | ErrorKind::BadRequest => invalid(e.detail()),
+            _ => PipelineError::Internal(e.detail()),
         })?;
         let best = &offers[0];
         // Only a fully literal input can be checked now; a mapped one is checked by the
         // invoke itself when its upstream values are known (still before any charge).
         if node.input_from.is_empty() {
             let schema_text = best.tool.get("input_schema").map(Value::to_string);
-            if let Some(schema) = schema_text.as_deref().and_then(|t| schemas.get(t)) {
+            // A schema that does not compile is refused by the node's invoke (502, before
+            // its hold); only a compiled one can be checked here.
+            if let Some(Schema::Compiled(schema)) = schema_text.as_deref().map(|t| schemas.get(t)) {
                 schema
                     .check(&Value::Object(node.input.clone()))
                     .map_err(|violations| PipelineError::InputInvalid {

@@ -68,6 +68,7 @@ pub use mismatch::{MismatchQueue, MismatchSink, mismatch_channel, spawn_recorder
 pub use query::report;
 pub use recompute::{RecomputeOutcome, recompute};
 
+use crate::error_code::{Code, ErrorCode};
 use crate::payments::PaymentError;
 use crate::state::AppState;
 use crate::store::StoreError;
@@ -229,6 +230,25 @@ pub enum ReputationError {
     /// The ledger failed while reading invocation records.
     #[error(transparent)]
     Ledger(#[from] PaymentError),
+}
+
+impl ErrorCode for ReputationError {
+    /// A malformed batch or hub URL 400; store and ledger errors as those areas report them.
+    fn wire_code(&self) -> Code {
+        match self {
+            Self::BadRequest(_) => Code::BadRequest,
+            Self::Store(e) => e.wire_code(),
+            Self::Ledger(e) => e.wire_code(),
+        }
+    }
+
+    fn passes_on(&self) -> Option<&dyn ErrorCode> {
+        match self {
+            Self::BadRequest(_) => None,
+            Self::Store(e) => Some(e),
+            Self::Ledger(e) => Some(e),
+        }
+    }
 }
 
 impl From<sqlx::Error> for ReputationError {

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::error_code::{ApiError, Code, ErrorCode};
+
 /// Everything that can go wrong in the catalog store.
 ///
 /// Database URLs are never echoed in messages (they may carry passwords); only the scheme is.
@@ -74,9 +76,113 @@ impl StoreError {
         }
     }
 
+    /// True when the database is going away or not there yet (a pool timeout, a dropped
+    /// connection, PostgreSQL shutting down or starting up): retrying shortly may succeed,
+    /// and the query itself is not at fault.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Database(e) if classify(e) == DbFailure::Transient)
+    }
+
     pub(crate) fn peer_not_found(peer: impl ToString) -> Self {
         Self::PeerNotFound {
             peer: peer.to_string(),
+        }
+    }
+}
+
+/// What a driver failure means for the caller; the store's reading of `sqlx::Error`, so no
+/// layer above it matches driver errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DbFailure {
+    /// The database is going away or not there yet; retry shortly.
+    Transient,
+    /// PostgreSQL refused text it cannot store: the value came from the request.
+    UnstorableText,
+    /// Anything else: a bug or a corrupt database.
+    Other,
+}
+
+/// SQLSTATEs that mean the server is going away or not there yet, not that the query is
+/// wrong: class 08 (connection exception) and 57P01-57P03 (admin shutdown, crash shutdown,
+/// cannot connect now).
+fn is_outage_sqlstate(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
+}
+
+/// Classifies a driver failure.
+pub(crate) fn classify(error: &sqlx::Error) -> DbFailure {
+    match error {
+        // A database going away mid-query (PostgreSQL stopping or restarting) answers with
+        // SQLSTATE 57P01-57P03 ("terminating connection due to administrator command", "the
+        // database system is starting up") or a class 08 connection exception: the same
+        // transient outage as a pool timeout (issue #13: these were 500s).
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            DbFailure::Transient
+        }
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            Some(code) if is_outage_sqlstate(code) => DbFailure::Transient,
+            // A NUL byte (22021) or an untranslatable character (22P05) can only come from
+            // the request, whichever handler forgot to screen it.
+            Some("22021" | "22P05") => DbFailure::UnstorableText,
+            _ => DbFailure::Other,
+        },
+        _ => DbFailure::Other,
+    }
+}
+
+/// The wire code of a driver failure: 503 when transient, 400 for text PostgreSQL cannot
+/// store, else a 500.
+pub(crate) fn database_code(error: &sqlx::Error) -> Code {
+    match classify(error) {
+        DbFailure::Transient => Code::Unavailable,
+        DbFailure::UnstorableText => Code::BadRequest,
+        DbFailure::Other => Code::InternalError,
+    }
+}
+
+/// The detail of a driver failure the client may see (never the driver's message).
+pub(crate) fn database_detail(error: &sqlx::Error) -> String {
+    match classify(error) {
+        DbFailure::Transient => "the database is not answering; retry shortly".to_owned(),
+        DbFailure::UnstorableText => {
+            "the request contains text the database cannot store (e.g. a NUL byte)".to_owned()
+        }
+        DbFailure::Other => "internal error".to_owned(),
+    }
+}
+
+/// `Retry-After: 5` on a transient driver failure, the cause logged as a warning.
+pub(crate) fn decorate_database(error: &sqlx::Error, api: ApiError) -> ApiError {
+    if classify(error) == DbFailure::Transient {
+        tracing::warn!(error = %error, "database unavailable");
+        return api.with_retry_after(5);
+    }
+    api
+}
+
+impl ErrorCode for StoreError {
+    /// An unknown peer is 404, a malformed peer URL 400, a database that does not answer
+    /// 503 (transient); anything else is a 500 with the cause logged.
+    fn wire_code(&self) -> Code {
+        match self {
+            Self::PeerNotFound { .. } => Code::PeerNotFound,
+            Self::InvalidPeerUrl { .. } => Code::BadRequest,
+            Self::Database(e) => database_code(e),
+            _ => Code::InternalError,
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            Self::Database(e) => database_detail(e),
+            other => other.to_string(),
+        }
+    }
+
+    fn decorate(&self, api: ApiError) -> ApiError {
+        match self {
+            Self::Database(e) => decorate_database(e, api),
+            _ => api,
         }
     }
 }

@@ -16,7 +16,7 @@ mod capabilities;
 mod catalog;
 mod checkpoint;
 mod crawl_runs;
-mod error;
+pub(crate) mod error;
 mod federation;
 mod ledger;
 mod peer_types;
