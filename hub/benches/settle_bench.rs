@@ -163,9 +163,19 @@ async fn run(n: usize) {
         }
         let settled = state.settle_catalog().await.unwrap();
         assert!(settled.caught_up && settled.catalog_version >= Some(version));
+        let total = written.elapsed();
+        // Per round, so a slow one can be told apart from the rest (and from a concurrent
+        // writer: the version the hub settled at is past ours when something else wrote).
+        println!(
+            "  round {round:2}: searchable {}, published {}, both {} (v{version} -> settled at v{})",
+            ms(index_at.unwrap_or_default()),
+            ms(manifest_at.unwrap_or_default()),
+            ms(total),
+            settled.catalog_version.unwrap_or_default()
+        );
         index.push(index_at.unwrap_or_default());
         manifest.push(manifest_at.unwrap_or_default());
-        both.push(written.elapsed());
+        both.push(total);
     }
     index.sort();
     manifest.sort();

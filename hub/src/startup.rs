@@ -79,6 +79,9 @@ pub enum StartupError {
     /// `REDIS_URL` is set and Redis cannot be reached.
     #[error(transparent)]
     Replica(#[from] ReplicaError),
+    /// The OTLP metric exporter could not be built from the telemetry settings.
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::otlp::ExportError),
 }
 
 /// Plugin factories registered next to the built-ins (`name`, factory), for embedders and
@@ -285,6 +288,8 @@ impl Application {
             plugins,
             shared,
         }));
+        // Before serving, so the first requests are in the exported histograms too.
+        crate::metrics::otlp::start(&state.clone().into_inner()).await?;
         let server_state = state.clone();
         let server = HttpServer::new(move || http::app(server_state.clone()))
             .shutdown_timeout(SHUTDOWN_TIMEOUT.as_secs())
@@ -364,6 +369,9 @@ impl Application {
         self.state.catalog.close();
         self.state.catalog.wait_released(SHUTDOWN_TIMEOUT).await;
         self.state.plugins.shutdown().await;
+        // The last OTLP metric export (bounded by its timeout; the SDK blocks).
+        let state = self.state.clone();
+        let _ = tokio::task::spawn_blocking(move || state.metrics.shutdown_export()).await;
         // Lets SQLite checkpoint its WAL.
         self.state.store.close().await;
         result

@@ -31,6 +31,7 @@ mod manifest;
 mod mcp;
 mod observability;
 mod otlp;
+mod otlp_metrics;
 mod outages;
 mod pipelines;
 mod pipelines_crash;

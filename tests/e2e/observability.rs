@@ -49,6 +49,13 @@ pub(crate) struct Loaded {
 }
 
 pub(crate) async fn loaded_hub() -> Loaded {
+    loaded_hub_with(|_| {}).await
+}
+
+/// [`loaded_hub`] with more settings.
+pub(crate) async fn loaded_hub_with(
+    change: impl FnOnce(&mut aimarket_hub::settings::Settings),
+) -> Loaded {
     let free = FakeTool::echo("obs-free@v1");
     let paid = paid_tool("obs-paid@v1", 0.25);
     let provider = FakeProvider::builder()
@@ -58,7 +65,11 @@ pub(crate) async fn loaded_hub() -> Loaded {
         .await;
     let catalog = CatalogServer::with_tools(vec![tool("prod-obs", "crawled@v1", 0.1)]).await;
     let seed = catalog.url.parse().unwrap();
-    let hub = hub_paying(&provider.url, |s| s.seeds = vec![seed]).await;
+    let hub = hub_paying(&provider.url, |s| {
+        s.seeds = vec![seed];
+        change(s);
+    })
+    .await;
     seed_provider(&hub, &provider).await;
     crate::crawl::crawl(&hub).await;
 

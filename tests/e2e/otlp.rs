@@ -80,6 +80,29 @@ fn one_paid_invoke_is_one_trace_from_client_through_hub_to_provider() {
     );
 }
 
+/// An OTLP/HTTP collector stand-in on loopback (one worker); `configure` adds its routes and
+/// their data. Stop it with the handle.
+pub(crate) fn collector<F>(configure: F) -> (std::net::SocketAddr, actix_web::dev::ServerHandle)
+where
+    F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
+{
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
+            .configure(configure.clone())
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(0)
+    .bind(("127.0.0.1", 0))
+    .unwrap();
+    let addr = server.addrs()[0];
+    let server = server.run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    (addr, handle)
+}
+
 /// Spans received, by trace id (hex).
 #[derive(Default)]
 struct Received {
@@ -155,21 +178,10 @@ fn name_of(spans: &[Span], name: &str) -> Span {
 async fn scenario() {
     let received = web::Data::new(Received::default());
     let data = received.clone();
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(data.clone())
-            .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
-            .route("/v1/traces", web::post().to(export))
-    })
-    .workers(1)
-    .disable_signals()
-    .shutdown_timeout(0)
-    .bind(("127.0.0.1", 0))
-    .unwrap();
-    let receiver_addr = server.addrs()[0];
-    let server = server.run();
-    let receiver = server.handle();
-    tokio::spawn(server);
+    let (receiver_addr, receiver) = collector(move |c| {
+        c.app_data(data.clone())
+            .route("/v1/traces", web::post().to(export));
+    });
 
     let lines = Lines::default();
     let writer = lines.clone();

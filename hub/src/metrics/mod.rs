@@ -9,8 +9,10 @@
 //! a closed set of values (route templates, outcome and rail names, reason classes): never a
 //! capability id, a buyer, a peer URL or free text.
 
+pub mod otlp;
 mod render;
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use prometheus::{CounterVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
@@ -137,6 +139,9 @@ pub struct Metrics {
     /// `aimarket_ledger_errors_total{operation}`: ledger writes that failed for a reason
     /// other than the buyer's (store errors).
     pub ledger_errors: IntCounterVec,
+    /// The OTLP exporter, once started ([`otlp::start`]): histograms are recorded into its
+    /// mirror too.
+    otel: OnceLock<otlp::Export>,
 }
 
 impl Default for Metrics {
@@ -266,6 +271,7 @@ impl Metrics {
                 &["operation"],
             ),
             registry: r,
+            otel: OnceLock::new(),
         };
         // Series a dashboard or alert divides by exist from the start (at zero), so a quiet
         // hub shows 0 rather than "no data".
@@ -311,6 +317,16 @@ impl Metrics {
         self.http_seconds
             .with_label_values(&[route, method, class])
             .observe(elapsed.as_secs_f64());
+        if let Some(otel) = self.otel.get() {
+            otel.mirror.http.record(
+                elapsed.as_secs_f64(),
+                &otlp::attributes(&[
+                    ("route", route),
+                    ("method", method),
+                    ("status_class", class),
+                ]),
+            );
+        }
     }
 
     /// Records one search: its total time, the index query and the ranking plugins.
@@ -323,6 +339,11 @@ impl Metrics {
             self.search_seconds
                 .with_label_values(&[stage])
                 .observe(time.as_secs_f64());
+            if let Some(otel) = self.otel.get() {
+                otel.mirror
+                    .search
+                    .record(time.as_secs_f64(), &otlp::attributes(&[("stage", stage)]));
+            }
         }
     }
 
@@ -335,13 +356,23 @@ impl Metrics {
         provider: Duration,
     ) {
         let label = [outcome.as_str()];
+        let added = total.saturating_sub(provider).as_secs_f64();
         self.invoke_added_seconds
             .with_label_values(&label)
-            .observe(total.saturating_sub(provider).as_secs_f64());
+            .observe(added);
         if !provider.is_zero() {
             self.invoke_provider_seconds
                 .with_label_values(&label)
                 .observe(provider.as_secs_f64());
+        }
+        if let Some(otel) = self.otel.get() {
+            let attributes = otlp::attributes(&[("outcome", outcome.as_str())]);
+            otel.mirror.invoke_added.record(added, &attributes);
+            if !provider.is_zero() {
+                otel.mirror
+                    .invoke_provider
+                    .record(provider.as_secs_f64(), &attributes);
+            }
         }
         self.invokes
             .with_label_values(&[outcome.as_str(), rail])
@@ -365,6 +396,12 @@ impl Metrics {
         self.ledger_seconds
             .with_label_values(&[op.as_str()])
             .observe(elapsed.as_secs_f64());
+        if let Some(otel) = self.otel.get() {
+            otel.mirror.ledger.record(
+                elapsed.as_secs_f64(),
+                &otlp::attributes(&[("operation", op.as_str())]),
+            );
+        }
         if store_error {
             self.ledger_errors.with_label_values(&[op.as_str()]).inc();
         }
@@ -382,6 +419,12 @@ impl Metrics {
         self.crawl_seconds
             .with_label_values(&[result])
             .observe(elapsed.as_secs_f64());
+        if let Some(otel) = self.otel.get() {
+            otel.mirror.crawl.record(
+                elapsed.as_secs_f64(),
+                &otlp::attributes(&[("result", result)]),
+            );
+        }
         let Some(summary) = summary else { return };
         for peer in &summary.peers {
             self.crawl_peers
@@ -402,6 +445,22 @@ impl Metrics {
                     .with_label_values(&["unsampled"])
                     .inc_by(rest);
             }
+        }
+    }
+
+    /// Sends the OTLP metrics recorded so far now (no-op when not exporting). Blocks up to
+    /// the export timeout: call it from a blocking context.
+    pub fn flush_export(&self) {
+        if let Some(otel) = self.otel.get() {
+            otel.flush();
+        }
+    }
+
+    /// Final OTLP export and stop (no-op when not exporting). Blocks like
+    /// [`Metrics::flush_export`].
+    pub fn shutdown_export(&self) {
+        if let Some(otel) = self.otel.get() {
+            otel.shutdown();
         }
     }
 

@@ -10,6 +10,11 @@
 //! | `sampler_arg`            | `OTEL_TRACES_SAMPLER_ARG`     | 1.0                     |
 //! | `resource_attributes`    | `OTEL_RESOURCE_ATTRIBUTES`    | empty                   |
 //! | `queue_size`             | `AIMARKET_OTEL_QUEUE_SIZE`    | 2048                    |
+//! | `metrics_exporter`       | `OTEL_METRICS_EXPORTER`       | `otlp` (with endpoint)  |
+//! | `metric_export_interval_ms` | `OTEL_METRIC_EXPORT_INTERVAL` | 60000             |
+//!
+//! With an endpoint, metrics go to `<endpoint>/v1/metrics` too (the same series as
+//! `GET /metrics`) unless `metrics_exporter` is `none`.
 
 use serde::Deserialize;
 
@@ -25,6 +30,12 @@ pub const DEFAULT_SAMPLER: &str = "parentbased_always_on";
 pub const DEFAULT_QUEUE_SIZE: usize = 2048;
 /// Largest queue accepted.
 pub const MAX_QUEUE_SIZE: usize = 1_000_000;
+/// Default metric export interval (ms), the SDK's standard default.
+pub const DEFAULT_METRIC_INTERVAL_MS: u64 = 60_000;
+/// Shortest metric export interval accepted (ms).
+pub const MIN_METRIC_INTERVAL_MS: u64 = 100;
+/// The `OTEL_METRICS_EXPORTER` values the hub understands.
+pub const METRICS_EXPORTERS: [&str; 2] = ["otlp", "none"];
 /// The sampler names of the OpenTelemetry specification the hub implements.
 pub const SAMPLERS: [&str; 6] = [
     "always_on",
@@ -55,6 +66,11 @@ pub struct TelemetrySettings {
     /// Spans waiting for export at most (`AIMARKET_OTEL_QUEUE_SIZE`); more are dropped and
     /// counted in `aimarket_otel_spans_dropped_total{reason="queue_full"}`.
     pub queue_size: usize,
+    /// `OTEL_METRICS_EXPORTER`: `otlp` (export the metrics when there is an endpoint) or
+    /// `none` (traces only).
+    pub metrics_exporter: String,
+    /// `OTEL_METRIC_EXPORT_INTERVAL`: milliseconds between two metric exports.
+    pub metric_export_interval_ms: u64,
 }
 
 impl Default for TelemetrySettings {
@@ -67,6 +83,8 @@ impl Default for TelemetrySettings {
             sampler_arg: None,
             resource_attributes: String::new(),
             queue_size: DEFAULT_QUEUE_SIZE,
+            metrics_exporter: "otlp".to_owned(),
+            metric_export_interval_ms: DEFAULT_METRIC_INTERVAL_MS,
         }
     }
 }
@@ -75,6 +93,16 @@ impl TelemetrySettings {
     /// Whether traces are exported.
     pub fn enabled(&self) -> bool {
         self.otlp_endpoint.is_some()
+    }
+
+    /// Whether metrics are exported over OTLP.
+    pub fn metrics_enabled(&self) -> bool {
+        self.enabled() && self.metrics_exporter == "otlp"
+    }
+
+    /// Time between two metric exports.
+    pub fn metric_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.metric_export_interval_ms)
     }
 
     /// Checks the values; the error names the TOML key, the value and the reason.
@@ -104,7 +132,21 @@ impl TelemetrySettings {
             )
         })?;
         check_queue(self.queue_size)
-            .map_err(|r| ("telemetry.queue_size", self.queue_size.to_string(), r))
+            .map_err(|r| ("telemetry.queue_size", self.queue_size.to_string(), r))?;
+        check_metrics_exporter(&self.metrics_exporter).map_err(|r| {
+            (
+                "telemetry.metrics_exporter",
+                self.metrics_exporter.clone(),
+                r,
+            )
+        })?;
+        check_metric_interval(self.metric_export_interval_ms).map_err(|r| {
+            (
+                "telemetry.metric_export_interval_ms",
+                self.metric_export_interval_ms.to_string(),
+                r,
+            )
+        })
     }
 
     /// The ratio of the ratio samplers (1.0 unless set).
@@ -152,6 +194,22 @@ pub fn check_ratio(ratio: f64) -> Result<(), String> {
 pub fn check_queue(size: usize) -> Result<(), String> {
     if !(1..=MAX_QUEUE_SIZE).contains(&size) {
         return Err(format!("must be between 1 and {MAX_QUEUE_SIZE}"));
+    }
+    Ok(())
+}
+
+/// Rule of `OTEL_METRICS_EXPORTER`.
+pub fn check_metrics_exporter(exporter: &str) -> Result<(), String> {
+    if !METRICS_EXPORTERS.contains(&exporter) {
+        return Err(format!("must be one of {}", METRICS_EXPORTERS.join(", ")));
+    }
+    Ok(())
+}
+
+/// Rule of the metric export interval.
+pub fn check_metric_interval(ms: u64) -> Result<(), String> {
+    if ms < MIN_METRIC_INTERVAL_MS {
+        return Err(format!("must be at least {MIN_METRIC_INTERVAL_MS} ms"));
     }
     Ok(())
 }
@@ -250,6 +308,25 @@ pub(super) const ENV_BINDINGS: &[EnvBinding] = &[
             check_queue(s.telemetry.queue_size)
         },
     },
+    EnvBinding {
+        env: "OTEL_METRICS_EXPORTER",
+        setting: "telemetry.metrics_exporter",
+        shown: str::to_owned,
+        apply: |s: &mut Settings, v| {
+            check_metrics_exporter(v.trim())?;
+            s.telemetry.metrics_exporter = v.trim().to_owned();
+            Ok(())
+        },
+    },
+    EnvBinding {
+        env: "OTEL_METRIC_EXPORT_INTERVAL",
+        setting: "telemetry.metric_export_interval_ms",
+        shown: str::to_owned,
+        apply: |s: &mut Settings, v| {
+            s.telemetry.metric_export_interval_ms = parse(v)?;
+            check_metric_interval(s.telemetry.metric_export_interval_ms)
+        },
+    },
 ];
 
 #[cfg(test)]
@@ -305,6 +382,26 @@ mod tests {
             }),
             "telemetry.queue_size"
         );
+        assert_eq!(
+            bad(TelemetrySettings {
+                metrics_exporter: "prometheus".into(),
+                ..TelemetrySettings::default()
+            }),
+            "telemetry.metrics_exporter"
+        );
+        assert_eq!(
+            bad(TelemetrySettings {
+                metric_export_interval_ms: 5,
+                ..TelemetrySettings::default()
+            }),
+            "telemetry.metric_export_interval_ms"
+        );
+        let traces_only = TelemetrySettings {
+            otlp_endpoint: Some("http://127.0.0.1:4318".into()),
+            metrics_exporter: "none".into(),
+            ..TelemetrySettings::default()
+        };
+        assert!(traces_only.enabled() && !traces_only.metrics_enabled());
     }
 
     #[test]

@@ -123,15 +123,7 @@ fn provider(settings: &TelemetrySettings) -> Result<SdkTracerProvider, Telemetry
             .build(),
     )
     .build();
-    let attributes = resource_pairs(&settings.resource_attributes)
-        .map_err(TelemetryError::Exporter)?
-        .into_iter()
-        .map(|(k, v)| KeyValue::new(k, v));
-    let resource = Resource::builder_empty()
-        .with_attributes(attributes)
-        .with_service_name(settings.service_name.clone())
-        .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
-        .build();
+    let resource = resource(settings).map_err(TelemetryError::Exporter)?;
     Ok(SdkTracerProvider::builder()
         .with_span_processor(BoundedQueue {
             inner: batch,
@@ -140,6 +132,19 @@ fn provider(settings: &TelemetrySettings) -> Result<SdkTracerProvider, Telemetry
         })
         .with_sampler(sampler(settings))
         .with_resource(resource)
+        .build())
+}
+
+/// The resource of every export (traces and metrics): `service.name`, `service.version` and
+/// `OTEL_RESOURCE_ATTRIBUTES`.
+pub(crate) fn resource(settings: &TelemetrySettings) -> Result<Resource, String> {
+    let attributes = resource_pairs(&settings.resource_attributes)?
+        .into_iter()
+        .map(|(k, v)| KeyValue::new(k, v));
+    Ok(Resource::builder_empty()
+        .with_attributes(attributes)
+        .with_service_name(settings.service_name.clone())
+        .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
         .build())
 }
 
