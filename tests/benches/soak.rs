@@ -5,6 +5,10 @@
 
 use std::time::Duration;
 
+/// The shipped binary's allocator (`hub/src/main.rs`), so the soak measures what runs.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() {
     let minutes: u64 = std::env::var("AIMARKET_SOAK_MINUTES")
         .ok()
