@@ -72,6 +72,12 @@ fn a_hub_killed_mid_run_leaves_no_hold_captured_without_a_receipt() {
     assert_eq!(before.2, 202_000, "node b held: {before:?}");
     // Like kill -9: the search index lock goes with the process, nothing else is cleaned up.
     hub.state.catalog.close();
+    // A killed process's lock is gone at once; here the index goes when the doomed runtime's
+    // tasks let go of it, so wait for that (bounded) instead of racing the restart.
+    assert!(
+        doomed_rt.block_on(hub.state.catalog.wait_released(WAIT)),
+        "the search index was never released"
+    );
     std::mem::forget(hub);
     doomed_rt.shutdown_background();
     drop(in_flight);
