@@ -102,12 +102,6 @@ impl ErrorCode for FederationError {
     }
 }
 
-impl From<sqlx::Error> for FederationError {
-    fn from(e: sqlx::Error) -> Self {
-        Self::Store(StoreError::Database(e))
-    }
-}
-
 impl FederationError {
     /// A §7.4 refusal from the crawler's check.
     fn unsafe_url(url: &str, error: &CrawlError) -> Self {

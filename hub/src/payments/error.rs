@@ -2,7 +2,6 @@
 
 use crate::error_code::{ApiError, Code, ErrorCode};
 use crate::store::StoreError;
-use crate::store::error::{database_code, database_detail, decorate_database};
 
 /// Why a channel credential was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,9 +182,6 @@ pub enum PaymentError {
     /// A store failure (connection, migration, …).
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// A driver failure in a ledger query.
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
     /// A stored row this build cannot interpret.
     #[error("stored payment data is invalid: {0}")]
     Corrupt(String),
@@ -216,7 +212,6 @@ impl ErrorCode for PaymentError {
             Self::InsufficientBalance { .. } => Code::InsufficientBalance,
             Self::ChannelBusy { .. } => Code::ChannelBusy,
             Self::Store(e) => e.wire_code(),
-            Self::Database(e) => database_code(e),
             Self::DuplicateHold { .. }
             | Self::HoldNotFound { .. }
             | Self::HoldSettled { .. }
@@ -230,13 +225,6 @@ impl ErrorCode for PaymentError {
         match self {
             Self::Store(e) => Some(e),
             _ => None,
-        }
-    }
-
-    fn detail(&self) -> String {
-        match self {
-            Self::Database(e) => database_detail(e),
-            other => other.to_string(),
         }
     }
 
@@ -263,7 +251,6 @@ impl ErrorCode for PaymentError {
                 .with_field("channel_id", channel_id.as_str())
                 .with_field("in_flight", *holds)
                 .with_retry_after(1),
-            Self::Database(e) => decorate_database(e, api),
             _ => api,
         };
         match self.reason() {

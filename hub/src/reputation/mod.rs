@@ -251,12 +251,6 @@ impl ErrorCode for ReputationError {
     }
 }
 
-impl From<sqlx::Error> for ReputationError {
-    fn from(e: sqlx::Error) -> Self {
-        Self::Store(StoreError::Database(e))
-    }
-}
-
 /// The recompute schedule's shared handle (in `AppState`).
 #[derive(Debug, Default)]
 pub struct Reputation {

@@ -132,7 +132,7 @@ pub(crate) fn classify(error: &sqlx::Error) -> DbFailure {
 
 /// The wire code of a driver failure: 503 when transient, 400 for text PostgreSQL cannot
 /// store, else a 500.
-pub(crate) fn database_code(error: &sqlx::Error) -> Code {
+fn database_code(error: &sqlx::Error) -> Code {
     match classify(error) {
         DbFailure::Transient => Code::Unavailable,
         DbFailure::UnstorableText => Code::BadRequest,
@@ -141,7 +141,7 @@ pub(crate) fn database_code(error: &sqlx::Error) -> Code {
 }
 
 /// The detail of a driver failure the client may see (never the driver's message).
-pub(crate) fn database_detail(error: &sqlx::Error) -> String {
+fn database_detail(error: &sqlx::Error) -> String {
     match classify(error) {
         DbFailure::Transient => "the database is not answering; retry shortly".to_owned(),
         DbFailure::UnstorableText => {
@@ -152,7 +152,7 @@ pub(crate) fn database_detail(error: &sqlx::Error) -> String {
 }
 
 /// `Retry-After: 5` on a transient driver failure, the cause logged as a warning.
-pub(crate) fn decorate_database(error: &sqlx::Error, api: ApiError) -> ApiError {
+fn decorate_database(error: &sqlx::Error, api: ApiError) -> ApiError {
     if classify(error) == DbFailure::Transient {
         tracing::warn!(error = %error, "database unavailable");
         return api.with_retry_after(5);
