@@ -94,7 +94,7 @@ impl HoldGuard {
         let released = self.ledger.release(&self.hold.id).await;
         self.armed = false;
         if let Err(e) = &released {
-            release_failed(&self.hold.id, reason, e);
+            release_failed(&self.ledger, &self.hold.id, reason, e);
         }
         released
     }
@@ -116,7 +116,7 @@ impl Drop for HoldGuard {
             Ok(runtime) => {
                 runtime.spawn(async move {
                     if let Err(e) = ledger.release(&hold_id).await {
-                        release_failed(&hold_id, ReleaseReason::Dropped, &e);
+                        release_failed(&ledger, &hold_id, ReleaseReason::Dropped, &e);
                     }
                 });
             }
@@ -136,11 +136,60 @@ async fn release_logged(
 ) {
     match ledger.release(hold_id).await {
         Ok(()) => tracing::warn!(hold_id, error = %cause, "capture failed; hold released"),
-        Err(e) => release_failed(hold_id, reason, &e),
+        Err(e) => release_failed(ledger, hold_id, reason, &e),
     }
 }
 
-fn release_failed(hold_id: &str, reason: ReleaseReason, error: &PaymentError) {
+/// A release that failed: logged, and when the store was only unreachable (an outage, a
+/// timed-out pool) retried in the background with backoff, so the buyer's money comes back
+/// seconds after the store does instead of when the hold's lease runs out. Retries stop at
+/// the lease: from then on the sweeper owns the hold.
+fn release_failed(ledger: &Ledger, hold_id: &str, reason: ReleaseReason, error: &PaymentError) {
     tracing::error!(hold_id, reason = reason.as_str(), error = %error,
-        "cannot release a hold; the sweeper will when its lease ends");
+        "cannot release a hold; retrying in the background");
+    let retryable = matches!(error, PaymentError::Store(e) if !e.is_closed());
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    if !retryable {
+        return;
+    }
+    let (ledger, hold_id) = (ledger.clone(), hold_id.to_owned());
+    runtime.spawn(async move { retry_release(&ledger, &hold_id, reason).await });
+}
+
+/// First wait between release retries; doubled after each failure up to [`RETRY_MAX`].
+const RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(250);
+/// Longest wait between release retries.
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Retries releasing `hold_id` until it is released (or found settled), the store is
+/// closed, or the hold's lease has run out (the sweeper's turn). Bounded by the lease.
+async fn retry_release(ledger: &Ledger, hold_id: &str, reason: ReleaseReason) {
+    let deadline = tokio::time::Instant::now() + ledger.config.hold_lease;
+    let mut wait = RETRY_FIRST;
+    while tokio::time::Instant::now() + wait < deadline {
+        tokio::time::sleep(wait).await;
+        match ledger.release(hold_id).await {
+            Ok(()) => {
+                tracing::warn!(
+                    hold_id,
+                    reason = reason.as_str(),
+                    "hold released on a retry"
+                );
+                return;
+            }
+            Err(PaymentError::Store(e)) if !e.is_closed() => wait = (wait * 2).min(RETRY_MAX),
+            Err(e) => {
+                // Captured after all (a capture whose answer was lost), or the hub is closing.
+                tracing::warn!(hold_id, error = %e, "gave up releasing a hold");
+                return;
+            }
+        }
+    }
+    tracing::error!(
+        hold_id,
+        reason = reason.as_str(),
+        "cannot release a hold; the sweeper will when its lease ends"
+    );
 }
