@@ -77,3 +77,45 @@ impl CatalogFeed {
         self.updates.borrow().version
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_published_change_bumps_the_generation_and_reaches_subscribers() {
+        let feed = CatalogFeed::new(5, SharedState::disabled());
+        let mut updates = feed.subscribe();
+        assert_eq!(feed.generation(), 0);
+        assert_eq!(feed.published_version(), 5);
+        assert!(!updates.has_changed().expect("the feed is alive"));
+
+        feed.publish(CatalogUpdate {
+            version: 6,
+            since: Some(5),
+            ..CatalogUpdate::default()
+        });
+        assert_eq!(feed.generation(), 1);
+        assert_eq!(feed.published_version(), 6);
+        assert!(updates.has_changed().expect("the feed is alive"));
+        assert_eq!(updates.borrow_and_update().since, Some(5));
+
+        // Another replica's change is applied the same way here.
+        feed.apply(CatalogUpdate::initial(7));
+        assert_eq!(feed.generation(), 2);
+        assert_eq!(updates.borrow_and_update().version, 7);
+
+        // A bump alone re-renders documents without telling subscribers.
+        feed.changed();
+        assert_eq!(feed.generation(), 3);
+        assert!(!updates.has_changed().expect("the feed is alive"));
+    }
+
+    #[test]
+    fn an_older_change_never_replaces_a_newer_one() {
+        let feed = CatalogFeed::new(10, SharedState::disabled());
+        feed.apply(CatalogUpdate::initial(9));
+        assert_eq!(feed.published_version(), 10);
+        assert_eq!(feed.generation(), 1);
+    }
+}

@@ -47,3 +47,34 @@ impl WellKnownCache {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rendered(generation: u64) -> Arc<Rendered> {
+        Arc::new(Rendered {
+            generation,
+            body: Bytes::from(generation.to_string()),
+            etag: format!("\"{generation}\""),
+        })
+    }
+
+    #[test]
+    fn only_the_current_generation_is_served_and_never_an_older_render() {
+        let cache = WellKnownCache::default();
+        assert!(cache.get(0).is_none());
+        cache.put(rendered(2));
+        assert_eq!(cache.get(2).expect("generation 2 is cached").etag, "\"2\"");
+        assert!(cache.get(3).is_none(), "a newer generation is re-rendered");
+        // A render that raced and finished late does not replace the newer one.
+        cache.put(rendered(1));
+        assert_eq!(
+            cache.get(2).expect("generation 2 is cached").body,
+            Bytes::from("2")
+        );
+        cache.put(rendered(3));
+        assert!(cache.get(2).is_none());
+        assert!(cache.get(3).is_some());
+    }
+}
