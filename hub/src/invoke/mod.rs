@@ -3,7 +3,9 @@
 //!
 //! [`invoke`] is the one service function: the HTTP handler and (in process, without an
 //! HTTP loop back) the MCP `market_invoke` tool both call it with an [`InvokeCall`] and get
-//! an [`InvokeResult`] (status, headers, body) back.
+//! an [`InvokeResult`] (status, headers, body) back. It runs on [`InvokeDeps`], the parts of
+//! the hub it reads and writes (borrowed; `AppState::invoke_deps` lends them), never on the
+//! whole hub state.
 //!
 //! Modules: [`request`] (typed input), [`resolve`] (catalog snapshot, `choose_providers`),
 //! [`validate`] (input schemas), [`target`] (where and in which shape to forward),
