@@ -118,7 +118,9 @@ async fn run(n: usize) {
     // round measures its own write and not that one.
     let rescored = Instant::now();
     for _ in 0..10 {
-        let outcome = aimarket_hub::reputation::recompute(&state).await.unwrap();
+        let outcome = aimarket_hub::reputation::recompute(&state.reputation_deps())
+            .await
+            .unwrap();
         if outcome.peers_changed + outcome.capabilities_changed == 0 {
             break;
         }

@@ -9,7 +9,6 @@
 //! tasks started by `startup`, not in handlers.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use aimarket_plugins::Registry;
@@ -17,10 +16,10 @@ use aimarket_protocol::signing::KeyPair;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::catalog::Catalog;
+use crate::catalog::well_known::WellKnownCache;
+use crate::catalog::{Catalog, CatalogFeed};
 use crate::crawl::{CatalogUpdate, CrawlService};
-use crate::http::well_known::WellKnownCache;
-use crate::invoke::Invoker;
+use crate::invoke::{InvokeDeps, Invoker};
 use crate::payments::Ledger;
 use crate::replica::SharedState;
 use crate::settings::{PublicUrl, Settings};
@@ -102,11 +101,9 @@ pub struct AppState {
     pub shared: SharedState,
     /// The Prometheus series this hub records (`GET /metrics`).
     pub metrics: crate::metrics::Metrics,
-    /// Bumped whenever the catalog or the peer set changes; caches of published documents
-    /// compare it with the generation they were rendered at.
-    catalog_generation: AtomicU64,
-    /// The latest change of the visible catalog; see [`AppState::subscribe_catalog`].
-    catalog_updates: watch::Sender<CatalogUpdate>,
+    /// The catalog generation (caches of published documents compare it with the generation
+    /// they were rendered at) and the latest change of the visible catalog.
+    pub feed: CatalogFeed,
 }
 
 impl AppState {
@@ -126,6 +123,7 @@ impl AppState {
         } = components;
         let invoker = Invoker::new(&settings, public_url.as_str());
         let limits = crate::limits::Limits::new(&settings);
+        let feed = CatalogFeed::new(catalog_version, shared.clone());
         Self {
             invoker,
             limits,
@@ -143,20 +141,72 @@ impl AppState {
             reputation: crate::reputation::Reputation::default(),
             shared,
             metrics: crate::metrics::Metrics::new(),
-            catalog_generation: AtomicU64::new(0),
-            catalog_updates: watch::Sender::new(CatalogUpdate::initial(catalog_version)),
+            feed,
+        }
+    }
+
+    /// What a routed invoke uses, borrowed from this state (HTTP handlers, the MCP tools and
+    /// pipelines run invokes through it).
+    pub fn invoke_deps(&self) -> InvokeDeps<'_> {
+        InvokeDeps {
+            invoker: &self.invoker,
+            store: &self.store,
+            ledger: &self.ledger,
+            plugins: &self.plugins,
+            limits: &self.limits,
+            shared: &self.shared,
+            metrics: &self.metrics,
+            signing_key: &self.signing_key,
+            public_url: &self.public_url,
+            feed: &self.feed,
+        }
+    }
+
+    /// What the MCP server uses, borrowed from this state (the MCP transport).
+    pub fn mcp_deps(&self) -> crate::mcp::McpDeps<'_> {
+        crate::mcp::McpDeps {
+            invoke: self.invoke_deps(),
+            catalog: &self.catalog,
+            hub_name: &self.settings.name,
+            demo_payments: self.settings.demo_payments,
+        }
+    }
+
+    /// What the reputation services use, borrowed from this state.
+    pub fn reputation_deps(&self) -> crate::reputation::ReputationDeps<'_> {
+        crate::reputation::ReputationDeps {
+            store: &self.store,
+            ledger: &self.ledger,
+            settings: &self.settings.reputation,
+            schedule: &self.reputation,
+            feed: &self.feed,
+            public_url: &self.public_url,
+            signing_key: &self.signing_key,
+        }
+    }
+
+    /// What the federation's admission helpers use, borrowed from this state.
+    pub fn federation_deps(&self) -> crate::federation::FederationDeps<'_> {
+        crate::federation::FederationDeps {
+            store: &self.store,
+            feed: &self.feed,
+            crawl: &self.crawl,
+            open_admission: self.settings.open_admission,
+            max_pending_peers: self.settings.max_pending_peers,
+            queues: &self.federation,
+            public_url: &self.public_url,
         }
     }
 
     /// The current catalog generation.
     pub fn catalog_generation(&self) -> u64 {
-        self.catalog_generation.load(Ordering::Acquire)
+        self.feed.generation()
     }
 
     /// Records that the catalog or peer set changed, so published documents are re-rendered
     /// on their next request. Call after a crawl (or an operator action) commits changes.
     pub fn catalog_changed(&self) {
-        self.catalog_generation.fetch_add(1, Ordering::AcqRel);
+        self.feed.changed();
     }
 
     /// Subscribes to changes of the visible catalog (the search index glue, manifest caches).
@@ -167,7 +217,7 @@ impl AppState {
     /// `since` is `None`, as at startup) rebuilds from the store. A watch channel keeps only
     /// the latest value, so a slow subscriber never blocks a crawl; it just rebuilds.
     pub fn subscribe_catalog(&self) -> watch::Receiver<CatalogUpdate> {
-        self.catalog_updates.subscribe()
+        self.feed.subscribe()
     }
 
     /// Publishes a change of the visible catalog: bumps the catalog generation (so published
@@ -175,18 +225,14 @@ impl AppState {
     /// Crawl runs call this when they changed something; so should operator actions that
     /// change the catalog or the set of active peers.
     pub fn publish_catalog_update(&self, update: CatalogUpdate) {
-        // The other replicas hear about it too (a no-op without Redis).
-        self.shared.announce(&update);
-        self.apply_catalog_update(update);
+        self.feed.publish(update);
     }
 
     /// Hands a catalog change to this replica's subscribers without telling other replicas:
     /// for changes another replica made (`crate::replica`). Crawls and operator actions call
     /// [`AppState::publish_catalog_update`] instead.
     pub fn apply_catalog_update(&self, update: CatalogUpdate) {
-        self.catalog_changed();
-        self.catalog_updates
-            .send_modify(|current| current.supersede(update));
+        self.feed.apply(update);
     }
 
     /// Read-your-writes: waits (at most [`crate::catalog::SETTLE_TIMEOUT`]) until search and
@@ -204,7 +250,7 @@ impl AppState {
 
     /// The catalog version of the latest change handed to subscribers.
     pub fn published_catalog_version(&self) -> i64 {
-        self.catalog_updates.borrow().version
+        self.feed.published_version()
     }
 
     /// The catalog as the published documents describe it: this hub serves no capabilities

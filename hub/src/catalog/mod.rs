@@ -18,7 +18,10 @@
 //!   manifest both show a catalog version, so a write's answer describes what clients see.
 //! - [`trust`]: THE function that says how much a capability is trusted.
 //! - [`rows`]: store rows → index documents and manifest tools (one mapping).
+//! - [`CatalogFeed`]: the catalog generation and the change notifications every cache and
+//!   replica follows; [`well_known`]: the cache of the signed well-known document.
 
+mod feed;
 pub mod manifest;
 pub mod params;
 mod parts;
@@ -28,6 +31,7 @@ mod search;
 mod settle;
 mod sync;
 pub mod trust;
+pub mod well_known;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -40,6 +44,7 @@ use aimarket_protocol::ProtocolError;
 use aimarket_protocol::signing::KeyPair;
 use tokio::sync::watch;
 
+pub use feed::CatalogFeed;
 pub use manifest::{ManifestBody, ManifestCache, RenderedManifest};
 pub use params::{HubFilter, ParamError, SearchParams};
 pub use ranking::{QualityRanker, RANK_BLOCK};

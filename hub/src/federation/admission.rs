@@ -30,6 +30,8 @@ use serde_json::Value;
 
 use super::operator::admit_as_operator;
 use super::{FederationError, crawl_soon, peer_url};
+use crate::crawl::CrawlService;
+use crate::settings::PublicUrl;
 use crate::state::AppState;
 use crate::store::{KeySource, NewPeer, PeerState, normalize_origin};
 
@@ -81,7 +83,12 @@ fn clean_name(name: Option<&str>) -> Option<String> {
 
 /// Shape, signature and URL syntax; `strict` applies the stranger rules (key and signature
 /// required, §7.4 address rule with DNS).
-async fn parse(state: &AppState, body: &Value, strict: bool) -> Result<Parsed, FederationError> {
+async fn parse(
+    crawl: &CrawlService,
+    public_url: &PublicUrl,
+    body: &Value,
+    strict: bool,
+) -> Result<Parsed, FederationError> {
     let announce: FederationAnnounce = serde_json::from_value(body.clone())
         .map_err(|e| FederationError::BadRequest(format!("invalid announcement: {e}")))?;
     let key = match (&announce.signer_public_key, &announce.signature) {
@@ -98,15 +105,15 @@ async fn parse(state: &AppState, body: &Value, strict: bool) -> Result<Parsed, F
             ));
         }
     };
-    let hub = peer_url(state, &announce.hub_url, strict).await?;
-    let well_known = peer_url(state, &announce.well_known_url, false).await?;
+    let hub = peer_url(crawl, &announce.hub_url, strict).await?;
+    let well_known = peer_url(crawl, &announce.well_known_url, false).await?;
     if !hub.same_origin(&well_known) {
         return Err(FederationError::BadRequest(
             "well_known_url must be on the origin of hub_url".into(),
         ));
     }
     let origin = normalize_origin(hub.as_str())?;
-    if normalize_origin(state.public_url.as_str()).ok().as_deref() == Some(origin.as_str()) {
+    if normalize_origin(public_url.as_str()).ok().as_deref() == Some(origin.as_str()) {
         return Err(FederationError::BadRequest(
             "hub_url is this hub's own address".into(),
         ));
@@ -135,9 +142,10 @@ async fn operator_announce(
     state: &Arc<AppState>,
     body: &Value,
 ) -> Result<AnnounceOutcome, FederationError> {
-    let parsed = parse(state, body, false).await?;
+    let parsed = parse(&state.crawl, &state.public_url, body, false).await?;
     let key = parsed.key.as_ref().map(PublicKey::to_b64);
-    let (before, row) = admit_as_operator(state, &parsed.origin, key.as_deref()).await?;
+    let (before, row) =
+        admit_as_operator(&state.store, &state.feed, &parsed.origin, key.as_deref()).await?;
     state
         .store
         .set_peer_announced(row.id, &parsed.well_known_url, parsed.name.as_deref())
@@ -164,7 +172,7 @@ async fn stranger_announce(
     if full(state.store.count_pending_peers().await?) {
         return Err(FederationError::PendingLimit { limit });
     }
-    let parsed = parse(state, body, true).await?;
+    let parsed = parse(&state.crawl, &state.public_url, body, true).await?;
     let _admission = state.federation.admission.lock().await;
     if let Some(known) = state.store.get_peer_by_url(&parsed.origin).await? {
         return Ok(AnnounceOutcome {

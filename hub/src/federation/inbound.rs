@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use aimarket_crawler::SafeUrl;
 use tokio::sync::mpsc;
 
-use super::Federation;
+use super::{Federation, FederationDeps};
 use crate::state::AppState;
 pub use crate::store::InboundCrawler;
 use crate::store::{NewPeer, PeerState, Store, StoreError, normalize_origin, now_ms};
@@ -80,9 +80,10 @@ struct Seen {
 
 /// The recorder task.
 pub(super) async fn run(state: Arc<AppState>, mut queue: mpsc::Receiver<String>) {
-    let own = normalize_origin(state.public_url.as_str()).ok();
+    let deps = state.federation_deps();
+    let own = normalize_origin(deps.public_url.as_str()).ok();
     let mut seen: HashMap<String, Seen> = HashMap::new();
-    let mut stored = match state.store.count_inbound_crawlers().await {
+    let mut stored = match deps.store.count_inbound_crawlers().await {
         Ok(n) => usize::try_from(n).unwrap_or(usize::MAX),
         Err(e) => {
             tracing::warn!(error = %e, "cannot count recorded crawlers; assuming none");
@@ -94,8 +95,7 @@ pub(super) async fn run(state: Arc<AppState>, mut queue: mpsc::Receiver<String>)
             .ok()
             .and_then(|u| normalize_origin(u.as_str()).ok())
         else {
-            state
-                .federation
+            deps.queues
                 .inbound_stats
                 .invalid
                 .fetch_add(1, Ordering::Relaxed);
@@ -114,8 +114,7 @@ pub(super) async fn run(state: Arc<AppState>, mut queue: mpsc::Receiver<String>)
             }
             None => {
                 if seen.len() >= MAX_RECORDED {
-                    state
-                        .federation
+                    deps.queues
                         .inbound_stats
                         .set_full
                         .fetch_add(1, Ordering::Relaxed);
@@ -129,7 +128,7 @@ pub(super) async fn run(state: Arc<AppState>, mut queue: mpsc::Receiver<String>)
         };
         let hits = std::mem::take(&mut entry.unwritten_hits);
         entry.last_write = Instant::now();
-        match write(&state, &origin, hits, stored < MAX_RECORDED).await {
+        match write(&deps, &origin, hits, stored < MAX_RECORDED).await {
             Ok(true) => stored += 1,
             Ok(false) => {}
             Err(e) if e.is_closed() => return,
@@ -140,22 +139,25 @@ pub(super) async fn run(state: Arc<AppState>, mut queue: mpsc::Receiver<String>)
 
 /// Records `hits` for `origin`; returns true when the origin was new and stored (only with
 /// `room`: a full set still counts hits of the origins it holds).
-async fn write(state: &AppState, origin: &str, hits: i64, room: bool) -> Result<bool, StoreError> {
+async fn write(
+    deps: &FederationDeps<'_>,
+    origin: &str,
+    hits: i64,
+    room: bool,
+) -> Result<bool, StoreError> {
     let now = now_ms();
-    if state.store.count_inbound_hits(origin, hits, now).await? {
+    if deps.store.count_inbound_hits(origin, hits, now).await? {
         return Ok(false);
     }
     if !room {
-        state
-            .federation
+        deps.queues
             .inbound_stats
             .set_full
             .fetch_add(1, Ordering::Relaxed);
         return Ok(false);
     }
-    let (status, detail) = admit(state, origin).await?;
-    state
-        .store
+    let (status, detail) = admit(deps, origin).await?;
+    deps.store
         .insert_inbound_crawler(origin, now, hits, status, detail.as_deref())
         .await?;
     Ok(true)
@@ -163,25 +165,25 @@ async fn write(state: &AppState, origin: &str, hits: i64, room: bool) -> Result<
 
 /// What the first record of `origin` does about it: `(status, detail)`.
 async fn admit(
-    state: &AppState,
+    deps: &FederationDeps<'_>,
     origin: &str,
 ) -> Result<(&'static str, Option<String>), StoreError> {
-    if let Some(peer) = state.store.get_peer_by_url(origin).await? {
+    if let Some(peer) = deps.store.get_peer_by_url(origin).await? {
         return Ok(("known_peer", Some(format!("a {} peer", peer.state))));
     }
-    if !state.settings.open_admission {
+    if !deps.open_admission {
         return Ok(("recorded", None));
     }
     let Ok(url) = SafeUrl::parse(origin) else {
         return Ok(("refused", Some("not a valid URL".into())));
     };
-    let fetcher = state.crawl.context().crawler().fetcher();
+    let fetcher = deps.crawl.context().crawler().fetcher();
     if let Err(e) = fetcher.check_url(&url).await {
         return Ok(("refused", Some(e.to_string())));
     }
-    let _admission = state.federation.admission.lock().await;
-    let limit = i64::from(state.settings.max_pending_peers);
-    if state.store.count_pending_peers().await? >= limit {
+    let _admission = deps.queues.admission.lock().await;
+    let limit = i64::from(deps.max_pending_peers);
+    if deps.store.count_pending_peers().await? >= limit {
         return Ok(("recorded", Some("pending-peer limit reached".into())));
     }
     let new = NewPeer {
@@ -193,9 +195,9 @@ async fn admit(
         depth: 1,
         pinned_key: None,
     };
-    let (row, inserted) = state.store.insert_peer_if_absent(&new).await?;
+    let (row, inserted) = deps.store.insert_peer_if_absent(&new).await?;
     if inserted {
-        state.federation.queue_preview(row.id);
+        deps.queues.queue_preview(row.id);
         Ok(("pending_peer", None))
     } else {
         Ok(("known_peer", Some(format!("a {} peer", row.state))))

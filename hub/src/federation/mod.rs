@@ -24,10 +24,12 @@ use aimarket_crawler::{CrawlError, SafeUrl};
 use aimarket_protocol::ProtocolError;
 use tokio::sync::mpsc;
 
-use crate::crawl::{self, CatalogUpdate};
+use crate::catalog::CatalogFeed;
+use crate::crawl::{self, CatalogUpdate, CrawlService};
 use crate::error_code::{ApiError, Code, ErrorCode};
+use crate::settings::PublicUrl;
 use crate::state::AppState;
-use crate::store::{CatalogDiff, StoreError};
+use crate::store::{CatalogDiff, Store, StoreError};
 
 /// Why a federation request was refused.
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +114,29 @@ impl FederationError {
     }
 }
 
+/// What the federation's admission helpers use (the recorder of inbound crawlers, the
+/// stranger and operator admissions): the peer tables, the catalog feed, the crawler (§7.4
+/// URL checks, previews), the admission settings, the queues and this hub's own URL. Lent
+/// by `AppState::federation_deps`. Operator actions that start a crawl still take the
+/// shared state, which the crawl scheduler needs.
+#[derive(Debug, Clone, Copy)]
+pub struct FederationDeps<'a> {
+    /// Peers, previews and recorded crawlers.
+    pub store: &'a Store,
+    /// Where peer-set changes are published.
+    pub feed: &'a CatalogFeed,
+    /// The crawler: the §7.4 address check and peer previews.
+    pub crawl: &'a CrawlService,
+    /// Strangers may become pending peers (`AIMARKET_OPEN_ADMISSION`).
+    pub open_admission: bool,
+    /// The bound on pending peers.
+    pub max_pending_peers: u32,
+    /// The queues and the admission lock.
+    pub queues: &'a Federation,
+    /// This hub's public URL (never admitted as a peer of itself).
+    pub public_url: &'a PublicUrl,
+}
+
 /// Queued background work, shared through `AppState`.
 #[derive(Debug)]
 pub struct Federation {
@@ -163,14 +188,17 @@ pub fn spawn(state: Arc<AppState>) {
 
 /// Parses `raw` as a URL for a peer; with `check` the address rule (and DNS) of §7.4 are
 /// applied as for a stranger's URL.
-async fn peer_url(state: &AppState, raw: &str, check: bool) -> Result<SafeUrl, FederationError> {
+async fn peer_url(
+    crawl: &CrawlService,
+    raw: &str,
+    check: bool,
+) -> Result<SafeUrl, FederationError> {
     let url = SafeUrl::parse(raw).map_err(|e| FederationError::UnsafeUrl {
         url: raw.to_owned(),
         reason: e.to_string(),
     })?;
     if check {
-        state
-            .crawl
+        crawl
             .context()
             .crawler()
             .fetcher()
@@ -183,9 +211,9 @@ async fn peer_url(state: &AppState, raw: &str, check: bool) -> Result<SafeUrl, F
 
 /// Tells subscribers that the set of peers changed without any capability moving (the
 /// well-known `peers` array, trust scores).
-async fn publish_peer_change(state: &AppState) -> Result<(), StoreError> {
-    let version = state.store.catalog_version().await?;
-    state.publish_catalog_update(CatalogUpdate {
+async fn publish_peer_change(store: &Store, feed: &CatalogFeed) -> Result<(), StoreError> {
+    let version = store.catalog_version().await?;
+    feed.publish(CatalogUpdate {
         version,
         since: Some(version),
         ..CatalogUpdate::default()
@@ -194,8 +222,8 @@ async fn publish_peer_change(state: &AppState) -> Result<(), StoreError> {
 }
 
 /// Publishes a store diff that bumped the catalog version once.
-fn publish_diff(state: &AppState, diff: CatalogDiff) {
-    state.publish_catalog_update(CatalogUpdate {
+fn publish_diff(feed: &CatalogFeed, diff: CatalogDiff) {
+    feed.publish(CatalogUpdate {
         version: diff.version,
         since: Some(diff.version - 1),
         added: diff.added,

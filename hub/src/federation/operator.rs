@@ -12,8 +12,9 @@ use aimarket_protocol::signing::PublicKey;
 use serde::Serialize;
 
 use super::{FederationError, crawl_soon, peer_url, publish_diff, publish_peer_change};
+use crate::catalog::CatalogFeed;
 use crate::state::AppState;
-use crate::store::{PeerRow, PeerState, normalize_origin};
+use crate::store::{PeerRow, PeerState, Store, normalize_origin};
 
 /// The answer of an operator action on one peer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -55,18 +56,16 @@ impl PeerAction {
     }
 }
 
-async fn find(state: &AppState, url: &str) -> Result<PeerRow, FederationError> {
+async fn find(store: &Store, url: &str) -> Result<PeerRow, FederationError> {
     let origin = normalize_origin(url)?;
-    state
-        .store
+    store
         .get_peer_by_url(&origin)
         .await?
         .ok_or(FederationError::PeerNotFound(origin))
 }
 
-async fn reload(state: &AppState, id: i64) -> Result<PeerRow, FederationError> {
-    state
-        .store
+async fn reload(store: &Store, id: i64) -> Result<PeerRow, FederationError> {
+    store
         .get_peer(id)
         .await?
         .ok_or_else(|| FederationError::PeerNotFound(id.to_string()))
@@ -83,26 +82,27 @@ fn parse_key(key: &str) -> Result<String, FederationError> {
 /// in full), any preview is dropped, and the peer-set change is published. Returns the row
 /// before (if any) and after.
 pub(super) async fn admit_as_operator(
-    state: &AppState,
+    store: &Store,
+    feed: &CatalogFeed,
     origin: &str,
     key: Option<&str>,
 ) -> Result<(Option<PeerRow>, PeerRow), FederationError> {
-    let before = state.store.get_peer_by_url(origin).await?;
-    let row = state.store.upsert_seed_peer(origin, key).await?;
+    let before = store.get_peer_by_url(origin).await?;
+    let row = store.upsert_seed_peer(origin, key).await?;
     let key_changed = before
         .as_ref()
         .is_some_and(|b| b.pinned_key.is_some() && b.pinned_key != row.pinned_key);
     if let (true, Some(key)) = (key_changed, key) {
-        state.store.repin_peer(row.id, key).await?;
+        store.repin_peer(row.id, key).await?;
     }
-    state.store.delete_peer_preview(row.id).await?;
+    store.delete_peer_preview(row.id).await?;
     match &before {
         // Stored rows of a formerly pending peer may have become visible without a diff.
         Some(b) if b.state == PeerState::Pending && b.capability_count > 0 => {
-            let version = state.store.catalog_version().await?;
-            state.publish_catalog_update(crate::crawl::CatalogUpdate::initial(version));
+            let version = store.catalog_version().await?;
+            feed.publish(crate::crawl::CatalogUpdate::initial(version));
         }
-        _ => publish_peer_change(state).await?,
+        _ => publish_peer_change(store, feed).await?,
     }
     Ok((before, row))
 }
@@ -110,7 +110,7 @@ pub(super) async fn admit_as_operator(
 /// Admits a pending peer: `active`, trusted, its preview dropped, a crawl started. An active
 /// peer is answered as it is.
 pub async fn approve(state: &Arc<AppState>, url: &str) -> Result<PeerAction, FederationError> {
-    let peer = find(state, url).await?;
+    let peer = find(&state.store, url).await?;
     let promoted = peer.state == PeerState::Pending;
     if promoted {
         let diff = state
@@ -119,12 +119,12 @@ pub async fn approve(state: &Arc<AppState>, url: &str) -> Result<PeerAction, Fed
             .await?;
         state.store.set_peer_trusted(peer.id).await?;
         state.store.delete_peer_preview(peer.id).await?;
-        publish_diff(state, diff);
+        publish_diff(&state.feed, diff);
         crawl_soon(state);
     } else {
         state.store.set_peer_trusted(peer.id).await?;
     }
-    let mut action = PeerAction::of(&reload(state, peer.id).await?);
+    let mut action = PeerAction::of(&reload(&state.store, peer.id).await?);
     action.promoted_from_pending = promoted;
     action.crawl_scheduled = promoted;
     Ok(action)
@@ -132,7 +132,7 @@ pub async fn approve(state: &Arc<AppState>, url: &str) -> Result<PeerAction, Fed
 
 /// Removes a peer and its catalog.
 pub async fn remove(state: &Arc<AppState>, url: &str) -> Result<PeerAction, FederationError> {
-    let peer = find(state, url).await?;
+    let peer = find(&state.store, url).await?;
     let diff = state.store.delete_peer(peer.id).await?;
     let mut action = PeerAction::of(&peer);
     action.status = "removed";
@@ -149,7 +149,7 @@ pub async fn remove(state: &Arc<AppState>, url: &str) -> Result<PeerAction, Fede
                 .into(),
         );
     }
-    publish_diff(state, diff);
+    publish_diff(&state.feed, diff);
     Ok(action)
 }
 
@@ -161,7 +161,7 @@ pub async fn repin(
     public_key: &str,
 ) -> Result<PeerAction, FederationError> {
     let key = parse_key(public_key)?;
-    let peer = find(state, url).await?;
+    let peer = find(&state.store, url).await?;
     if !state.store.repin_peer(peer.id, &key).await? {
         return Err(FederationError::PeerNotFound(peer.url));
     }
@@ -169,7 +169,7 @@ pub async fn repin(
     if scheduled {
         crawl_soon(state);
     }
-    let mut action = PeerAction::of(&reload(state, peer.id).await?);
+    let mut action = PeerAction::of(&reload(&state.store, peer.id).await?);
     action.crawl_scheduled = scheduled;
     let pinned_by_config = state.settings.seeds.iter().any(|s| {
         s.pinned_key.is_some()
@@ -193,9 +193,10 @@ pub async fn add_seed(
     public_key: Option<&str>,
 ) -> Result<PeerAction, FederationError> {
     let key = public_key.map(parse_key).transpose()?;
-    let url = peer_url(state, url, false).await?;
+    let url = peer_url(&state.crawl, url, false).await?;
     let origin = normalize_origin(url.as_str())?;
-    let (before, row) = admit_as_operator(state, &origin, key.as_deref()).await?;
+    let (before, row) =
+        admit_as_operator(&state.store, &state.feed, &origin, key.as_deref()).await?;
     crawl_soon(state);
     let mut action = PeerAction::of(&row);
     action.created = before.is_none();

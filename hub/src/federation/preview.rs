@@ -22,6 +22,7 @@ use aimarket_crawler::{KnownPeer, PeerOutcome, SafeUrl, VerifiedCatalog};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use crate::crawl::CrawlService;
 use crate::state::AppState;
 use crate::store::{NewPreview, PeerState, Store, StoreError, now_ms, rfc3339_from_ms};
 
@@ -61,8 +62,12 @@ fn summary(catalog: &VerifiedCatalog) -> Value {
 
 /// Fetches, verifies and stores the preview of pending peer `peer_id`. Nothing happens for
 /// a peer that is no longer pending.
-pub async fn preview_peer(state: &AppState, peer_id: i64) -> Result<(), StoreError> {
-    let Some(peer) = state.store.get_peer(peer_id).await? else {
+pub async fn preview_peer(
+    store: &Store,
+    crawl: &CrawlService,
+    peer_id: i64,
+) -> Result<(), StoreError> {
+    let Some(peer) = store.get_peer(peer_id).await? else {
         return Ok(());
     };
     if peer.state != PeerState::Pending {
@@ -74,25 +79,19 @@ pub async fn preview_peer(state: &AppState, peer_id: i64) -> Result<(), StoreErr
                 pinned_key: peer.pinned_key.clone(),
                 ..KnownPeer::default()
             };
-            state
-                .crawl
+            crawl
                 .context()
                 .crawler()
                 .crawl_peer(&url, false, Some(known))
                 .await
         }
         Err(e) => {
-            return write(
-                &state.store,
-                peer_id,
-                Err(&format!("invalid well-known URL: {e}")),
-            )
-            .await;
+            return write(store, peer_id, Err(&format!("invalid well-known URL: {e}"))).await;
         }
     };
     match outcome {
-        PeerOutcome::Updated(catalog, _) => write(&state.store, peer_id, Ok(&catalog)).await,
-        PeerOutcome::Failed(e) => write(&state.store, peer_id, Err(&e.to_string())).await,
+        PeerOutcome::Updated(catalog, _) => write(store, peer_id, Ok(&catalog)).await,
+        PeerOutcome::Failed(e) => write(store, peer_id, Err(&e.to_string())).await,
         // Nothing was remembered, so no conditional request was sent.
         PeerOutcome::NotModified(_) => Ok(()),
     }
@@ -184,7 +183,7 @@ pub(super) async fn run(state: Arc<AppState>, mut queue: mpsc::Receiver<i64>) {
             if state.crawl.is_shut_down() {
                 return;
             }
-            match preview_peer(&state, id).await {
+            match preview_peer(&state.store, &state.crawl, id).await {
                 Ok(()) => {}
                 Err(e) if e.is_closed() => return,
                 Err(e) => tracing::warn!(peer_id = id, error = %e, "preview failed"),

@@ -38,7 +38,7 @@ async fn invoke(
     // The task carries the request's span (a no-op span when traces are off).
     let span = crate::telemetry::current_span();
     let result = actix_web::rt::spawn(
-        async move { crate::invoke::invoke(&state, call).await }.instrument(span),
+        async move { crate::invoke::invoke(&state.invoke_deps(), call).await }.instrument(span),
     )
     .await
     .map_err(|e| ApiError::internal(std::io::Error::other(format!("invoke task failed: {e}"))))?;

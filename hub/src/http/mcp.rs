@@ -126,7 +126,7 @@ async fn post(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) ->
     // cancel a paid invoke between hold and capture.
     let span = crate::telemetry::current_span();
     let reply = actix_web::rt::spawn(tracing::Instrument::instrument(
-        async move { mcp::handle(&state, &body, &ctx).await },
+        async move { mcp::handle(&state.mcp_deps(), &body, &ctx).await },
         span,
     ))
     .await;

@@ -44,7 +44,7 @@ async fn run(
     // On a task of its own, like an invoke: a buyer who disconnects cannot leave holds
     // behind or nodes paid for and not billed.
     let answer = actix_web::rt::spawn(async move {
-        crate::pipelines::run_pipeline(&state, &body, buyer, version).await
+        crate::pipelines::run_pipeline(&state.invoke_deps(), &body, buyer, version).await
     })
     .await
     .map_err(|e| {
@@ -57,7 +57,7 @@ async fn get(
     state: web::Data<AppState>,
     trace_id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let answer = crate::pipelines::get_pipeline(&state, &trace_id).await?;
+    let answer = crate::pipelines::get_pipeline(&state.store, &trace_id).await?;
     // The run is found: 200 whatever the run's own outcome (`success` says it).
     Ok(HttpResponse::Ok().json(answer.body))
 }

@@ -36,7 +36,7 @@ async fn submit_events(
     state: web::Data<AppState>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let outcome = reputation::ingest_events(&state, &body).await?;
+    let outcome = reputation::ingest_events(&state.reputation_deps(), &body).await?;
     let mut answer = serde_json::to_value(outcome).map_err(ApiError::internal)?;
     answer["protocol_version"] = json!("v2");
     Ok(HttpResponse::Ok().json(answer))
@@ -89,7 +89,7 @@ async fn hub_reputation(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let report = reputation::report(&state, &hub_url_of(&req)).await?;
+    let report = reputation::report(&state.reputation_deps(), &hub_url_of(&req)).await?;
     Ok(HttpResponse::Ok().json(report))
 }
 

@@ -226,7 +226,7 @@ async fn pricing(
     }
     let (product_id, capability_id) = path.into_inner();
     let offers = describe(
-        &state,
+        &state.invoke_deps(),
         &product_id,
         &capability_id,
         query.source_hub.as_deref(),

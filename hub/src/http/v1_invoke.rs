@@ -61,7 +61,7 @@ async fn invoke(
     let call = InvokeCall::new(request, headers, caller);
     let span = crate::telemetry::current_span();
     let result = actix_web::rt::spawn(tracing::Instrument::instrument(
-        async move { crate::invoke::invoke(&state, call).await },
+        async move { crate::invoke::invoke(&state.invoke_deps(), call).await },
         span,
     ))
     .await

@@ -3,7 +3,7 @@
 //! Peers fetch this on a timer, so it is rendered and signed once per catalog generation and
 //! served from memory with an `ETag`; `If-None-Match` answers 304 without a body.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use aimarket_protocol::signing::sign_document;
 
+use crate::catalog::well_known::Rendered;
 use crate::http::error::ApiError;
 use crate::state::{AppState, CatalogSummary};
 
@@ -28,46 +29,6 @@ const CACHE_CONTROL: &str = "public, max-age=60";
 /// Registers the well-known route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource(PATH).route(web::get().to(get_well_known)));
-}
-
-/// A signed document ready to serve.
-#[derive(Debug)]
-pub struct Rendered {
-    /// Catalog generation it was rendered at.
-    pub generation: u64,
-    /// The exact response body.
-    pub body: Bytes,
-    /// Strong entity tag (quoted) derived from the body.
-    pub etag: String,
-}
-
-/// The last rendered document, replaced when the catalog generation moves on.
-#[derive(Debug, Default)]
-pub struct WellKnownCache {
-    current: RwLock<Option<Arc<Rendered>>>,
-}
-
-impl WellKnownCache {
-    fn get(&self, generation: u64) -> Option<Arc<Rendered>> {
-        // A poisoned lock only means a panic elsewhere while holding it; the value is an
-        // immutable Arc, so it is still sound to read or replace.
-        let guard = self.current.read().unwrap_or_else(|e| e.into_inner());
-        guard
-            .as_ref()
-            .filter(|r| r.generation == generation)
-            .cloned()
-    }
-
-    fn put(&self, rendered: Arc<Rendered>) {
-        let mut guard = self.current.write().unwrap_or_else(|e| e.into_inner());
-        // Never replace a newer render with an older one (two renders can race).
-        if guard
-            .as_ref()
-            .is_none_or(|r| r.generation <= rendered.generation)
-        {
-            *guard = Some(rendered);
-        }
-    }
 }
 
 /// The unsigned document, built from settings, the key and the catalog summary. Plugins'

@@ -13,6 +13,7 @@ use aimarket_plugins::{AttemptFailure, InvokeView, Refusal, RefusalKind, Upstrea
 use serde_json::Value;
 use tracing::Instrument as _;
 
+use super::InvokeDeps;
 use super::error::InvokeError;
 use super::forward::{ForwardError, OutgoingHeaders, Trace, names};
 use super::hooks::{self, PluginRun};
@@ -28,7 +29,6 @@ use super::timing::{Timing, elapsed_ms};
 use super::{InvokeCall, InvokeResult, Invoker};
 use crate::limits::ProviderPermit;
 use crate::payments::{ReleaseReason, usd_to_micros};
-use crate::state::AppState;
 use crate::telemetry::span;
 
 /// One upstream attempt: the provider, where it is called, and the plugins' view of it.
@@ -67,7 +67,7 @@ pub(super) enum Tried {
 
 /// The state of one invoke between the hold and the answer.
 pub(super) struct Run<'a> {
-    pub(super) state: &'a AppState,
+    pub(super) deps: &'a InvokeDeps<'a>,
     pub(super) call: &'a InvokeCall,
     pub(super) rail: Rail,
     /// The call's funding (the hold, if any), settled when the run ends.
@@ -92,7 +92,7 @@ impl Run<'_> {
         first: Attempt,
     ) -> (Arc<Offer>, Settled) {
         let (offer, outcome) = self.forward_with_failover(providers, first).await;
-        let state = self.state;
+        let deps = self.deps;
         let settled = match outcome {
             Ok(Outcome::Answer {
                 answer,
@@ -100,7 +100,7 @@ impl Run<'_> {
                 extensions,
             }) => {
                 settle(
-                    state,
+                    deps,
                     &offer,
                     self.funding,
                     answer,
@@ -116,7 +116,9 @@ impl Run<'_> {
                 Err(self.reject(&offer, refusal, funding).await)
             }
             Err(e) => {
-                self.funding.release(state, ReleaseReason::CallFailed).await;
+                self.funding
+                    .release(deps.metrics, ReleaseReason::CallFailed)
+                    .await;
                 Err(e)
             }
         };
@@ -131,7 +133,7 @@ impl Run<'_> {
         providers: &[Arc<Offer>],
         first: Attempt,
     ) -> (Arc<Offer>, Result<Outcome, InvokeError>) {
-        let policy = self.state.plugins.retry_policy();
+        let policy = self.deps.plugins.retry_policy();
         let mut attempt = first;
         loop {
             let (failure, error) = match self.try_once(&attempt).await {
@@ -152,7 +154,7 @@ impl Run<'_> {
             );
             // The failed provider's call counts against it.
             record::invocation(
-                self.state,
+                self.deps,
                 &attempt.offer,
                 None,
                 InvokeResult::from_error(error).status,
@@ -160,7 +162,7 @@ impl Run<'_> {
                 0,
                 self.started,
             );
-            let target = match resolve_target(&self.state.invoker, next).await {
+            let target = match resolve_target(self.deps.invoker, next).await {
                 Ok(target) => target,
                 Err(e) => return (next.clone(), Err(e)),
             };
@@ -172,9 +174,9 @@ impl Run<'_> {
                 return (next.clone(), Err(e));
             }
             let permit = match self
-                .state
+                .deps
                 .limits
-                .admit_provider(&self.state.shared, &next.peer_url)
+                .admit_provider(self.deps.shared, &next.peer_url)
                 .await
             {
                 Ok(permit) => permit,
@@ -212,8 +214,8 @@ impl Run<'_> {
 
     /// One upstream call and what it becomes for the buyer.
     async fn try_once(&mut self, attempt: &Attempt) -> Tried {
-        let (state, call, funding) = (self.state, self.call, &self.funding);
-        let invoker = &state.invoker;
+        let (deps, call, funding) = (self.deps, self.call, &self.funding);
+        let invoker = deps.invoker;
         let offer = &*attempt.offer;
         let forwarder = match invoker.forwarder() {
             Ok(f) => f,
@@ -232,7 +234,7 @@ impl Run<'_> {
             tries += 1;
             let mut headers = OutgoingHeaders::new(
                 invoker.routing_fee_bps,
-                state.public_url.as_str(),
+                deps.public_url.as_str(),
                 &self.trace.traceparent,
                 &self.trace.request_id,
             );
@@ -271,8 +273,8 @@ impl Run<'_> {
             let signed = signs
                 && rails::apply_signature(
                     &mut headers,
-                    &state.signing_key,
-                    state.public_url.as_str(),
+                    deps.signing_key,
+                    deps.public_url.as_str(),
                     target_url,
                     &offer.capability_id,
                     &call.request.input,
@@ -328,7 +330,8 @@ impl Run<'_> {
                 && tries < 2
                 && rail.hub_paid()
                 && let Some(max) = funding.hub_charged_micros()
-                && let Some(payment) = super::x402_rail::provider_payment(state, &upstream, max)
+                && let Some(payment) =
+                    super::x402_rail::provider_payment(deps.ledger, &upstream, max)
             {
                 x402_payment = Some(payment);
                 continue;
@@ -343,9 +346,9 @@ impl Run<'_> {
                 upstream.header("retry-after"),
                 chrono::Utc::now(),
             );
-            let refusal = state
+            let refusal = deps
                 .limits
-                .provider_refused(&state.shared, &offer.peer_url, wait)
+                .provider_refused(deps.shared, &offer.peer_url, wait)
                 .await;
             return Tried::Done(Err(refusal.into()));
         }
@@ -402,13 +405,13 @@ impl Run<'_> {
     /// An `after_invoke` block: the hold is released, and the answer gets a signed, stored
     /// v2 rejection receipt.
     async fn reject(&self, offer: &Offer, refusal: Refusal, funding: Funding) -> InvokeError {
-        let state = self.state;
+        let deps = self.deps;
         let nonce = match &funding {
             Funding::Channel { hold, .. } => hold.id().to_owned(),
             Funding::X402 { .. } | Funding::Buyer => new_nonce(),
         };
         let channel_id = funding.channel_id().map(str::to_owned);
-        let refunded = funding.release(state, ReleaseReason::Blocked).await;
+        let refunded = funding.release(deps.metrics, ReleaseReason::Blocked).await;
         let rejection = hooks::Rejection {
             nonce: &nonce,
             offer,
@@ -416,14 +419,14 @@ impl Run<'_> {
             refunded,
             trace_id: hooks::trace_id(&self.trace.traceparent),
             latency_ms: elapsed_ms(self.started),
-            routing_hub: state.public_url.as_str(),
+            routing_hub: deps.public_url.as_str(),
         };
-        let receipt = match rejection.sign(&refusal, &state.signing_key) {
+        let receipt = match rejection.sign(&refusal, deps.signing_key) {
             Ok(receipt) => receipt,
             Err(e) => return e,
         };
         // Stored before answering, so the buyer can fetch it at once.
-        if let Err(e) = state.ledger.store_receipt(&receipt).await {
+        if let Err(e) = deps.ledger.store_receipt(&receipt).await {
             tracing::error!(nonce, error = %e, "cannot store a rejection receipt");
         }
         tracing::info!(

@@ -3,7 +3,9 @@
 //!
 //! [`invoke`] is the one service function: the HTTP handler and (in process, without an
 //! HTTP loop back) the MCP `market_invoke` tool both call it with an [`InvokeCall`] and get
-//! an [`InvokeResult`] (status, headers, body) back.
+//! an [`InvokeResult`] (status, headers, body) back. It runs on [`InvokeDeps`], the parts of
+//! the hub it reads and writes (borrowed; `AppState::invoke_deps` lends them), never on the
+//! whole hub state.
 //!
 //! Modules: [`request`] (typed input), [`resolve`] (catalog snapshot, `choose_providers`),
 //! [`validate`] (input schemas), [`target`] (where and in which shape to forward),
@@ -36,6 +38,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use aimarket_crawler::UrlPolicy;
+use aimarket_plugins::Registry;
+use aimarket_protocol::signing::KeyPair;
 use bytes::Bytes;
 
 pub use crate::limits::{Caller, ClientId};
@@ -44,12 +48,14 @@ pub use hub_payment::HubPaymentOption;
 pub use request::{BuyerHeaders, InvokeRequest};
 pub use resolve::{Offer, choose_providers};
 
+use crate::catalog::CatalogFeed;
 use crate::error_code::ApiError;
-use crate::limits::LimitKind;
-use crate::payments::{IdemState, StoredResponse};
-use crate::settings::Settings;
-use crate::state::AppState;
-use crate::store::normalize_origin;
+use crate::limits::{LimitKind, Limits};
+use crate::metrics::Metrics;
+use crate::payments::{IdemState, Ledger, StoredResponse};
+use crate::replica::SharedState;
+use crate::settings::{PublicUrl, Settings};
+use crate::store::{Store, normalize_origin};
 
 /// One invoke, parsed at the edge.
 #[derive(Debug, Clone)]
@@ -137,6 +143,34 @@ impl InvokeResult {
     }
 }
 
+/// What a routed invoke reads and writes, borrowed from the hub's long-lived parts: exactly
+/// these, so the invoke (and the services built on it: pipelines, MCP `market_invoke`)
+/// depends on what it uses rather than on the whole hub state. `AppState::invoke_deps` lends
+/// one; tests can assemble one from their own parts.
+#[derive(Debug, Clone, Copy)]
+pub struct InvokeDeps<'a> {
+    /// Caches, provider clients, the hub's credentials at peers, the off-path recorder.
+    pub invoker: &'a Invoker,
+    /// The catalog store (offers, products of a capability).
+    pub store: &'a Store,
+    /// Channels, holds, receipts, idempotency records, the hub wallet.
+    pub ledger: &'a Ledger,
+    /// The plugin chain (route, invoke guards, receipt extensions, retry policy).
+    pub plugins: &'a Registry,
+    /// Client identities and the client and provider limits.
+    pub limits: &'a Limits,
+    /// What replicas share (the limits' Redis side).
+    pub shared: &'a SharedState,
+    /// The invoke, ledger and revenue series.
+    pub metrics: &'a Metrics,
+    /// Signs routing and rejection receipts and the hub's admission signature.
+    pub signing_key: &'a KeyPair,
+    /// This hub's public base URL (`routing_hub`, `routed_via`, the payment option).
+    pub public_url: &'a PublicUrl,
+    /// The catalog generation, which invalidates cached offers.
+    pub feed: &'a CatalogFeed,
+}
+
 /// The invoke machinery that lives as long as the hub: caches, clients, limits.
 #[derive(Debug)]
 pub struct Invoker {
@@ -194,6 +228,11 @@ impl Invoker {
         self.catalog.clear();
     }
 
+    /// The routing fee in basis points added to every provider price.
+    pub fn routing_fee_bps(&self) -> u32 {
+        self.routing_fee_bps
+    }
+
     /// Background writes queued and not yet written.
     pub fn pending_records(&self) -> usize {
         self.recorder.pending()
@@ -206,7 +245,7 @@ impl Invoker {
 
     /// Queues a background write as an invoke would (tests of what reports the drops).
     #[cfg(test)]
-    pub(crate) fn queue_record(&self, ledger: &crate::payments::Ledger, write: record::Write) {
+    pub(crate) fn queue_record(&self, ledger: &Ledger, write: record::Write) {
         self.recorder.send(ledger, write);
     }
 
@@ -231,12 +270,12 @@ impl Invoker {
 /// and a retry with the same request gets it back without running (or charging) again; the
 /// same key with a different request is 409 `idempotency_conflict`, and while the first is
 /// still running, 409 `idempotency_in_flight`.
-pub async fn invoke(state: &AppState, mut call: InvokeCall) -> InvokeResult {
-    let identified = state
+pub async fn invoke(deps: &InvokeDeps<'_>, mut call: InvokeCall) -> InvokeResult {
+    let identified = deps
         .limits
         .identities()
         .identify(
-            &state.ledger,
+            deps.ledger,
             &call.caller,
             call.headers.channel_id.as_deref(),
             call.headers.channel_secret.as_deref(),
@@ -245,9 +284,9 @@ pub async fn invoke(state: &AppState, mut call: InvokeCall) -> InvokeResult {
     call.client = identified.client;
     // With Redis the limit is shared by every replica; without it (or when Redis fails) it
     // is this process's own.
-    if let Err(refusal) = state
+    if let Err(refusal) = deps
         .limits
-        .check_client(&state.shared, LimitKind::InvokeClient, &call.client)
+        .check_client(deps.shared, LimitKind::InvokeClient, &call.client)
         .await
     {
         return InvokeResult::from_error(InvokeError::Limited(refusal));
@@ -265,10 +304,10 @@ pub async fn invoke(state: &AppState, mut call: InvokeCall) -> InvokeResult {
         return InvokeResult::from_error(e);
     }
     let Some(key) = call.headers.idempotency_key.clone() else {
-        return pipeline::run(state, &call).await;
+        return pipeline::run(deps, &call).await;
     };
     let fingerprint = call.request.fingerprint();
-    let begun = state
+    let begun = deps
         .ledger
         .idempotency_begin(&key, call.client.as_str(), &fingerprint)
         .await;
@@ -283,18 +322,16 @@ pub async fn invoke(state: &AppState, mut call: InvokeCall) -> InvokeResult {
         }
         Err(e) => return InvokeResult::from_error(InvokeError::Payment(e)),
     }
-    let result = pipeline::run(state, &call).await;
+    let result = pipeline::run(deps, &call).await;
     // A 2xx is final and is what a retry must get back (it may have been charged). Anything
     // else charged nothing, so the claim is dropped and a retry runs afresh (after paying
     // following a 402, say).
     let stored = if (200..300).contains(&result.status) {
-        state
-            .ledger
+        deps.ledger
             .idempotency_finish(&key, call.client.as_str(), &result.stored())
             .await
     } else {
-        state
-            .ledger
+        deps.ledger
             .idempotency_abandon(&key, call.client.as_str())
             .await
     };

@@ -28,6 +28,7 @@ use std::time::Instant;
 use aimarket_plugins::UpstreamPayment;
 use tracing::Instrument as _;
 
+use super::InvokeDeps;
 use super::error::InvokeError;
 use super::failover::{Attempt, Run};
 use super::forward::{self, Trace};
@@ -42,14 +43,13 @@ use super::target::{known_target_url, resolve_target};
 use super::timing::{Timing, timed_ledger};
 use super::{InvokeCall, InvokeResult, Invoker};
 use crate::metrics::{InvokeOutcome, LedgerOp};
-use crate::payments::{PaymentError, usd_to_micros};
+use crate::payments::{Ledger, PaymentError, usd_to_micros};
 use crate::settings::SellerDirectFee;
-use crate::state::AppState;
 use crate::telemetry::span;
 
 /// Runs steps 1–9 and renders the outcome. Every 402 (the provider's, relayed, or this
 /// hub's own) leaves with this hub's payment option in its headers.
-pub(super) async fn run(state: &AppState, call: &InvokeCall) -> InvokeResult {
+pub(super) async fn run(deps: &InvokeDeps<'_>, call: &InvokeCall) -> InvokeResult {
     let started = Instant::now();
     let span = span!(
         "invoke.route",
@@ -61,7 +61,7 @@ pub(super) async fn run(state: &AppState, call: &InvokeCall) -> InvokeResult {
     // call that succeeds allocates none of it.
     let mut routed = None;
     let timing = Timing::default();
-    let mut result = match run_inner(state, call, &mut routed, &timing)
+    let mut result = match run_inner(deps, call, &mut routed, &timing)
         .instrument(span.clone())
         .await
     {
@@ -71,12 +71,11 @@ pub(super) async fn run(state: &AppState, call: &InvokeCall) -> InvokeResult {
     if result.status == 402
         && let Some(offer) = &routed
     {
-        hub_option(state, offer).attach(&mut result);
+        hub_option(deps, offer).attach(&mut result);
     }
     let outcome = InvokeOutcome::classify(result.status, timing.success(), timing.reached());
     let rail = timing.rail();
-    state
-        .metrics
+    deps.metrics
         .observe_invoke(outcome, rail, started.elapsed(), timing.provider());
     span.record("outcome", outcome.as_str());
     span.record("rail", rail);
@@ -84,25 +83,25 @@ pub(super) async fn run(state: &AppState, call: &InvokeCall) -> InvokeResult {
 }
 
 /// This hub's payment option for a call routed to `offer`.
-fn hub_option(state: &AppState, offer: &Offer) -> HubPaymentOption {
+fn hub_option(deps: &InvokeDeps<'_>, offer: &Offer) -> HubPaymentOption {
     HubPaymentOption::for_offer(
-        &state.invoker,
-        &state.public_url,
-        state.ledger.payments_available(),
+        deps.invoker,
+        deps.public_url,
+        deps.ledger.payments_available(),
         offer,
     )
-    .with_ledger(&state.ledger)
+    .with_ledger(deps.ledger)
 }
 
 async fn run_inner(
-    state: &AppState,
+    deps: &InvokeDeps<'_>,
     call: &InvokeCall,
     routed: &mut Option<std::sync::Arc<Offer>>,
     timing: &Timing,
 ) -> Result<InvokeResult, InvokeError> {
     let started = Instant::now();
-    let invoker = &state.invoker;
-    let store = &state.store;
+    let invoker = deps.invoker;
+    let store = deps.store;
 
     // 1. Resolve (naming the product when the buyer left it out), then route.
     let named;
@@ -128,7 +127,7 @@ async fn run_inner(
         store,
         schemas: &invoker.schemas,
         routing_fee_bps: invoker.routing_fee_bps,
-        generation: state.catalog_generation(),
+        generation: deps.feed.generation(),
     };
     let offers = invoker
         .catalog
@@ -158,10 +157,10 @@ async fn run_inner(
         request_id: forward::request_id(call.headers.request_id.as_deref()),
     };
     let mut plugins = PluginRun::new(
-        &state.plugins,
+        deps.plugins,
         call,
         &trace.request_id,
-        state.public_url.as_str(),
+        deps.public_url.as_str(),
     );
     let providers = plugins
         .route(call, providers, |o| known_target_url(invoker, o))
@@ -185,7 +184,7 @@ async fn run_inner(
     }
 
     // 4. Plugins before the call: a block charges nothing.
-    let hub_wallet = state.ledger.payout().map(|p| p.wallet().address());
+    let hub_wallet = deps.ledger.payout().map(|p| p.wallet().address());
     let rail = Rail::choose(&call.headers, routed_micros, hub_wallet);
     timing.set_rail(rail.as_str());
     let held_micros = held_micros(invoker, rail, offer, routed_micros)?;
@@ -201,20 +200,24 @@ async fn run_inner(
         .then(|| hooks::invoke_view(call, offer, target.url.as_str(), 0, payment));
     plugins.before_invoke(view.as_ref()).await?;
     // The slot is held until the provider's answer is read (it lives in the attempt).
-    let permit = state
+    let permit = deps
         .limits
-        .admit_provider(&state.shared, &offer.peer_url)
+        .admit_provider(deps.shared, &offer.peer_url)
         .await?;
 
     // 5. Hold: the routed price (hub pays), or the routing fee on a seller-direct call when
     // the operator charges it; or verify the buyer's x402 authorization to this hub.
     let funding = match (&call.headers.channel_id, held_micros) {
-        _ if rail == Rail::HubX402 => super::x402_rail::verify(state, call, routed_micros).await?,
-        (Some(channel_id), micros) if micros > 0 => {
-            timed_ledger(state, LedgerOp::Hold, hold(state, call, channel_id, micros))
-                .await
-                .map_err(|e| InvokeError::channel_refused(e, &hub_option(state, offer)))?
+        _ if rail == Rail::HubX402 => {
+            super::x402_rail::verify(deps.ledger, call, routed_micros).await?
         }
+        (Some(channel_id), micros) if micros > 0 => timed_ledger(
+            deps.metrics,
+            LedgerOp::Hold,
+            hold(deps.ledger, call, channel_id, micros),
+        )
+        .await
+        .map_err(|e| InvokeError::channel_refused(e, &hub_option(deps, offer)))?,
         _ => Funding::Buyer,
     };
     let channel_id = funding.channel_id().map(str::to_owned);
@@ -222,13 +225,13 @@ async fn run_inner(
     // 6–8. Forward (with failover) and settle: the run owns the funding, and every way out
     // of it captures or releases the hold.
     let run = Run {
-        state,
+        deps,
         call,
         rail,
         funding,
         payment,
         trace: &trace,
-        buyer_id: rails::buyer_id(&state.signing_key, &call.client),
+        buyer_id: rails::buyer_id(deps.signing_key, &call.client),
         started,
         plugins,
         timing,
@@ -244,7 +247,7 @@ async fn run_inner(
     timing.set_success(settled.success);
     // 9. Record.
     record::invocation(
-        state,
+        deps,
         &used,
         channel_id,
         settled.result.status,
@@ -260,32 +263,27 @@ async fn run_inner(
 /// is 402 `payment_authorization_required`) and the hold id is its receipt id; a custodial
 /// channel ignores one.
 async fn hold(
-    state: &AppState,
+    ledger: &Ledger,
     call: &InvokeCall,
     channel_id: &str,
     micros: i64,
 ) -> Result<Funding, PaymentError> {
     let secret = call.headers.channel_secret.as_deref();
     if let Some(authorization) = &call.request.payment_authorization
-        && state.ledger.escrow().is_some()
+        && ledger.escrow().is_some()
     {
-        let channel = state.ledger.get_channel(channel_id).await?;
+        let channel = ledger.get_channel(channel_id).await?;
         if channel.escrow_id.is_some() {
             // The channel's secret (optional on escrow channels) is still checked when sent.
-            state
-                .ledger
-                .authenticate_channel(channel_id, secret)
-                .await?;
-            let hold = state
-                .ledger
+            ledger.authenticate_channel(channel_id, secret).await?;
+            let hold = ledger
                 .hold_escrow(&channel, Some(authorization), micros)
                 .await?;
             return Ok(Funding::Channel { hold, escrow: true });
         }
     }
     // An escrow channel without an authorization is refused here (402).
-    let hold = state
-        .ledger
+    let hold = ledger
         .hold(channel_id, secret, micros, &new_nonce())
         .await?;
     Ok(Funding::Channel {

@@ -17,10 +17,10 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use super::InvokeDeps;
 use super::resolve::Offer;
 use super::timing::elapsed_ms;
 use crate::payments::{InvocationRecord, Ledger};
-use crate::state::AppState;
 
 /// Items queued before new ones are dropped.
 const QUEUE: usize = 16_384;
@@ -89,7 +89,7 @@ impl Recorder {
 
 /// Queues the invocation record of a call to `offer` (paid from `channel_id`, if any).
 pub(super) fn invocation(
-    state: &AppState,
+    deps: &InvokeDeps<'_>,
     offer: &Offer,
     channel_id: Option<String>,
     status: u16,
@@ -109,10 +109,9 @@ pub(super) fn invocation(
         channel_id,
         ts: crate::store::now_ms(),
     };
-    state
-        .invoker
+    deps.invoker
         .recorder
-        .send(&state.ledger, Write::Invocation(record));
+        .send(deps.ledger, Write::Invocation(record));
 }
 
 /// Most writes committed in one transaction.

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde_json::{Map, Value};
 
-use super::InvokeResult;
+use super::InvokeDeps;
 use super::error::InvokeError;
 use super::rails::Rail;
 use super::receipt::{RoutingReceipt, new_nonce};
@@ -15,11 +15,11 @@ use super::record::Write;
 use super::relay::{self, Answer};
 use super::resolve::Offer;
 use super::timing::{elapsed_ms, timed_ledger};
-use crate::metrics::LedgerOp;
+use super::{InvokeResult, Invoker};
+use crate::metrics::{LedgerOp, Metrics};
 use crate::payments::x402::{ExactPayment, payment_response};
 use crate::payments::{HoldGuard, ReleaseReason};
 use crate::settings::SellerDirectFee;
-use crate::state::AppState;
 
 /// How the provider is paid for this call. Owned by the run: settling consumes it, and a
 /// channel hold inside can only be captured or released ([`HoldGuard`]).
@@ -68,10 +68,10 @@ impl Funding {
     /// Gives a channel hold back (nothing else was taken yet); whether it was, for a
     /// channel-funded call. A failure is logged by the guard, and the sweeper releases the
     /// hold when its lease ends.
-    pub(super) async fn release(self, state: &AppState, reason: ReleaseReason) -> bool {
+    pub(super) async fn release(self, metrics: &Metrics, reason: ReleaseReason) -> bool {
         match self {
             Self::Channel { hold, .. } => {
-                timed_ledger(state, LedgerOp::Release, hold.release(reason))
+                timed_ledger(metrics, LedgerOp::Release, hold.release(reason))
                     .await
                     .is_ok()
             }
@@ -134,7 +134,7 @@ impl Settled {
 /// authorization settled on-chain only on success.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn settle(
-    state: &AppState,
+    deps: &InvokeDeps<'_>,
     offer: &Offer,
     funding: Funding,
     answer: Answer,
@@ -158,12 +158,12 @@ pub(super) async fn settle(
         },
         unpaid => {
             // The buyer is charged nothing: the hold goes back before the answer does.
-            funding.release(state, ReleaseReason::Unbilled).await;
-            return unbilled(state, offer, unpaid, sent, elapsed_ms(started));
+            funding.release(deps.metrics, ReleaseReason::Unbilled).await;
+            return unbilled(deps.invoker, offer, unpaid, sent, elapsed_ms(started));
         }
     };
     billed(
-        state,
+        deps,
         offer,
         funding,
         success,
@@ -176,13 +176,12 @@ pub(super) async fn settle(
 
 /// A provider answer that is not a billable success.
 fn unbilled(
-    state: &AppState,
+    invoker: &Invoker,
     offer: &Offer,
     answer: Answer,
     sent: Sent,
     latency_ms: u64,
 ) -> Result<Settled, InvokeError> {
-    let invoker = &state.invoker;
     match answer {
         Answer::PaymentRequired(upstream) => {
             if sent.rail.hub_paid() {
@@ -242,7 +241,7 @@ struct Success {
 /// routing receipt, or the x402 authorization settled) and the answer built. A failure
 /// before the capture releases the hold.
 async fn billed(
-    state: &AppState,
+    deps: &InvokeDeps<'_>,
     offer: &Offer,
     funding: Funding,
     success: Success,
@@ -250,7 +249,7 @@ async fn billed(
     plugin_extensions: Option<Value>,
     started: Instant,
 ) -> Result<Settled, InvokeError> {
-    let invoker = &state.invoker;
+    let invoker = deps.invoker;
     let latency_ms = elapsed_ms(started);
     let Success {
         body,
@@ -268,7 +267,7 @@ async fn billed(
     // e.g. a concurrent replay of it, leaves the buyer without the result).
     let settlement = match &funding {
         Funding::X402 { payment, .. } => {
-            let tx = state.ledger.settle_verified_x402(payment).await?;
+            let tx = deps.ledger.settle_verified_x402(payment).await?;
             Some(payment_response(
                 &tx,
                 &payment.network,
@@ -296,17 +295,19 @@ async fn billed(
             routing_fee_bps,
             latency_ms,
             source_hub: &offer.origin,
-            routing_hub: state.public_url.as_str(),
+            routing_hub: deps.public_url.as_str(),
             payment_rail: sent.rail.as_str(),
             routing_fee_policy: (sent.rail == Rail::SellerDirect)
                 .then(|| invoker.rails.seller_direct_fee.as_str()),
         }
-        .sign_with_extensions(&state.signing_key, plugin_extensions)
+        .sign_with_extensions(deps.signing_key, plugin_extensions)
     });
     let routing_receipt = match signed {
         Ok(receipt) => receipt,
         Err(e) => {
-            funding.release(state, ReleaseReason::CaptureFailed).await;
+            funding
+                .release(deps.metrics, ReleaseReason::CaptureFailed)
+                .await;
             return Err(InvokeError::Internal(format!(
                 "cannot sign the routing receipt: {e}"
             )));
@@ -315,10 +316,15 @@ async fn billed(
     match funding {
         Funding::Channel { hold, escrow } => {
             // A failed capture releases the hold (the guard does) before the error returns.
-            timed_ledger(state, LedgerOp::Capture, hold.capture(&routing_receipt)).await?;
+            timed_ledger(
+                deps.metrics,
+                LedgerOp::Capture,
+                hold.capture(&routing_receipt),
+            )
+            .await?;
             if escrow {
                 // The authorization goes on-chain off the request path.
-                let ledger = state.ledger.clone();
+                let ledger = deps.ledger.clone();
                 tokio::spawn(async move {
                     if let Err(e) = ledger.collect_debits().await {
                         tracing::warn!(error = %e, "collecting escrow debits failed; \
@@ -329,7 +335,7 @@ async fn billed(
         }
         Funding::X402 { .. } | Funding::Buyer => invoker
             .recorder
-            .send(&state.ledger, Write::Receipt(routing_receipt.clone())),
+            .send(deps.ledger, Write::Receipt(routing_receipt.clone())),
     }
     let price_usd = match sent.rail {
         Rail::HubPays | Rail::HubX402 => charged_usd,
@@ -346,7 +352,7 @@ async fn billed(
     // The provider's fields pass through untouched (`receipt`, `signature`,
     // `provider_pubkey`, `provenance`, `hub_billing`, anything new); the hub's own
     // answer fields are set on top.
-    state.metrics.observe_revenue(
+    deps.metrics.observe_revenue(
         sent.rail.as_str(),
         price_usd,
         routing_fee_usd(sent, charged_usd, offer),
@@ -366,7 +372,7 @@ async fn billed(
     out.insert("payment_rail".into(), sent.rail.as_str().into());
     out.insert("latency_ms".into(), latency_ms.into());
     out.insert("source_hub".into(), offer.origin.clone().into());
-    out.insert("routed_via".into(), state.public_url.as_str().into());
+    out.insert("routed_via".into(), deps.public_url.as_str().into());
     out.insert("provider_signature".into(), signature.as_str().into());
     if let Some(checked) = body_signature {
         out.insert("provider_body_signature".into(), checked);

@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 
 use tracing::Instrument as _;
 
-use crate::metrics::LedgerOp;
+use crate::metrics::{LedgerOp, Metrics};
 use crate::payments::PaymentError;
-use crate::state::AppState;
 use crate::telemetry::span;
 
 /// What one invoke measured for the metrics: time spent waiting on providers, whether one
@@ -66,7 +65,7 @@ impl Timing {
 /// Times a ledger write into `aimarket_ledger_operation_duration_seconds` (and counts store
 /// failures), inside a span named after it.
 pub(super) async fn timed_ledger<T>(
-    state: &AppState,
+    metrics: &Metrics,
     op: LedgerOp,
     write: impl Future<Output = Result<T, PaymentError>>,
 ) -> Result<T, PaymentError> {
@@ -74,9 +73,7 @@ pub(super) async fn timed_ledger<T>(
     let span = span!("ledger.write", operation = op.as_str());
     let result = write.instrument(span).await;
     let store_error = matches!(&result, Err(PaymentError::Store(_)));
-    state
-        .metrics
-        .observe_ledger(op, started.elapsed(), store_error);
+    metrics.observe_ledger(op, started.elapsed(), store_error);
     result
 }
 

@@ -18,31 +18,24 @@ use super::error::InvokeError;
 use super::forward::Upstream;
 use super::rails;
 use super::settle::Funding;
-use crate::payments::PaymentError;
 use crate::payments::x402::{ExactPayment, sign_exact_authorization};
-use crate::state::AppState;
+use crate::payments::{Ledger, PaymentError};
 
 /// Verifies the buyer's x402 authorization to this hub for `routed_micros` (token base
 /// units are micro-USD: 6 decimals, 1:1) without settling it.
 pub(super) async fn verify(
-    state: &AppState,
+    ledger: &Ledger,
     call: &InvokeCall,
     routed_micros: i64,
 ) -> Result<Funding, InvokeError> {
-    let payout = state
-        .ledger
-        .payout()
-        .ok_or(PaymentError::PaymentsUnavailable)?;
+    let payout = ledger.payout().ok_or(PaymentError::PaymentsUnavailable)?;
     // The rail was chosen because this header pays the hub's wallet.
     let header = rails::hub_x402_payment(&call.headers, Some(payout.wallet().address()))
         .ok_or_else(|| InvokeError::Internal("the x402 rail without its payment".into()))?;
     let payment = ExactPayment::parse(header)?;
     let price = u64::try_from(routed_micros)
         .map_err(|_| InvokeError::Internal("negative routed price".into()))?;
-    state
-        .ledger
-        .verify_x402(&payment, payout.domain(), price)
-        .await?;
+    ledger.verify_x402(&payment, payout.domain(), price).await?;
     Ok(Funding::X402 {
         payment,
         micros: routed_micros,
@@ -62,11 +55,11 @@ const MAX_PROVIDER_AUTHORIZATION_TTL: Duration = Duration::from_secs(600);
 /// `max_micros` (what the buyer pays this hub; base units are micro-USD), which the hub
 /// never pays out of its own pocket.
 pub(super) fn provider_payment(
-    state: &AppState,
+    ledger: &Ledger,
     upstream: &Upstream,
     max_micros: i64,
 ) -> Option<String> {
-    let payout = state.ledger.payout()?;
+    let payout = ledger.payout()?;
     let body: Value = serde_json::from_slice(&upstream.body).ok()?;
     let offer = body.get("accepts")?.as_array()?.iter().find(|a| {
         a.get("scheme").and_then(Value::as_str) == Some("exact")

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::catalog::rows::{Effective, manifest_tool};
 use crate::error_code::{Code, ErrorCode};
-use crate::state::AppState;
+use crate::invoke::InvokeDeps;
 use crate::store::{CapabilityRow, StoreError, normalize_origin};
 
 /// Why a capability lookup found nothing to describe.
@@ -61,7 +61,7 @@ pub struct Described {
 /// or this hub meaning "anywhere") narrows it to one origin. 404 `capability_not_found`
 /// when nothing matches.
 pub async fn describe(
-    state: &AppState,
+    deps: &InvokeDeps<'_>,
     product_id: &str,
     capability_id: &str,
     source_hub: Option<&str>,
@@ -73,11 +73,11 @@ pub async fn describe(
         Some(hub) => {
             let origin =
                 normalize_origin(hub).map_err(|e| LookupError::BadSourceHub(e.to_string()))?;
-            (origin != state.invoker.own_origin()).then_some(origin)
+            (origin != deps.invoker.own_origin()).then_some(origin)
         }
         None => None,
     };
-    let rows = state
+    let rows = deps
         .store
         .get_capability(origin.as_deref(), product_id, capability_id)
         .await?;
@@ -87,8 +87,8 @@ pub async fn describe(
             capability_id: capability_id.to_owned(),
         });
     }
-    let bps = state.settings.routing_fee_bps;
-    let invoke_url = state.public_url.join("/ai-market/v2/invoke");
+    let bps = deps.invoker.routing_fee_bps();
+    let invoke_url = deps.public_url.join("/ai-market/v2/invoke");
     let mut offers: Vec<(CapabilityRow, Effective)> = rows
         .into_iter()
         .map(|row| {

@@ -22,8 +22,9 @@ pub mod tools;
 
 use serde_json::{Value, json};
 
+use crate::catalog::Catalog;
+use crate::invoke::InvokeDeps;
 use crate::limits::Caller;
-use crate::state::AppState;
 use jsonrpc::{Body, BodyError, Message};
 
 /// Supported protocol versions, newest first.
@@ -36,6 +37,21 @@ to find capabilities for a task (it returns prices in USD per call, latency, tru
 input), market_describe for a capability's full schema, and market_invoke to call one. Free \
 capabilities need no payment; priced ones are paid from a payment channel opened at this hub \
 (market_invoke's result explains how when payment is missing).";
+
+/// What the MCP server uses: the routed invoke (`market_invoke`, `market_pipeline`, and the
+/// lookups of `market_describe`), the catalog (`market_search`) and two settings. Lent by
+/// `AppState::mcp_deps`.
+#[derive(Debug, Clone, Copy)]
+pub struct McpDeps<'a> {
+    /// The routed invoke and what it reads (store, plugins, metrics, public URL, …).
+    pub invoke: InvokeDeps<'a>,
+    /// The search index behind `market_search`.
+    pub catalog: &'a Catalog,
+    /// The hub's name (`serverInfo.title`).
+    pub hub_name: &'a str,
+    /// Demo payments are on (a 402's next steps say any `demo-` deposit is accepted).
+    pub demo_payments: bool,
+}
 
 /// Who is calling, as the transport saw it.
 #[derive(Debug, Clone)]
@@ -64,7 +80,7 @@ pub enum Reply {
 }
 
 /// Handles one POSTed body.
-pub async fn handle(state: &AppState, body: &[u8], ctx: &McpContext) -> Reply {
+pub async fn handle(deps: &McpDeps<'_>, body: &[u8], ctx: &McpContext) -> Reply {
     let parsed = match jsonrpc::parse(body) {
         Ok(parsed) => parsed,
         Err(BodyError { code, message }) => {
@@ -73,7 +89,7 @@ pub async fn handle(state: &AppState, body: &[u8], ctx: &McpContext) -> Reply {
     };
     let mut session_id = None;
     match parsed {
-        Body::Single(message) => match answer(state, message, ctx, &mut session_id).await {
+        Body::Single(message) => match answer(deps, message, ctx, &mut session_id).await {
             Some(body) => Reply::Answer { body, session_id },
             None => Reply::Accepted,
         },
@@ -81,7 +97,7 @@ pub async fn handle(state: &AppState, body: &[u8], ctx: &McpContext) -> Reply {
             let mut answers = Vec::with_capacity(messages.len());
             // Bounded by the batch limit; calls run in order, as a client would send them.
             for message in messages {
-                if let Some(a) = answer(state, message, ctx, &mut session_id).await {
+                if let Some(a) = answer(deps, message, ctx, &mut session_id).await {
                     answers.push(a);
                 }
             }
@@ -99,7 +115,7 @@ pub async fn handle(state: &AppState, body: &[u8], ctx: &McpContext) -> Reply {
 
 /// The answer to one message; `None` for notifications and responses.
 async fn answer(
-    state: &AppState,
+    deps: &McpDeps<'_>,
     message: Message,
     ctx: &McpContext,
     session_id: &mut Option<String>,
@@ -114,13 +130,13 @@ async fn answer(
             Some(jsonrpc::error(id, jsonrpc::INVALID_REQUEST, message))
         }
         Message::Request { id, method, params } => {
-            Some(request(state, id, &method, params, ctx, session_id).await)
+            Some(request(deps, id, &method, params, ctx, session_id).await)
         }
     }
 }
 
 async fn request(
-    state: &AppState,
+    deps: &McpDeps<'_>,
     id: Value,
     method: &str,
     params: Option<Value>,
@@ -143,7 +159,7 @@ async fn request(
                 json!({
                     "protocolVersion": version,
                     "capabilities": {"tools": {"listChanged": false}},
-                    "serverInfo": {"name": "aimarket-hub", "title": state.settings.name, "version": env!("CARGO_PKG_VERSION")},
+                    "serverInfo": {"name": "aimarket-hub", "title": deps.hub_name, "version": env!("CARGO_PKG_VERSION")},
                     "instructions": INSTRUCTIONS,
                 }),
             )
@@ -165,7 +181,7 @@ async fn request(
                     );
                 }
             };
-            match tools::call(state, name, arguments, ctx).await {
+            match tools::call(deps, name, arguments, ctx).await {
                 Some(result) => jsonrpc::result(id, result),
                 None => {
                     jsonrpc::error(id, jsonrpc::INVALID_PARAMS, format!("Unknown tool: {name}"))

@@ -11,12 +11,12 @@ use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
 use super::McpContext;
+use super::McpDeps;
 use super::draft::draft_input;
 use super::lookup::describe;
 use crate::catalog::SearchParams;
 use crate::error_code::ApiError;
 use crate::invoke::{BuyerHeaders, InvokeCall, InvokeRequest, InvokeResult};
-use crate::state::AppState;
 
 /// Default number of matches of `market_search`.
 pub const DEFAULT_SEARCH_LIMIT: u64 = 10;
@@ -115,22 +115,20 @@ fn failed(error: &ApiError) -> Value {
 
 /// Runs tool `name`; `None` when there is no such tool.
 pub async fn call(
-    state: &AppState,
+    deps: &McpDeps<'_>,
     name: &str,
     args: Map<String, Value>,
     ctx: &McpContext,
 ) -> Option<Value> {
     Some(match name {
-        "market_search" => search(state, &args, ctx)
+        "market_search" => search(deps, &args, ctx)
             .await
             .unwrap_or_else(|e| failed(&e)),
-        "market_describe" => describe_tool(state, &args)
+        "market_describe" => describe_tool(deps, &args)
             .await
             .unwrap_or_else(|e| failed(&e)),
-        "market_invoke" => invoke(state, args, ctx)
-            .await
-            .unwrap_or_else(|e| failed(&e)),
-        "market_pipeline" => pipeline(state, args, ctx)
+        "market_invoke" => invoke(deps, args, ctx).await.unwrap_or_else(|e| failed(&e)),
+        "market_pipeline" => pipeline(deps, args, ctx)
             .await
             .unwrap_or_else(|e| failed(&e)),
         _ => return None,
@@ -159,7 +157,7 @@ fn number_arg(args: &Map<String, Value>, key: &str) -> Result<Option<String>, Ap
 }
 
 async fn search(
-    state: &AppState,
+    deps: &McpDeps<'_>,
     args: &Map<String, Value>,
     ctx: &McpContext,
 ) -> Result<Value, ApiError> {
@@ -185,14 +183,17 @@ async fn search(
             query.append_pair(key, &value);
         }
     }
-    let params = SearchParams::parse(&query.finish(), state.public_url.as_str())?;
-    let mut plugin_ctx = PluginContext::new(ctx.request_id.clone(), state.public_url.as_str());
+    let params = SearchParams::parse(&query.finish(), deps.invoke.public_url.as_str())?;
+    let mut plugin_ctx =
+        PluginContext::new(ctx.request_id.clone(), deps.invoke.public_url.as_str());
     let searching = std::time::Instant::now();
-    let outcome = state
+    let outcome = deps
         .catalog
-        .search(&params, &state.plugins, &mut plugin_ctx)
+        .search(&params, deps.invoke.plugins, &mut plugin_ctx)
         .await?;
-    state.metrics.observe_search(&outcome, searching.elapsed());
+    deps.invoke
+        .metrics
+        .observe_search(&outcome, searching.elapsed());
     let mut body = serde_json::to_value(&outcome).map_err(ApiError::internal)?;
     if let Some(matches) = body.get_mut("matches").and_then(Value::as_array_mut) {
         for m in matches {
@@ -208,17 +209,17 @@ async fn search(
     Ok(tool_result(body, false))
 }
 
-async fn describe_tool(state: &AppState, args: &Map<String, Value>) -> Result<Value, ApiError> {
+async fn describe_tool(deps: &McpDeps<'_>, args: &Map<String, Value>) -> Result<Value, ApiError> {
     let product_id = required(args, "product_id")?;
     let capability_id = required(args, "capability_id")?;
-    let offers = describe(state, product_id, capability_id, None).await?;
+    let offers = describe(&deps.invoke, product_id, capability_id, None).await?;
     let tools: Vec<Value> = offers.into_iter().map(|o| o.tool).collect();
     let body = json!({"capability": tools[0], "offers": tools, "protocol_version": "v2"});
     Ok(tool_result(body, false))
 }
 
 async fn invoke(
-    state: &AppState,
+    deps: &McpDeps<'_>,
     args: Map<String, Value>,
     ctx: &McpContext,
 ) -> Result<Value, ApiError> {
@@ -243,15 +244,15 @@ async fn invoke(
             body.insert(key.to_owned(), v.clone());
         }
     }
-    let request = InvokeRequest::from_value(Value::Object(body), state.invoker.own_origin())?;
+    let request = InvokeRequest::from_value(Value::Object(body), deps.invoke.invoker.own_origin())?;
     let (product_id, capability_id) = (request.product_id.clone(), request.capability_id.clone());
     let source_hub = request.source_hub.clone();
     // Identified and limited like the HTTP invoke: a channel counts only when it verifies.
     let call = InvokeCall::new(request, headers, ctx.caller.clone());
-    let result = crate::invoke::invoke(state, call).await;
+    let result = crate::invoke::invoke(&deps.invoke, call).await;
     if result.status == 402 {
         return Ok(payment_required(
-            state,
+            deps,
             &result,
             product_id.as_deref().unwrap_or_default(),
             &capability_id,
@@ -276,7 +277,7 @@ async fn invoke(
 
 /// Runs a pipeline through the same service as `POST /ai-market/v2/pipelines`.
 async fn pipeline(
-    state: &AppState,
+    deps: &McpDeps<'_>,
     args: Map<String, Value>,
     ctx: &McpContext,
 ) -> Result<Value, ApiError> {
@@ -297,7 +298,7 @@ async fn pipeline(
         caller: ctx.caller.clone(),
     };
     let answer = crate::pipelines::run_pipeline(
-        state,
+        &deps.invoke,
         &Value::Object(body),
         buyer,
         crate::pipelines::Version::V2,
@@ -312,7 +313,7 @@ async fn pipeline(
 /// here; then why the call was refused (`reason`) and what the provider itself asked
 /// (`payment_requirements`), which pays the provider, not this hub.
 async fn payment_required(
-    state: &AppState,
+    deps: &McpDeps<'_>,
     result: &InvokeResult,
     product_id: &str,
     capability_id: &str,
@@ -324,7 +325,7 @@ async fn payment_required(
         .and_then(|v| serde_json::from_str::<Value>(v).ok());
     let routed = match hub_payment.as_ref().and_then(|o| o["needed"].as_f64()) {
         Some(needed) => Some(needed),
-        None => describe(state, product_id, capability_id, source_hub)
+        None => describe(&deps.invoke, product_id, capability_id, source_hub)
             .await
             .ok()
             .and_then(|offers| offers.first().map(|o| o.effective.routed_price_usd)),
@@ -333,8 +334,8 @@ async fn payment_required(
     let price = routed.or(provider_needed).unwrap_or(0.0);
     // A deposit that covers this call a hundred times, at least one dollar.
     let deposit = (price * 100.0).max(1.0);
-    let open_url = state.public_url.join("/ai-market/v2/channel/open");
-    let tx_hint = if state.settings.demo_payments {
+    let open_url = deps.invoke.public_url.join("/ai-market/v2/channel/open");
+    let tx_hint = if deps.demo_payments {
         "demo payments are on at this hub: any tx_hash starting with `demo-` is accepted"
     } else {
         "tx_hash is the on-chain transaction that paid the deposit to this hub's payment address"

@@ -6,8 +6,11 @@ use std::fmt::Write as _;
 use prometheus::{Encoder as _, TextEncoder};
 
 use super::Metrics;
+use crate::catalog::Catalog;
+use crate::payments::Ledger;
+use crate::replica::SharedState;
 use crate::state::AppState;
-use crate::store::PeerState;
+use crate::store::{PeerState, Store};
 
 /// The recorded series in the text format.
 pub(super) fn encode(metrics: &Metrics) -> String {
@@ -31,11 +34,13 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
 }
 
-/// The whole exposition for `state`.
+/// The whole exposition for `state`. It reads every part of the hub that has series (the
+/// recorded metrics, catalog, store, ledger, limits, invoker, plugins, replica mode), so it
+/// takes the state that holds them all; the helpers take only their parts.
 pub async fn render(state: &AppState) -> String {
     let mut out = encode(&state.metrics);
-    catalog_series(state, &mut out);
-    stored_state_series(state, &mut out).await;
+    catalog_series(&state.catalog, &state.shared, &mut out);
+    stored_state_series(&state.store, &state.catalog, &state.ledger, &mut out).await;
     series(
         &mut out,
         "aimarket_ledger_holds_dropped_total",
@@ -113,10 +118,10 @@ pub async fn render(state: &AppState) -> String {
     out
 }
 
-fn catalog_series(state: &AppState, out: &mut String) {
-    let stats = &state.catalog.stats;
-    let index = state.catalog.index().ok();
-    let manifest = state.catalog.manifest().get();
+fn catalog_series(catalog: &Catalog, shared: &SharedState, out: &mut String) {
+    let stats = &catalog.stats;
+    let index = catalog.index().ok();
+    let manifest = catalog.manifest().get();
     let counters = [
         (
             "aimarket_search_requests_total",
@@ -175,7 +180,7 @@ fn catalog_series(state: &AppState, out: &mut String) {
         "gauge",
         "1 for the mode this replica runs in (single-replica, multi-replica).",
     );
-    let mode = state.shared.mode();
+    let mode = shared.mode();
     for candidate in ["single-replica", "multi-replica"] {
         let _ = writeln!(
             out,
@@ -187,8 +192,8 @@ fn catalog_series(state: &AppState, out: &mut String) {
 
 /// Gauges read from the store at scrape time; a store error leaves them out (and says so in
 /// `aimarket_metrics_store_errors_total`-free form: a warning), never fails the scrape.
-async fn stored_state_series(state: &AppState, out: &mut String) {
-    match state.store.catalog_version().await {
+async fn stored_state_series(store: &Store, catalog: &Catalog, ledger: &Ledger, out: &mut String) {
+    match store.catalog_version().await {
         Ok(version) => {
             series(
                 out,
@@ -197,8 +202,7 @@ async fn stored_state_series(state: &AppState, out: &mut String) {
                 "The store's catalog version.",
                 version,
             );
-            let indexed = state
-                .catalog
+            let indexed = catalog
                 .index()
                 .ok()
                 .and_then(|i| i.indexed_version())
@@ -214,7 +218,7 @@ async fn stored_state_series(state: &AppState, out: &mut String) {
         }
         Err(e) => tracing::warn!(error = %e, "metrics: cannot read the catalog version"),
     }
-    match state.store.list_peers(None).await {
+    match store.list_peers(None).await {
         Ok(peers) => {
             let name = "aimarket_peers";
             family(out, name, "gauge", "Known peers by status.");
@@ -225,7 +229,7 @@ async fn stored_state_series(state: &AppState, out: &mut String) {
         }
         Err(e) => tracing::warn!(error = %e, "metrics: cannot list peers"),
     }
-    match state.ledger.open_channels().await {
+    match ledger.open_channels().await {
         Ok(open) => series(
             out,
             "aimarket_channels_open",

@@ -15,8 +15,8 @@ use super::error::PipelineError;
 use super::plan::Plan;
 use super::run::{NodeOutcome, NodeStatus};
 use super::spec::PipelineSpec;
+use crate::invoke::InvokeDeps;
 use crate::payments::micros_to_usd;
-use crate::state::AppState;
 
 /// The `kind` of a bill of materials.
 pub const BILL_KIND: &str = "pipeline_bill";
@@ -44,7 +44,7 @@ fn step(spec: &PipelineSpec, plan: &Plan, i: usize, o: &NodeOutcome) -> Value {
 /// Signs the bill and builds the answer: 200 when every node ran, else 502
 /// `pipeline_node_failed` (the protocol error shape plus the same fields).
 pub fn answer(
-    state: &AppState,
+    deps: &InvokeDeps<'_>,
     spec: &PipelineSpec,
     plan: &Plan,
     outcomes: &[NodeOutcome],
@@ -60,15 +60,15 @@ pub fn answer(
     let mut bill = json!({
         "kind": BILL_KIND,
         "trace_id": trace_id,
-        "hub": state.public_url.as_str(),
+        "hub": deps.public_url.as_str(),
         "steps": steps,
         "total_usd": micros_to_usd(total_micros),
         "total_micros": total_micros,
         "max_total_usd": spec.max_total_micros.map(micros_to_usd),
         "created_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "signer_public_key": state.signing_key.public_key().to_b64(),
+        "signer_public_key": deps.signing_key.public_key().to_b64(),
     });
-    sign_document(&mut bill, &state.signing_key)
+    sign_document(&mut bill, deps.signing_key)
         .map_err(|e| PipelineError::Internal(format!("signing the bill: {e}")))?;
 
     let ids = |s: NodeStatus| -> Vec<&str> {

@@ -20,8 +20,9 @@ pub use error::PipelineError;
 pub use run::Buyer;
 pub use spec::PipelineSpec;
 
+use crate::invoke::InvokeDeps;
 use crate::payments::{IdemState, StoredResponse, micros_to_usd};
-use crate::state::AppState;
+use crate::store::Store;
 
 /// Which answer shape the caller speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +59,7 @@ pub struct PipelineAnswer {
 /// stored for 24 h under `(key, client)` and replayed to a retry with the same body; a
 /// refusal before the run is not, so a corrected retry runs.
 pub async fn run_pipeline(
-    state: &AppState,
+    deps: &InvokeDeps<'_>,
     body: &Value,
     mut buyer: Buyer,
     version: Version,
@@ -81,20 +82,20 @@ pub async fn run_pipeline(
         detail: e.to_string(),
     })?;
     let Some(key) = buyer.headers.idempotency_key.clone() else {
-        return start(state, &spec, &buyer, version).await;
+        return start(deps, &spec, &buyer, version).await;
     };
-    let client = state
+    let client = deps
         .limits
         .identities()
         .identify(
-            &state.ledger,
+            deps.ledger,
             &buyer.caller,
             buyer.headers.channel_id.as_deref(),
             buyer.headers.channel_secret.as_deref(),
         )
         .await
         .client;
-    match state
+    match deps
         .ledger
         .idempotency_begin(&key, client.as_str(), &spec.fingerprint)
         .await?
@@ -110,7 +111,7 @@ pub async fn run_pipeline(
         IdemState::Conflict => return Err(PipelineError::IdempotencyConflict),
         IdemState::InFlight => return Err(PipelineError::IdempotencyInFlight),
     }
-    let result = start(state, &spec, &buyer, version).await;
+    let result = start(deps, &spec, &buyer, version).await;
     let recorded = match &result {
         Ok(answer) => {
             let stored = StoredResponse {
@@ -118,17 +119,11 @@ pub async fn run_pipeline(
                 headers: vec![("content-type".to_owned(), "application/json".to_owned())],
                 body: serde_json::to_vec(&answer.body).unwrap_or_default(),
             };
-            state
-                .ledger
+            deps.ledger
                 .idempotency_finish(&key, client.as_str(), &stored)
                 .await
         }
-        Err(_) => {
-            state
-                .ledger
-                .idempotency_abandon(&key, client.as_str())
-                .await
-        }
+        Err(_) => deps.ledger.idempotency_abandon(&key, client.as_str()).await,
     };
     if let Err(e) = recorded {
         tracing::error!(error = %e, "cannot record the pipeline's idempotency outcome");
@@ -138,24 +133,24 @@ pub async fn run_pipeline(
 
 /// Plans, checks the payment, runs, signs and stores.
 async fn start(
-    state: &AppState,
+    deps: &InvokeDeps<'_>,
     spec: &PipelineSpec,
     buyer: &Buyer,
     version: Version,
 ) -> Result<PipelineAnswer, PipelineError> {
-    let plan = plan::plan(state, spec).await?;
-    check_payment(state, &plan, buyer).await?;
+    let plan = plan::plan(deps, spec).await?;
+    check_payment(deps, &plan, buyer).await?;
     let trace = uuid::Uuid::new_v4().simple().to_string();
     let trace_id = format!("tr_{trace}");
     let mut buyer = buyer.clone();
     // Every node invoke carries the run's W3C trace, so providers' logs join on it.
     buyer.headers.traceparent = Some(format!("00-{trace}-{}-01", &trace[..16]));
-    let outcomes = run::execute(state, spec, &plan, &buyer).await;
-    let answer = bill::answer(state, spec, &plan, &outcomes, &trace_id, version)?;
+    let outcomes = run::execute(deps, spec, &plan, &buyer).await;
+    let answer = bill::answer(deps, spec, &plan, &outcomes, &trace_id, version)?;
     let total_micros: i64 = outcomes.iter().map(|o| o.price_micros).sum();
     // The run happened and may have charged: its answer goes back even if it cannot be
     // stored (a 500 here would make an idempotent retry look like a fresh run).
-    if let Err(e) = state
+    if let Err(e) = deps
         .store
         .insert_pipeline_run(&trace_id, answer.status, &answer.body, total_micros)
         .await
@@ -168,7 +163,7 @@ async fn start(
 /// A priced plan needs a channel (or an API key the hub bills) that can cover it all, so
 /// a run is never refused half way for want of money.
 async fn check_payment(
-    state: &AppState,
+    deps: &InvokeDeps<'_>,
     plan: &plan::Plan,
     buyer: &Buyer,
 ) -> Result<(), PipelineError> {
@@ -185,7 +180,7 @@ async fn check_payment(
             micros_to_usd(plan.total_micros)
         )));
     };
-    let channel = state
+    let channel = deps
         .ledger
         .get_channel(channel_id)
         .await
@@ -208,11 +203,8 @@ async fn check_payment(
 }
 
 /// The stored answer of run `trace_id`.
-pub async fn get_pipeline(
-    state: &AppState,
-    trace_id: &str,
-) -> Result<PipelineAnswer, PipelineError> {
-    match state.store.get_pipeline_run(trace_id).await? {
+pub async fn get_pipeline(store: &Store, trace_id: &str) -> Result<PipelineAnswer, PipelineError> {
+    match store.get_pipeline_run(trace_id).await? {
         Some((status, body)) => Ok(PipelineAnswer { status, body }),
         None => Err(PipelineError::NotFound(trace_id.to_owned())),
     }

@@ -8,10 +8,10 @@ use serde_json::Value;
 use super::error::PipelineError;
 use super::spec::PipelineSpec;
 use crate::error_code::{ErrorCode, ErrorKind};
+use crate::invoke::InvokeDeps;
 use crate::invoke::validate::{Schema, SchemaCache};
 use crate::mcp::lookup::describe;
 use crate::payments::{micros_to_usd, usd_to_micros};
-use crate::state::AppState;
 
 /// What one node is expected to cost and where it is expected to go.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,7 +34,7 @@ pub struct Plan {
 }
 
 /// Prices every node and validates literal inputs; refuses an over-budget plan.
-pub async fn plan(state: &AppState, spec: &PipelineSpec) -> Result<Plan, PipelineError> {
+pub async fn plan(deps: &InvokeDeps<'_>, spec: &PipelineSpec) -> Result<Plan, PipelineError> {
     let schemas = SchemaCache::default();
     let mut nodes = Vec::with_capacity(spec.nodes.len());
     for node in &spec.nodes {
@@ -45,7 +45,7 @@ pub async fn plan(state: &AppState, spec: &PipelineSpec) -> Result<Plan, Pipelin
         let product_id = match &node.product_id {
             Some(p) => p.clone(),
             None => {
-                let mut listed = state
+                let mut listed = deps
                     .store
                     .products_of_capability(&node.capability_id, 3)
                     .await?;
@@ -68,7 +68,7 @@ pub async fn plan(state: &AppState, spec: &PipelineSpec) -> Result<Plan, Pipelin
             }
         };
         let offers = describe(
-            state,
+            deps,
             &product_id,
             &node.capability_id,
             node.source_hub.as_deref(),

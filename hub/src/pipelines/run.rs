@@ -21,9 +21,9 @@ use sha2::{Digest, Sha256};
 
 use super::plan::Plan;
 use super::spec::PipelineSpec;
+use crate::invoke::InvokeDeps;
 use crate::invoke::{BuyerHeaders, Caller, InvokeCall, InvokeRequest};
 use crate::payments::{micros_to_usd, usd_to_micros};
-use crate::state::AppState;
 
 /// Nodes in flight at once within one run.
 pub const MAX_PARALLEL_NODES: usize = 4;
@@ -164,7 +164,7 @@ fn node_key(run_key: &str, node_id: &str) -> String {
 
 /// One node through the routed invoke.
 async fn call_node(
-    state: &AppState,
+    deps: &InvokeDeps<'_>,
     spec: &PipelineSpec,
     plan: &Plan,
     buyer: &Buyer,
@@ -186,7 +186,7 @@ async fn call_node(
         .idempotency_key
         .as_deref()
         .map(|k| node_key(k, &node.id));
-    let own_origin = state.invoker.own_origin();
+    let own_origin = deps.invoker.own_origin();
     let request = match InvokeRequest::from_value(Value::Object(body), own_origin) {
         Ok(r) => r,
         Err(e) => {
@@ -199,7 +199,7 @@ async fn call_node(
     };
     let started = Instant::now();
     let result = crate::invoke::invoke(
-        state,
+        deps,
         InvokeCall::new(request, headers, buyer.caller.clone()),
     )
     .await;
@@ -260,7 +260,7 @@ async fn call_node(
 
 /// Runs every node; returns one outcome per node in declaration order.
 pub async fn execute(
-    state: &AppState,
+    deps: &InvokeDeps<'_>,
     spec: &PipelineSpec,
     plan: &Plan,
     buyer: &Buyer,
@@ -300,7 +300,7 @@ pub async fn execute(
                             (
                                 i,
                                 grant,
-                                call_node(state, spec, plan, buyer, i, input, grant).await,
+                                call_node(deps, spec, plan, buyer, i, input, grant).await,
                             )
                         });
                     }

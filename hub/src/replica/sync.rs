@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::SharedState;
+use crate::catalog::CatalogFeed;
 use crate::crawl::CatalogUpdate;
 use crate::state::AppState;
 use crate::store::CapabilityKey;
@@ -179,7 +180,7 @@ pub(super) fn spawn_publisher(shared: SharedState, mut outbox: mpsc::Receiver<Ca
 }
 
 /// Hands one received payload to the index when it is news. Returns whether it was taken.
-pub(super) fn receive(state: &AppState, payload: &[u8]) -> bool {
+pub(super) fn receive(shared: &SharedState, feed: &CatalogFeed, payload: &[u8]) -> bool {
     let message: Message = match serde_json::from_slice(payload) {
         Ok(message) => message,
         Err(e) => {
@@ -187,10 +188,10 @@ pub(super) fn receive(state: &AppState, payload: &[u8]) -> bool {
             return false;
         }
     };
-    if message.replica == state.shared.replica_id() {
+    if message.replica == shared.replica_id() {
         return false;
     }
-    let local = state.published_catalog_version();
+    let local = feed.published_version();
     if !message.is_news(local) {
         return false;
     }
@@ -200,12 +201,11 @@ pub(super) fn receive(state: &AppState, payload: &[u8]) -> bool {
         since = ?message.since,
         "catalog change from another replica"
     );
-    state
-        .shared
+    shared
         .stats()
         .remote_updates
         .fetch_add(1, Ordering::Relaxed);
-    state.apply_catalog_update(message.into_update());
+    feed.apply(message.into_update());
     true
 }
 
@@ -231,7 +231,7 @@ pub(super) fn spawn_subscriber(state: Weak<AppState>, shared: SharedState) {
                         return Ok::<bool, redis::RedisError>(true);
                     };
                     crate::telemetry::span!("replica.sync.receive")
-                        .in_scope(|| receive(&state, msg.get_payload_bytes()));
+                        .in_scope(|| receive(&state.shared, &state.feed, msg.get_payload_bytes()));
                     received = true;
                 }
                 // The stream ended: the connection was lost.

@@ -32,8 +32,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::ReputationDeps;
 use super::ReputationError;
-use crate::state::AppState;
 use crate::store::{NewReputationEvent, PeerState, Store, normalize_origin, now_ms};
 
 /// Most events per request.
@@ -164,7 +164,7 @@ fn check_event(
 
 /// Checks and stores a batch (the request body as parsed JSON).
 pub async fn ingest_events(
-    state: &AppState,
+    deps: &ReputationDeps<'_>,
     body: &Value,
 ) -> Result<EventBatchOutcome, ReputationError> {
     let events = body
@@ -177,7 +177,7 @@ pub async fn ingest_events(
             events.len()
         )));
     }
-    let keys = reporter_keys(&state.store, events).await?;
+    let keys = reporter_keys(deps.store, events).await?;
     let now = Utc::now();
     let key_of = |origin: &str| keys.get(origin).cloned().flatten();
     let mut outcome = EventBatchOutcome::default();
@@ -188,11 +188,11 @@ pub async fn ingest_events(
             None => outcome.rejected += 1,
         }
     }
-    let stored = store_events(&state.store, &accepted).await?;
+    let stored = store_events(deps.store, &accepted).await?;
     outcome.received = stored;
     outcome.replayed = accepted.len() - stored;
     if stored > 0 {
-        state.reputation.wake();
+        deps.schedule.wake();
     }
     Ok(outcome)
 }

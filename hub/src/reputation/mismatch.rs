@@ -18,6 +18,7 @@ use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use super::ReputationDeps;
 use super::events::event_canonical;
 use crate::state::AppState;
 use crate::store::{NewReputationEvent, normalize_origin, now_ms};
@@ -66,8 +67,9 @@ pub fn spawn_recorder(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         while let Some(event) = queue.rx.recv().await {
-            match record(&state, &event).await {
-                Ok(()) => state.reputation.wake(),
+            let deps = state.reputation_deps();
+            match record(&deps, &event).await {
+                Ok(()) => deps.schedule.wake(),
                 Err(e) => tracing::warn!(peer = %event.peer_url, error = %e,
                     "cannot record a price mismatch"),
             }
@@ -91,12 +93,15 @@ fn signed_event(own_origin: &str, peer: &str, event: &PriceMismatch, key: &KeyPa
     e
 }
 
-async fn record(state: &AppState, event: &PriceMismatch) -> Result<(), super::ReputationError> {
-    let own = normalize_origin(state.public_url.as_str())
+async fn record(
+    deps: &ReputationDeps<'_>,
+    event: &PriceMismatch,
+) -> Result<(), super::ReputationError> {
+    let own = normalize_origin(deps.public_url.as_str())
         .map_err(|e| super::ReputationError::BadRequest(e.to_string()))?;
     let peer = normalize_origin(&event.peer_url)
         .map_err(|e| super::ReputationError::BadRequest(e.to_string()))?;
-    let signed = signed_event(&own, &peer, event, &state.signing_key);
+    let signed = signed_event(&own, &peer, event, deps.signing_key);
     let signature = signed["signature"].as_str().unwrap_or_default();
     let signature_hex = hex::encode(
         base64::engine::general_purpose::STANDARD
@@ -119,7 +124,7 @@ async fn record(state: &AppState, event: &PriceMismatch) -> Result<(), super::Re
         price_usd: requested,
         latency_ms: 0,
     };
-    state.store.insert_reputation_events(&[row], now).await?;
+    deps.store.insert_reputation_events(&[row], now).await?;
     Ok(())
 }
 

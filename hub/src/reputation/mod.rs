@@ -68,10 +68,14 @@ pub use mismatch::{MismatchQueue, MismatchSink, mismatch_channel, spawn_recorder
 pub use query::report;
 pub use recompute::{RecomputeOutcome, recompute};
 
+use aimarket_protocol::signing::KeyPair;
+
+use crate::catalog::CatalogFeed;
 use crate::error_code::{Code, ErrorCode};
-use crate::payments::PaymentError;
+use crate::payments::{Ledger, PaymentError};
+use crate::settings::{PublicUrl, ReputationSettings};
 use crate::state::AppState;
-use crate::store::StoreError;
+use crate::store::{Store, StoreError};
 
 /// Weights of the standing factors: §5.1's weights of the factors other than success.
 pub const WEIGHTS: Weights = Weights {
@@ -251,6 +255,27 @@ impl ErrorCode for ReputationError {
     }
 }
 
+/// What the reputation services use: the tables, the hub's own call statistics, the trust
+/// settings, the schedule, the catalog feed (a recompute publishes what changed), and the
+/// hub's URL and key (its own events). Lent by `AppState::reputation_deps`.
+#[derive(Debug, Clone, Copy)]
+pub struct ReputationDeps<'a> {
+    /// Peers, capabilities, events and reputation rows.
+    pub store: &'a Store,
+    /// This hub's own invocation statistics per peer.
+    pub ledger: &'a Ledger,
+    /// The trust policy, bonds and the recompute interval.
+    pub settings: &'a ReputationSettings,
+    /// The recompute schedule (woken by new events).
+    pub schedule: &'a Reputation,
+    /// Where a recompute publishes the capabilities whose trust changed.
+    pub feed: &'a CatalogFeed,
+    /// This hub's public URL (its origin as `consumer_hub`).
+    pub public_url: &'a PublicUrl,
+    /// Signs this hub's own events.
+    pub signing_key: &'a KeyPair,
+}
+
 /// The recompute schedule's shared handle (in `AppState`).
 #[derive(Debug, Default)]
 pub struct Reputation {
@@ -285,7 +310,7 @@ pub fn spawn(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
             if state.crawl.is_shut_down() {
                 return;
             }
-            match recompute(&state).await {
+            match recompute(&state.reputation_deps()).await {
                 Ok(outcome) if outcome.peers_changed + outcome.capabilities_changed > 0 => {
                     tracing::debug!(
                         peers = outcome.peers_changed,

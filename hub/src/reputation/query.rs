@@ -10,25 +10,25 @@ use std::collections::HashSet;
 
 use serde_json::{Value, json};
 
+use super::ReputationDeps;
 use super::recompute::{Inputs, PeerReputationRow, components, event_lines, fold_events};
 use super::{FORMULA, ReputationError, TrustPolicy, WEIGHTS, WINDOW};
 use crate::payments::micros_to_usd;
-use crate::state::AppState;
 use crate::store::{PeerState, normalize_origin, now_ms, rfc3339_from_ms};
 
 /// Events listed in `recent_events`.
 const RECENT_EVENTS: i64 = 20;
 
 /// The report for `hub_url` (any URL on the hub's origin).
-pub async fn report(state: &AppState, hub_url: &str) -> Result<Value, ReputationError> {
+pub async fn report(deps: &ReputationDeps<'_>, hub_url: &str) -> Result<Value, ReputationError> {
     let origin =
         normalize_origin(hub_url).map_err(|e| ReputationError::BadRequest(e.to_string()))?;
-    let store = &state.store;
+    let store = deps.store;
     let peer = store.get_peer_by_url(&origin).await?;
     let stored = store.peer_reputation_row(&origin).await?;
-    let bond_usd = state.settings.reputation.peer_bonds.get(&origin);
-    let policy = TrustPolicy::of(&state.settings.reputation);
-    let inputs = live_inputs(state, &origin).await?;
+    let bond_usd = deps.settings.peer_bonds.get(&origin);
+    let policy = TrustPolicy::of(deps.settings);
+    let inputs = live_inputs(deps, &origin).await?;
     let (row, trust_score) = match (&peer, stored) {
         (Some(peer), Some(row)) => (row, peer.trust_score),
         (peer, _) => {
@@ -107,12 +107,12 @@ fn round6(x: f64) -> f64 {
 }
 
 /// The inputs of `origin`'s score over the window, read now.
-async fn live_inputs(state: &AppState, origin: &str) -> Result<Inputs, ReputationError> {
+async fn live_inputs(deps: &ReputationDeps<'_>, origin: &str) -> Result<Inputs, ReputationError> {
     let now = now_ms();
     let since = now.saturating_sub(i64::try_from(WINDOW.as_millis()).unwrap_or(i64::MAX));
-    let own = state.store.peer_invocation_totals(origin, since).await?;
-    let lines = event_lines(&state.store, since, Some(origin)).await?;
-    let reporters: Vec<String> = state
+    let own = deps.store.peer_invocation_totals(origin, since).await?;
+    let lines = event_lines(deps.store, since, Some(origin)).await?;
+    let reporters: Vec<String> = deps
         .store
         .list_peers(Some(PeerState::Active))
         .await?
@@ -120,7 +120,7 @@ async fn live_inputs(state: &AppState, origin: &str) -> Result<Inputs, Reputatio
         .filter(|p| p.pinned_key.is_some())
         .map(|p| p.url)
         .collect();
-    let own_origin = super::recompute::own_origin(state);
+    let own_origin = super::recompute::own_origin(deps);
     let mut reporters: HashSet<&str> = reporters.iter().map(String::as_str).collect();
     reporters.insert(own_origin.as_str());
     let events = fold_events(lines, &reporters)

@@ -9,13 +9,13 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
+use super::ReputationDeps;
 use super::{
     Components, EVENT_CAP_PER_CONSUMER, EVENT_WEIGHT, MIN_CAPABILITY_CALLS, ReputationError,
     TrustPolicy, WINDOW, age_factor, bond_factor, round_score, volume_factor,
 };
 use crate::crawl::CatalogUpdate;
 use crate::payments::{PeerStats, micros_to_usd};
-use crate::state::AppState;
 use crate::store::{
     CapabilityKey, CapabilityReputationRow, EventKinds, PeerRow, PeerState, ReputationWrite, Store,
     now_ms,
@@ -105,9 +105,9 @@ pub(super) async fn event_lines(
 }
 
 /// This hub's origin, as it appears as `consumer_hub` of its own events.
-pub(super) fn own_origin(state: &AppState) -> String {
-    crate::store::normalize_origin(state.public_url.as_str())
-        .unwrap_or_else(|_| state.public_url.as_str().to_owned())
+pub(super) fn own_origin(deps: &ReputationDeps<'_>) -> String {
+    crate::store::normalize_origin(deps.public_url.as_str())
+        .unwrap_or_else(|_| deps.public_url.as_str().to_owned())
 }
 
 /// The inputs of one peer's score.
@@ -237,20 +237,20 @@ struct Plan {
 }
 
 /// Recomputes every score (see the module docs) and publishes what changed.
-pub async fn recompute(state: &AppState) -> Result<RecomputeOutcome, ReputationError> {
-    let store = &state.store;
+pub async fn recompute(deps: &ReputationDeps<'_>) -> Result<RecomputeOutcome, ReputationError> {
+    let store = deps.store;
     let now = now_ms();
     let window_ms = i64::try_from(WINDOW.as_millis()).unwrap_or(i64::MAX);
     let since = now.saturating_sub(window_ms);
     let peers = store.list_peers(None).await?;
-    let own: HashMap<String, PeerStats> = state
+    let own: HashMap<String, PeerStats> = deps
         .ledger
         .peer_stats(since)
         .await?
         .into_iter()
         .map(|s| (s.peer_url.clone(), s))
         .collect();
-    let own_origin = own_origin(state);
+    let own_origin = own_origin(deps);
     let mut reporters: HashSet<&str> = peers
         .iter()
         .filter(|p| p.state == PeerState::Active && p.pinned_key.is_some())
@@ -266,12 +266,12 @@ pub async fn recompute(state: &AppState) -> Result<RecomputeOutcome, ReputationE
         .map(|r| (r.peer_url.clone(), r))
         .collect();
 
-    let policy = TrustPolicy::of(&state.settings.reputation);
+    let policy = TrustPolicy::of(deps.settings);
     let mut plan = Plan::default();
     let mut by_url: HashMap<&str, (Components, &PeerRow)> = HashMap::new();
     // Only admitted peers are scored: a pending peer is subject to no trust rule (§2.4).
     for peer in peers.iter().filter(|p| p.state == PeerState::Active) {
-        let bond_usd = state.settings.reputation.peer_bonds.get(&peer.url);
+        let bond_usd = deps.settings.peer_bonds.get(&peer.url);
         let inputs = own_inputs(own.get(&peer.url), events.get(&peer.url));
         let c = components(&policy, peer.first_success, bond_usd, &inputs, now);
         let trust = c.trust();
@@ -296,8 +296,8 @@ pub async fn recompute(state: &AppState) -> Result<RecomputeOutcome, ReputationE
     plan.visible_keys.extend(peer_keys);
     outcome.capabilities_changed = plan.visible_keys.len();
     if let Some(version) = outcome.version {
-        state.reputation.remember_published(version);
-        state.publish_catalog_update(CatalogUpdate {
+        deps.schedule.remember_published(version);
+        deps.feed.publish(CatalogUpdate {
             version,
             since: Some(version - 1),
             changed: plan.visible_keys.into_iter().collect(),
