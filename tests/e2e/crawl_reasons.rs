@@ -31,11 +31,15 @@ async fn dropped_tools_are_listed_with_their_reasons() {
     };
     let hub = start().await;
 
-    let body = crawl(&hub).await;
-    let stats = &body["stats"];
-    assert_eq!(stats["capabilities_indexed"], 3, "{body}");
-    assert_eq!(stats["rejected_tools"], 1, "{body}");
-    let sample = stats["rejected_tools_sample"].as_array().expect("a sample");
+    // The startup crawl judges the peer first. An admin crawl joins it while it runs; once it
+    // has finished, the admin crawl re-crawls an unchanged peer (304, nothing judged) instead.
+    // Either way the judging run is the oldest in the history.
+    crawl(&hub).await;
+    let history = crawl_history(&hub).await;
+    let body = history.last().expect("a run").clone();
+    assert_eq!(body["capabilities_indexed"], 3, "{body}");
+    assert_eq!(body["rejected_tools"], 1, "{body}");
+    let sample = body["rejected_tools_sample"].as_array().expect("a sample");
     assert_eq!(sample.len(), 1, "{body}");
     assert_dropped(&sample[0], &a.url);
 
@@ -47,22 +51,21 @@ async fn dropped_tools_are_listed_with_their_reasons() {
     assert_eq!(p["rejected_tools"]["run_id"], body["run_id"], "{p}");
     assert_dropped(&p["rejected_tools"]["tools"][0], &a.url);
 
-    // A second run (304: nothing re-judged) keeps the peer's reasons and heads the history.
+    // Another run (304: nothing re-judged) keeps the peer's reasons and heads the history.
     let second = crawl(&hub).await;
     let listed = peers(&hub).await;
     assert_eq!(peer(&listed, &a.url)["rejected_tools"]["count"], 1);
-    let (status, history) = hub.get(CRAWLS).await;
-    assert_eq!(status, StatusCode::OK, "{history}");
-    let runs = history["runs"].as_array().expect("runs");
-    assert_eq!(runs.len(), 2, "{history}");
+    let runs = crawl_history(&hub).await;
+    assert_eq!(runs.len(), history.len() + 1, "{runs:?}");
     assert_eq!(
         runs[0]["run_id"], second["run_id"],
-        "newest first: {history}"
+        "newest first: {runs:?}"
     );
-    assert_eq!(runs[1]["run_id"], body["run_id"], "{history}");
-    assert_eq!(runs[1]["rejected_tools"], 1, "{history}");
-    assert_dropped(&runs[1]["rejected_tools_sample"][0], &a.url);
-    assert_eq!(runs[0]["rejected_tools"], 0, "{history}");
+    assert_eq!(runs[0]["rejected_tools"], 0, "{runs:?}");
+    let judged = runs.last().expect("a run");
+    assert_eq!(judged["run_id"], body["run_id"], "{runs:?}");
+    assert_eq!(judged["rejected_tools"], 1, "{runs:?}");
+    assert_dropped(&judged["rejected_tools_sample"][0], &a.url);
 
     // Stored: a restarted hub (or any other replica) shows the same reasons.
     hub.stop().await;
@@ -75,7 +78,7 @@ async fn dropped_tools_are_listed_with_their_reasons() {
     let (status, after) = hub.get(CRAWLS).await;
     assert_eq!(status, StatusCode::OK, "{after}");
     // The restarted hub may have crawled its seed since: the earlier runs read the same.
-    for run in runs {
+    for run in &runs {
         let again = after["runs"]
             .as_array()
             .expect("runs")
@@ -84,6 +87,13 @@ async fn dropped_tools_are_listed_with_their_reasons() {
         assert_eq!(again, Some(run), "the same run after a restart: {after}");
     }
     hub.stop().await;
+}
+
+/// The crawl runs of `GET /ai-market/v2/federation/crawls`, newest first.
+async fn crawl_history(hub: &TestHub) -> Vec<Value> {
+    let (status, history) = hub.get(CRAWLS).await;
+    assert_eq!(status, StatusCode::OK, "{history}");
+    history["runs"].as_array().expect("runs").clone()
 }
 
 fn assert_dropped(entry: &Value, url: &str) {
