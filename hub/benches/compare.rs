@@ -13,7 +13,7 @@
 //! (sequential requests timed per hub, default 300 each), `AIMARKET_COMPARE_TIMEOUT_S`
 //! (bound on each hub's startup and crawl, default 600).
 //!
-//! What is measured, for each hub in turn (the other one idle):
+//! What is measured, for each hub in turn (the other one not running):
 //! - crawl: an admin-triggered crawl of all providers, from the trigger until a browse search
 //!   counts every capability. Both hubs know the providers as seeds with pinned keys; ours
 //!   crawls at startup, so the providers' catalogs stay closed (404) until that crawl is over
@@ -200,21 +200,22 @@ async fn run(config: &Config) -> Result<(), String> {
         providers.list[providers.list.len() - 1].port
     );
 
+    // One hub at a time, so neither one's background work lands in the other's figures.
     let mut ours = hubs::start_ours(&config.binary, &providers.list)?;
-    let mut reference =
-        hubs::start_reference(&config.python, &config.launcher, &providers.list)?;
-    let ours_startup = ours.wait_ready(&client, config.timeout).await?;
-    let reference_startup = reference.wait_ready(&client, config.timeout).await?;
-    // Ours crawled at startup with the catalogs closed: joining that crawl (the trigger
-    // waits for a running one) guarantees it is over before the catalogs open.
+    let startup = ours.wait_ready(&client, config.timeout).await?;
+    // Ours crawls at startup, with the catalogs still closed: joining that crawl (the
+    // trigger waits for a running one) makes sure it is over before they open.
     ours.admin_post(&client, "/ai-market/v2/federation/crawl", config.timeout)
         .await?;
     providers.open_catalogs();
-
-    let ours_figures = measure(&mut ours, &client, &providers, config, ours_startup).await?;
-    let reference_figures =
-        measure(&mut reference, &client, &providers, config, reference_startup).await?;
+    let ours_figures = measure(&mut ours, &client, &providers, config, startup).await?;
     drop(ours);
+
+    let mut reference =
+        hubs::start_reference(&config.python, &config.launcher, &providers.list)?;
+    let startup = reference.wait_ready(&client, config.timeout).await?;
+    let reference_figures =
+        measure(&mut reference, &client, &providers, config, startup).await?;
     drop(reference);
     report(config, &ours_figures, &reference_figures);
     Ok(())

@@ -38,6 +38,7 @@ pub struct HubProcess {
     /// `http://127.0.0.1:PORT`.
     pub base_url: String,
     child: Child,
+    spawned: Instant,
     log: PathBuf,
     _dir: TempDir,
 }
@@ -80,6 +81,7 @@ fn spawn(
     let log = dir.path().join(format!("{name}.log"));
     let out = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
     let err = out.try_clone().map_err(|e| e.to_string())?;
+    let spawned = Instant::now();
     let child = cmd
         .stdout(out)
         .stderr(err)
@@ -89,6 +91,7 @@ fn spawn(
         name,
         base_url: format!("http://127.0.0.1:{port}"),
         child,
+        spawned,
         log,
         _dir: dir,
     })
@@ -186,8 +189,8 @@ impl HubProcess {
         )
     }
 
-    /// Waits (bounded) for `GET /ai-market/v2/health` to answer 200; returns how long that
-    /// took from now. Fails at once when the process exits.
+    /// Waits (bounded) for `GET /ai-market/v2/health` to answer 200; returns the time from
+    /// the spawn. Fails at once when the process exits.
     pub async fn wait_ready(
         &mut self,
         client: &reqwest::Client,
@@ -202,7 +205,7 @@ impl HubProcess {
             if let Ok(r) = client.get(&health).send().await
                 && r.status().is_success()
             {
-                return Ok(started.elapsed());
+                return Ok(self.spawned.elapsed());
             }
             if started.elapsed() > timeout {
                 return Err(self.failure(&format!(

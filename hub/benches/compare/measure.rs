@@ -77,12 +77,26 @@ pub async fn crawl(
     timeout: Duration,
 ) -> Result<Crawl, String> {
     let before = browse_total(hub, client).await?;
-    let want = before + providers.total() as u64;
+    let want = providers.total() as u64;
     let started = Instant::now();
     let answer = hub
         .admin_post(client, "/ai-market/v2/federation/crawl", timeout)
         .await?;
     let answered = started.elapsed();
+    // The timed crawl must be a first one that fetched and stored every capability (ours
+    // names the count `capabilities_indexed`, the reference `indexed`): a crawl that found
+    // the catalogs already known would time a conditional re-crawl instead.
+    let stats = &answer["stats"];
+    let indexed = stats["capabilities_indexed"]
+        .as_u64()
+        .or_else(|| stats["indexed"].as_u64());
+    if indexed != Some(providers.total() as u64) || before != 0 {
+        return Err(hub.failure(&format!(
+            "the timed crawl was not a first crawl of all {} capabilities ({before} were \
+             searchable before it): {answer}",
+            providers.total()
+        )));
+    }
     loop {
         let at = started.elapsed();
         let total = browse_total(hub, client).await?;
