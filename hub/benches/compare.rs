@@ -79,8 +79,10 @@ fn config() -> Result<Config, String> {
     }
     let python = std::env::var_os("AIMARKET_COMPARE_PYTHON")
         .map(PathBuf::from)
-        .ok_or("AIMARKET_COMPARE_PYTHON is not set: run bench/compare, which installs the \
-                reference hub and sets it")?;
+        .ok_or(
+            "AIMARKET_COMPARE_PYTHON is not set: run bench/compare, which installs the \
+                reference hub and sets it",
+        )?;
     let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     Ok(Config {
         providers: number("AIMARKET_COMPARE_PROVIDERS", 10)?,
@@ -211,11 +213,9 @@ async fn run(config: &Config) -> Result<(), String> {
     let ours_figures = measure(&mut ours, &client, &providers, config, startup).await?;
     drop(ours);
 
-    let mut reference =
-        hubs::start_reference(&config.python, &config.launcher, &providers.list)?;
+    let mut reference = hubs::start_reference(&config.python, &config.launcher, &providers.list)?;
     let startup = reference.wait_ready(&client, config.timeout).await?;
-    let reference_figures =
-        measure(&mut reference, &client, &providers, config, startup).await?;
+    let reference_figures = measure(&mut reference, &client, &providers, config, startup).await?;
     drop(reference);
     report(config, &ours_figures, &reference_figures);
     Ok(())

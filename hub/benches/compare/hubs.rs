@@ -218,7 +218,11 @@ impl HubProcess {
     }
 
     /// `GET path` as JSON (status checked).
-    pub async fn get_json(&mut self, client: &reqwest::Client, path: &str) -> Result<Value, String> {
+    pub async fn get_json(
+        &mut self,
+        client: &reqwest::Client,
+        path: &str,
+    ) -> Result<Value, String> {
         let answer = client.get(self.url(path)).send().await;
         self.json_of(answer, path).await
     }

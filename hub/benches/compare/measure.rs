@@ -48,7 +48,9 @@ pub fn quantile(samples: &[f64], q: f64) -> f64 {
 
 fn search_path(intent: &str, limit: usize) -> String {
     let mut query = url::form_urlencoded::Serializer::new(String::new());
-    query.append_pair("intent", intent).append_pair("limit", &limit.to_string());
+    query
+        .append_pair("intent", intent)
+        .append_pair("limit", &limit.to_string());
     format!("/ai-market/v2/search?{}", query.finish())
 }
 
@@ -198,9 +200,10 @@ async fn targets(
         .list
         .iter()
         .map(|p| {
-            let source_hub = by_port.get(&p.port).cloned().ok_or_else(|| {
-                format!("{} hub: no peer for {} in {peers}", hub.name, p.origin)
-            })?;
+            let source_hub = by_port
+                .get(&p.port)
+                .cloned()
+                .ok_or_else(|| format!("{} hub: no peer for {} in {peers}", hub.name, p.origin))?;
             Ok(Target {
                 origin: p.origin.clone(),
                 product_id: p.product_id.clone(),
