@@ -199,8 +199,9 @@ impl HubProcess {
         let started = Instant::now();
         let health = self.url("/ai-market/v2/health");
         loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(self.failure(&format!("exited during startup ({status})")));
+            // `failure` adds the exit status.
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return Err(self.failure("exited during startup"));
             }
             if let Ok(r) = client.get(&health).send().await
                 && r.status().is_success()
