@@ -1,4 +1,5 @@
-//! What a verified peer contributes: [`VerifiedCatalog`] and the per-tool extraction rules.
+//! What a verified peer contributes: [`VerifiedCatalog`] (its [`VerifiedPeer`] and its tools as
+//! [`Capability`] records) and the per-tool extraction rules.
 //!
 //! Tool rules (each failure drops that tool alone and is reported in
 //! [`VerifiedCatalog::rejected_tools`]):
@@ -7,8 +8,9 @@
 //!   `"<product_id>.<capability_id>"` (v1 style, split at the first dot);
 //! - price: `price_per_call_usd`, else `price_usd`; missing, non-numeric or outside
 //!   `[0, 1000]` rejects the tool (no invented default price);
-//! - `p50_latency_ms`: `0` when not declared (meaning *unknown*), capped at one day; a float
-//!   (real oracles declare `5.52`) is that latency rounded to whole milliseconds, at least 1;
+//! - `p50_latency_ms`: `None` (*unknown*) when not declared or declared `0`, capped at one
+//!   day; a float (real oracles declare `5.52`) is that latency rounded to whole
+//!   milliseconds, at least 1;
 //! - `success_rate_30d` (or `success_rate`): clamped to `[0, 1]`, `None` when not declared;
 //! - origin: `source_hub` when it is a URL (reduced to its origin), else the peer itself; a
 //!   `source_hub` URL that fails the URL policy rejects the tool; a tool whose origin is this
@@ -19,6 +21,7 @@
 
 use std::collections::HashMap;
 
+use aimarket_protocol::capability::Capability;
 use aimarket_protocol::schema::{SchemaKind, validate};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -44,8 +47,11 @@ pub enum KeySource {
 }
 
 /// A peer hub as described by its well-known document, after verification of its manifest.
+///
+/// Not the well-known's `peers[]` entry (`aimarket_protocol::types::PeerInfo`): this is what
+/// the crawler learned about the peer it fetched.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PeerInfo {
+pub struct VerifiedPeer {
     /// The peer's origin, `scheme://host[:port]`: its identity.
     pub url: String,
     /// `name` from the well-known.
@@ -74,39 +80,6 @@ pub struct PeerInfo {
     pub seed_list: Vec<SafeUrl>,
 }
 
-/// One capability of a verified catalog, ready to be stored.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CatalogTool {
-    /// Origin of the hub that hosts the capability.
-    pub origin: String,
-    /// The peer it was learned through, when that is not the origin (a re-export).
-    pub via: Option<String>,
-    /// Product id.
-    pub product_id: String,
-    /// Capability id.
-    pub capability_id: String,
-    /// `name` as served.
-    pub name: String,
-    /// `description` as served.
-    pub description: String,
-    /// `input_schema` as served.
-    pub input_schema: Value,
-    /// `output_schema` as served, if any.
-    pub output_schema: Option<Value>,
-    /// Price per call in USD, within `[0, 1000]`.
-    pub price_usd: f64,
-    /// Declared median latency; `0` = not declared.
-    pub p50_latency_ms: u64,
-    /// Declared 30-day success rate, clamped to `[0, 1]`.
-    pub success_rate: Option<f64>,
-    /// `category` as served, if a string.
-    pub category: Option<String>,
-    /// `invoke_url`, kept only when on the tool's origin.
-    pub invoke_url: Option<SafeUrl>,
-    /// The tool's JSON exactly as served (it is covered by the manifest signature).
-    pub tool_json: Value,
-}
-
 /// A tool that was dropped, with the reason.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RejectedTool {
@@ -122,9 +95,9 @@ pub struct RejectedTool {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct VerifiedCatalog {
     /// The peer.
-    pub peer: PeerInfo,
+    pub peer: VerifiedPeer,
     /// Tools that passed every rule, in manifest order (duplicates resolved).
-    pub tools: Vec<CatalogTool>,
+    pub tools: Vec<Capability>,
     /// Tools that were dropped, in manifest order.
     pub rejected_tools: Vec<RejectedTool>,
     /// Tools beyond the per-manifest limit, not examined.
@@ -140,26 +113,35 @@ pub(crate) struct ToolContext<'a> {
     pub policy: UrlPolicy,
 }
 
+/// The tools of a verified manifest after the module's rules.
+pub(crate) struct Extracted {
+    /// Tools that passed, in manifest order (duplicates resolved).
+    pub tools: Vec<Capability>,
+    /// The `category` each kept tool declares, in the same order (not a column of the
+    /// record: the peer's categories are collected from it).
+    pub categories: Vec<Option<String>>,
+    /// Tools that were dropped, in manifest order.
+    pub rejected: Vec<RejectedTool>,
+}
+
 /// Extracts the tools of a verified manifest, applying the module's rules.
-pub(crate) fn extract_tools(
-    tools: Vec<Value>,
-    ctx: &ToolContext<'_>,
-) -> (Vec<CatalogTool>, Vec<RejectedTool>) {
+pub(crate) fn extract_tools(tools: Vec<Value>, ctx: &ToolContext<'_>) -> Extracted {
     let peer_origin = ctx.peer.origin();
-    let mut kept: Vec<Option<(usize, CatalogTool)>> = Vec::with_capacity(tools.len());
+    let mut kept: Vec<Option<(usize, Capability, Option<String>)>> =
+        Vec::with_capacity(tools.len());
     let mut rejected = Vec::new();
     let mut by_key: HashMap<(String, String, String), usize> = HashMap::new();
     for (index, tool) in tools.into_iter().enumerate() {
         let name = tool.get("name").and_then(Value::as_str).map(str::to_owned);
         match extract_one(tool, &peer_origin, ctx) {
-            Ok(t) => {
+            Ok((t, category)) => {
                 let key = (
                     t.origin.clone(),
                     t.product_id.clone(),
                     t.capability_id.clone(),
                 );
                 if let Some(prev) = by_key.insert(key, kept.len())
-                    && let Some((prev_index, prev_tool)) = kept[prev].take()
+                    && let Some((prev_index, prev_tool, _)) = kept[prev].take()
                 {
                     rejected.push(RejectedTool {
                         index: prev_index,
@@ -170,7 +152,7 @@ pub(crate) fn extract_tools(
                         ),
                     });
                 }
-                kept.push(Some((index, t)));
+                kept.push(Some((index, t, category)));
             }
             Err(reason) => rejected.push(RejectedTool {
                 index,
@@ -180,17 +162,20 @@ pub(crate) fn extract_tools(
         }
     }
     rejected.sort_by_key(|r| r.index);
-    (
-        kept.into_iter().flatten().map(|(_, t)| t).collect(),
+    let (tools, categories) = kept.into_iter().flatten().map(|(_, t, c)| (t, c)).unzip();
+    Extracted {
+        tools,
+        categories,
         rejected,
-    )
+    }
 }
 
+/// One tool as a record, with its declared `category`.
 fn extract_one(
     tool: Value,
     peer_origin: &str,
     ctx: &ToolContext<'_>,
-) -> Result<CatalogTool, String> {
+) -> Result<(Capability, Option<String>), String> {
     validate_tolerantly(&tool)?;
     let str_field = |k: &str| {
         tool.get(k)
@@ -206,7 +191,9 @@ fn extract_one(
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
-    let input_schema = tool.get("input_schema").cloned().unwrap_or(Value::Null);
+    let input_schema = tool
+        .get("input_schema")
+        .map_or_else(|| Value::Null.to_string(), Value::to_string);
 
     let (product_id, capability_id) =
         ids(&name, str_field("product_id"), str_field("capability_id"))?;
@@ -221,12 +208,15 @@ fn extract_one(
     }
 
     let p50_latency_ms = match tool.get("p50_latency_ms") {
-        None | Some(Value::Null) => 0,
-        Some(v) => v
-            .as_u64()
-            .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(float_latency_ms))
-            .ok_or("p50_latency_ms is not a non-negative number")?
-            .min(MAX_LATENCY_MS),
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(float_latency_ms))
+                .ok_or("p50_latency_ms is not a non-negative number")?
+                .min(MAX_LATENCY_MS),
+        )
+        // A declared 0 says nothing about the latency either.
+        .filter(|ms| *ms != 0),
     };
     let success_rate = tool
         .get("success_rate_30d")
@@ -252,25 +242,26 @@ fn extract_one(
     let via = (origin != peer_origin).then(|| peer_origin.to_owned());
     let invoke_url = str_field("invoke_url")
         .and_then(|s| SafeUrl::parse(s).ok())
-        .filter(|u| u.origin() == origin);
+        .filter(|u| u.origin() == origin)
+        .map(|u| u.as_str().to_owned());
     let category = str_field("category").map(str::to_owned);
 
-    Ok(CatalogTool {
+    let capability = Capability {
         origin,
         via,
         product_id,
         capability_id,
         name,
         description,
-        output_schema: tool.get("output_schema").cloned(),
+        output_schema: tool.get("output_schema").map(Value::to_string),
         input_schema,
         price_usd,
         p50_latency_ms,
         success_rate,
-        category,
         invoke_url,
-        tool_json: tool,
-    })
+        tool_json: tool.to_string(),
+    };
+    Ok((capability, category))
 }
 
 /// Explicit ids win; otherwise split the v1 `name` `"<product_id>.<capability_id>"`.
@@ -408,7 +399,11 @@ mod tests {
             tool(json!({"description": "second", "p50_latency_ms": 5.52})), // 8 duplicate of 0
             json!("not an object"),                                         // 9 schema
         ];
-        let (kept, rejected) = extract_tools(tools, &ctx_for(&peer));
+        let Extracted {
+            tools: kept,
+            categories,
+            rejected,
+        } = extract_tools(tools, &ctx_for(&peer));
         let rejected_idx: Vec<usize> = rejected.iter().map(|r| r.index).collect();
         assert_eq!(rejected_idx, vec![0, 1, 2, 3, 5, 6, 9], "{rejected:#?}");
         assert!(
@@ -424,7 +419,7 @@ mod tests {
         assert_eq!(re.origin, "https://other.example.com");
         assert_eq!(re.via.as_deref(), Some("https://peer.example.com"));
         assert_eq!(
-            re.invoke_url.as_ref().map(SafeUrl::as_str),
+            re.invoke_url.as_deref(),
             Some("https://other.example.com/inv")
         );
         let local = &kept[1];
@@ -432,10 +427,39 @@ mod tests {
         assert_eq!(local.via, None);
         assert_eq!(local.invoke_url, None);
         assert_eq!(local.success_rate, Some(1.0));
-        assert_eq!(local.p50_latency_ms, 120);
+        assert_eq!(local.p50_latency_ms, Some(120));
         assert_eq!(kept[2].description, "second");
-        assert_eq!(kept[2].p50_latency_ms, 6, "a float latency is that latency");
+        assert_eq!(
+            kept[2].p50_latency_ms,
+            Some(6),
+            "a float latency is that latency"
+        );
         assert_eq!(kept[2].success_rate, None);
-        assert_eq!(kept[2].tool_json["description"], "second");
+        let served: Value = serde_json::from_str(&kept[2].tool_json).unwrap();
+        assert_eq!(served["description"], "second");
+        assert_eq!(served["p50_latency_ms"], 5.52, "the tool is kept as served");
+        assert_eq!(kept[2].input_schema, r#"{"type":"object"}"#);
+        assert_eq!(categories, [None, None, None]);
+    }
+
+    #[test]
+    fn latency_zero_is_unknown_and_categories_follow_the_tools() {
+        let peer = SafeUrl::parse("https://peer.example.com/").unwrap();
+        let tools = vec![
+            tool(json!({"name": "a.c", "p50_latency_ms": 0, "category": "nlp"})),
+            tool(json!({"name": "b.c", "category": ""})),
+            tool(json!({"name": "c.c", "p50_latency_ms": 90_000_000_u64,
+                "output_schema": {"type": "string"}})),
+        ];
+        let out = extract_tools(tools, &ctx_for(&peer));
+        assert!(out.rejected.is_empty(), "{:?}", out.rejected);
+        let latencies: Vec<Option<u64>> = out.tools.iter().map(|t| t.p50_latency_ms).collect();
+        assert_eq!(latencies, [None, None, Some(MAX_LATENCY_MS)]);
+        assert_eq!(out.categories, [Some("nlp".to_owned()), None, None]);
+        assert_eq!(
+            out.tools[2].output_schema.as_deref(),
+            Some(r#"{"type":"string"}"#)
+        );
+        assert_eq!(out.tools[0].output_schema, None);
     }
 }

@@ -3,7 +3,8 @@
 //! - [`url_safety`]: spec §7.4 — [`SafeUrl`], [`UrlPolicy`], the pinned DNS resolver.
 //! - [`fetch`]: the polite, bounded HTTP client ([`Fetcher`]).
 //! - [`verify`]: well-known parsing and manifest verification (signature, key, freshness).
-//! - [`catalog`]: the verified result ([`VerifiedCatalog`]) and the per-tool rules.
+//! - [`catalog`]: the verified result ([`VerifiedCatalog`]: a [`VerifiedPeer`] and its tools as
+//!   [`Capability`] records) and the per-tool rules.
 //! - [`bfs`]: the breadth-first crawl ([`Crawler`]); [`Crawler::crawl_streaming`] hands each
 //!   peer over as soon as it is done, so a caller can store while the crawl goes on. A known
 //!   peer checked recently costs one conditional manifest request
@@ -41,11 +42,12 @@ mod hosts;
 pub mod url_safety;
 pub mod verify;
 
+pub use aimarket_protocol::capability::Capability;
 pub use bfs::{
     CrawlConfig, CrawlEvent, CrawlReport, Crawler, DEFAULT_WELL_KNOWN_REFRESH, KnownPeer,
     KnownPeers, PeerOutcome, PeerResult, PeerValidators, SeedSpec,
 };
-pub use catalog::{CatalogTool, KeySource, PeerInfo, RejectedTool, VerifiedCatalog};
+pub use catalog::{KeySource, RejectedTool, VerifiedCatalog, VerifiedPeer};
 pub use error::{CrawlError, Document};
 pub use fetch::{FetchConfig, FetchOptions, Fetched, Fetcher, HeaderHook, Validators};
 pub use url_safety::{SafeUrl, UrlError, UrlPolicy};

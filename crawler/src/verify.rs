@@ -10,7 +10,9 @@ use aimarket_protocol::signing::{PublicKey, verify_manifest};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::{Map, Value};
 
-use crate::catalog::{KeySource, PeerInfo, ToolContext, VerifiedCatalog, extract_tools};
+use crate::catalog::{
+    Extracted, KeySource, ToolContext, VerifiedCatalog, VerifiedPeer, extract_tools,
+};
 use crate::error::{CrawlError, Document};
 use crate::url_safety::{SafeUrl, UrlError, UrlPolicy};
 
@@ -317,19 +319,21 @@ pub fn verify_catalog(
         self_origin: opts.self_origin.as_deref(),
         policy: opts.policy,
     };
-    let (tools, rejected_tools) = extract_tools(tools, &ctx);
+    let Extracted {
+        tools,
+        categories: tool_categories,
+        rejected: rejected_tools,
+    } = extract_tools(tools, &ctx);
 
     let mut categories: BTreeSet<String> = wk.categories.iter().cloned().collect();
-    for t in &tools {
+    for c in tool_categories.into_iter().flatten() {
         if categories.len() >= MAX_CATEGORIES {
             break;
         }
-        if let Some(c) = &t.category {
-            categories.insert(c.clone());
-        }
+        categories.insert(c);
     }
     Ok(VerifiedCatalog {
-        peer: PeerInfo {
+        peer: VerifiedPeer {
             url: wk.origin.origin(),
             name: wk.name.clone(),
             well_known_url: wk.url.clone(),

@@ -27,7 +27,7 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use aimarket_hub::payments::OpenChannel;
 use aimarket_hub::settings::Settings;
 use aimarket_hub::startup::{Application, install_crypto_provider};
-use aimarket_hub::store::NewCapability;
+use aimarket_protocol::capability::Capability;
 use aimarket_protocol::signing::{KeyPair, sign_provider_response};
 use serde_json::{Value, json};
 
@@ -71,14 +71,14 @@ async fn provider_invoke(
     response.json(json!({"success": true, "result": result}))
 }
 
-fn tool(origin: &str, cid: &str, price: f64) -> NewCapability {
+fn tool(origin: &str, cid: &str, price: f64) -> Capability {
     let schema = json!({"type": "object", "required": ["text"],
         "properties": {"text": {"type": "string", "maxLength": 10000}}});
     let invoke_url = format!("{origin}/invoke");
     let tool = json!({"name": cid, "product_id": PRODUCT, "capability_id": cid,
         "description": "bench echo", "input_schema": schema, "price_per_call_usd": price,
         "invoke_url": invoke_url});
-    NewCapability {
+    Capability {
         origin: origin.to_owned(),
         via: None,
         product_id: PRODUCT.to_owned(),

@@ -32,9 +32,10 @@ use std::time::{Duration, Instant};
 use aimarket_hub::settings::Settings;
 use aimarket_hub::startup::Application;
 use aimarket_hub::state::AppState;
-use aimarket_hub::store::{NewCapability, NewPeer, PeerState, Store};
+use aimarket_hub::store::{NewPeer, PeerState, Store};
 use aimarket_indexer::IndexedCapability;
 use aimarket_indexer::synthetic::catalog;
+use aimarket_protocol::capability::Capability;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -179,7 +180,7 @@ fn loopback_origin(hub: u32) -> String {
     format!("http://127.0.0.1:{}", 20_000 + hub)
 }
 
-fn to_row(cap: IndexedCapability) -> NewCapability {
+fn to_row(cap: IndexedCapability) -> Capability {
     let origin = loopback_origin(hub_number(&cap.origin));
     let tool = json!({
         "name": cap.name,
@@ -193,7 +194,7 @@ fn to_row(cap: IndexedCapability) -> NewCapability {
         "capability_id": cap.capability_id,
         "categories": cap.categories,
     });
-    NewCapability {
+    Capability {
         origin,
         via: None,
         product_id: cap.product_id,
@@ -203,7 +204,7 @@ fn to_row(cap: IndexedCapability) -> NewCapability {
         input_schema: cap.input_schema.to_string(),
         output_schema: Some("{\"type\":\"object\"}".into()),
         price_usd: cap.price_usd,
-        p50_latency_ms: i64::try_from(cap.p50_latency_ms).ok(),
+        p50_latency_ms: Some(cap.p50_latency_ms),
         success_rate: Some(cap.success_rate),
         invoke_url: None,
         tool_json: tool.to_string(),
@@ -212,7 +213,7 @@ fn to_row(cap: IndexedCapability) -> NewCapability {
 
 /// Seeds `n` synthetic capabilities as active peers' catalogs; returns the number of peers.
 async fn seed(store: &Store, n: usize) -> usize {
-    let mut by_hub: BTreeMap<u32, Vec<NewCapability>> = BTreeMap::new();
+    let mut by_hub: BTreeMap<u32, Vec<Capability>> = BTreeMap::new();
     for cap in catalog(n, 42) {
         let hub = hub_number(&cap.origin);
         by_hub.entry(hub).or_default().push(to_row(cap));

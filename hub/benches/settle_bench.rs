@@ -23,21 +23,22 @@ use std::time::{Duration, Instant};
 use aimarket_hub::crawl::CatalogUpdate;
 use aimarket_hub::settings::Settings;
 use aimarket_hub::startup::Application;
-use aimarket_hub::store::{NewCapability, NewPeer, PeerState, Store};
+use aimarket_hub::store::{NewPeer, PeerState, Store};
 use aimarket_indexer::IndexedCapability;
 use aimarket_indexer::synthetic::catalog;
+use aimarket_protocol::capability::Capability;
 use serde_json::json;
 
 const ROUNDS: usize = 20;
 
-fn to_row(cap: IndexedCapability, origin: &str) -> NewCapability {
+fn to_row(cap: IndexedCapability, origin: &str) -> Capability {
     let tool = json!({
         "name": cap.name, "description": cap.description, "input_schema": cap.input_schema,
         "price_per_call_usd": cap.price_usd, "p50_latency_ms": cap.p50_latency_ms,
         "success_rate_30d": cap.success_rate, "product_id": cap.product_id,
         "capability_id": cap.capability_id, "categories": cap.categories,
     });
-    NewCapability {
+    Capability {
         origin: origin.to_owned(),
         via: None,
         product_id: cap.product_id,
@@ -47,7 +48,7 @@ fn to_row(cap: IndexedCapability, origin: &str) -> NewCapability {
         input_schema: cap.input_schema.to_string(),
         output_schema: None,
         price_usd: cap.price_usd,
-        p50_latency_ms: i64::try_from(cap.p50_latency_ms).ok(),
+        p50_latency_ms: Some(cap.p50_latency_ms),
         success_rate: Some(cap.success_rate),
         invoke_url: None,
         tool_json: tool.to_string(),
@@ -55,7 +56,7 @@ fn to_row(cap: IndexedCapability, origin: &str) -> NewCapability {
 }
 
 /// Seeds `n` capabilities; returns one peer's id and catalog (the one the rounds rewrite).
-async fn seed(store: &Store, n: usize) -> (i64, Vec<NewCapability>) {
+async fn seed(store: &Store, n: usize) -> (i64, Vec<Capability>) {
     let mut by_hub: BTreeMap<String, Vec<IndexedCapability>> = BTreeMap::new();
     for cap in catalog(n, 42) {
         by_hub.entry(cap.origin.clone()).or_default().push(cap);
@@ -63,7 +64,7 @@ async fn seed(store: &Store, n: usize) -> (i64, Vec<NewCapability>) {
     let mut chosen = None;
     for (i, (_, caps)) in by_hub.into_iter().enumerate() {
         let origin = format!("http://127.0.0.1:{}", 20_000 + i);
-        let rows: Vec<NewCapability> = caps.into_iter().map(|c| to_row(c, &origin)).collect();
+        let rows: Vec<Capability> = caps.into_iter().map(|c| to_row(c, &origin)).collect();
         let (peer, _) = store
             .insert_peer_if_absent(&NewPeer {
                 url: origin.clone(),

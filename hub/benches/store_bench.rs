@@ -8,14 +8,15 @@
 
 use std::time::{Duration, Instant};
 
-use aimarket_hub::store::{NewCapability, Store};
+use aimarket_hub::store::Store;
+use aimarket_protocol::capability::Capability;
 use serde_json::json;
 
 const PEERS: usize = 20;
 const TOOLS: usize = 1_000;
 const ROUNDS: usize = 3;
 
-fn tool(peer: usize, i: usize, rev: u32) -> NewCapability {
+fn tool(peer: usize, i: usize, rev: u32) -> Capability {
     let origin = format!("https://provider-{peer:02}.example");
     let product_id = format!("product-{:02}", i % 50);
     let capability_id = format!("capability-{i:04}");
@@ -54,7 +55,7 @@ fn tool(peer: usize, i: usize, rev: u32) -> NewCapability {
         "source_hub": origin,
         "invoke_url": invoke_url,
     });
-    NewCapability {
+    Capability {
         via: None,
         product_id,
         capability_id,
@@ -63,7 +64,7 @@ fn tool(peer: usize, i: usize, rev: u32) -> NewCapability {
         input_schema: input_schema.to_string(),
         output_schema: Some(output_schema.to_string()),
         price_usd: price,
-        p50_latency_ms: Some((150 + i % 300) as i64),
+        p50_latency_ms: Some((150 + i % 300) as u64),
         success_rate: Some(0.98),
         invoke_url: Some(invoke_url),
         tool_json: tool.to_string(),
@@ -71,7 +72,7 @@ fn tool(peer: usize, i: usize, rev: u32) -> NewCapability {
     }
 }
 
-fn catalog(peer: usize, changed_every: Option<usize>) -> Vec<NewCapability> {
+fn catalog(peer: usize, changed_every: Option<usize>) -> Vec<Capability> {
     (0..TOOLS)
         .map(|i| {
             let rev = match changed_every {

@@ -149,8 +149,8 @@ async fn good_catalog_stored_then_rechecked_for_free(database_url: Option<String
         .await
         .unwrap();
     assert_eq!(offers.len(), 1);
-    assert_eq!(offers[0].via, None);
-    assert_eq!(offers[0].price_usd, 0.01);
+    assert_eq!(offers[0].capability.via, None);
+    assert_eq!(offers[0].capability.price_usd, 0.01);
 
     // The trust-score worker reacts to the new catalog on its own (it rewrites the new
     // peer's score, 0.5 at first); let it finish so that only the crawl is measured. If the
@@ -238,7 +238,7 @@ async fn re_exports_via_peer_hub(database_url: Option<String>) {
     crawl(&hub).await;
     let store = &hub.state.store;
     let via = |rows: &[aimarket_hub::store::CapabilityRow]| -> Vec<Option<String>> {
-        rows.iter().map(|r| r.via.clone()).collect()
+        rows.iter().map(|r| r.capability.via.clone()).collect()
     };
     let far_rows = store
         .get_capability(Some(&far.url), "prod-x", "far@v1")
@@ -251,7 +251,7 @@ async fn re_exports_via_peer_hub(database_url: Option<String>) {
         .await
         .unwrap();
     assert_eq!(via(&direct_rows), [Some(peer_hub.url.clone())]);
-    assert_eq!(direct_rows[0].price_usd, 0.25);
+    assert_eq!(direct_rows[0].capability.price_usd, 0.25);
     let two_hops = store
         .get_capability(None, "prod-y", "twohop@v1")
         .await
@@ -285,7 +285,7 @@ async fn re_exports_via_peer_hub(database_url: Option<String>) {
         .unwrap();
     assert_eq!(via(&direct_rows), [None]);
     assert_eq!(direct_rows[0].peer_url, direct.url);
-    assert_eq!(direct_rows[0].price_usd, 0.2);
+    assert_eq!(direct_rows[0].capability.price_usd, 0.2);
     let far_rows = store
         .get_capability(Some(&far.url), "prod-x", "far@v1")
         .await

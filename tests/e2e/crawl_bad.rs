@@ -318,8 +318,8 @@ async fn bad_inputs_are_survived_and_explained(database_url: Option<String>) {
     assert_eq!(count("duplicate capability ids").await, 1);
     let dup = store.get_capability(None, "prod", "dup@v1").await.unwrap();
     assert_eq!(dup.len(), 1);
-    assert_eq!(dup[0].description, "the later listing");
-    assert_eq!(dup[0].price_usd, 2.0);
+    assert_eq!(dup[0].capability.description, "the later listing");
+    assert_eq!(dup[0].capability.price_usd, 2.0);
     // 2 + 2 + 2 + 2 + 1 capabilities, from five different origins.
     assert_eq!(store.count_capabilities().await.unwrap(), 9);
     let narcissist = &cases.iter().find(|c| c.what == "lists itself").unwrap();

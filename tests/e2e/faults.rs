@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use aimarket_e2e::faulty::{Fault, FaultyProvider, LATE_BY};
 use aimarket_e2e::{TestHub, wait_until};
 use aimarket_hub::payments::OpenChannel;
+use aimarket_protocol::capability::Capability;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -98,7 +99,7 @@ async fn provider_faults_during_channel_funded_calls() {
         .upsert_seed_peer(&fake.url, Some(&key.public_key().to_b64()))
         .await
         .unwrap();
-    let caps = Fault::ALL
+    let caps: Vec<Capability> = Fault::ALL
         .iter()
         .map(|f| fake.capability(*f, PRICE_USD))
         .collect();

@@ -8,7 +8,8 @@ use std::io::Read as _;
 use aimarket_e2e::TestHub;
 use aimarket_e2e::catalog_server::{CatalogServer, tool};
 use aimarket_hub::crawl::CatalogUpdate;
-use aimarket_hub::store::{NewCapability, NewPeer, PeerState};
+use aimarket_hub::store::{NewPeer, PeerState};
+use aimarket_protocol::capability::Capability;
 use aimarket_protocol::document::verify_any;
 use aimarket_protocol::schema::{SchemaKind, validate};
 use aimarket_protocol::signing::{PublicKey, verify_document, verify_manifest};
@@ -27,10 +28,10 @@ async fn seed(hub: &TestHub, origin: &str, n: usize) {
     let store = &hub.state.store;
     let peer = store.upsert_seed_peer(origin, None).await.unwrap();
     let before = store.catalog_version().await.unwrap();
-    let caps: Vec<NewCapability> = (0..n)
+    let caps: Vec<Capability> = (0..n)
         .map(|i| {
             let t = tool("bulk", &format!("cap-{i:04}@v1"), 0.001);
-            NewCapability {
+            Capability {
                 origin: origin.to_owned(),
                 via: None,
                 product_id: "bulk".into(),

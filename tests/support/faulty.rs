@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use aimarket_hub::store::NewCapability;
+use aimarket_protocol::capability::Capability;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -126,7 +126,7 @@ impl FaultyProvider {
 
     /// A priced capability whose endpoint is this fake with `fault`, as a crawl would store
     /// it. `provider_pubkey` is a key the fake never signs with, so any signature fails.
-    pub fn capability(&self, fault: Fault, price_usd: f64) -> NewCapability {
+    pub fn capability(&self, fault: Fault, price_usd: f64) -> Capability {
         let cid = format!("{}@v1", fault.name());
         let invoke_url = format!("{}/invoke/{}", self.url, fault.name());
         let key = aimarket_protocol::signing::KeyPair::from_seed(&[42; 32]);
@@ -141,7 +141,7 @@ impl FaultyProvider {
             "invoke_url": invoke_url,
             "provider_pubkey": key.public_key().to_b64(),
         });
-        NewCapability {
+        Capability {
             origin: self.url.clone(),
             via: None,
             product_id: "faulty".into(),

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
-use aimarket_hub::store::NewCapability;
 use aimarket_protocol::canonical::{Style, to_canonical_string};
+use aimarket_protocol::capability::Capability;
 use aimarket_protocol::signing::{KeyPair, sign_provider_response};
 use serde_json::{Value, json};
 
@@ -523,7 +523,7 @@ fn payment_required(price_usd: f64) -> HttpResponse {
 
 impl FakeProvider {
     /// The provider's tools as a crawl would store them (origin = this provider).
-    pub fn catalog(&self) -> Vec<NewCapability> {
+    pub fn catalog(&self) -> Vec<Capability> {
         self.tools
             .iter()
             .map(|t| self.new_capability(t, None))
@@ -531,7 +531,7 @@ impl FakeProvider {
     }
 
     /// `tool` as stored when listed by this provider, optionally as a re-export of `origin`.
-    pub fn new_capability(&self, t: &FakeTool, reexport_of: Option<&str>) -> NewCapability {
+    pub fn new_capability(&self, t: &FakeTool, reexport_of: Option<&str>) -> Capability {
         let mut tool_json = json!({
             "name": format!("{}.{}", t.product_id, t.capability_id),
             "product_id": t.product_id,
@@ -546,7 +546,7 @@ impl FakeProvider {
         if let Some(url) = &invoke_url {
             tool_json["invoke_url"] = json!(url);
         }
-        NewCapability {
+        Capability {
             origin: reexport_of.unwrap_or(&self.url).to_owned(),
             via: reexport_of.map(|_| self.url.clone()),
             product_id: t.product_id.clone(),
@@ -566,11 +566,7 @@ impl FakeProvider {
 
 /// Makes `provider` an active operator peer of `hub` with its key pinned and `tools` as its
 /// catalog, then tells the hub its catalog changed. Returns the peer id.
-pub async fn seed_catalog(
-    hub: &TestHub,
-    provider: &FakeProvider,
-    tools: Vec<NewCapability>,
-) -> i64 {
+pub async fn seed_catalog(hub: &TestHub, provider: &FakeProvider, tools: Vec<Capability>) -> i64 {
     let store = &hub.state.store;
     let peer = store
         .upsert_seed_peer(&provider.url, Some(&provider.key.public_key().to_b64()))

@@ -70,9 +70,9 @@ async fn a_signed_catalog_verifies() {
     assert_eq!(t.origin, p.base);
     assert_eq!(t.via, None);
     assert_eq!(t.price_usd, 0.4);
-    assert_eq!(t.p50_latency_ms, 800);
+    assert_eq!(t.p50_latency_ms, Some(800));
     assert_eq!(t.success_rate, Some(0.97));
-    assert_eq!(t.tool_json["name"], "prod-1.translate@v1");
+    assert_eq!(t.tool_str("name").as_deref(), Some("prod-1.translate@v1"));
     assert_eq!(
         v,
         PeerValidators::default(),

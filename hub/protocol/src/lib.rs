@@ -6,6 +6,7 @@
 //! [`serde_json::Value`], never from a typed struct.
 
 pub mod canonical;
+pub mod capability;
 pub mod document;
 pub mod error;
 pub mod schema;

@@ -157,10 +157,11 @@ pub(super) fn built_tool(
     invoke_url: &str,
 ) -> Result<BuiltTool, CatalogError> {
     let tool = manifest_tool(row, bps, invoke_url);
+    let cap = &row.capability;
     Ok(BuiltTool {
         id: row.id,
-        key: IndexedCapability::make_key(&row.origin, &row.product_id, &row.capability_id),
-        origin: row.origin.clone(),
+        key: IndexedCapability::make_key(&cap.origin, &cap.product_id, &cap.capability_id),
+        origin: cap.origin.clone(),
         peer_id: row.peer_id,
         trust: Effective::of(row, bps).trust_score,
         last_seen: row.last_seen,
@@ -334,7 +335,8 @@ impl Catalog {
             };
             let found: HashSet<String> = rows
                 .iter()
-                .map(|r| IndexedCapability::make_key(&r.origin, &r.product_id, &r.capability_id))
+                .map(|r| &r.capability)
+                .map(|c| IndexedCapability::make_key(&c.origin, &c.product_id, &c.capability_id))
                 .collect();
             // A changed key no longer visible (its peer left) is removed like `removed`.
             for key in removed.iter().chain(&keys).map(make) {
@@ -401,17 +403,17 @@ mod tests {
     fn rows() -> Vec<CapabilityRow> {
         let mut a = row(0.5, Some(0.9));
         a.last_seen = 1_700_000_000_000;
-        a.description = "Перевод «текста» — 翻译 \"quoted\" \\ tab\t".into();
-        a.price_usd = 1e-5;
-        a.input_schema =
+        a.capability.description = "Перевод «текста» — 翻译 \"quoted\" \\ tab\t".into();
+        a.capability.price_usd = 1e-5;
+        a.capability.input_schema =
             r#"{"type":"object","properties":{"q":{"type":"string","description":"é"}},"required":["q"]}"#
                 .into();
         let mut b = row(0.7, None);
         b.id = 2;
-        b.capability_id = "other@v1".into();
-        b.origin = "https://q.example".into();
-        b.price_usd = 0.1 + 0.2;
-        b.via = Some("https://relay.example".into());
+        b.capability.capability_id = "other@v1".into();
+        b.capability.origin = "https://q.example".into();
+        b.capability.price_usd = 0.1 + 0.2;
+        b.capability.via = Some("https://relay.example".into());
         vec![a, b]
     }
 
@@ -495,9 +497,9 @@ mod tests {
                 let mut r = row(0.25 + (i % 7) as f64 / 10.0, Some(0.9));
                 r.id = 1 + i * 3;
                 r.peer_id = i % 4;
-                r.origin = format!("https://o{}.example", i % 5);
-                r.capability_id = format!("cap{i}@v1");
-                r.description = format!("tool {i} «ü»");
+                r.capability.origin = format!("https://o{}.example", i % 5);
+                r.capability.capability_id = format!("cap{i}@v1");
+                r.capability.description = format!("tool {i} «ü»");
                 r.last_seen = 1_700_000_000_000 + i;
                 (r.id, r)
             })
@@ -519,7 +521,7 @@ mod tests {
             // A change at the front, the middle and the end of the document.
             for id in [ids[0], pick(1), *ids.last().unwrap()] {
                 let r = store.get_mut(&id).unwrap();
-                r.description = format!("changed at step {step}");
+                r.capability.description = format!("changed at step {step}");
                 r.peer_trust_score = 0.1 * (step % 9) as f64;
                 parts.put(built_tool(r, 100, URL).unwrap());
             }
@@ -532,17 +534,17 @@ mod tests {
             for id in gone {
                 if let Some(r) = store.remove(&id) {
                     parts.remove_key(&IndexedCapability::make_key(
-                        &r.origin,
-                        &r.product_id,
-                        &r.capability_id,
+                        &r.capability.origin,
+                        &r.capability.product_id,
+                        &r.capability.capability_id,
                     ));
                 }
             }
             // A new key, and an existing key moving to a new row id (deleted and re-added).
             let mut added = row(0.6, None);
             added.id = next_id;
-            added.capability_id = format!("new{step}@v1");
-            added.origin = format!("https://o{}.example", step % 6);
+            added.capability.capability_id = format!("new{step}@v1");
+            added.capability.origin = format!("https://o{}.example", step % 6);
             next_id += 1;
             parts.put(built_tool(&added, 100, URL).unwrap());
             store.insert(added.id, added);

@@ -47,14 +47,11 @@ impl Effective {
     /// The effective values of `row` at `routing_fee_bps`.
     pub fn of(row: &CapabilityRow, routing_fee_bps: u32) -> Self {
         let (trust_score, success_rate) = capability_trust(&PeerTrust::of(row), row);
-        let price_usd = finite_non_negative(row.price_usd);
+        let price_usd = finite_non_negative(row.capability.price_usd);
         Self {
             price_usd,
             routed_price_usd: routed_price_usd(price_usd, routing_fee_bps),
-            p50_latency_ms: row
-                .p50_latency_ms
-                .and_then(|ms| u64::try_from(ms).ok())
-                .unwrap_or(UNKNOWN_LATENCY_MS),
+            p50_latency_ms: row.capability.p50_latency_ms.unwrap_or(UNKNOWN_LATENCY_MS),
             trust_score,
             success_rate,
         }
@@ -79,7 +76,7 @@ struct ToolExtras {
 impl ToolExtras {
     fn of(row: &CapabilityRow) -> Self {
         // The crawler stored valid JSON; a row written by other code just has no extras.
-        serde_json::from_str(&row.tool_json).unwrap_or_default()
+        serde_json::from_str(&row.capability.tool_json).unwrap_or_default()
     }
 
     fn categories(&self) -> impl Iterator<Item = &str> {
@@ -97,13 +94,13 @@ impl ToolExtras {
 
 /// The name shown for the owning hub (module docs).
 fn source_hub_name(row: &CapabilityRow, extras: &ToolExtras) -> String {
-    let declared = match &row.via {
+    let declared = match &row.capability.via {
         None => row.peer_name.as_deref(),
         Some(_) => extras.source_hub_name.as_ref().and_then(Value::as_str),
     };
     match declared.map(str::trim).filter(|n| !n.is_empty()) {
         Some(name) => name.chars().take(MAX_HUB_NAME_CHARS).collect(),
-        None => origin_host(&row.origin),
+        None => origin_host(&row.capability.origin),
     }
 }
 
@@ -128,23 +125,25 @@ fn schema_object(text: Option<&str>) -> Value {
     }
 }
 
-/// The index document of `row`.
+/// The index document of `row`: the index's view of the record, with the effective values.
+/// It takes the row by value so the record's strings move into the document uncopied.
 pub fn indexed(row: CapabilityRow, routing_fee_bps: u32) -> IndexedCapability {
     let effective = Effective::of(&row, routing_fee_bps);
     let extras = ToolExtras::of(&row);
     let source_hub_name = source_hub_name(&row, &extras);
-    let input_schema = schema_object(Some(&row.input_schema));
     let mut categories = row.peer_categories;
     categories.extend(extras.categories().map(str::to_owned));
+    let cap = row.capability;
+    let input_schema = schema_object(Some(&cap.input_schema));
     IndexedCapability {
-        key: IndexedCapability::make_key(&row.origin, &row.product_id, &row.capability_id),
-        origin: row.origin,
+        key: IndexedCapability::make_key(&cap.origin, &cap.product_id, &cap.capability_id),
+        origin: cap.origin,
         source_hub_name,
-        via: row.via,
-        product_id: row.product_id,
-        capability_id: row.capability_id,
-        name: row.name,
-        description: row.description,
+        via: cap.via,
+        product_id: cap.product_id,
+        capability_id: cap.capability_id,
+        name: cap.name,
+        description: cap.description,
         input_schema,
         categories,
         price_usd: effective.price_usd,
@@ -161,25 +160,26 @@ pub fn indexed(row: CapabilityRow, routing_fee_bps: u32) -> IndexedCapability {
 pub fn manifest_tool(row: &CapabilityRow, routing_fee_bps: u32, invoke_url: &str) -> Value {
     let effective = Effective::of(row, routing_fee_bps);
     let extras = ToolExtras::of(row);
+    let cap = &row.capability;
     let mut tool = json!({
-        "name": format!("{}.{}", row.product_id, row.capability_id),
-        "display_name": row.name,
-        "description": row.description,
-        "input_schema": schema_object(Some(&row.input_schema)),
-        "output_schema": schema_object(row.output_schema.as_deref()),
+        "name": format!("{}.{}", cap.product_id, cap.capability_id),
+        "display_name": cap.name,
+        "description": cap.description,
+        "input_schema": schema_object(Some(&cap.input_schema)),
+        "output_schema": schema_object(cap.output_schema.as_deref()),
         "price_per_call_usd": effective.price_usd,
         "p50_latency_ms": effective.p50_latency_ms,
         "success_rate_30d": effective.success_rate,
-        "product_id": row.product_id,
-        "capability_id": row.capability_id,
-        "source_hub": row.origin,
+        "product_id": cap.product_id,
+        "capability_id": cap.capability_id,
+        "source_hub": cap.origin,
         "source_hub_name": source_hub_name(row, &extras),
         "routed_price_usd": effective.routed_price_usd,
         "routing_fee_bps": routing_fee_bps,
         "trust_score": effective.trust_score,
         "invoke_url": invoke_url,
     });
-    if let Some(via) = &row.via {
+    if let Some(via) = &cap.via {
         tool["via"] = Value::from(via.as_str());
     }
     tool
@@ -194,9 +194,9 @@ mod tests {
     #[test]
     fn indexed_document_carries_effective_values() {
         let mut r = row(0.5, Some(0.97));
-        r.price_usd = 0.004;
+        r.capability.price_usd = 0.004;
         r.peer_categories = vec!["nlp".into()];
-        r.tool_json = r#"{"category": "translation", "categories": ["text", 5]}"#.into();
+        r.capability.tool_json = r#"{"category": "translation", "categories": ["text", 5]}"#.into();
         let doc = indexed(r, 100);
         assert_eq!(doc.routed_price_usd, 0.00404);
         assert_eq!(doc.trust_score, 0.5);
@@ -211,9 +211,9 @@ mod tests {
     #[test]
     fn unknown_latency_and_names_have_defaults() {
         let mut r = row(0.5, None);
-        r.p50_latency_ms = None;
+        r.capability.p50_latency_ms = None;
         r.peer_name = None;
-        r.origin = "http://127.0.0.1:8080".into();
+        r.capability.origin = "http://127.0.0.1:8080".into();
         let doc = indexed(r, 0);
         assert_eq!(doc.p50_latency_ms, UNKNOWN_LATENCY_MS);
         assert_eq!(doc.source_hub_name, "127.0.0.1:8080");
@@ -222,9 +222,9 @@ mod tests {
     #[test]
     fn re_exports_use_the_relayed_name_and_carry_via() {
         let mut r = row(0.5, None);
-        r.via = Some("https://relay.example".into());
+        r.capability.via = Some("https://relay.example".into());
         r.peer_name = Some("Relay".into());
-        r.tool_json = r#"{"source_hub_name": "Origin Hub"}"#.into();
+        r.capability.tool_json = r#"{"source_hub_name": "Origin Hub"}"#.into();
         let tool = manifest_tool(&r, 100, "https://hub.example/ai-market/v2/invoke");
         assert_eq!(tool["source_hub_name"], "Origin Hub");
         assert_eq!(tool["via"], "https://relay.example");

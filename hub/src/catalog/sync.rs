@@ -237,7 +237,8 @@ impl Catalog {
         blocking(move || {
             let found: HashSet<String> = rows
                 .iter()
-                .map(|r| IndexedCapability::make_key(&r.origin, &r.product_id, &r.capability_id))
+                .map(|r| &r.capability)
+                .map(|c| IndexedCapability::make_key(&c.origin, &c.product_id, &c.capability_id))
                 .collect();
             let removes: Vec<String> = removed
                 .iter()

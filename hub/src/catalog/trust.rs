@@ -53,7 +53,7 @@ pub fn capability_trust(peer: &PeerTrust<'_>, capability: &CapabilityRow) -> (f6
         .then(|| capability.observed_successes_30d as f64 / capability.observed_calls_30d as f64);
     let success = observed
         .and_then(unit)
-        .or_else(|| capability.success_rate.and_then(unit))
+        .or_else(|| capability.capability.success_rate.and_then(unit))
         .unwrap_or(UNKNOWN_SUCCESS_RATE);
     (trust, success)
 }
@@ -66,25 +66,28 @@ fn unit(x: f64) -> Option<f64> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use aimarket_protocol::capability::Capability;
 
     /// A capability row for unit tests.
     pub(crate) fn row(trust: f64, success: Option<f64>) -> CapabilityRow {
         CapabilityRow {
             id: 1,
             peer_id: 7,
-            origin: "https://p.example".into(),
-            via: None,
-            product_id: "prod".into(),
-            capability_id: "cap@v1".into(),
-            name: "prod.cap".into(),
-            description: "does things".into(),
-            input_schema: r#"{"type":"object"}"#.into(),
-            output_schema: None,
-            price_usd: 0.01,
-            p50_latency_ms: Some(250),
-            success_rate: success,
-            invoke_url: None,
-            tool_json: "{}".into(),
+            capability: Capability {
+                origin: "https://p.example".into(),
+                via: None,
+                product_id: "prod".into(),
+                capability_id: "cap@v1".into(),
+                name: "prod.cap".into(),
+                description: "does things".into(),
+                input_schema: r#"{"type":"object"}"#.into(),
+                output_schema: None,
+                price_usd: 0.01,
+                p50_latency_ms: Some(250),
+                success_rate: success,
+                invoke_url: None,
+                tool_json: "{}".into(),
+            },
             content_hash: String::new(),
             first_seen: 0,
             last_seen: 0,

@@ -1,4 +1,4 @@
-//! From a verified catalog to store rows, with the re-export rules of issue 3.
+//! From a verified catalog to the records to store, with the re-export rules of issue 3.
 //!
 //! A v2 hub's federated manifest lists its own tools and tools it learned from other hubs
 //! (re-exports: `source_hub` is another origin). The crawler already reduced each tool's
@@ -15,18 +15,19 @@
 //!   string naming a hub other than the peer) came through a second hub, and is dropped. Our
 //!   own manifest marks re-exports the same way, so chains stop after one hop.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
-use aimarket_crawler::CatalogTool;
-use serde_json::Value;
+use aimarket_protocol::capability::Capability;
 
-use crate::store::{NewCapability, normalize_origin};
+use crate::store::normalize_origin;
 
-/// A peer's catalog as rows to store, with what was left out.
+/// A peer's catalog as records to store, with what was left out.
 #[derive(Debug, Default)]
-pub(crate) struct Mapped {
-    /// Rows for `replace_peer_catalog`.
-    pub caps: Vec<NewCapability>,
+pub(crate) struct Mapped<'a> {
+    /// Records for `replace_peer_catalog`: the crawler's own records, borrowed, except where
+    /// `via` had to be rewritten.
+    pub caps: Vec<Cow<'a, Capability>>,
     /// Re-exports dropped because their origin is an admitted peer (direct entry wins).
     pub direct_wins: usize,
     /// Re-exports dropped because they came through more than one hub.
@@ -35,11 +36,11 @@ pub(crate) struct Mapped {
 
 /// Maps the tools of admitted peer `peer_origin`. `admitted` holds the origins of every
 /// admitted peer (operator seeds and active peers) in origin form.
-pub(crate) fn map_catalog(
+pub(crate) fn map_catalog<'a>(
     peer_origin: &str,
-    tools: &[CatalogTool],
+    tools: &'a [Capability],
     admitted: &HashSet<String>,
-) -> Mapped {
+) -> Mapped<'a> {
     let mut out = Mapped {
         caps: Vec::with_capacity(tools.len()),
         ..Mapped::default()
@@ -47,7 +48,7 @@ pub(crate) fn map_catalog(
     for tool in tools {
         let via = match tool.via.as_deref() {
             None => None,
-            Some(_) if declares_another_hop(&tool.tool_json, peer_origin) => {
+            Some(_) if declares_another_hop(tool, peer_origin) => {
                 out.too_many_hops += 1;
                 continue;
             }
@@ -55,9 +56,18 @@ pub(crate) fn map_catalog(
                 out.direct_wins += 1;
                 continue;
             }
-            Some(_) => Some(peer_origin.to_owned()),
+            Some(_) => Some(peer_origin),
         };
-        out.caps.push(to_row(tool, via));
+        out.caps.push(if tool.via.as_deref() == via {
+            Cow::Borrowed(tool)
+        } else {
+            // The crawler names the peer by its URL's origin; the store by the peer row's
+            // origin form. They agree except in corner cases, which get a copy.
+            Cow::Owned(Capability {
+                via: via.map(str::to_owned),
+                ..tool.clone()
+            })
+        });
     }
     out
 }
@@ -65,62 +75,39 @@ pub(crate) fn map_catalog(
 /// True when the tool as served names an intermediate hub other than `peer_origin` (the
 /// peer learned it through someone else). An unparsable `via` counts as another hub: the
 /// chain length cannot be vouched for.
-fn declares_another_hop(tool_json: &Value, peer_origin: &str) -> bool {
-    match tool_json.get("via").and_then(Value::as_str).map(str::trim) {
+fn declares_another_hop(tool: &Capability, peer_origin: &str) -> bool {
+    match tool.tool_str("via").as_deref().map(str::trim) {
         None | Some("") => false,
         Some(via) => normalize_origin(via).map_or(true, |origin| origin != peer_origin),
-    }
-}
-
-fn to_row(tool: &CatalogTool, via: Option<String>) -> NewCapability {
-    NewCapability {
-        origin: tool.origin.clone(),
-        via,
-        product_id: tool.product_id.clone(),
-        capability_id: tool.capability_id.clone(),
-        name: tool.name.clone(),
-        description: tool.description.clone(),
-        input_schema: tool.input_schema.to_string(),
-        output_schema: tool.output_schema.as_ref().map(Value::to_string),
-        price_usd: tool.price_usd,
-        // The crawler reports an undeclared latency as 0 ("unknown"); the store says None.
-        p50_latency_ms: match tool.p50_latency_ms {
-            0 => None,
-            ms => Some(i64::try_from(ms).unwrap_or(i64::MAX)),
-        },
-        success_rate: tool.success_rate,
-        invoke_url: tool.invoke_url.as_ref().map(|u| u.as_str().to_owned()),
-        tool_json: tool.tool_json.to_string(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     const PEER: &str = "https://peer.example";
 
-    fn tool(origin: &str, id: &str, extra: Value) -> CatalogTool {
+    fn tool(origin: &str, id: &str, extra: Value) -> Capability {
         let mut json = json!({"name": format!("p.{id}"), "price_per_call_usd": 0.5});
         for (k, v) in extra.as_object().into_iter().flatten() {
             json[k] = v.clone();
         }
-        CatalogTool {
+        Capability {
             origin: origin.into(),
             via: (origin != PEER).then(|| PEER.to_owned()),
             product_id: "p".into(),
             capability_id: id.into(),
             name: format!("p.{id}"),
             description: "d".into(),
-            input_schema: json!({"type": "object"}),
+            input_schema: r#"{"type":"object"}"#.into(),
             output_schema: None,
             price_usd: 0.5,
-            p50_latency_ms: 0,
+            p50_latency_ms: None,
             success_rate: Some(0.9),
-            category: None,
             invoke_url: None,
-            tool_json: json,
+            tool_json: json.to_string(),
         }
     }
 
@@ -170,18 +157,23 @@ mod tests {
     }
 
     #[test]
-    fn row_fields() {
-        let mut t = tool(PEER, "c", json!({}));
-        t.p50_latency_ms = 120;
-        t.output_schema = Some(json!({"type": "string"}));
-        let row = to_row(&t, None);
-        assert_eq!(row.p50_latency_ms, Some(120));
-        assert_eq!(row.output_schema.as_deref(), Some(r#"{"type":"string"}"#));
-        assert_eq!(row.input_schema, r#"{"type":"object"}"#);
-        assert_eq!(row.success_rate, Some(0.9));
-        let unknown = to_row(&tool(PEER, "c", json!({})), None);
-        assert_eq!(unknown.p50_latency_ms, None);
-        let back: Value = serde_json::from_str(&unknown.tool_json).expect("json");
-        assert_eq!(back, t.tool_json);
+    fn records_are_borrowed_unless_via_is_rewritten() {
+        let admitted: HashSet<String> = [PEER.to_owned()].into();
+        let mut other_form = tool("https://other.example", "re2", json!({}));
+        other_form.via = Some("https://PEER.example".into());
+        let tools = vec![
+            tool(PEER, "own", json!({})),
+            tool("https://other.example", "re", json!({})),
+            other_form,
+        ];
+        let mapped = map_catalog(PEER, &tools, &admitted);
+        let borrowed: Vec<bool> = mapped
+            .caps
+            .iter()
+            .map(|c| matches!(c, Cow::Borrowed(_)))
+            .collect();
+        assert_eq!(borrowed, [true, true, false]);
+        assert_eq!(mapped.caps[2].via.as_deref(), Some(PEER));
+        assert_eq!(mapped.caps[2].tool_json, tools[2].tool_json);
     }
 }

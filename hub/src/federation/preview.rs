@@ -53,7 +53,7 @@ fn summary(catalog: &VerifiedCatalog) -> Value {
                 "name": t.name,
                 "description": description,
                 "price_usd": t.price_usd,
-                "category": t.category,
+                "category": t.tool_str("category").filter(|c| !c.is_empty()),
             })
         })
         .collect();

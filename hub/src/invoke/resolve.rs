@@ -208,7 +208,12 @@ impl CatalogCache {
     }
 }
 
+/// The one conversion from a stored record to an [`Offer`]: the record's fields move in, and
+/// what the hot path needs is computed once (routed price, compiled schema, the response key,
+/// the `invoke_url` it may use).
 fn build_offer(row: CapabilityRow, peer: &PeerRow, schemas: &SchemaCache, bps: u32) -> Offer {
+    let trust_score = row.peer_trust_score;
+    let row = row.capability;
     let tool: Value = serde_json::from_str(&row.tool_json).unwrap_or(Value::Null);
     let tool_key = tool
         .get("provider_pubkey")
@@ -234,10 +239,8 @@ fn build_offer(row: CapabilityRow, peer: &PeerRow, schemas: &SchemaCache, bps: u
         schema: schemas.get(&row.input_schema),
         routed_price_usd: routed_price_usd(row.price_usd, bps),
         price_usd: row.price_usd,
-        p50_latency_ms: row
-            .p50_latency_ms
-            .map_or(0, |v| u64::try_from(v).unwrap_or(0)),
-        trust_score: row.peer_trust_score,
+        p50_latency_ms: row.p50_latency_ms.unwrap_or(0),
+        trust_score,
         success_rate: row.success_rate.map_or(1.0, |r| r.clamp(0.0, 1.0)),
         invoke_url,
         provider_key,

@@ -97,6 +97,7 @@ pub async fn describe(
         })
         .collect();
     offers.sort_by(|(a, ea), (b, eb)| {
+        let (a, b) = (&a.capability, &b.capability);
         a.via
             .is_some()
             .cmp(&b.via.is_some())

@@ -3,6 +3,8 @@
 //!
 //! Every query here returns capabilities of **active** peers only.
 
+use aimarket_protocol::capability::Capability;
+
 use super::catalog::CURRENT_VERSION;
 use super::{Store, StoreError, on_pool, parse_string_list};
 
@@ -67,40 +69,17 @@ pub struct CapabilityKey {
     pub capability_id: String,
 }
 
-/// A stored capability of an active peer, with the peer fields search and the manifest need.
-/// JSON-valued fields are JSON text; timestamps are unix milliseconds.
+/// A stored capability of an active peer: the [`Capability`] record as the crawler produced
+/// it, with what the store knows about the row, its listing peer and its measured outcomes.
+/// Timestamps are unix milliseconds.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CapabilityRow {
     /// Row id (stable while the key exists; used for paging).
     pub id: i64,
     /// The peer whose manifest listed it.
     pub peer_id: i64,
-    /// Owning origin (`source_hub`).
-    pub origin: String,
-    /// The peer hub it was learned through, for re-exported tools.
-    pub via: Option<String>,
-    /// Product id.
-    pub product_id: String,
-    /// Capability id.
-    pub capability_id: String,
-    /// Display name.
-    pub name: String,
-    /// Description.
-    pub description: String,
-    /// Input JSON Schema (JSON text).
-    pub input_schema: String,
-    /// Output JSON Schema (JSON text).
-    pub output_schema: Option<String>,
-    /// Declared price per call in USD.
-    pub price_usd: f64,
-    /// Declared median latency.
-    pub p50_latency_ms: Option<i64>,
-    /// Declared 30-day success rate (unclamped, as served).
-    pub success_rate: Option<f64>,
-    /// Declared invoke URL.
-    pub invoke_url: Option<String>,
-    /// The tool object as served (JSON text).
-    pub tool_json: String,
+    /// The record as stored.
+    pub capability: Capability,
     /// Hex SHA-256 fingerprint of the row's content.
     pub content_hash: String,
     /// When the key first appeared.
@@ -144,6 +123,8 @@ pub struct CountByOrigin {
     pub count: i64,
 }
 
+/// A row as the SQL returns it (flat columns, JSON text), before it becomes a
+/// [`CapabilityRow`].
 #[derive(sqlx::FromRow)]
 struct RawCapability {
     id: i64,
@@ -180,19 +161,22 @@ impl TryFrom<RawCapability> for CapabilityRow {
             peer_categories: parse_string_list(&r.peer_categories, "peer categories")?,
             id: r.id,
             peer_id: r.peer_id,
-            origin: r.origin,
-            via: r.via,
-            product_id: r.product_id,
-            capability_id: r.capability_id,
-            name: r.name,
-            description: r.description,
-            input_schema: r.input_schema,
-            output_schema: r.output_schema,
-            price_usd: r.price_usd,
-            p50_latency_ms: r.p50_latency_ms,
-            success_rate: r.success_rate,
-            invoke_url: r.invoke_url,
-            tool_json: r.tool_json,
+            capability: Capability {
+                origin: r.origin,
+                via: r.via,
+                product_id: r.product_id,
+                capability_id: r.capability_id,
+                name: r.name,
+                description: r.description,
+                input_schema: r.input_schema,
+                output_schema: r.output_schema,
+                price_usd: r.price_usd,
+                // Written from a `u64`; anything else was not written by this store.
+                p50_latency_ms: r.p50_latency_ms.and_then(|ms| u64::try_from(ms).ok()),
+                success_rate: r.success_rate,
+                invoke_url: r.invoke_url,
+                tool_json: r.tool_json,
+            },
             content_hash: r.content_hash,
             first_seen: r.first_seen,
             last_seen: r.last_seen,

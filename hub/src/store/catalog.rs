@@ -6,8 +6,10 @@
 //! chunked deletes. An unchanged catalog is detected before any transaction starts and
 //! writes nothing.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
+use aimarket_protocol::capability::Capability;
 use sha2::{Digest, Sha256};
 
 use super::{
@@ -57,63 +59,25 @@ const UPSERT_CHUNK: usize = 128;
 /// Ids or origins per `IN (…)` list.
 const IN_CHUNK: usize = 500;
 
-/// One tool as listed in a verified manifest, ready to store.
-///
-/// Its key is `(origin, product_id, capability_id)`: one row per key in the whole catalog.
-/// JSON-valued fields are JSON text.
-#[derive(Clone, Debug, PartialEq)]
-pub struct NewCapability {
-    /// Owning origin (the tool's `source_hub`), in origin form (see
-    /// [`normalize_origin`](super::normalize_origin)).
-    pub origin: String,
-    /// `None` when the listing peer is the origin itself; otherwise the peer hub's URL
-    /// through which this re-exported tool was learned.
-    pub via: Option<String>,
-    /// Product id.
-    pub product_id: String,
-    /// Capability id within the product.
-    pub capability_id: String,
-    /// Display name.
-    pub name: String,
-    /// Description.
-    pub description: String,
-    /// Input JSON Schema (JSON text).
-    pub input_schema: String,
-    /// Output JSON Schema (JSON text), if declared.
-    pub output_schema: Option<String>,
-    /// Declared price per call in USD (0 for free tools).
-    pub price_usd: f64,
-    /// Declared median latency.
-    pub p50_latency_ms: Option<i64>,
-    /// Declared 30-day success rate.
-    pub success_rate: Option<f64>,
-    /// Declared invoke URL, if any.
-    pub invoke_url: Option<String>,
-    /// The tool object exactly as served (JSON text); all other fields derive from it.
-    pub tool_json: String,
+/// The catalog key of `cap`.
+fn capability_key(cap: &Capability) -> CapabilityKey {
+    CapabilityKey {
+        origin: cap.origin.clone(),
+        product_id: cap.product_id.clone(),
+        capability_id: cap.capability_id.clone(),
+    }
 }
 
-impl NewCapability {
-    /// The capability's catalog key.
-    pub fn key(&self) -> CapabilityKey {
-        CapabilityKey {
-            origin: self.origin.clone(),
-            product_id: self.product_id.clone(),
-            capability_id: self.capability_id.clone(),
-        }
-    }
-
-    /// Hex SHA-256 over `origin`, `via` and `tool_json` (NUL-separated): everything a stored
-    /// row is derived from, so an equal hash means the row would not change.
-    pub fn content_hash(&self) -> String {
-        let mut hasher = Sha256::new();
-        hasher.update(self.origin.as_bytes());
-        hasher.update([0]);
-        hasher.update(self.via.as_deref().unwrap_or("").as_bytes());
-        hasher.update([0]);
-        hasher.update(self.tool_json.as_bytes());
-        hex::encode(hasher.finalize())
-    }
+/// Hex SHA-256 over `origin`, `via` and `tool_json` (NUL-separated): everything a stored row
+/// is derived from, so an equal hash means the row would not change.
+pub(crate) fn content_hash(cap: &Capability) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(cap.origin.as_bytes());
+    hasher.update([0]);
+    hasher.update(cap.via.as_deref().unwrap_or("").as_bytes());
+    hasher.update([0]);
+    hasher.update(cap.tool_json.as_bytes());
+    hex::encode(hasher.finalize())
 }
 
 /// What a catalog write changed in the visible (active peers') catalog.
@@ -149,11 +113,22 @@ impl CatalogDiff {
     }
 }
 
-/// A deduplicated tool with its precomputed key and hash.
-struct Prepared {
-    cap: NewCapability,
+/// The `p50_latency_ms` column value of a declared latency (the crawler caps it at one day).
+fn latency_column(ms: u64) -> i64 {
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
+/// A deduplicated tool (owned or borrowed) with its precomputed key and hash.
+struct Prepared<C> {
+    cap: C,
     key: CapabilityKey,
     hash: String,
+}
+
+impl<C: Borrow<Capability>> Prepared<C> {
+    fn cap(&self) -> &Capability {
+        self.cap.borrow()
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -174,12 +149,13 @@ struct ForeignRow {
 
 /// Duplicate keys within one manifest: the **last** listing wins (like duplicate JSON keys),
 /// so a manifest's later correction of an entry is the one stored.
-fn dedupe_last_wins(tools: Vec<NewCapability>) -> Vec<Prepared> {
-    let mut index: HashMap<CapabilityKey, usize> = HashMap::with_capacity(tools.len());
-    let mut out: Vec<Prepared> = Vec::with_capacity(tools.len());
+fn dedupe_last_wins<C: Borrow<Capability>>(tools: impl IntoIterator<Item = C>) -> Vec<Prepared<C>> {
+    let tools = tools.into_iter();
+    let mut index: HashMap<CapabilityKey, usize> = HashMap::with_capacity(tools.size_hint().0);
+    let mut out: Vec<Prepared<C>> = Vec::with_capacity(tools.size_hint().0);
     for cap in tools {
-        let key = cap.key();
-        let hash = cap.content_hash();
+        let key = capability_key(cap.borrow());
+        let hash = content_hash(cap.borrow());
         match index.get(&key) {
             Some(&at) => out[at] = Prepared { cap, key, hash },
             None => {
@@ -192,8 +168,8 @@ fn dedupe_last_wins(tools: Vec<NewCapability>) -> Vec<Prepared> {
 }
 
 /// The writes a catalog replacement needs.
-struct Plan<'a> {
-    upserts: Vec<&'a Prepared>,
+struct Plan<'a, C> {
+    upserts: Vec<&'a Prepared<C>>,
     existing: HashSet<CapabilityKey>,
     taken_over: HashSet<CapabilityKey>,
     /// Peers that lose rows to a takeover (their counts need refreshing).
@@ -201,18 +177,18 @@ struct Plan<'a> {
     delete_ids: Vec<i64>,
 }
 
-impl Plan<'_> {
+impl<C> Plan<'_, C> {
     fn is_empty(&self) -> bool {
         self.upserts.is_empty() && self.delete_ids.is_empty()
     }
 }
 
-fn plan<'a>(
-    tools: &'a [Prepared],
+fn plan<'a, C: Borrow<Capability>>(
+    tools: &'a [Prepared<C>],
     existing: Vec<ExistingRow>,
     foreign: Vec<ForeignRow>,
     active: bool,
-) -> Plan<'a> {
+) -> Plan<'a, C> {
     let mut by_key: HashMap<CapabilityKey, (i64, String)> = existing
         .into_iter()
         .map(|r| (r.key, (r.id, r.content_hash)))
@@ -239,7 +215,7 @@ fn plan<'a>(
             None => plan.upserts.push(tool),
             // Precedence: an active peer's direct listing replaces a re-export learned
             // through another hub; otherwise the first holder keeps the key.
-            Some(&(owner, owner_is_via)) if active && owner_is_via && tool.cap.via.is_none() => {
+            Some(&(owner, owner_is_via)) if active && owner_is_via && tool.cap().via.is_none() => {
                 plan.taken_over.insert(tool.key.clone());
                 plan.victims.insert(owner);
                 plan.upserts.push(tool);
@@ -253,7 +229,8 @@ fn plan<'a>(
 
 impl Store {
     /// Makes `tools` the catalog listed by `peer_id`, in one transaction, and returns what
-    /// changed.
+    /// changed. The records are stored as they are (owned or borrowed: nothing is copied
+    /// into another shape first).
     ///
     /// - Rows whose content hash is unchanged are not written; a completely unchanged
     ///   catalog writes nothing, takes no write lock and does not bump the version.
@@ -265,11 +242,14 @@ impl Store {
     ///   bumped: they become visible (and appear in a diff) when the peer is activated.
     ///
     /// On error nothing is written, so the peer's last good catalog stays.
-    pub async fn replace_peer_catalog(
+    pub async fn replace_peer_catalog<C>(
         &self,
         peer_id: i64,
-        tools: Vec<NewCapability>,
-    ) -> Result<CatalogDiff, StoreError> {
+        tools: impl IntoIterator<Item = C> + Send,
+    ) -> Result<CatalogDiff, StoreError>
+    where
+        C: Borrow<Capability> + Send + Sync,
+    {
         const RECOUNT: &str = "UPDATE peers SET capability_count = \
              (SELECT COUNT(*) FROM capabilities c WHERE c.peer_id = peers.id), updated_at = $2 \
              WHERE id = $1";
@@ -293,7 +273,7 @@ impl Store {
                      success_rate, invoke_url, tool_json, content_hash, first_seen, last_seen) ",
                 );
                 query.push_values(chunk, |mut row, tool| {
-                    let cap = &tool.cap;
+                    let cap = tool.cap();
                     row.push_bind(peer_id)
                         .push_bind(cap.origin.as_str())
                         .push_bind(cap.via.as_deref())
@@ -304,7 +284,7 @@ impl Store {
                         .push_bind(cap.input_schema.as_str())
                         .push_bind(cap.output_schema.as_deref())
                         .push_bind(cap.price_usd)
-                        .push_bind(cap.p50_latency_ms)
+                        .push_bind(cap.p50_latency_ms.map(latency_column))
                         .push_bind(cap.success_rate)
                         .push_bind(cap.invoke_url.as_deref())
                         .push_bind(cap.tool_json.as_str())
@@ -376,10 +356,10 @@ impl Store {
 
     /// The peer's state, its existing `(key, hash)` rows, and rows of other peers on the
     /// origins of tools it does not hold yet (for the ownership rule).
-    async fn catalog_plan_inputs(
+    async fn catalog_plan_inputs<C: Sync>(
         &self,
         peer_id: i64,
-        tools: &[Prepared],
+        tools: &[Prepared<C>],
     ) -> Result<(bool, Vec<ExistingRow>, Vec<ForeignRow>), StoreError> {
         const STATE: &str = "SELECT state FROM peers WHERE id = $1";
         const EXISTING: &str = "SELECT id, origin, product_id, capability_id, content_hash \
@@ -427,8 +407,8 @@ impl Store {
 mod unit {
     use super::*;
 
-    fn cap(product: &str, id: &str, name: &str) -> NewCapability {
-        NewCapability {
+    fn cap(product: &str, id: &str, name: &str) -> Capability {
+        Capability {
             origin: "https://a.example".into(),
             via: None,
             product_id: product.into(),
@@ -452,7 +432,7 @@ mod unit {
             cap("p", "b", "other"),
             cap("p", "a", "second"),
         ]);
-        let names: Vec<&str> = out.iter().map(|p| p.cap.name.as_str()).collect();
+        let names: Vec<&str> = out.iter().map(|p| p.cap().name.as_str()).collect();
         assert_eq!(names, ["second", "other"]);
     }
 
@@ -463,9 +443,9 @@ mod unit {
         via.via = Some("https://hub.example".into());
         let mut tool = base.clone();
         tool.tool_json.push(' ');
-        assert_ne!(base.content_hash(), via.content_hash());
-        assert_ne!(base.content_hash(), tool.content_hash());
-        assert_eq!(base.content_hash(), base.clone().content_hash());
-        assert_eq!(base.content_hash().len(), 64);
+        assert_ne!(content_hash(&base), content_hash(&via));
+        assert_ne!(content_hash(&base), content_hash(&tool));
+        assert_eq!(content_hash(&base), content_hash(&base.clone()));
+        assert_eq!(content_hash(&base).len(), 64);
     }
 }

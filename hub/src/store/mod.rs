@@ -36,7 +36,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use capabilities::{CapabilityKey, CapabilityRow, CountByOrigin, CountByPeer};
-pub use catalog::{CatalogDiff, NewCapability};
+pub use catalog::CatalogDiff;
 pub use checkpoint::CHECKPOINT_INTERVAL;
 pub use crawl_runs::{
     CrawlRunRow, PeerRejections, PeerVerdict, RunError, RunStatus, RunSummary, ToolRejection,

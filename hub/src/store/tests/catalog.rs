@@ -1,6 +1,9 @@
 //! Catalog cases: diffs, no-op re-stores, duplicates, re-exports, visibility, reads.
 
 use super::{Ctx, key, sorted, tool, via};
+use aimarket_protocol::capability::Capability;
+
+use crate::store::catalog::content_hash;
 use crate::store::{CapabilityKey, NewPeer, PeerState, on_pool};
 
 /// Raw `(id, content_hash, last_seen, first_seen)` of every row, by id: what a write changes.
@@ -76,17 +79,10 @@ pub(super) async fn replace_reports_added_changed_removed(ctx: Ctx) {
     assert_eq!(changed.len(), 1);
     let row = &changed[0];
     let expected = tool(a, "p", "b", 2);
-    assert_eq!(row.name, expected.name);
-    assert_eq!(row.description, expected.description);
-    assert_eq!(row.tool_json, expected.tool_json);
-    assert_eq!(row.content_hash, expected.content_hash());
-    assert_eq!(row.price_usd, expected.price_usd);
-    assert_eq!(row.p50_latency_ms, Some(120));
-    assert_eq!(row.success_rate, Some(0.99));
-    assert_eq!(row.input_schema, expected.input_schema);
-    assert_eq!(row.output_schema, expected.output_schema);
-    assert_eq!(row.invoke_url, expected.invoke_url);
-    assert_eq!((row.via.as_deref(), row.peer_id), (None, peer.id));
+    // The record comes back exactly as it was stored.
+    assert_eq!(row.capability, expected);
+    assert_eq!(row.content_hash, content_hash(&expected));
+    assert_eq!(row.peer_id, peer.id);
     assert_eq!(row.peer_url, a);
     assert_eq!(row.peer_trust_score, 0.5);
     // The key keeps its row and its first-seen time across content changes.
@@ -102,7 +98,10 @@ pub(super) async fn replace_reports_added_changed_removed(ctx: Ctx) {
             .is_empty()
     );
 
-    let emptied = store.replace_peer_catalog(peer.id, vec![]).await.unwrap();
+    let emptied = store
+        .replace_peer_catalog(peer.id, Vec::<Capability>::new())
+        .await
+        .unwrap();
     assert_eq!(emptied.removed.len(), 3);
     assert_eq!(store.count_capabilities().await.unwrap(), 0);
     assert_eq!(
@@ -166,7 +165,7 @@ pub(super) async fn duplicate_ids_last_listing_wins(ctx: Ctx) {
     );
     let rows = store.get_capability(None, "p", "dup").await.unwrap();
     assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].name, tool(a, "p", "dup", 7).name);
+    assert_eq!(rows[0].capability.name, tool(a, "p", "dup", 7).name);
     assert_eq!(store.count_capabilities().await.unwrap(), 2);
 }
 
@@ -186,7 +185,7 @@ pub(super) async fn reexports_yield_to_direct_peers(ctx: Ctx) {
         .unwrap();
     assert_eq!(diff.added.len(), 3);
     let shared = store.get_capability(Some(o), "p", "shared").await.unwrap();
-    assert_eq!(shared[0].via.as_deref(), Some(hub));
+    assert_eq!(shared[0].capability.via.as_deref(), Some(hub));
     assert_eq!(shared[0].peer_id, hub_peer.id);
 
     // The origin, crawled directly and active, takes the key over.
@@ -203,10 +202,10 @@ pub(super) async fn reexports_yield_to_direct_peers(ctx: Ctx) {
     let shared = store.get_capability(None, "p", "shared").await.unwrap();
     assert_eq!(shared.len(), 1);
     assert_eq!(
-        (shared[0].peer_id, shared[0].via.as_deref()),
+        (shared[0].peer_id, shared[0].capability.via.as_deref()),
         (origin_peer.id, None)
     );
-    assert_eq!(shared[0].name, tool(o, "p", "shared", 2).name);
+    assert_eq!(shared[0].capability.name, tool(o, "p", "shared", 2).name);
     let counts = store.count_by_peer().await.unwrap();
     let count_of = |id: i64| counts.iter().find(|c| c.peer_id == id).map(|c| c.count);
     assert_eq!(count_of(hub_peer.id), Some(2));
@@ -347,7 +346,10 @@ pub(super) async fn paging_lookups_and_counts(ctx: Ctx) {
     assert_eq!(seen.len(), 25);
 
     let offers = store.get_capability(None, "p", "c7").await.unwrap();
-    let origins: Vec<&str> = offers.iter().map(|r| r.origin.as_str()).collect();
+    let origins: Vec<&str> = offers
+        .iter()
+        .map(|r| r.capability.origin.as_str())
+        .collect();
     assert_eq!(origins, vec![a, b]);
     assert_eq!(
         store
@@ -371,7 +373,8 @@ pub(super) async fn paging_lookups_and_counts(ctx: Ctx) {
     let found = store.get_capabilities_by_keys(&wanted).await.unwrap();
     let found: Vec<CapabilityKey> = found
         .iter()
-        .map(|r| key(&r.origin, &r.product_id, &r.capability_id))
+        .map(|r| &r.capability)
+        .map(|c| key(&c.origin, &c.product_id, &c.capability_id))
         .collect();
     assert_eq!(sorted(found), vec![key(a, "p", "c1"), key(b, "p", "c14")]);
     assert!(
@@ -401,9 +404,7 @@ pub(super) async fn concurrent_writers_all_succeed(ctx: Ctx) {
             let url = format!("https://p{i}.example");
             let peer = store.upsert_seed_peer(&url, None).await.unwrap();
             for rev in 1..=3 {
-                let tools = (0..200)
-                    .map(|j| tool(&url, "p", &format!("c{j}"), rev))
-                    .collect();
+                let tools = (0..200).map(|j| tool(&url, "p", &format!("c{j}"), rev));
                 store.replace_peer_catalog(peer.id, tools).await.unwrap();
             }
         }));

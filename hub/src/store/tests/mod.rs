@@ -19,7 +19,9 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use super::{CapabilityKey, NewCapability, Store, on_pool};
+use aimarket_protocol::capability::Capability;
+
+use super::{CapabilityKey, Store, on_pool};
 
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
@@ -178,9 +180,9 @@ store_cases!(
 );
 
 /// A tool on `origin` whose content is determined by `rev`.
-pub(super) fn tool(origin: &str, product: &str, id: &str, rev: u32) -> NewCapability {
+pub(super) fn tool(origin: &str, product: &str, id: &str, rev: u32) -> Capability {
     let name = format!("{product}/{id} r{rev}");
-    NewCapability {
+    Capability {
         origin: origin.to_owned(),
         via: None,
         product_id: product.to_owned(),
@@ -215,7 +217,7 @@ pub(super) fn sorted(mut keys: Vec<CapabilityKey>) -> Vec<CapabilityKey> {
 }
 
 /// The same tool re-exported by hub `via`.
-pub(super) fn via(mut cap: NewCapability, hub: &str) -> NewCapability {
+pub(super) fn via(mut cap: Capability, hub: &str) -> Capability {
     cap.via = Some(hub.to_owned());
     cap
 }
