@@ -145,15 +145,19 @@ async fn release_logged(
 /// seconds after the store does instead of when the hold's lease runs out. Retries stop at
 /// the lease: from then on the sweeper owns the hold.
 fn release_failed(ledger: &Ledger, hold_id: &str, reason: ReleaseReason, error: &PaymentError) {
-    tracing::error!(hold_id, reason = reason.as_str(), error = %error,
-        "cannot release a hold; retrying in the background");
-    let retryable = matches!(error, PaymentError::Store(e) if !e.is_closed());
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+    // The store's own reading of the failure: an outage may pass, a closed pool (the hub is
+    // shutting down) or any other error will not.
+    let retryable = matches!(error, PaymentError::Store(e) if e.is_transient() && !e.is_closed());
+    let runtime = tokio::runtime::Handle::try_current()
+        .ok()
+        .filter(|_| retryable);
+    let Some(runtime) = runtime else {
+        tracing::error!(hold_id, reason = reason.as_str(), error = %error,
+            "cannot release a hold; the sweeper will when its lease ends");
         return;
     };
-    if !retryable {
-        return;
-    }
+    tracing::error!(hold_id, reason = reason.as_str(), error = %error,
+        "cannot release a hold; retrying in the background");
     let (ledger, hold_id) = (ledger.clone(), hold_id.to_owned());
     runtime.spawn(async move { retry_release(&ledger, &hold_id, reason).await });
 }
@@ -179,7 +183,9 @@ async fn retry_release(ledger: &Ledger, hold_id: &str, reason: ReleaseReason) {
                 );
                 return;
             }
-            Err(PaymentError::Store(e)) if !e.is_closed() => wait = (wait * 2).min(RETRY_MAX),
+            Err(PaymentError::Store(e)) if e.is_transient() && !e.is_closed() => {
+                wait = (wait * 2).min(RETRY_MAX);
+            }
             Err(e) => {
                 // Captured after all (a capture whose answer was lost), or the hub is closing.
                 tracing::warn!(hold_id, error = %e, "gave up releasing a hold");
