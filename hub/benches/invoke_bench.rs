@@ -12,13 +12,23 @@
 //!    a signed receipt stored in the same transaction);
 //! 3. throughput: free invokes/s through the hub with 32 concurrent keep-alive clients.
 //!
+//! Two baselines put the hub's added latency in proportion: a bare relay (an actix handler
+//! that posts the body to the provider with a pooled reqwest client and returns its answer:
+//! the cost of the extra socket hop alone, on the same stack, with no hub logic) and the two
+//! Ed25519 operations the protocol puts on every call, timed alone. A counting allocator
+//! reports heap allocations per call (client, hub and provider share this process, so the
+//! hub's own share is the routed figure minus the direct one).
+//!
 //! Environment: `INVOKE_BENCH_N` (sequential calls per series, default 5000),
 //! `INVOKE_BENCH_SECS` (throughput duration, default 5), `AIMARKET_BENCH_TRACES` (`off`, or
-//! a sample ratio: trace export on, to a loopback collector stand-in).
+//! a sample ratio: trace export on, to a loopback collector stand-in),
+//! `INVOKE_BENCH_POSTGRES_URL` (run the hub on PostgreSQL instead of SQLite: a fresh schema
+//! `invoke_bench_<pid>` in that database, dropped at the end).
 
 #[path = "support/traces.rs"]
 mod traces;
 
+use std::alloc::System;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -30,6 +40,7 @@ use aimarket_hub::startup::{Application, install_crypto_provider};
 use aimarket_protocol::capability::Capability;
 use aimarket_protocol::signing::{KeyPair, sign_provider_response};
 use serde_json::{Value, json};
+use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 
 const FREE: &str = "echo.free@v1";
 const PAID: &str = "echo.paid@v1";
@@ -38,6 +49,16 @@ const UNSIGNED: &str = "echo.unsigned@v1";
 const PRODUCT: &str = "bench";
 const API_KEY: &str = "bench-hub-key";
 const CONCURRENCY: usize = 32;
+
+/// The system allocator, counting allocations (see the module docs).
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+/// Allocations so far, every thread (fresh blocks and reallocations).
+fn allocations() -> u64 {
+    let stats = GLOBAL.stats();
+    (stats.allocations + stats.reallocations) as u64
+}
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -107,6 +128,44 @@ fn micros(d: Duration) -> f64 {
 struct Series {
     p50: Duration,
     p99: Duration,
+    /// Heap allocations per call in the measured loop (every thread of this process).
+    allocs: f64,
+}
+
+/// The bare relay: what any proxy on this stack pays for the extra hop.
+async fn relay(
+    body: web::Bytes,
+    client: web::Data<reqwest::Client>,
+    target: web::Data<String>,
+) -> HttpResponse {
+    let answer = client
+        .post(target.as_str())
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("relay: provider call");
+    let status = answer.status().as_u16();
+    let body = answer.bytes().await.expect("relay: provider body");
+    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).expect("status"))
+        .content_type("application/json")
+        .body(body)
+}
+
+/// p50 of `n` runs of `op` (warmed up first), single thread.
+fn time_op(n: usize, mut op: impl FnMut()) -> Duration {
+    for _ in 0..100 {
+        op();
+    }
+    let mut samples: Vec<Duration> = (0..n)
+        .map(|_| {
+            let started = Instant::now();
+            op();
+            started.elapsed()
+        })
+        .collect();
+    samples.sort();
+    percentile(&samples, 0.50)
 }
 
 async fn series(n: usize, request: impl Fn() -> reqwest::RequestBuilder) -> Series {
@@ -117,6 +176,7 @@ async fn series(n: usize, request: impl Fn() -> reqwest::RequestBuilder) -> Seri
         r.bytes().await.expect("warm-up body");
     }
     let mut samples = Vec::with_capacity(n);
+    let allocs_before = allocations();
     for _ in 0..n {
         let started = Instant::now();
         let r = request().send().await.expect("request");
@@ -125,10 +185,12 @@ async fn series(n: usize, request: impl Fn() -> reqwest::RequestBuilder) -> Seri
         samples.push(started.elapsed());
         assert!(status.is_success(), "got {status}");
     }
+    let allocs = (allocations() - allocs_before) as f64 / n as f64;
     samples.sort();
     Series {
         p50: percentile(&samples, 0.50),
         p99: percentile(&samples, 0.99),
+        allocs,
     }
 }
 
@@ -154,10 +216,44 @@ async fn main() {
     let provider_url = format!("http://{}", server.addrs()[0]);
     tokio::spawn(server.run());
 
+    // The bare relay, with the hub's worker count (actix's default) and a client built like
+    // the hub's forwarder (keep-alive pool, no delay).
+    let relay_client = web::Data::new(
+        reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(256)
+            .build()
+            .expect("relay client"),
+    );
+    let relay_target = web::Data::new(format!("{provider_url}/invoke"));
+    let relay_server = HttpServer::new(move || {
+        App::new()
+            .app_data(relay_client.clone())
+            .app_data(relay_target.clone())
+            .route("/invoke", web::post().to(relay))
+    })
+    .disable_signals()
+    .bind(("127.0.0.1", 0))
+    .expect("bind the relay");
+    let relay_url = format!("http://{}/invoke", relay_server.addrs()[0]);
+    tokio::spawn(relay_server.run());
+
     // Hub: SQLite in a temp dir, rate limit and provider cap off (the bench measures the
     // hub's overhead, not its limits), the hub's key at the provider.
     let dir = tempfile::tempdir().expect("temp dir");
     let mut settings = Settings::for_test(dir.path());
+    let postgres = match std::env::var("INVOKE_BENCH_POSTGRES_URL") {
+        Ok(url) => Some(postgres_schema(&url).await),
+        Err(_) => None,
+    };
+    if let Some((schema_url, _, _)) = &postgres {
+        settings.database_url = Some(schema_url.parse().expect("a PostgreSQL URL"));
+    }
+    let engine = if postgres.is_some() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
     settings.invoke.rate_per_min = 0;
     settings.limits.provider_max_in_flight = 0;
     settings.demo_payments = true;
@@ -221,7 +317,35 @@ async fn main() {
         }
     };
     let direct = series(n, || client.post(&provider_invoke_url).json(&direct_body)).await;
+    let relayed = series(n, || client.post(&relay_url).json(&direct_body)).await;
     let routed = series(n, || client.post(&invoke_url).json(&hub_body)).await;
+    // Interleaved once more, so a drift of the machine shows as a difference between the two
+    // direct series.
+    let direct_again = series(n, || client.post(&provider_invoke_url).json(&direct_body)).await;
+
+    // The protocol's two Ed25519 operations per call, alone: verifying the provider's
+    // request-bound signature and signing the routing receipt.
+    let result = json!({"echo": input});
+    let signature = sign_provider_response(FREE, PRODUCT, &input, &result, &key);
+    let public = key.public_key();
+    let verify = time_op(n, || {
+        aimarket_protocol::signing::verify_provider_response(
+            FREE, PRODUCT, &input, &result, &signature, &public,
+        )
+        .expect("verifies");
+    });
+    let receipt_template = json!({"nonce": "rcpt_x", "product_id": PRODUCT, "capability_id": FREE,
+        "price_usd": 0.0, "timestamp": "2026-01-01T00:00:00.000Z", "success": true,
+        "latency_ms": 1, "routing_hub": hub_url});
+    let sign = time_op(n, || {
+        let mut receipt = receipt_template.clone();
+        aimarket_protocol::signing::sign_receipt(
+            &mut receipt,
+            &state.signing_key,
+            aimarket_protocol::signing::ReceiptVersion::V2,
+        )
+        .expect("sign");
+    });
     let unsigned_body = json!({"input": input, "product_id": PRODUCT, "capability_id": UNSIGNED});
     let unsigned_direct =
         series(n, || client.post(&provider_invoke_url).json(&unsigned_body)).await;
@@ -277,6 +401,7 @@ async fn main() {
         Series {
             p50: percentile(&samples, 0.50),
             p99: percentile(&samples, 0.99),
+            allocs: 0.0,
         }
     };
     let ledger = summarize(ledger_samples);
@@ -319,7 +444,7 @@ async fn main() {
         .expect("channel")
         .used_micros;
     println!(
-        "invoke_bench: {n} sequential calls per series, keep-alive, loopback, SQLite, {tracing_mode}"
+        "invoke_bench: {n} sequential calls per series, keep-alive, loopback, {engine}, {tracing_mode}"
     );
     println!(
         "  free   direct  p50 {:>8.1} µs  p99 {:>8.1} µs",
@@ -334,6 +459,37 @@ async fn main() {
         micros(routed.p99) - micros(direct.p99)
     );
     println!(
+        "  free   direct again p50 {:>8.1} µs  p99 {:>8.1} µs",
+        micros(direct_again.p50),
+        micros(direct_again.p99)
+    );
+    println!(
+        "  floor: bare relay (one extra hop, no hub logic) p50 {:>8.1} µs  p99 {:>8.1} µs   added: p50 {:>7.1} µs  p99 {:>7.1} µs",
+        micros(relayed.p50),
+        micros(relayed.p99),
+        micros(relayed.p50) - micros(direct.p50),
+        micros(relayed.p99) - micros(direct.p99)
+    );
+    println!(
+        "  hub added / direct round trip: p50 {:.2}x  p99 {:.2}x (bare relay: p50 {:.2}x  p99 {:.2}x)",
+        (micros(routed.p50) - micros(direct.p50)) / micros(direct.p50),
+        (micros(routed.p99) - micros(direct.p99)) / micros(direct.p99),
+        (micros(relayed.p50) - micros(direct.p50)) / micros(direct.p50),
+        (micros(relayed.p99) - micros(direct.p99)) / micros(direct.p99)
+    );
+    println!(
+        "  Ed25519 alone, one thread: verify the provider signature p50 {:>6.1} µs; sign the routing receipt p50 {:>6.1} µs",
+        micros(verify),
+        micros(sign)
+    );
+    println!(
+        "  heap allocations per call (whole process): direct {:.0}, bare relay {:.0}, via hub {:.0} (hub's own ≈ {:.0})",
+        direct.allocs,
+        relayed.allocs,
+        routed.allocs,
+        routed.allocs - direct.allocs
+    );
+    println!(
         "  free, unsigned answer (no signature to verify): added p50 {:>7.1} µs  p99 {:>7.1} µs",
         micros(unsigned.p50) - micros(unsigned_direct.p50),
         micros(unsigned.p99) - micros(unsigned_direct.p99)
@@ -344,7 +500,7 @@ async fn main() {
         micros(paid_direct.p99)
     );
     println!(
-        "  paid   via hub p50 {:>8.1} µs  p99 {:>8.1} µs   added: p50 {:>7.1} µs  p99 {:>7.1} µs (channel hold + capture on SQLite)",
+        "  paid   via hub p50 {:>8.1} µs  p99 {:>8.1} µs   added: p50 {:>7.1} µs  p99 {:>7.1} µs (channel hold + capture on {engine})",
         micros(paid.p50),
         micros(paid.p99),
         micros(paid.p50) - micros(paid_direct.p50),
@@ -372,4 +528,44 @@ async fn main() {
         state.invoker.dropped_records().queue_full,
         state.invoker.dropped_records().write_failed
     );
+    if let Some((_, base_url, schema)) = postgres {
+        state.store.close().await;
+        drop_schema(&base_url, &schema).await;
+    }
+}
+
+/// A fresh schema `invoke_bench_<pid>` in the database at `url`: the hub's URL (with that
+/// schema as its search path), the base URL and the schema's name.
+async fn postgres_schema(url: &str) -> (String, String, String) {
+    use sqlx::Connection as _;
+    let schema = format!("invoke_bench_{}", std::process::id());
+    let mut conn = sqlx::PgConnection::connect(url)
+        .await
+        .expect("INVOKE_BENCH_POSTGRES_URL: cannot connect");
+    for statement in [
+        format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"),
+        format!("CREATE SCHEMA \"{schema}\""),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(&mut conn)
+            .await
+            .expect("prepare the bench schema");
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    (
+        format!("{url}{separator}options[search_path]={schema}"),
+        url.to_owned(),
+        schema,
+    )
+}
+
+async fn drop_schema(url: &str, schema: &str) {
+    use sqlx::Connection as _;
+    if let Ok(mut conn) = sqlx::PgConnection::connect(url).await {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+        )))
+        .execute(&mut conn)
+        .await;
+    }
 }

@@ -433,15 +433,19 @@ async fn cold_start(data_dir: &Path, n: usize, bonds: &str) {
         .port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let started = Instant::now();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_aimarket-hub"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_aimarket-hub"))
         .args(["serve", "--listen", &addr.to_string(), "--data-dir"])
         .arg(data_dir)
         .env("RUST_LOG", "warn")
         .env("AIMARKET_AUTO_CRAWL", "false")
         .env("AIMARKET_PEER_BONDS", bonds)
+        // One client measures: the per-client search limit would measure itself.
+        .env("AIMARKET_SEARCH_RATE_PER_MIN", "0")
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("spawn the hub binary");
+    // Killed however this function ends (a failed assertion included).
+    let child = KillOnDrop(child);
     let first = loop {
         if let Ok(mut conn) = Conn::open(addr).await
             && let Ok((200, body)) = conn
@@ -463,22 +467,40 @@ async fn cold_start(data_dir: &Path, n: usize, bonds: &str) {
         body["matches"].as_array().map_or(0, Vec::len),
         body["total"]
     );
-    // Let its background manifest build finish, then report its memory.
+    // The same latency pass against the binary (its own process: nothing of the bench's
+    // seeding or client shares its heap), then its memory while serving: the heap
+    // (`RssAnon`) apart from the index and database pages mapped from disk (`RssFile`).
+    println!("latency of the binary after its cold start:");
+    latency(addr).await;
     let mut conn = Conn::open(addr).await.unwrap();
     let (status, _) = conn.get("/ai-market/v2/manifest").await.unwrap();
-    let pid = child.id();
+    let pid = child.0.id();
     println!(
-        "hub process memory after serving (manifest {status}): VmRSS {} VmHWM {}",
+        "hub process memory after serving (manifest {status}): VmRSS {} (RssAnon {}, RssFile {}) VmHWM {}",
         mib(status_kib(Some(pid), "VmRSS:")),
+        mib(status_kib(Some(pid), "RssAnon:")),
+        mib(status_kib(Some(pid), "RssFile:")),
         mib(status_kib(Some(pid), "VmHWM:"))
     );
-    child.kill().expect("stop the hub binary");
-    child.wait().expect("reap the hub binary");
+    drop(child);
+}
+
+/// A child process killed (and reaped) when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 async fn run(n: usize) {
     println!("== {n} capabilities ==");
     let dir = tempfile::tempdir().unwrap();
+    // `AIMARKET_BENCH_KEEP_DATA=1` keeps the seeded and indexed data dir (its path is
+    // printed) for experiments with the binary on it; it is deleted otherwise.
+    let keep = std::env::var_os("AIMARKET_BENCH_KEEP_DATA").is_some();
     let started = Instant::now();
     let store = Store::connect(None, dir.path()).await.unwrap();
     let peers = seed(&store, n).await;
@@ -529,6 +551,13 @@ async fn run(n: usize) {
     // Give the sync task a moment to drop its handle on the index.
     tokio::time::sleep(Duration::from_millis(200)).await;
     cold_start(dir.path(), n, &bonds).await;
+    if keep {
+        std::fs::write(dir.path().join("bench-peer-bonds.txt"), &bonds).unwrap();
+        println!(
+            "data dir kept: {} (AIMARKET_PEER_BONDS in bench-peer-bonds.txt there)",
+            dir.keep().display()
+        );
+    }
 }
 
 fn main() {

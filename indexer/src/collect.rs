@@ -138,7 +138,7 @@ pub(crate) fn execute(snapshot: &Snapshot, request: &Request<'_>) -> tantivy::Re
                     (Some(f), None) => f.count(&signals),
                     (Some(_), Some(_)) => (0..reader.max_doc()).filter(|d| accept(*d)).count(),
                 };
-                let live = signals.browse_order.iter().copied().filter(|d| accept(*d));
+                let live = signals.browse_order().iter().copied().filter(|d| accept(*d));
                 for doc in live.take(request.k) {
                     top.offer(doc, None);
                 }

@@ -108,8 +108,15 @@ impl Index {
     /// the caller rebuilds from its store. A writer lock held by another live process is an
     /// error, never a reason to wipe.
     pub fn open_or_create(dir: &Path) -> Result<Index> {
+        Self::open_or_create_ranked(dir, Arc::new(DefaultRanker))
+    }
+
+    /// [`Index::open_or_create`] with the ranking policy set from the start: the per-document
+    /// signals are computed once, with `ranker` (opening and then calling
+    /// [`Index::set_ranker`] computes them twice, about 100 ms at a million documents).
+    pub fn open_or_create_ranked(dir: &Path, ranker: Arc<dyn Ranker>) -> Result<Index> {
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
-        match Self::open_existing(dir) {
+        match Self::open_existing(dir, ranker.clone()) {
             Ok(Some(index)) => return Ok(index),
             Ok(None) => {}
             Err(IndexError::Tantivy(e @ TantivyError::LockFailure(..))) => {
@@ -121,11 +128,11 @@ impl Index {
         }
         wipe(dir)?;
         let index = index_builder().create_in_dir(dir)?;
-        Self::from_tantivy(index, Some(dir.to_path_buf()))
+        Self::from_tantivy(index, Some(dir.to_path_buf()), ranker)
     }
 
     /// `Ok(None)` when there is no index yet; `Err` when there is one we cannot use.
-    fn open_existing(dir: &Path) -> Result<Option<Index>> {
+    fn open_existing(dir: &Path, ranker: Arc<dyn Ranker>) -> Result<Option<Index>> {
         let directory = MmapDirectory::open(dir)?;
         if !tantivy::Index::exists(&directory).map_err(TantivyError::from)? {
             return Ok(None);
@@ -147,7 +154,7 @@ impl Index {
                 )));
             }
         }
-        let opened = Self::from_tantivy(index, Some(dir.to_path_buf()))?;
+        let opened = Self::from_tantivy(index, Some(dir.to_path_buf()), ranker)?;
         // Touch every segment's columns so corruption shows up now rather than mid-query.
         opened.verify_segments()?;
         Ok(Some(opened))
@@ -155,10 +162,14 @@ impl Index {
 
     /// An empty index in memory (tests, tools).
     pub fn in_ram() -> Result<Index> {
-        Self::from_tantivy(index_builder().create_in_ram()?, None)
+        Self::from_tantivy(index_builder().create_in_ram()?, None, Arc::new(DefaultRanker))
     }
 
-    fn from_tantivy(index: tantivy::Index, dir: Option<PathBuf>) -> Result<Index> {
+    fn from_tantivy(
+        index: tantivy::Index,
+        dir: Option<PathBuf>,
+        ranker: Arc<dyn Ranker>,
+    ) -> Result<Index> {
         let text = text_analyzer();
         index.tokenizers().register(TEXT_ANALYZER, text.clone());
         index
@@ -171,7 +182,6 @@ impl Index {
             .try_into()?;
         let writer = incremental_writer(&index)?;
         let mut synonym_analyzer = text.clone();
-        let ranker: Arc<dyn Ranker> = Arc::new(DefaultRanker);
         let empty = Snapshot {
             searcher: reader.searcher(),
             signals: HashMap::new(),
@@ -230,6 +240,7 @@ impl Index {
             };
             signals.insert(id, values);
         }
+        SegmentSignals::warm(signals.values());
         let hubs = distinct_hubs(searcher.segment_readers())?;
         let mut aliases = HashMap::new();
         for stem in self.synonyms.members() {

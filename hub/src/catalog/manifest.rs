@@ -27,6 +27,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
+use super::body::ManifestBody;
 use super::parts::{BuiltTool, Parts};
 use super::rows::{Effective, manifest_tool};
 use super::sync::blocking;
@@ -41,45 +42,6 @@ pub const REFRESH_INTERVAL: Duration = Duration::from_secs(6 * 3600);
 const PAGE: u32 = 2_000;
 /// Path of the invoke endpoint every tool's `invoke_url` points at.
 pub const INVOKE_PATH: &str = "/ai-market/v2/invoke";
-
-/// A body as shared chunks (see [`super::parts`]): served as a stream of known length, so
-/// publishing a change never copies the whole document.
-#[derive(Debug, Clone, Default)]
-pub struct ManifestBody {
-    chunks: Vec<Bytes>,
-    len: u64,
-}
-
-impl ManifestBody {
-    fn new(chunks: Vec<Bytes>) -> Self {
-        let len = chunks.iter().map(|c| c.len() as u64).sum();
-        Self { chunks, len }
-    }
-
-    /// Length in bytes.
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
-    /// True when empty (never for a built manifest).
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// The chunks, in order.
-    pub fn chunks(&self) -> &[Bytes] {
-        &self.chunks
-    }
-
-    /// The whole body in one buffer (a copy: for tools and tests, not the serving path).
-    pub fn to_bytes(&self) -> Bytes {
-        let mut out = Vec::with_capacity(usize::try_from(self.len).unwrap_or(0));
-        for chunk in &self.chunks {
-            out.extend_from_slice(chunk);
-        }
-        out.into()
-    }
-}
 
 /// A built manifest, ready to serve.
 #[derive(Debug)]
@@ -191,7 +153,7 @@ pub(super) fn render(
     confirmed: &HashMap<i64, i64>,
 ) -> Result<RenderedManifest, CatalogError> {
     parts.flush(None)?;
-    let tools_hash = parts.tools_hash();
+    let tools_hash = parts.tools_hash()?;
     let count = parts.len();
     let mut totals: HashMap<&str, HubTotals> = HashMap::new();
     // In id order, as a full build reads the store: the float sums are the same bits.
@@ -258,7 +220,7 @@ pub(super) fn render(
         version: parts.version,
         capabilities: count,
         body: ManifestBody::new(body),
-        gzip: ManifestBody::new(gzip),
+        gzip: ManifestBody::raw(gzip),
         etag: format!("\"{}\"", &tag[..32]),
         gzip_etag: format!("\"{}-gzip\"", &tag[..32]),
     })
@@ -439,7 +401,7 @@ mod tests {
 
     fn gunzip(body: &ManifestBody) -> Vec<u8> {
         let mut unzipped = Vec::new();
-        flate2::read::GzDecoder::new(&body.to_bytes()[..])
+        flate2::read::GzDecoder::new(&body.to_bytes().unwrap()[..])
             .read_to_end(&mut unzipped)
             .unwrap();
         unzipped
@@ -450,7 +412,7 @@ mod tests {
         let key = KeyPair::generate();
         for rows in [rows(), Vec::new(), rows()[..1].to_vec()] {
             let rendered = build(&rows, &key);
-            let parsed: Value = serde_json::from_slice(&rendered.body.to_bytes()).unwrap();
+            let parsed: Value = serde_json::from_slice(&rendered.body.to_bytes().unwrap()).unwrap();
             verify_manifest(&parsed, &key.public_key()).unwrap();
             // The same document signed by the protocol crate from its parsed Value.
             let mut resigned = parsed.clone();
@@ -458,7 +420,7 @@ mod tests {
             aimarket_protocol::signing::sign_manifest(&mut resigned, &key).unwrap();
             assert_eq!(resigned["signature"], parsed["signature"]);
             assert_eq!(parsed["tools"].as_array().unwrap().len(), rows.len());
-            assert_eq!(gunzip(&rendered.gzip), rendered.body.to_bytes());
+            assert_eq!(gunzip(&rendered.gzip), rendered.body.to_bytes().unwrap());
         }
     }
 
@@ -466,7 +428,7 @@ mod tests {
     fn rendered_manifest_verifies_validates_and_unzips() {
         let key = KeyPair::generate();
         let rendered = build(&rows(), &key);
-        let parsed: Value = serde_json::from_slice(&rendered.body.to_bytes()).unwrap();
+        let parsed: Value = serde_json::from_slice(&rendered.body.to_bytes().unwrap()).unwrap();
         verify_manifest(&parsed, &key.public_key()).unwrap();
         validate(SchemaKind::Manifest, &parsed).unwrap();
         assert_eq!(parsed["capabilities_count"], 2);
@@ -485,7 +447,7 @@ mod tests {
                 .get("last_crawl")
                 .is_none()
         );
-        assert_eq!(gunzip(&rendered.gzip), rendered.body.to_bytes());
+        assert_eq!(gunzip(&rendered.gzip), rendered.body.to_bytes().unwrap());
         assert_ne!(rendered.etag, rendered.gzip_etag);
         assert_eq!(rendered.version, 9);
     }
@@ -562,14 +524,14 @@ mod tests {
             let mut fresh = parts_of(&store.values().cloned().collect::<Vec<_>>(), 2 + step);
             let full = render(&mut fresh, &key, "https://hub.example", at, &confirmed).unwrap();
             assert_eq!(
-                incremental.body.to_bytes(),
-                full.body.to_bytes(),
+                incremental.body.to_bytes().unwrap(),
+                full.body.to_bytes().unwrap(),
                 "step {step}"
             );
             assert_eq!(incremental.etag, full.etag);
             assert_eq!(incremental.capabilities, store.len());
-            assert_eq!(gunzip(&incremental.gzip), full.body.to_bytes());
-            let parsed: Value = serde_json::from_slice(&incremental.body.to_bytes()).unwrap();
+            assert_eq!(gunzip(&incremental.gzip), full.body.to_bytes().unwrap());
+            let parsed: Value = serde_json::from_slice(&incremental.body.to_bytes().unwrap()).unwrap();
             verify_manifest(&parsed, &key.public_key()).unwrap();
         }
     }

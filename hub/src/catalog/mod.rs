@@ -21,6 +21,7 @@
 //! - [`CatalogFeed`]: the catalog generation and the change notifications every cache and
 //!   replica follows; [`well_known`]: the cache of the signed well-known document.
 
+mod body;
 mod feed;
 pub mod manifest;
 pub mod params;
@@ -45,7 +46,8 @@ use aimarket_protocol::signing::KeyPair;
 use tokio::sync::watch;
 
 pub use feed::CatalogFeed;
-pub use manifest::{ManifestBody, ManifestCache, RenderedManifest};
+pub use body::ManifestBody;
+pub use manifest::{ManifestCache, RenderedManifest};
 pub use params::{HubFilter, ParamError, SearchParams};
 pub use ranking::{QualityRanker, RANK_BLOCK};
 pub use search::SearchOutcome;
@@ -209,8 +211,7 @@ impl Catalog {
         config: CatalogConfig,
         ranker: QualityRanker,
     ) -> Result<Self, CatalogError> {
-        let index = Index::open_or_create(&data_dir.join(INDEX_DIR))?;
-        index.set_ranker(Arc::new(ranker))?;
+        let index = Index::open_or_create_ranked(&data_dir.join(INDEX_DIR), Arc::new(ranker))?;
         let fingerprint_matches = sync::fingerprint_matches(data_dir, config.routing_fee_bps);
         Ok(Self::assemble(
             store,

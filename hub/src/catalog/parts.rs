@@ -4,12 +4,15 @@
 //!
 //! Tools are grouped into segments by store row id (`id >> SEGMENT_BITS`: a tool's segment
 //! depends on its id alone, so a full build and any sequence of incremental updates group the
-//! same tools the same way). Each segment keeps:
-//! - its tools' JSON joined by `,` (a slice of the body) and its raw-deflate compression,
-//!   ended by a sync flush so compressed segments concatenate into one valid deflate stream
-//!   (what `pigz` does), with its CRC-32 (combined, never re-read, for the gzip trailer);
-//! - its tools' Python-default canonicals joined by `", "`, and the SHA-256 state of the
-//!   `tools` digest after it, so a change re-hashes from its segment on, not from the start.
+//! same tools the same way). Each segment keeps, compressed (issue 18: at a million tools the
+//! raw JSON and canonicals were 1.6 GB of heap):
+//! - its tools' JSON joined by `,` (a slice of the body) as raw deflate, ended by a sync flush
+//!   so compressed segments concatenate into one valid deflate stream (what `pigz` does): the
+//!   gzip body as is, and the identity body when inflated while it is streamed; with its
+//!   CRC-32 (combined, never re-read, for the gzip trailer);
+//! - its tools' Python-default canonicals joined by `", "`, deflated at the fastest level,
+//!   and the SHA-256 state of the `tools` digest after it, so a change re-hashes (inflating
+//!   as it goes) from its segment on, not from the start.
 //!
 //! A change rebuilds only the segments holding changed ids; publishing then concatenates
 //! (by reference: the body and its gzip copy are lists of shared chunks) and signs. The
@@ -23,11 +26,12 @@ use std::io::Write as _;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use flate2::Compression;
 use flate2::write::DeflateEncoder;
+use flate2::{Compression, Decompress, FlushDecompress};
 use sha2::{Digest, Sha256};
 
 use super::CatalogError;
+use super::body::Piece;
 
 /// Row ids per segment are `2^SEGMENT_BITS` (256 ids: about 200 KB of JSON, a few
 /// milliseconds to compress).
@@ -58,7 +62,8 @@ pub(super) struct BuiltTool {
     pub canonical: Vec<u8>,
 }
 
-/// A placed tool: its numbers and where its bytes are in its segment.
+/// A placed tool: its numbers and where its bytes are in its segment (offsets into the
+/// segment's inflated JSON and canonical; a segment is far below 4 GiB).
 #[derive(Debug, Clone)]
 pub(super) struct Tool {
     id: i64,
@@ -66,16 +71,21 @@ pub(super) struct Tool {
     pub peer_id: i64,
     pub trust: f64,
     pub last_seen: i64,
-    json: (usize, usize),
-    canonical: (usize, usize),
+    json: (u32, u32),
+    canonical: (u32, u32),
 }
 
 struct Segment {
     tools: Vec<Tool>,
-    json: Bytes,
-    canonical: Bytes,
+    /// The tools' JSON joined by `,`, raw deflate (sync flush).
     deflate: Bytes,
-    /// CRC-32 of `json`.
+    /// Length of the JSON `deflate` inflates to.
+    json_len: usize,
+    /// The tools' canonicals joined by `", "`, raw deflate at the fastest level.
+    canonical: Bytes,
+    /// Length of the canonicals `canonical` inflates to.
+    canonical_len: usize,
+    /// CRC-32 of the JSON.
     crc: u32,
     /// SHA-256 state of `[` and every canonical up to the end of this segment; `None` until
     /// computed after a change at or before it.
@@ -104,14 +114,19 @@ pub(super) struct Parts {
 /// Raw deflate of `data` by a fresh compressor, ended by a sync flush (byte-aligned, not
 /// final), or by the final block when `last`.
 pub(super) fn deflate(data: &[u8], last: bool) -> Result<Vec<u8>, CatalogError> {
-    let io = |source| CatalogError::Io {
+    deflate_at(data, last, Compression::default())
+}
+
+fn in_memory_error(source: std::io::Error) -> CatalogError {
+    CatalogError::Io {
         path: "manifest.gz (in memory)".into(),
         source,
-    };
-    let mut encoder = DeflateEncoder::new(
-        Vec::with_capacity(data.len() / 5 + 64),
-        Compression::default(),
-    );
+    }
+}
+
+fn deflate_at(data: &[u8], last: bool, level: Compression) -> Result<Vec<u8>, CatalogError> {
+    let io = in_memory_error;
+    let mut encoder = DeflateEncoder::new(Vec::with_capacity(data.len() / 5 + 64), level);
     encoder.write_all(data).map_err(io)?;
     if last {
         return encoder.finish().map_err(io);
@@ -122,10 +137,54 @@ pub(super) fn deflate(data: &[u8], last: bool) -> Result<Vec<u8>, CatalogError> 
     Ok(std::mem::take(encoder.get_mut()))
 }
 
+/// Inflates a piece [`deflate`] made (a sync-flushed raw deflate from a fresh compressor,
+/// so it decodes alone) back to its `len` bytes.
+pub(super) fn inflate(data: &[u8], len: usize) -> Result<Vec<u8>, CatalogError> {
+    let broken = |what: String| in_memory_error(std::io::Error::other(what));
+    let mut out = Vec::with_capacity(len);
+    let mut decoder = Decompress::new(false);
+    // Bounded: each round either consumes input or fills the (fixed) buffer.
+    while decoder.total_in() < data.len() as u64 && out.len() < len {
+        let consumed = usize::try_from(decoder.total_in()).unwrap_or(data.len());
+        let before = (decoder.total_in(), out.len());
+        decoder
+            .decompress_vec(&data[consumed..], &mut out, FlushDecompress::Sync)
+            .map_err(|e| broken(e.to_string()))?;
+        if (decoder.total_in(), out.len()) == before {
+            break;
+        }
+    }
+    if out.len() != len {
+        return Err(broken(format!(
+            "a manifest piece inflated to {} bytes, not {len}",
+            out.len()
+        )));
+    }
+    Ok(out)
+}
+
 fn crc_of(data: &[u8]) -> crc32fast::Hasher {
     let mut crc = crc32fast::Hasher::new();
     crc.update(data);
     crc
+}
+
+/// Bytes `range` of `data` (an offset pair of a kept tool).
+fn slice(data: &[u8], (start, end): (u32, u32)) -> Result<&[u8], CatalogError> {
+    data.get(start as usize..end as usize).ok_or_else(|| {
+        in_memory_error(std::io::Error::other(
+            "a kept tool lies outside its segment",
+        ))
+    })
+}
+
+/// An offset inside one segment.
+fn offset(at: usize) -> Result<u32, CatalogError> {
+    u32::try_from(at).map_err(|_| {
+        in_memory_error(std::io::Error::other(
+            "a manifest segment is larger than 4 GiB",
+        ))
+    })
 }
 
 impl std::fmt::Debug for Parts {
@@ -226,9 +285,14 @@ impl Parts {
             Old(Tool),
             New(BuiltTool),
         }
+        // The kept tools' bytes are sliced from their segment, inflated once for the rebuild.
         let (old_tools, old_json, old_canonical) = match old {
-            Some(s) => (s.tools, s.json, s.canonical),
-            None => (Vec::new(), Bytes::new(), Bytes::new()),
+            Some(s) => (
+                s.tools,
+                inflate(&s.deflate, s.json_len)?,
+                inflate(&s.canonical, s.canonical_len)?,
+            ),
+            None => (Vec::new(), Vec::new(), Vec::new()),
         };
         let mut merged: BTreeMap<i64, Entry> = old_tools
             .into_iter()
@@ -254,8 +318,8 @@ impl Parts {
             let (j0, c0) = (json.len(), canonical.len());
             let tool = match entry {
                 Entry::Old(tool) => {
-                    json.extend_from_slice(&old_json[tool.json.0..tool.json.1]);
-                    canonical.extend_from_slice(&old_canonical[tool.canonical.0..tool.canonical.1]);
+                    json.extend_from_slice(slice(&old_json, tool.json)?);
+                    canonical.extend_from_slice(slice(&old_canonical, tool.canonical)?);
                     tool
                 }
                 Entry::New(built) => {
@@ -273,17 +337,18 @@ impl Parts {
                 }
             };
             tools.push(Tool {
-                json: (j0, json.len()),
-                canonical: (c0, canonical.len()),
+                json: (offset(j0)?, offset(json.len())?),
+                canonical: (offset(c0)?, offset(canonical.len())?),
                 ..tool
             });
         }
         Ok(Some(Segment {
             tools,
             deflate: deflate(&json, false)?.into(),
+            json_len: json.len(),
+            canonical: deflate_at(&canonical, false, Compression::fast())?.into(),
+            canonical_len: canonical.len(),
             crc: crc_of(&json).finalize(),
-            json: json.into(),
-            canonical: canonical.into(),
             digest: None,
         }))
     }
@@ -295,7 +360,7 @@ impl Parts {
 
     /// The hex SHA-256 of the `tools` array's canonical, re-hashing from the first segment
     /// without a kept digest. Call after [`Parts::flush`].
-    pub fn tools_hash(&mut self) -> String {
+    pub fn tools_hash(&mut self) -> Result<String, CatalogError> {
         let mut before: Option<Sha256> = None;
         for (i, segment) in self.segments.values_mut().enumerate() {
             if let Some(digest) = &segment.digest {
@@ -310,7 +375,7 @@ impl Parts {
             if i > 0 {
                 digest.update(b", ");
             }
-            digest.update(&segment.canonical);
+            digest.update(inflate(&segment.canonical, segment.canonical_len)?);
             segment.digest = Some(digest.clone());
             before = Some(digest);
         }
@@ -320,20 +385,24 @@ impl Parts {
             start
         });
         digest.update(b"]");
-        hex::encode(digest.finalize())
+        Ok(hex::encode(digest.finalize()))
     }
 
-    /// The body: `prefix`, the segments' JSON joined by `,`, `suffix` (shared chunks).
-    pub fn body(&self, prefix: Bytes, suffix: Bytes) -> Vec<Bytes> {
+    /// The body: `prefix`, the segments' JSON joined by `,`, `suffix` (shared pieces; the
+    /// segments' are inflated as they are streamed).
+    pub fn body(&self, prefix: Bytes, suffix: Bytes) -> Vec<Piece> {
         let mut parts = Vec::with_capacity(self.segments.len() * 2 + 2);
-        parts.push(prefix);
+        parts.push(Piece::Raw(prefix));
         for (i, segment) in self.segments.values().enumerate() {
             if i > 0 {
-                parts.push(Bytes::from_static(b","));
+                parts.push(Piece::Raw(Bytes::from_static(b",")));
             }
-            parts.push(segment.json.clone());
+            parts.push(Piece::Deflated {
+                data: segment.deflate.clone(),
+                len: segment.json_len,
+            });
         }
-        parts.push(suffix);
+        parts.push(Piece::Raw(suffix));
         parts
     }
 
@@ -354,7 +423,7 @@ impl Parts {
                 crc.combine(&comma_crc);
             }
             parts.push(segment.deflate.clone());
-            let len = segment.json.len() as u64;
+            let len = segment.json_len as u64;
             crc.combine(&crc32fast::Hasher::new_with_initial_len(segment.crc, len));
         }
         parts.push(deflate(suffix, true)?.into());

@@ -3,7 +3,6 @@
 //! [`crate::catalog::manifest`]). `If-None-Match` answers 304; `Accept-Encoding: gzip`
 //! gets the precompressed copy.
 
-use std::convert::Infallible;
 use std::time::Duration;
 
 use actix_web::body::SizedStream;
@@ -107,9 +106,12 @@ async fn get_manifest(
     if gzip {
         response.insert_header((header::CONTENT_ENCODING, HeaderValue::from_static("gzip")));
     }
-    // The document's shared chunks, streamed with their total length (no copy per request).
-    let chunks = body.chunks().to_vec();
-    let stream = futures_util::stream::iter(chunks.into_iter().map(Ok::<_, Infallible>));
+    // The document's shared pieces, streamed with their total length (no copy per request;
+    // the identity body's segments are inflated one at a time as the client reads).
+    let pieces = body
+        .stream()
+        .map(|piece| piece.map_err(|e| std::io::Error::other(e.to_string())));
+    let stream = futures_util::stream::iter(pieces);
     Ok(response.body(SizedStream::new(body.len(), stream)))
 }
 

@@ -57,8 +57,32 @@ pub struct Hold {
     pub lease_until: i64,
 }
 
+/// What never changes about a channel once it is opened (its secret's digest, whether a
+/// debit needs it, whether it is an escrow channel): kept in memory after the first read, so
+/// a hold on a known channel is one guarded write and no read. Status, expiry and balance
+/// change, so the write's guard checks them (and a refusal reads them afresh to say why).
+#[derive(Debug, Clone)]
+pub(crate) struct ChannelKeys {
+    secret_sha256: String,
+    secret_required: bool,
+    escrow: bool,
+}
+
+impl From<&ChannelAuthRow> for ChannelKeys {
+    fn from(row: &ChannelAuthRow) -> Self {
+        Self {
+            secret_sha256: row.secret_sha256.clone(),
+            secret_required: row.secret_required,
+            escrow: row.escrow,
+        }
+    }
+}
+
+/// Channels whose [`ChannelKeys`] are kept (a few hundred bytes each).
+pub(crate) const CACHED_CHANNELS: u64 = 100_000;
+
 /// Checks a presented secret against the stored digest in constant time.
-fn check_secret(auth: &ChannelAuthRow, secret: Option<&str>) -> Result<(), PaymentError> {
+fn check_secret(auth: &ChannelKeys, secret: Option<&str>) -> Result<(), PaymentError> {
     let Some(secret) = secret.filter(|s| !s.is_empty()) else {
         if auth.secret_required {
             return Err(PaymentError::BadSecret {
@@ -77,6 +101,25 @@ fn check_secret(auth: &ChannelAuthRow, secret: Option<&str>) -> Result<(), Payme
             problem: SecretProblem::Wrong,
         })
     }
+}
+
+/// An escrow channel is debited only with the depositor's authorization.
+fn check_kind(
+    escrow: bool,
+    authorized: bool,
+    channel_id: &str,
+    amount_micros: i64,
+) -> Result<(), PaymentError> {
+    if escrow && !authorized {
+        return Err(PaymentError::AuthorizationRequired {
+            field: "payment_authorization",
+            reason: format!(
+                "required on escrow channel {channel_id}: a DebitAuthorization for \
+                 {amount_micros} base units signed by the depositor"
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn check_hold_id(hold_id: &str) -> Result<(), PaymentError> {
@@ -101,7 +144,7 @@ impl Ledger {
         secret: Option<&str>,
     ) -> Result<bool, PaymentError> {
         let auth = self.channel_auth(channel_id).await?;
-        check_secret(&auth, secret)?;
+        check_secret(&ChannelKeys::from(&auth), secret)?;
         Ok(auth.status != ChannelStatus::Closed.as_str() && auth.expires_at > now_ms())
     }
 
@@ -114,8 +157,10 @@ impl Ledger {
         if !is_lookup_key(channel_id, MAX_CHANNEL_ID_CHARS) {
             return Err(not_found());
         }
-        let auth = self.store.channel_auth(channel_id).await?;
-        auth.ok_or_else(not_found)
+        let auth = self.store.channel_auth(channel_id).await?.ok_or_else(not_found)?;
+        self.channel_keys
+            .insert(channel_id.to_owned(), ChannelKeys::from(&auth));
+        Ok(auth)
     }
 
     /// Reserves `amount_micros` on channel `channel_id` for the call `hold_id` (a unique id
@@ -157,34 +202,36 @@ impl Ledger {
             });
         }
         check_hold_id(hold_id)?;
-        // Read-only checks first, outside the write slot: refusals never queue for it.
-        let auth = self.channel_auth(channel_id).await?;
-        check_secret(&auth, secret)?;
-        if auth.escrow && !authorized {
-            return Err(PaymentError::AuthorizationRequired {
-                field: "payment_authorization",
-                reason: format!(
-                    "required on escrow channel {channel_id}: a DebitAuthorization for \
-                     {amount_micros} base units signed by the depositor"
-                ),
-            });
-        }
+        // A known channel's secret and kind are checked from memory; the reservation's guard
+        // checks the rest. The first hold on a channel reads it, and refuses from that read
+        // (outside the write slot) what it can.
         let now = now_ms();
-        if auth.status == ChannelStatus::Closed.as_str() {
-            return Err(PaymentError::Closed {
-                channel_id: channel_id.to_owned(),
-            });
-        }
-        if auth.expires_at <= now {
-            return Err(PaymentError::Expired {
-                channel_id: channel_id.to_owned(),
-            });
-        }
-        if auth.balance < amount_micros {
-            return Err(PaymentError::InsufficientBalance {
-                balance_micros: auth.balance,
-                needed_micros: amount_micros,
-            });
+        let (keys, read) = match self.channel_keys.get(channel_id) {
+            Some(keys) => (keys, None),
+            None => {
+                let auth = self.channel_auth(channel_id).await?;
+                (ChannelKeys::from(&auth), Some(auth))
+            }
+        };
+        check_secret(&keys, secret)?;
+        check_kind(keys.escrow, authorized, channel_id, amount_micros)?;
+        if let Some(auth) = read {
+            if auth.status == ChannelStatus::Closed.as_str() {
+                return Err(PaymentError::Closed {
+                    channel_id: channel_id.to_owned(),
+                });
+            }
+            if auth.expires_at <= now {
+                return Err(PaymentError::Expired {
+                    channel_id: channel_id.to_owned(),
+                });
+            }
+            if auth.balance < amount_micros {
+                return Err(PaymentError::InsufficientBalance {
+                    balance_micros: auth.balance,
+                    needed_micros: amount_micros,
+                });
+            }
         }
 
         let lease_until = now.saturating_add(duration_ms(self.config.hold_lease));

@@ -144,6 +144,8 @@ pub struct Ledger {
     escrow: Option<Arc<escrow::Escrow>>,
     /// Hold guards dropped unsettled (each one a bug in a settlement path).
     holds_dropped: Arc<AtomicU64>,
+    /// What never changes about the channels seen (see `holds::ChannelKeys`).
+    channel_keys: moka::sync::Cache<String, holds::ChannelKeys>,
 }
 
 impl Ledger {
@@ -157,6 +159,7 @@ impl Ledger {
             payout: None,
             escrow: None,
             holds_dropped: Arc::default(),
+            channel_keys: moka::sync::Cache::new(holds::CACHED_CHANNELS),
         }
     }
 

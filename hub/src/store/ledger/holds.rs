@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::super::{BeginWrite as _, Store, StoreError, on_pool, on_pool_write};
-use super::records::{ReceiptRow, insert_receipt};
+use super::records::ReceiptRow;
 use super::unless_duplicate;
 
 /// Returns a released hold's amount to its channel.
@@ -20,6 +20,25 @@ const SQLITE_HOLD: &str = "INSERT INTO holds (id, channel_id, amount, state, cre
 const SQLITE_CAPTURE: &str = "INSERT INTO receipts (nonce, receipt, signer, channel_id, \
      hold_id, charged, created_at) SELECT $1, $2, $3, channel_id, id, amount, $4 \
      FROM holds WHERE id = $5 AND state = 'held'";
+
+/// PostgreSQL's hold in one statement (one round trip, one commit): the guarded reservation
+/// and the hold row are two parts of one statement, which commits or fails whole (a
+/// duplicate id rolls the reservation back).
+const POSTGRES_HOLD: &str = "WITH reserved AS (UPDATE channels SET held = held + $3 \
+     WHERE id = $2 AND status = 'open' AND expires_at > $4 AND deposit - used - held >= $3 \
+     RETURNING id) \
+     INSERT INTO holds (id, channel_id, amount, state, created_at, lease_until) \
+     SELECT $1, id, $3, 'held', $4, $5 FROM reserved";
+/// PostgreSQL's capture in one statement: the hold taken, the channel debited and the
+/// receipt row inserted, or nothing (a data-modifying `WITH` part runs whether or not the
+/// outer statement reads it; a duplicate receipt nonce rolls all three back).
+const POSTGRES_CAPTURE: &str = "WITH taken AS (UPDATE holds SET state = 'captured', \
+     settled_at = $4 WHERE id = $5 AND state = 'held' RETURNING id, channel_id, amount), \
+     debit AS (UPDATE channels SET held = channels.held - taken.amount, \
+     used = channels.used + taken.amount, invocations = channels.invocations + 1 \
+     FROM taken WHERE channels.id = taken.channel_id RETURNING channels.id) \
+     INSERT INTO receipts (nonce, receipt, signer, channel_id, hold_id, charged, created_at) \
+     SELECT $1, $2, $3, channel_id, id, amount, $4 FROM taken";
 
 /// A hold to reserve.
 #[derive(Debug, Clone, Copy)]
@@ -65,15 +84,11 @@ struct Taken {
 }
 
 impl Store {
-    /// Reserves `hold.amount` on its channel in one guarded statement (SQLite) or one
-    /// transaction (PostgreSQL): the channel must be open, unexpired at `hold.now` and able
-    /// to pay, so concurrent holds never overdraw it.
+    /// Reserves `hold.amount` on its channel in one guarded statement: the channel must be
+    /// open, unexpired at `hold.now` and able to pay, so concurrent holds never overdraw it.
+    /// (On SQLite a trigger reserves; on PostgreSQL a data-modifying `WITH` does, and a
+    /// concurrent hold waits on the channel row and re-checks the guard.)
     pub async fn reserve_hold(&self, hold: &NewHold<'_>) -> Result<HoldReserve, StoreError> {
-        const RESERVE: &str = "UPDATE channels SET held = held + $2 \
-             WHERE id = $1 AND status = 'open' AND expires_at > $3 \
-             AND deposit - used - held >= $2 RETURNING 1";
-        const INSERT: &str = "INSERT INTO holds (id, channel_id, amount, state, created_at, \
-             lease_until) VALUES ($1, $2, $3, 'held', $4, $5)";
         let reserved: Result<bool, sqlx::Error> = match self {
             // One guarded INSERT; the `holds_reserve` trigger (migration 0004) reserves the
             // amount in the same statement.
@@ -89,30 +104,15 @@ impl Store {
                     .await
                     .map(|done| done.rows_affected() == 1)
             }
-            Store::Postgres(pool) => {
-                async {
-                    let mut tx = pool.begin_write().await?;
-                    let reserved: Option<i32> = sqlx::query_scalar(RESERVE)
-                        .bind(hold.channel_id)
-                        .bind(hold.amount)
-                        .bind(hold.now)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    if reserved.is_some() {
-                        sqlx::query(INSERT)
-                            .bind(hold.id)
-                            .bind(hold.channel_id)
-                            .bind(hold.amount)
-                            .bind(hold.now)
-                            .bind(hold.lease_until)
-                            .execute(&mut *tx)
-                            .await?;
-                        tx.commit().await?;
-                    }
-                    Ok(reserved.is_some())
-                }
+            Store::Postgres(pool) => sqlx::query(POSTGRES_HOLD)
+                .bind(hold.id)
+                .bind(hold.channel_id)
+                .bind(hold.amount)
+                .bind(hold.now)
+                .bind(hold.lease_until)
+                .execute(pool)
                 .await
-            }
+                .map(|done| done.rows_affected() == 1),
         };
         Ok(match unless_duplicate(reserved)? {
             Some(true) => HoldReserve::Reserved,
@@ -121,7 +121,7 @@ impl Store {
         })
     }
 
-    /// Captures hold `hold_id` with `receipt` in ONE transaction: the hold becomes
+    /// Captures hold `hold_id` with `receipt` in ONE statement: the hold becomes
     /// `captured`, the channel's `used` grows by the held amount, `invocations` by one, and
     /// the receipt row records the amount charged. Either all of it happens or none.
     pub async fn capture_hold(
@@ -130,10 +130,6 @@ impl Store {
         receipt: &ReceiptRow,
         now: i64,
     ) -> Result<HoldCapture, StoreError> {
-        const TAKE: &str = "UPDATE holds SET state = 'captured', settled_at = $2 \
-             WHERE id = $1 AND state = 'held' RETURNING channel_id, amount";
-        const DEBIT: &str = "UPDATE channels SET held = held - $2, used = used + $2, \
-             invocations = invocations + 1 WHERE id = $1";
         let outcome: Result<bool, sqlx::Error> = match self {
             Store::Sqlite(db) => {
                 let _slot = db.write_slot().await;
@@ -147,34 +143,15 @@ impl Store {
                     .await
                     .map(|done| done.rows_affected() == 1)
             }
-            Store::Postgres(pool) => {
-                async {
-                    let mut tx = pool.begin_write().await?;
-                    let taken: Option<Taken> = sqlx::query_as(TAKE)
-                        .bind(hold_id)
-                        .bind(now)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    let Some(taken) = taken else {
-                        return Ok(false);
-                    };
-                    sqlx::query(DEBIT)
-                        .bind(&taken.channel_id)
-                        .bind(taken.amount)
-                        .execute(&mut *tx)
-                        .await?;
-                    let row = ReceiptRow {
-                        channel_id: Some(taken.channel_id),
-                        hold_id: Some(hold_id.to_owned()),
-                        charged: Some(taken.amount),
-                        ..receipt.clone()
-                    };
-                    insert_receipt!(row, &mut *tx, now)?;
-                    tx.commit().await?;
-                    Ok(true)
-                }
+            Store::Postgres(pool) => sqlx::query(POSTGRES_CAPTURE)
+                .bind(&receipt.nonce)
+                .bind(&receipt.json)
+                .bind(&receipt.signer)
+                .bind(now)
+                .bind(hold_id)
+                .execute(pool)
                 .await
-            }
+                .map(|done| done.rows_affected() == 1),
         };
         Ok(match unless_duplicate(outcome)? {
             Some(true) => HoldCapture::Captured,
