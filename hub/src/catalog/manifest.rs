@@ -332,6 +332,17 @@ impl Catalog {
             Ok((parts, rendered))
         })
         .await?;
+        if how != "incremental" {
+            let held = parts.held_bytes();
+            tracing::info!(
+                capabilities = rendered.capabilities,
+                json_deflated_bytes = held.json_deflated,
+                canonical_deflated_bytes = held.canonical_deflated,
+                tool_record_bytes = held.tools,
+                key_index_bytes = held.keys,
+                "manifest built; kept in memory"
+            );
+        }
         *kept = Some(parts);
         let rendered = Arc::new(rendered);
         self.manifest.put(Arc::clone(&rendered));

@@ -92,6 +92,19 @@ struct Segment {
     digest: Option<Sha256>,
 }
 
+/// The kept parts' memory, by kind ([`Parts::held_bytes`]).
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct HeldBytes {
+    /// The tools' JSON, deflated.
+    pub json_deflated: usize,
+    /// The tools' canonicals, deflated.
+    pub canonical_deflated: usize,
+    /// The per-tool records.
+    pub tools: usize,
+    /// The key index.
+    pub keys: usize,
+}
+
 /// A pending change of one row id.
 #[derive(Debug)]
 enum Change {
@@ -103,8 +116,9 @@ enum Change {
 #[derive(Default)]
 pub(super) struct Parts {
     segments: BTreeMap<i64, Segment>,
-    /// Catalog key → row id of every placed (or pending) tool.
-    keys: HashMap<String, i64>,
+    /// Catalog key (as [`key_digest`]) → row id of every placed (or pending) tool: 16
+    /// bytes a key instead of the key's text (about 100 MB less at a million tools).
+    keys: HashMap<KeyDigest, i64>,
     origins: HashMap<String, Arc<str>>,
     pending: BTreeMap<i64, BTreeMap<i64, Change>>,
     /// The catalog version these parts show.
@@ -128,13 +142,18 @@ fn deflate_at(data: &[u8], last: bool, level: Compression) -> Result<Vec<u8>, Ca
     let io = in_memory_error;
     let mut encoder = DeflateEncoder::new(Vec::with_capacity(data.len() / 5 + 64), level);
     encoder.write_all(data).map_err(io)?;
-    if last {
-        return encoder.finish().map_err(io);
-    }
-    // `flush` is a sync flush; the final block `drop` would add is written to the emptied
-    // buffer and discarded.
-    encoder.flush().map_err(io)?;
-    Ok(std::mem::take(encoder.get_mut()))
+    let mut out = if last {
+        encoder.finish().map_err(io)?
+    } else {
+        // `flush` is a sync flush; the final block `drop` would add is written to the
+        // emptied buffer and discarded.
+        encoder.flush().map_err(io)?;
+        std::mem::take(encoder.get_mut())
+    };
+    // Kept for as long as the segment lives: without this, the spare capacity of the grown
+    // buffer (up to as much again) stays allocated with it.
+    out.shrink_to_fit();
+    Ok(out)
 }
 
 /// Inflates a piece [`deflate`] made (a sync-flushed raw deflate from a fresh compressor,
@@ -167,6 +186,17 @@ fn crc_of(data: &[u8]) -> crc32fast::Hasher {
     let mut crc = crc32fast::Hasher::new();
     crc.update(data);
     crc
+}
+
+/// A catalog key as the parts index it: the first 16 bytes of its SHA-256 (two keys
+/// colliding is a 2^-64 event even among 2^32 keys).
+type KeyDigest = [u8; 16];
+
+fn key_digest(key: &str) -> KeyDigest {
+    let digest = Sha256::digest(key.as_bytes());
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&digest[..16]);
+    out
 }
 
 /// Bytes `range` of `data` (an offset pair of a kept tool).
@@ -211,9 +241,22 @@ impl Parts {
         self.keys.len()
     }
 
+    /// What the kept segments hold: compressed JSON bytes, compressed canonical bytes, and
+    /// the bytes of the per-tool records and the key index (capacity-based estimates).
+    pub fn held_bytes(&self) -> HeldBytes {
+        let mut held = HeldBytes::default();
+        for segment in self.segments.values() {
+            held.json_deflated += segment.deflate.len();
+            held.canonical_deflated += segment.canonical.len();
+            held.tools += segment.tools.capacity() * std::mem::size_of::<Tool>();
+        }
+        held.keys = self.keys.capacity() * (std::mem::size_of::<(KeyDigest, i64)>() + 1);
+        held
+    }
+
     /// Places (or replaces) a tool. A key now held under another row id leaves that id.
     pub fn put(&mut self, tool: BuiltTool) {
-        if let Some(old) = self.keys.insert(tool.key.clone(), tool.id)
+        if let Some(old) = self.keys.insert(key_digest(&tool.key), tool.id)
             && old != tool.id
         {
             self.change(old, Change::Remove);
@@ -223,7 +266,7 @@ impl Parts {
 
     /// Removes the tool of `key`, if placed.
     pub fn remove_key(&mut self, key: &str) {
-        if let Some(id) = self.keys.remove(key) {
+        if let Some(id) = self.keys.remove(&key_digest(key)) {
             self.change(id, Change::Remove);
         }
     }
