@@ -131,16 +131,28 @@ pub(crate) fn execute(snapshot: &Snapshot, request: &Request<'_>) -> tantivy::Re
         let mut top = TopK::new(request.k, ord, &signals, keys(reader)?);
         match (&weights, &allowed) {
             (None, None) => {
-                // Browse without term filters: the best are at the front of the precomputed
-                // order; the count is the live documents passing the numeric bounds.
+                // Browse without term filters: the best are at the front of the segment's
+                // browse order (sorted once per segment); the count is the live documents
+                // passing the numeric bounds.
                 top.count = match (request.numeric, reader.alive_bitset()) {
                     (None, _) => reader.num_docs() as usize,
                     (Some(f), None) => f.count(&signals),
                     (Some(_), Some(_)) => (0..reader.max_doc()).filter(|d| accept(*d)).count(),
                 };
-                let live = signals.browse_order().iter().copied().filter(|d| accept(*d));
-                for doc in live.take(request.k) {
-                    top.offer(doc, None);
+                match signals.browse_order_now() {
+                    Some(order) => {
+                        let live = order.iter().copied().filter(|d| accept(*d));
+                        for doc in live.take(request.k) {
+                            top.offer(doc, None);
+                        }
+                    }
+                    // Still being sorted in the background (just after an open or a reload):
+                    // one pass over the segment instead of waiting for the sort.
+                    None => {
+                        for doc in (0..reader.max_doc()).filter(|d| accept(*d)) {
+                            top.offer(doc, None);
+                        }
+                    }
                 }
             }
             (None, Some(allowed)) => {

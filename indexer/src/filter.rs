@@ -11,6 +11,7 @@
 //! and category filters are term queries every match must pass (a selective one drives the
 //! scoring, see [`crate::collect`]).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use tantivy::columnar::StrColumn;
@@ -33,6 +34,8 @@ pub(crate) struct SegmentSignals {
     /// [`SegmentSignals::warm`] in the background), not while the index opens: at a million
     /// documents the sort is about a third of opening.
     browse_order: OnceLock<Vec<DocId>>,
+    /// A background thread has taken the sort ([`SegmentSignals::warm`]).
+    sorting: AtomicBool,
     /// The key column the browse order breaks ties with.
     keys: Option<StrColumn>,
 }
@@ -62,6 +65,7 @@ impl SegmentSignals {
             p50: Vec::with_capacity(n),
             trust: Vec::with_capacity(n),
             browse_order: OnceLock::new(),
+            sorting: AtomicBool::new(false),
             keys: fast.str(KEY)?,
         };
         for doc in 0..reader.max_doc() {
@@ -98,17 +102,31 @@ impl SegmentSignals {
         })
     }
 
+    /// The browse order when it is sorted, `None` while a background thread sorts it (a
+    /// browse then scans the segment once rather than wait); sorted here, on first use, when
+    /// no thread has taken it.
+    pub fn browse_order_now(&self) -> Option<&[DocId]> {
+        match self.browse_order.get() {
+            Some(order) => Some(order),
+            None if self.sorting.load(Ordering::Acquire) => None,
+            None => Some(self.browse_order()),
+        }
+    }
+
     /// Sorts the browse order of every segment in `signals` on a background thread, so the
-    /// first browse after an open or reload rarely waits for it.
+    /// first browse after an open or reload rarely waits for it. A segment already taken by
+    /// an earlier thread is left to it, so frequent reloads start no pile of threads.
     pub fn warm<'a>(signals: impl IntoIterator<Item = &'a Arc<Self>>) {
         let pending: Vec<Arc<Self>> = signals
             .into_iter()
             .filter(|s| s.browse_order.get().is_none())
+            .filter(|s| !s.sorting.swap(true, Ordering::AcqRel))
             .cloned()
             .collect();
         if pending.is_empty() {
             return;
         }
+        let taken = pending.clone();
         let spawned = std::thread::Builder::new()
             .name("browse-order".into())
             .spawn(move || {
@@ -119,6 +137,9 @@ impl SegmentSignals {
         // Without a thread the first browse sorts instead: slower once, still correct.
         if let Err(e) = spawned {
             tracing::debug!(error = %e, "cannot start the browse-order thread");
+            for signals in taken {
+                signals.sorting.store(false, Ordering::Release);
+            }
         }
     }
 

@@ -162,7 +162,11 @@ impl Index {
 
     /// An empty index in memory (tests, tools).
     pub fn in_ram() -> Result<Index> {
-        Self::from_tantivy(index_builder().create_in_ram()?, None, Arc::new(DefaultRanker))
+        Self::from_tantivy(
+            index_builder().create_in_ram()?,
+            None,
+            Arc::new(DefaultRanker),
+        )
     }
 
     fn from_tantivy(

@@ -117,5 +117,10 @@ mod tests {
             len: 4,
         }]);
         assert!(short.to_bytes().is_err());
+        let long = ManifestBody::new(vec![Piece::Deflated {
+            data: deflate(&b"abcdef".repeat(1000), false).unwrap().into(),
+            len: 5999,
+        }]);
+        assert!(long.to_bytes().is_err());
     }
 }

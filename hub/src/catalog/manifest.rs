@@ -64,17 +64,43 @@ pub struct RenderedManifest {
 #[derive(Debug)]
 pub struct ManifestCache {
     current: watch::Sender<Option<Arc<RenderedManifest>>>,
+    /// Large uncompressed bodies being streamed (each inflates the whole catalog).
+    identity_streams: Arc<tokio::sync::Semaphore>,
 }
+
+/// Uncompressed bodies over [`LARGE_IDENTITY_BYTES`] streamed at once; more wait for a 503's
+/// `Retry-After` (gzip, which every crawler we know sends, is never limited).
+pub const MAX_LARGE_IDENTITY_STREAMS: usize = 2;
+/// From this size on, an uncompressed body counts against [`MAX_LARGE_IDENTITY_STREAMS`]
+/// (inflating it costs about a second of CPU per 500 MiB here).
+pub const LARGE_IDENTITY_BYTES: u64 = 16 * 1024 * 1024;
 
 impl Default for ManifestCache {
     fn default() -> Self {
         Self {
             current: watch::Sender::new(None),
+            identity_streams: Arc::new(tokio::sync::Semaphore::new(MAX_LARGE_IDENTITY_STREAMS)),
         }
     }
 }
 
 impl ManifestCache {
+    /// A slot for streaming the uncompressed body of `manifest`: `Some(None)` when it is
+    /// small enough to need none, `Some(permit)` to hold until the stream ends, `None` when
+    /// [`MAX_LARGE_IDENTITY_STREAMS`] large ones are already streaming.
+    pub fn identity_slot(
+        &self,
+        manifest: &RenderedManifest,
+    ) -> Option<Option<tokio::sync::OwnedSemaphorePermit>> {
+        if manifest.body.len() < LARGE_IDENTITY_BYTES {
+            return Some(None);
+        }
+        Arc::clone(&self.identity_streams)
+            .try_acquire_owned()
+            .ok()
+            .map(Some)
+    }
+
     /// The current manifest, if one was built yet.
     pub fn get(&self) -> Option<Arc<RenderedManifest>> {
         self.current.borrow().clone()
@@ -410,6 +436,28 @@ mod tests {
         .unwrap()
     }
 
+    #[test]
+    fn large_uncompressed_streams_are_limited() {
+        let rendered = |len: usize| RenderedManifest {
+            version: 1,
+            capabilities: 0,
+            body: ManifestBody::raw(vec![Bytes::from(vec![b' '; len])]),
+            gzip: ManifestBody::default(),
+            etag: "\"e\"".into(),
+            gzip_etag: "\"e-gzip\"".into(),
+        };
+        let cache = ManifestCache::default();
+        let large = rendered(LARGE_IDENTITY_BYTES as usize);
+        let held: Vec<_> = (0..MAX_LARGE_IDENTITY_STREAMS)
+            .map(|_| cache.identity_slot(&large).unwrap().unwrap())
+            .collect();
+        assert!(cache.identity_slot(&large).is_none());
+        // Small bodies never wait.
+        assert!(matches!(cache.identity_slot(&rendered(10)), Some(None)));
+        drop(held);
+        assert!(cache.identity_slot(&large).is_some());
+    }
+
     fn gunzip(body: &ManifestBody) -> Vec<u8> {
         let mut unzipped = Vec::new();
         flate2::read::GzDecoder::new(&body.to_bytes().unwrap()[..])
@@ -542,7 +590,8 @@ mod tests {
             assert_eq!(incremental.etag, full.etag);
             assert_eq!(incremental.capabilities, store.len());
             assert_eq!(gunzip(&incremental.gzip), full.body.to_bytes().unwrap());
-            let parsed: Value = serde_json::from_slice(&incremental.body.to_bytes().unwrap()).unwrap();
+            let parsed: Value =
+                serde_json::from_slice(&incremental.body.to_bytes().unwrap()).unwrap();
             verify_manifest(&parsed, &key.public_key()).unwrap();
         }
     }

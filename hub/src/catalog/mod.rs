@@ -45,8 +45,8 @@ use aimarket_protocol::ProtocolError;
 use aimarket_protocol::signing::KeyPair;
 use tokio::sync::watch;
 
-pub use feed::CatalogFeed;
 pub use body::ManifestBody;
+pub use feed::CatalogFeed;
 pub use manifest::{ManifestCache, RenderedManifest};
 pub use params::{HubFilter, ParamError, SearchParams};
 pub use ranking::{QualityRanker, RANK_BLOCK};

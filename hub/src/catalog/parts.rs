@@ -179,6 +179,19 @@ pub(super) fn inflate(data: &[u8], len: usize) -> Result<Vec<u8>, CatalogError> 
             out.len()
         )));
     }
+    // What is left (unread input, or output the decoder holds back) may only be the sync
+    // flush's empty block: one more byte of data means a wrong length.
+    let consumed = usize::try_from(decoder.total_in()).unwrap_or(data.len());
+    let rest = data.get(consumed..).unwrap_or_default();
+    let mut extra = Vec::with_capacity(1);
+    decoder
+        .decompress_vec(rest, &mut extra, FlushDecompress::Sync)
+        .map_err(|e| broken(e.to_string()))?;
+    if !extra.is_empty() {
+        return Err(broken(format!(
+            "a manifest piece inflates to more than {len} bytes"
+        )));
+    }
     Ok(out)
 }
 
@@ -242,7 +255,8 @@ impl Parts {
     }
 
     /// What the kept segments hold: compressed JSON bytes, compressed canonical bytes, and
-    /// the bytes of the per-tool records and the key index (capacity-based estimates).
+    /// the bytes of the per-tool records and the key index (lower bounds: the key index's
+    /// spare buckets and the origin table are not counted).
     pub fn held_bytes(&self) -> HeldBytes {
         let mut held = HeldBytes::default();
         for segment in self.segments.values() {

@@ -106,11 +106,33 @@ async fn get_manifest(
     if gzip {
         response.insert_header((header::CONTENT_ENCODING, HeaderValue::from_static("gzip")));
     }
+    // A large uncompressed body inflates the whole catalog while it streams: a few at once.
+    let slot = if gzip {
+        None
+    } else {
+        state
+            .catalog
+            .manifest()
+            .identity_slot(&manifest)
+            .ok_or_else(|| {
+                ApiError::new(
+                    Code::Unavailable,
+                    "too many uncompressed manifest downloads at once; send \
+                 `Accept-Encoding: gzip` or retry shortly",
+                )
+                .with_retry_after(5)
+            })?
+    };
     // The document's shared pieces, streamed with their total length (no copy per request;
-    // the identity body's segments are inflated one at a time as the client reads).
-    let pieces = body
-        .stream()
-        .map(|piece| piece.map_err(|e| std::io::Error::other(e.to_string())));
+    // the identity body's segments are inflated one at a time as the client reads). The
+    // slot is released when the stream is dropped (sent or abandoned).
+    let pieces = body.stream().map(move |piece| {
+        let _held = &slot;
+        piece.map_err(|e| {
+            tracing::error!(error = %e, "a manifest piece cannot be streamed");
+            std::io::Error::other(e.to_string())
+        })
+    });
     let stream = futures_util::stream::iter(pieces);
     Ok(response.body(SizedStream::new(body.len(), stream)))
 }

@@ -57,15 +57,20 @@ pub struct Hold {
     pub lease_until: i64,
 }
 
-/// What never changes about a channel once it is opened (its secret's digest, whether a
-/// debit needs it, whether it is an escrow channel): kept in memory after the first read, so
-/// a hold on a known channel is one guarded write and no read. Status, expiry and balance
-/// change, so the write's guard checks them (and a refusal reads them afresh to say why).
+/// What a hold may know about a channel without reading it: what never changes once it is
+/// opened (its secret's digest, whether a debit needs it, whether it is an escrow channel,
+/// when it expires) and whether it was seen closed (closing is final). Kept in memory after
+/// the first read, so a hold on a known channel is one guarded write and no read, and a
+/// closed or expired one is refused without taking the write slot. The balance changes with
+/// every call, so the write's guard checks it (with status and expiry again), and a refused
+/// write reads the channel afresh to say why.
 #[derive(Debug, Clone)]
 pub(crate) struct ChannelKeys {
     secret_sha256: String,
     secret_required: bool,
     escrow: bool,
+    expires_at: i64,
+    closed: bool,
 }
 
 impl From<&ChannelAuthRow> for ChannelKeys {
@@ -74,6 +79,8 @@ impl From<&ChannelAuthRow> for ChannelKeys {
             secret_sha256: row.secret_sha256.clone(),
             secret_required: row.secret_required,
             escrow: row.escrow,
+            expires_at: row.expires_at,
+            closed: row.status == ChannelStatus::Closed.as_str(),
         }
     }
 }
@@ -157,7 +164,11 @@ impl Ledger {
         if !is_lookup_key(channel_id, MAX_CHANNEL_ID_CHARS) {
             return Err(not_found());
         }
-        let auth = self.store.channel_auth(channel_id).await?.ok_or_else(not_found)?;
+        let auth = self
+            .store
+            .channel_auth(channel_id)
+            .await?
+            .ok_or_else(not_found)?;
         self.channel_keys
             .insert(channel_id.to_owned(), ChannelKeys::from(&auth));
         Ok(auth)
@@ -168,8 +179,10 @@ impl Ledger {
     ///
     /// Checks, in order: the channel exists, the secret (constant time; required for on-chain
     /// channels, optional but checked when given for demo channels), not closed, not expired,
-    /// balance ≥ amount. The reservation itself is one guarded `UPDATE` in the same
-    /// transaction as the hold row, so concurrent holds can never overdraw the channel.
+    /// balance ≥ amount: from the channel's first read, then from what is kept of it
+    /// (`ChannelKeys`), the balance by the write itself. The reservation is one guarded
+    /// statement with the hold row (open, unexpired, enough balance), so concurrent holds can
+    /// never overdraw the channel; a refused one reads the channel afresh to say why.
     ///
     /// An escrow channel is refused with [`PaymentError::AuthorizationRequired`]: its debits
     /// go through [`Ledger::hold_escrow`], with the depositor's signed authorization.
@@ -215,23 +228,23 @@ impl Ledger {
         };
         check_secret(&keys, secret)?;
         check_kind(keys.escrow, authorized, channel_id, amount_micros)?;
-        if let Some(auth) = read {
-            if auth.status == ChannelStatus::Closed.as_str() {
-                return Err(PaymentError::Closed {
-                    channel_id: channel_id.to_owned(),
-                });
-            }
-            if auth.expires_at <= now {
-                return Err(PaymentError::Expired {
-                    channel_id: channel_id.to_owned(),
-                });
-            }
-            if auth.balance < amount_micros {
-                return Err(PaymentError::InsufficientBalance {
-                    balance_micros: auth.balance,
-                    needed_micros: amount_micros,
-                });
-            }
+        if keys.closed {
+            return Err(PaymentError::Closed {
+                channel_id: channel_id.to_owned(),
+            });
+        }
+        if keys.expires_at <= now {
+            return Err(PaymentError::Expired {
+                channel_id: channel_id.to_owned(),
+            });
+        }
+        if let Some(auth) = read
+            && auth.balance < amount_micros
+        {
+            return Err(PaymentError::InsufficientBalance {
+                balance_micros: auth.balance,
+                needed_micros: amount_micros,
+            });
         }
 
         let lease_until = now.saturating_add(duration_ms(self.config.hold_lease));
@@ -258,6 +271,16 @@ impl Ledger {
             // The guard failed between the read and the write: say why, from a fresh read.
             HoldReserve::Refused => {
                 let channel = self.get_channel(channel_id).await?;
+                if channel.status == ChannelStatus::Closed {
+                    // Final: later holds are refused from memory.
+                    self.channel_keys.insert(
+                        channel_id.to_owned(),
+                        ChannelKeys {
+                            closed: true,
+                            ..keys
+                        },
+                    );
+                }
                 Err(if channel.status == ChannelStatus::Closed {
                     PaymentError::Closed {
                         channel_id: channel.id,

@@ -310,15 +310,19 @@ async fn record_batch_postgres(
          ON CONFLICT (nonce) DO NOTHING";
     let mut tx = pool.begin().await?;
     if !records.is_empty() {
-        let column = |f: fn(&InvocationRecord) -> &str| -> Vec<&str> {
-            records.iter().map(f).collect()
-        };
+        let column =
+            |f: fn(&InvocationRecord) -> &str| -> Vec<&str> { records.iter().map(f).collect() };
         sqlx::query(INVOCATIONS)
             .bind(column(|r| r.peer_url.as_str()))
             .bind(column(|r| r.origin.as_str()))
             .bind(column(|r| r.product_id.as_str()))
             .bind(column(|r| r.capability_id.as_str()))
-            .bind(records.iter().map(|r| i64::from(r.status)).collect::<Vec<_>>())
+            .bind(
+                records
+                    .iter()
+                    .map(|r| i64::from(r.status))
+                    .collect::<Vec<_>>(),
+            )
             .bind(records.iter().map(|r| r.success).collect::<Vec<_>>())
             .bind(
                 records
@@ -349,7 +353,12 @@ async fn record_batch_postgres(
                     .map(|r| r.channel_id.as_deref())
                     .collect::<Vec<_>>(),
             )
-            .bind(receipts.iter().map(|r| r.hold_id.as_deref()).collect::<Vec<_>>())
+            .bind(
+                receipts
+                    .iter()
+                    .map(|r| r.hold_id.as_deref())
+                    .collect::<Vec<_>>(),
+            )
             .bind(receipts.iter().map(|r| r.charged).collect::<Vec<_>>())
             .bind(now)
             .execute(&mut *tx)
