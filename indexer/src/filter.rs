@@ -113,6 +113,13 @@ impl SegmentSignals {
         }
     }
 
+    /// Marks the sort as taken by a background thread that has not finished (tests of the
+    /// scanning browse).
+    #[cfg(test)]
+    pub fn pretend_sorting(&self) {
+        self.sorting.store(true, Ordering::Release);
+    }
+
     /// Sorts the browse order of every segment in `signals` on a background thread, so the
     /// first browse after an open or reload rarely waits for it. A segment already taken by
     /// an earlier thread is left to it, so frequent reloads start no pile of threads.

@@ -495,7 +495,50 @@ fn wipe(dir: &Path) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::compaction_due;
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::model::SearchQuery;
+
+    /// A browse that arrives while the background sort still runs scans the segment; it
+    /// must rank exactly as the sorted order does (the same page, filtered or not).
+    #[test]
+    fn browsing_before_the_sort_ends_gives_the_sorted_answer() {
+        let index = Index::in_ram().unwrap();
+        index
+            .rebuild(crate::synthetic::catalog(2_000, 7), 1)
+            .unwrap();
+        let browse = |budget: Option<f64>, offset: usize| SearchQuery {
+            intent: String::new(),
+            budget,
+            limit: 15,
+            offset,
+            ..SearchQuery::default()
+        };
+        let queries = [browse(None, 0), browse(None, 30), browse(Some(0.01), 0)];
+        let sorted: Vec<_> = queries.iter().map(|q| index.search(q).unwrap()).collect();
+        // Fresh signals whose sort a (pretend) background thread has taken and not finished.
+        let snapshot = index.snapshot();
+        let mut signals = HashMap::new();
+        for segment in snapshot.searcher.segment_readers() {
+            let fresh = SegmentSignals::load(segment, snapshot.ranker.as_ref()).unwrap();
+            fresh.pretend_sorting();
+            assert!(fresh.browse_order_now().is_none());
+            signals.insert(segment.segment_id(), fresh);
+        }
+        *index.snapshot.write().unwrap() = Arc::new(Snapshot {
+            searcher: snapshot.searcher.clone(),
+            signals,
+            ranker: snapshot.ranker.clone(),
+            hubs: snapshot.hubs,
+            version: snapshot.version,
+            aliases: snapshot.aliases.clone(),
+        });
+        for (query, expected) in queries.iter().zip(&sorted) {
+            let scanned = index.search(query).unwrap();
+            assert_eq!(&scanned, expected);
+            assert!(!scanned.matches.is_empty());
+        }
+    }
 
     #[test]
     fn only_large_applies_merge_every_segment() {

@@ -1,5 +1,7 @@
 //! Holds: reserve before forwarding, then capture (with the receipt) or release.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 use subtle::ConstantTimeEq;
 
@@ -150,14 +152,17 @@ impl Ledger {
         channel_id: &str,
         secret: Option<&str>,
     ) -> Result<bool, PaymentError> {
-        let auth = self.channel_auth(channel_id).await?;
-        check_secret(&ChannelKeys::from(&auth), secret)?;
+        let (auth, keys) = self.channel_auth(channel_id).await?;
+        check_secret(&keys, secret)?;
         Ok(auth.status != ChannelStatus::Closed.as_str() && auth.expires_at > now_ms())
     }
 
-    /// The channel's authentication row (one indexed read, outside any write slot), or
-    /// [`PaymentError::ChannelNotFound`].
-    async fn channel_auth(&self, channel_id: &str) -> Result<ChannelAuthRow, PaymentError> {
+    /// The channel's authentication row (one indexed read, outside any write slot) and what
+    /// is now kept of it, or [`PaymentError::ChannelNotFound`].
+    async fn channel_auth(
+        &self,
+        channel_id: &str,
+    ) -> Result<(ChannelAuthRow, Arc<ChannelKeys>), PaymentError> {
         let not_found = || PaymentError::ChannelNotFound {
             channel_id: channel_id.to_owned(),
         };
@@ -169,9 +174,10 @@ impl Ledger {
             .channel_auth(channel_id)
             .await?
             .ok_or_else(not_found)?;
+        let keys = Arc::new(ChannelKeys::from(&auth));
         self.channel_keys
-            .insert(channel_id.to_owned(), ChannelKeys::from(&auth));
-        Ok(auth)
+            .insert(channel_id.to_owned(), Arc::clone(&keys));
+        Ok((auth, keys))
     }
 
     /// Reserves `amount_micros` on channel `channel_id` for the call `hold_id` (a unique id
@@ -222,8 +228,8 @@ impl Ledger {
         let (keys, read) = match self.channel_keys.get(channel_id) {
             Some(keys) => (keys, None),
             None => {
-                let auth = self.channel_auth(channel_id).await?;
-                (ChannelKeys::from(&auth), Some(auth))
+                let (auth, keys) = self.channel_auth(channel_id).await?;
+                (keys, Some(auth))
             }
         };
         check_secret(&keys, secret)?;
@@ -275,10 +281,10 @@ impl Ledger {
                     // Final: later holds are refused from memory.
                     self.channel_keys.insert(
                         channel_id.to_owned(),
-                        ChannelKeys {
+                        Arc::new(ChannelKeys {
                             closed: true,
-                            ..keys
-                        },
+                            ..(*keys).clone()
+                        }),
                     );
                 }
                 Err(if channel.status == ChannelStatus::Closed {

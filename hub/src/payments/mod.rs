@@ -145,7 +145,7 @@ pub struct Ledger {
     /// Hold guards dropped unsettled (each one a bug in a settlement path).
     holds_dropped: Arc<AtomicU64>,
     /// What never changes about the channels seen (see `holds::ChannelKeys`).
-    channel_keys: moka::sync::Cache<String, holds::ChannelKeys>,
+    channel_keys: moka::sync::Cache<String, Arc<holds::ChannelKeys>>,
 }
 
 impl Ledger {

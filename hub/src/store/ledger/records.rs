@@ -310,60 +310,39 @@ async fn record_batch_postgres(
          ON CONFLICT (nonce) DO NOTHING";
     let mut tx = pool.begin().await?;
     if !records.is_empty() {
-        let column =
-            |f: fn(&InvocationRecord) -> &str| -> Vec<&str> { records.iter().map(f).collect() };
         sqlx::query(INVOCATIONS)
-            .bind(column(|r| r.peer_url.as_str()))
-            .bind(column(|r| r.origin.as_str()))
-            .bind(column(|r| r.product_id.as_str()))
-            .bind(column(|r| r.capability_id.as_str()))
-            .bind(
-                records
-                    .iter()
-                    .map(|r| i64::from(r.status))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(records.iter().map(|r| r.success).collect::<Vec<_>>())
-            .bind(
-                records
-                    .iter()
-                    .map(|r| i64::try_from(r.latency_ms).unwrap_or(i64::MAX))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(records.iter().map(|r| r.price_micros).collect::<Vec<_>>())
-            .bind(
-                records
-                    .iter()
-                    .map(|r| r.channel_id.as_deref())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(records.iter().map(|r| r.ts).collect::<Vec<_>>())
+            .bind(column(records, |r| r.peer_url.as_str()))
+            .bind(column(records, |r| r.origin.as_str()))
+            .bind(column(records, |r| r.product_id.as_str()))
+            .bind(column(records, |r| r.capability_id.as_str()))
+            .bind(column(records, |r| i64::from(r.status)))
+            .bind(column(records, |r| r.success))
+            .bind(column(records, |r| {
+                i64::try_from(r.latency_ms).unwrap_or(i64::MAX)
+            }))
+            .bind(column(records, |r| r.price_micros))
+            .bind(column(records, |r| r.channel_id.as_deref()))
+            .bind(column(records, |r| r.ts))
             .execute(&mut *tx)
             .await?;
     }
     if !receipts.is_empty() {
-        let column = |f: fn(&ReceiptRow) -> &str| -> Vec<&str> { receipts.iter().map(f).collect() };
         sqlx::query(RECEIPTS)
-            .bind(column(|r| r.nonce.as_str()))
-            .bind(column(|r| r.json.as_str()))
-            .bind(column(|r| r.signer.as_str()))
-            .bind(
-                receipts
-                    .iter()
-                    .map(|r| r.channel_id.as_deref())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                receipts
-                    .iter()
-                    .map(|r| r.hold_id.as_deref())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(receipts.iter().map(|r| r.charged).collect::<Vec<_>>())
+            .bind(column(receipts, |r| r.nonce.as_str()))
+            .bind(column(receipts, |r| r.json.as_str()))
+            .bind(column(receipts, |r| r.signer.as_str()))
+            .bind(column(receipts, |r| r.channel_id.as_deref()))
+            .bind(column(receipts, |r| r.hold_id.as_deref()))
+            .bind(column(receipts, |r| r.charged))
             .bind(now)
             .execute(&mut *tx)
             .await?;
     }
     tx.commit().await?;
     Ok(())
+}
+
+/// One column of `rows`, as the array an `UNNEST` parameter takes.
+fn column<'a, T, U>(rows: &'a [T], field: impl Fn(&'a T) -> U) -> Vec<U> {
+    rows.iter().map(field).collect()
 }
